@@ -1,0 +1,193 @@
+package catalog
+
+import "strings"
+
+// Catalog is a loaded, validated catalog. It is read-only after Load.
+type Catalog struct {
+	Departments []Department `json:"departments"`
+	Bases       []Base       `json:"bases"`
+	// TopicDefaults apply to every item topic unless the item overrides them.
+	TopicDefaults TopicConfig `json:"topic_defaults"`
+	Items         []*Item     `json:"items"`
+	Themes        []*Theme    `json:"themes"`
+
+	deptByCode  map[string]*Department
+	itemByCode  map[string]*Item
+	themeByCode map[string]*Theme
+}
+
+// TopicConfig is how an item's topic is laid out in Kafka; zero values
+// mean "the catalog default" (and, there, Kafka's default).
+type TopicConfig struct {
+	Partitions        int32  `json:"partitions,omitempty"`
+	ReplicationFactor int16  `json:"replication_factor,omitempty"`
+	RetentionMs       int64  `json:"retention_ms,omitempty"` // -1: keep forever
+	CleanupPolicy     string `json:"cleanup_policy,omitempty"`
+}
+
+// Theme is a theme database (主题数据库): a set of items for one use, plus
+// SQL views over their tables (referenced as <domain>.<name>, the item code).
+type Theme struct {
+	Code   string   `json:"code"`
+	Name   string   `json:"name"`
+	NameEN string   `json:"name_en"`
+	Items  []string `json:"items"`
+	Views  []View   `json:"views"`
+
+	file string
+}
+
+// View is a named SQL view of a theme database.
+type View struct {
+	Name string `json:"name"`
+	SQL  string `json:"sql"`
+}
+
+// Department is a source or consumer of data, and a Kafka principal.
+type Department struct {
+	Code      string `json:"code"`
+	Name      string `json:"name"`
+	NameEN    string `json:"name_en"`
+	Principal string `json:"principal"`
+}
+
+// Base is one of the four base databases (基础数据库).
+type Base struct {
+	Code   string `json:"code"`
+	Name   string `json:"name"`
+	NameEN string `json:"name_en"`
+}
+
+// ShareType says who may read an item (共享类型).
+type ShareType string
+
+// The three share types.
+const (
+	ShareUnconditional ShareType = "unconditional" // 无条件共享
+	ShareConditional   ShareType = "conditional"   // 有条件共享
+	ShareNone          ShareType = "none"          // 不予共享
+)
+
+// Item is a catalog item: one kind of record owned by one source department,
+// published on its own topic.
+type Item struct {
+	Code   string    `json:"code"` // <base or domain>.<name>, e.g. legal_person.enterprise_registration
+	Name   string    `json:"name"` // Chinese name
+	NameEN string    `json:"name_en"`
+	Source string    `json:"source"` // department code: the one authoritative source
+	Base   string    `json:"base,omitempty"`
+	Key    string    `json:"key"` // the business key field
+	Share  ShareType `json:"share"`
+	// LegalBasis is required when Share is none (不予共享须有法律依据).
+	LegalBasis string `json:"legal_basis,omitempty"`
+	// Open is the open-data type (开放类型); same three values as Share.
+	Open ShareType `json:"open"`
+	// UpdateFrequency is how often the source must publish (responsibility list):
+	// realtime, daily, weekly, monthly, quarterly or yearly.
+	UpdateFrequency string `json:"update_frequency"`
+	// TopicSettings override the catalog's topic defaults for this item.
+	TopicSettings TopicConfig `json:"topic,omitempty"`
+	Fields        []*Field    `json:"fields"`
+
+	file     string
+	fieldIdx map[string]int
+	themes   []string
+}
+
+// FieldType is a field's logical type; it maps to Avro, PostgreSQL and ClickHouse types.
+type FieldType string
+
+// The field types.
+const (
+	TypeString    FieldType = "string"
+	TypeLong      FieldType = "long"
+	TypeDouble    FieldType = "double"
+	TypeBoolean   FieldType = "boolean"
+	TypeDecimal   FieldType = "decimal"   // with Precision and Scale
+	TypeDate      FieldType = "date"      // a calendar day
+	TypeTimestamp FieldType = "timestamp" // milliseconds, UTC
+	TypeEnum      FieldType = "enum"      // one of Symbols
+)
+
+// Field is an information item (信息项) of a catalog item.
+type Field struct {
+	Name      string    `json:"name"`
+	Title     string    `json:"title"` // Chinese label
+	Type      FieldType `json:"type"`
+	Required  bool      `json:"required,omitempty"`
+	Precision int       `json:"precision,omitempty"`
+	Scale     int       `json:"scale,omitempty"`
+	Symbols   []string  `json:"symbols,omitempty"`
+	// Rules are content checks applied at the door: "uscc", "citizen_id",
+	// "division", "not_future".
+	Rules []string `json:"rules,omitempty"`
+	// Min and Max bound long, double and decimal values (inclusive).
+	Min *float64 `json:"min,omitempty"`
+	Max *float64 `json:"max,omitempty"`
+	// Grade is the security grade 1 (public) to 4 (most sensitive).
+	Grade int `json:"grade"`
+}
+
+// Department returns the department with code, or nil.
+func (c *Catalog) Department(code string) *Department { return c.deptByCode[code] }
+
+// Item returns the item with code, or nil.
+func (c *Catalog) Item(code string) *Item { return c.itemByCode[code] }
+
+// Theme returns the theme database with code, or nil.
+func (c *Catalog) Theme(code string) *Theme { return c.themeByCode[code] }
+
+// TopicConfig returns the item's topic settings with the catalog defaults filled in.
+func (c *Catalog) TopicConfig(it *Item) TopicConfig {
+	t, d := it.TopicSettings, c.TopicDefaults
+	if t.Partitions == 0 {
+		t.Partitions = d.Partitions
+	}
+	if t.ReplicationFactor == 0 {
+		t.ReplicationFactor = d.ReplicationFactor
+	}
+	if t.RetentionMs == 0 {
+		t.RetentionMs = d.RetentionMs
+	}
+	if t.CleanupPolicy == "" {
+		t.CleanupPolicy = d.CleanupPolicy
+	}
+	return t
+}
+
+// Topic is the Kafka topic that carries the item's change events.
+func (it *Item) Topic() string { return it.Code }
+
+// Themes lists the theme databases that use the item.
+func (it *Item) Themes() []string { return it.themes }
+
+// Subject is the schema registry subject of the item's value schema.
+func (it *Item) Subject() string { return it.Topic() + "-value" }
+
+// Field returns the field called name, or nil.
+func (it *Item) Field(name string) *Field {
+	if i, ok := it.fieldIdx[name]; ok {
+		return it.Fields[i]
+	}
+	return nil
+}
+
+// KeyField returns the business key field.
+func (it *Item) KeyField() *Field { return it.Field(it.Key) }
+
+// Namespace splits the item code into its domain (the part before the first
+// dot) and name; the PostgreSQL sink uses them as schema and table.
+func (it *Item) Namespace() (domain, name string) {
+	d, n, _ := strings.Cut(it.Code, ".")
+	return d, n
+}
+
+// HasRule reports whether the field carries the named rule.
+func (f *Field) HasRule(rule string) bool {
+	for _, r := range f.Rules {
+		if r == rule {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,39 @@
+package schemas_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/schemas"
+)
+
+func benchEvents(b *testing.B, n int) (*schemas.Schema, []*schemas.Event) {
+	cat, _ := catalog.Sample()
+	it := cat.Item("legal_person.enterprise_registration")
+	s, err := schemas.For(it)
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := synth.New(it, 1, time.Now())
+	evs := make([]*schemas.Event, n)
+	for i := range evs {
+		evs[i] = g.Next()
+		evs[i].PublishTime = time.Now()
+		evs[i].Source = schemas.Source{Department: "market_supervision", System: "s", Adapter: "sdk"}
+	}
+	return s, evs
+}
+
+// BenchmarkEncode encodes a 15-field item's change events (Avro binary).
+func BenchmarkEncode(b *testing.B) {
+	s, evs := benchEvents(b, 1024)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.Encode(evs[i%len(evs)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
