@@ -1,0 +1,154 @@
+package access
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/jutong/jutong/catalog"
+)
+
+// PrincipalPrefix marks the principals whose ACLs Jutong owns.
+const PrincipalPrefix = "User:dept."
+
+// ACL is one allow rule.
+type ACL struct {
+	Principal string // User:dept.market_supervision
+	Resource  kmsg.ACLResourceType
+	Name      string
+	Pattern   kmsg.ACLResourcePatternType
+	Operation kmsg.ACLOperation
+}
+
+func (a ACL) String() string {
+	return fmt.Sprintf("%s %s on %s %s (%s)", a.Principal, a.Operation, a.Resource, a.Name, a.Pattern)
+}
+
+// Desired lists the ACLs the catalog implies: quarantine is the topic
+// every department may write its rejected records to, checkpoints the one
+// where its adapters keep their positions (written in the same transactions
+// as their events, under transactional ids prefixed with the principal).
+func Desired(cat *catalog.Catalog, quarantine, checkpoints string) []ACL {
+	var out []ACL
+	lit := kmsg.ACLResourcePatternTypeLiteral
+	for _, d := range cat.Departments {
+		p := "User:" + d.Principal
+		out = append(out,
+			ACL{p, kmsg.ACLResourceTypeCluster, "kafka-cluster", lit, kmsg.ACLOperationIdempotentWrite},
+			ACL{p, kmsg.ACLResourceTypeTopic, quarantine, lit, kmsg.ACLOperationWrite},
+			ACL{p, kmsg.ACLResourceTypeTopic, quarantine, lit, kmsg.ACLOperationDescribe},
+			ACL{p, kmsg.ACLResourceTypeTopic, checkpoints, lit, kmsg.ACLOperationWrite},
+			ACL{p, kmsg.ACLResourceTypeTopic, checkpoints, lit, kmsg.ACLOperationDescribe},
+			ACL{p, kmsg.ACLResourceTypeTopic, checkpoints, lit, kmsg.ACLOperationRead},
+			ACL{p, kmsg.ACLResourceTypeTransactionalId, d.Principal + ".", kmsg.ACLResourcePatternTypePrefixed, kmsg.ACLOperationWrite},
+			ACL{p, kmsg.ACLResourceTypeTransactionalId, d.Principal + ".", kmsg.ACLResourcePatternTypePrefixed, kmsg.ACLOperationDescribe},
+		)
+	}
+	for _, it := range cat.Items {
+		p := "User:" + cat.Department(it.Source).Principal
+		out = append(out,
+			ACL{p, kmsg.ACLResourceTypeTopic, it.Topic(), lit, kmsg.ACLOperationWrite},
+			ACL{p, kmsg.ACLResourceTypeTopic, it.Topic(), lit, kmsg.ACLOperationDescribe},
+		)
+	}
+	return out
+}
+
+// Current lists the allow ACLs of Jutong-owned principals on the cluster.
+func Current(ctx context.Context, adm *kadm.Client) ([]ACL, error) {
+	res, err := adm.DescribeACLs(ctx, kadm.NewACLs().AnyResource().Allow().AllowHosts().
+		Operations(kadm.OpAny).ResourcePatternType(kadm.ACLPatternAny))
+	if err != nil {
+		return nil, fmt.Errorf("access: describe ACLs: %w", err)
+	}
+	var out []ACL
+	for _, r := range res {
+		if r.Err != nil {
+			return nil, fmt.Errorf("access: describe ACLs: %w", r.Err)
+		}
+		for _, d := range r.Described {
+			if !strings.HasPrefix(d.Principal, PrincipalPrefix) || d.Permission != kmsg.ACLPermissionTypeAllow {
+				continue
+			}
+			out = append(out, ACL{d.Principal, d.Type, d.Name, d.Pattern, d.Operation})
+		}
+	}
+	return out, nil
+}
+
+// Reconcile makes the Jutong-owned ACLs exactly want, and returns what it
+// added and removed.
+func Reconcile(ctx context.Context, adm *kadm.Client, want []ACL) (added, removed []ACL, err error) {
+	have, err := Current(ctx, adm)
+	if err != nil {
+		return nil, nil, err
+	}
+	haveSet := map[ACL]bool{}
+	for _, a := range have {
+		haveSet[a] = true
+	}
+	wantSet := map[ACL]bool{}
+	for _, a := range want {
+		wantSet[a] = true
+		if !haveSet[a] {
+			added = append(added, a)
+		}
+	}
+	for _, a := range have {
+		if !wantSet[a] {
+			removed = append(removed, a)
+		}
+	}
+	for _, a := range added {
+		res, err := adm.CreateACLs(ctx, builder(a))
+		if err == nil {
+			for _, r := range res {
+				if r.Err != nil {
+					err = r.Err
+				}
+			}
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("access: create %s: %w", a, err)
+		}
+	}
+	for _, a := range removed {
+		res, err := adm.DeleteACLs(ctx, builder(a))
+		if err == nil {
+			for _, r := range res {
+				if r.Err != nil {
+					err = r.Err
+				}
+			}
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("access: delete %s: %w", a, err)
+		}
+	}
+	sortACLs(added)
+	sortACLs(removed)
+	return added, removed, nil
+}
+
+func sortACLs(a []ACL) { sort.Slice(a, func(i, j int) bool { return a[i].String() < a[j].String() }) }
+
+// builder makes the kadm builder matching exactly one ACL.
+func builder(a ACL) *kadm.ACLBuilder {
+	b := kadm.NewACLs().Allow(a.Principal).AllowHosts("*").Operations(a.Operation).
+		ResourcePatternType(a.Pattern)
+	switch a.Resource {
+	case kmsg.ACLResourceTypeTopic:
+		b = b.Topics(a.Name)
+	case kmsg.ACLResourceTypeGroup:
+		b = b.Groups(a.Name)
+	case kmsg.ACLResourceTypeCluster:
+		b = b.Clusters()
+	case kmsg.ACLResourceTypeTransactionalId:
+		b = b.TransactionalIDs(a.Name)
+	}
+	return b
+}

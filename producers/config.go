@@ -1,0 +1,72 @@
+package producers
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Opt configures a Publisher.
+type Opt func(*cfg)
+
+type cfg struct {
+	brokers     []string
+	user, pass  string
+	registryURL string
+	system      string
+	adapter     string
+	log         *slog.Logger
+	kafkaOpts   []kgo.Opt
+	now         func() time.Time
+	registerer  prometheus.Registerer
+	txnID       string
+}
+
+func defaultCfg() cfg {
+	return cfg{adapter: "sdk", system: "unspecified", log: slog.New(slog.DiscardHandler), now: time.Now}
+}
+
+func (c *cfg) validate() error {
+	if len(c.brokers) == 0 {
+		return errors.New("producers: no brokers (use Brokers)")
+	}
+	if c.registryURL == "" {
+		return errors.New("producers: no schema registry (use Registry)")
+	}
+	return nil
+}
+
+// Brokers sets the Kafka bootstrap brokers.
+func Brokers(addrs ...string) Opt { return func(c *cfg) { c.brokers = addrs } }
+
+// SASL authenticates as the department's SCRAM-SHA-256 principal.
+func SASL(user, pass string) Opt { return func(c *cfg) { c.user, c.pass = user, pass } }
+
+// Registry sets the Confluent-compatible schema registry URL.
+func Registry(url string) Opt { return func(c *cfg) { c.registryURL = url } }
+
+// System names the department system the events come from (recorded in each event's source).
+func System(name string) Opt { return func(c *cfg) { c.system = name } }
+
+// Adapter names the adapter publishing (sdk, http, sql, file).
+func Adapter(name string) Opt { return func(c *cfg) { c.adapter = name } }
+
+// Logger sets the logger.
+func Logger(l *slog.Logger) Opt { return func(c *cfg) { c.log = l } }
+
+// Metrics registers the publisher's counters (jutong_published_events_total,
+// jutong_rejected_events_total, jutong_publish_failures_total) on reg.
+func Metrics(reg prometheus.Registerer) Opt { return func(c *cfg) { c.registerer = reg } }
+
+// Transactional makes the publisher transactional with the given id (it
+// must start with the department's principal followed by a dot, which its
+// ACLs allow): PublishTx then commits events and extra records atomically.
+func Transactional(id string) Opt { return func(c *cfg) { c.txnID = id } }
+
+// KafkaOpts adds franz-go client options (TLS, linger, ...).
+func KafkaOpts(opts ...kgo.Opt) Opt {
+	return func(c *cfg) { c.kafkaOpts = append(c.kafkaOpts, opts...) }
+}

@@ -1,0 +1,331 @@
+package fileadapter
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/producers"
+	"github.com/jutong/jutong/producers/contract"
+	"github.com/jutong/jutong/schemas"
+)
+
+// Format is an extract's format.
+type Format string
+
+// The formats.
+const (
+	CSV   Format = "csv"
+	JSONL Format = "jsonl"
+)
+
+// Config configures a run.
+type Config struct {
+	Item      *catalog.Item
+	Publisher *producers.Publisher
+	// State is the state file of the previous extract (created when missing).
+	State string
+	// Progress, when set, gets a progress line now and then (a terminal).
+	Progress io.Writer
+}
+
+// Summary is what a run did.
+type Summary struct {
+	Rows, Created, Updated, Deleted, Unchanged, Rejected int
+	Elapsed                                              time.Duration
+}
+
+func (s Summary) String() string {
+	return fmt.Sprintf("%d rows: %d created, %d updated, %d deleted, %d unchanged, %d rejected (quarantined) in %s",
+		s.Rows, s.Created, s.Updated, s.Deleted, s.Unchanged, s.Rejected, s.Elapsed.Round(time.Millisecond))
+}
+
+// state is the previous extract: key -> hash of its record.
+type state struct {
+	Item   string            `json:"item"`
+	Hashes map[string]string `json:"hashes"`
+}
+
+func loadState(path, item string) (*state, error) {
+	st := &state{Item: item, Hashes: map[string]string{}}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, st); err != nil {
+		return nil, fmt.Errorf("fileadapter: state %s: %w", path, err)
+	}
+	if st.Item != item {
+		return nil, fmt.Errorf("fileadapter: state %s is of item %s, not %s", path, st.Item, item)
+	}
+	return st, nil
+}
+
+func (st *state) save(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path) // atomic: the old state or the new one
+}
+
+// line is one record read from the extract.
+type line struct {
+	n    int
+	data map[string]any
+	raw  []byte
+	bad  *contract.Violation
+}
+
+// Run diffs the extract r (of the given format) against the state and
+// publishes the changes.
+func Run(ctx context.Context, cfg Config, r io.Reader, format Format) (Summary, error) {
+	start := time.Now()
+	it := cfg.Item
+	st, err := loadState(cfg.State, it.Code)
+	if err != nil {
+		return Summary{}, err
+	}
+	lines, err := read(r, format, it)
+	if err != nil {
+		return Summary{}, err
+	}
+	var sum Summary
+	seen := map[string]bool{}
+	next := &state{Item: it.Code, Hashes: make(map[string]string, len(st.Hashes))}
+	var events []*schemas.Event
+	hashes := map[*schemas.Event]string{}
+	var rejects []producers.Reject
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	reject := func(l line, key string, v *contract.Violation) {
+		v.Key = key
+		rejects = append(rejects, producers.Reject{Event: &schemas.Event{ID: synth.NewUUID(), Op: schemas.OpUpdate, Key: key, EventTime: now, Data: l.data}, Violation: v, Raw: l.raw})
+	}
+	for _, l := range lines {
+		sum.Rows++
+		key, _ := l.data[it.Key].(string)
+		switch {
+		case l.bad != nil:
+			reject(l, key, l.bad)
+			seen[key] = key != ""
+			continue
+		case key == "":
+			reject(l, key, &contract.Violation{Field: it.Key, Rule: "key.required", Reason: fmt.Sprintf("line %d has no %s", l.n, it.Key)})
+			continue
+		case seen[key]:
+			reject(l, key, &contract.Violation{Field: it.Key, Rule: "key.duplicate", Reason: fmt.Sprintf("line %d repeats key %s within one extract", l.n, key)})
+			continue
+		}
+		seen[key] = true
+		canon, err := schemas.JSONValues(it, l.data)
+		if err != nil {
+			reject(l, key, &contract.Violation{Rule: "schema.type", Reason: err.Error()})
+			continue
+		}
+		sumHash := sha256.Sum256(canon)
+		h := hex.EncodeToString(sumHash[:16])
+		prev, existed := st.Hashes[key]
+		switch {
+		case existed && prev == h:
+			sum.Unchanged++
+			next.Hashes[key] = h
+			continue
+		case existed:
+			e := &schemas.Event{ID: synth.NewUUID(), Op: schemas.OpUpdate, Key: key, Data: l.data, EventTime: now}
+			events, hashes[e] = append(events, e), h
+		default:
+			e := &schemas.Event{ID: synth.NewUUID(), Op: schemas.OpCreate, Key: key, Data: l.data, EventTime: now}
+			events, hashes[e] = append(events, e), h
+		}
+	}
+	for key := range st.Hashes {
+		if !seen[key] {
+			events = append(events, &schemas.Event{ID: synth.NewUUID(), Op: schemas.OpDelete, Key: key, EventTime: now})
+		}
+	}
+	// Publish, with a progress line.
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var failed error
+	done, total := 0, len(events)+len(rejects)
+	progress := func() {
+		if cfg.Progress != nil && total > 0 {
+			pct := done * 100 / total
+			bar := strings.Repeat("=", pct/4) + strings.Repeat(" ", 25-pct/4)
+			fmt.Fprintf(cfg.Progress, "\r[%s] %3d%%  %d/%d changes", bar, pct, done, total)
+		}
+	}
+	onResult := func(r producers.Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		done++
+		var v *contract.Violation
+		switch {
+		case r.Err == nil:
+			switch r.Event.Op {
+			case schemas.OpCreate:
+				sum.Created++
+			case schemas.OpUpdate:
+				sum.Updated++
+			case schemas.OpDelete:
+				sum.Deleted++
+			}
+			if r.Event.Op != schemas.OpDelete {
+				next.Hashes[r.Event.Key] = hashes[r.Event]
+			}
+		case errors.As(r.Err, &v) && !strings.Contains(r.Err.Error(), "NOT kept"):
+			sum.Rejected++
+		default:
+			if failed == nil {
+				failed = r.Err
+			}
+		}
+		if done%1000 == 0 {
+			progress()
+		}
+		wg.Done()
+	}
+	for i := 0; i < len(events); i += 5000 {
+		chunk := events[i:min(i+5000, len(events))]
+		wg.Add(len(chunk))
+		if err := cfg.Publisher.PublishAsync(ctx, it.Code, onResult, chunk...); err != nil {
+			return sum, err
+		}
+	}
+	wg.Wait()
+	for _, rj := range rejects {
+		wg.Add(1)
+		res, err := cfg.Publisher.Quarantine(ctx, it.Code, rj.Event, rj.Violation, rj.Raw)
+		if err != nil {
+			return sum, err
+		}
+		onResult(res)
+	}
+	progress()
+	if cfg.Progress != nil && total > 0 {
+		fmt.Fprintln(cfg.Progress)
+	}
+	if failed != nil {
+		return sum, fmt.Errorf("fileadapter: publishing failed, the state is left as it was (run again): %w", failed)
+	}
+	// A key in the extract with no accepted version this run (its change was
+	// refused) keeps the version the bus has; a key gone from it is dropped.
+	for key, h := range st.Hashes {
+		if _, ok := next.Hashes[key]; !ok && seen[key] {
+			next.Hashes[key] = h
+		}
+	}
+	sum.Elapsed = time.Since(start)
+	return sum, next.save(cfg.State)
+}
+
+// read parses the whole extract into typed records.
+func read(r io.Reader, format Format, it *catalog.Item) ([]line, error) {
+	switch format {
+	case CSV:
+		return readCSV(r, it)
+	case JSONL:
+		return readJSONL(r, it)
+	}
+	return nil, fmt.Errorf("fileadapter: format %q: want csv or jsonl", format)
+}
+
+func readCSV(r io.Reader, it *catalog.Item) ([]line, error) {
+	cr := csv.NewReader(bufio.NewReader(r))
+	cr.FieldsPerRecord = -1 // checked per line, so a bad line is quarantined, not fatal
+	header, err := cr.Read()
+	if err != nil {
+		return nil, fmt.Errorf("fileadapter: CSV header: %w", err)
+	}
+	header[0] = strings.TrimPrefix(header[0], "\ufeff") // a BOM from spreadsheet exports
+	var out []line
+	for n := 2; ; n++ {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		l := line{n: n, data: map[string]any{}}
+		if err != nil {
+			l.bad = &contract.Violation{Rule: "csv.syntax", Reason: fmt.Sprintf("line %d: %v", n, err)}
+			out = append(out, l)
+			continue
+		}
+		l.raw = []byte(strings.Join(rec, ","))
+		if len(rec) != len(header) {
+			l.bad = &contract.Violation{Rule: "csv.columns", Reason: fmt.Sprintf("line %d has %d columns, the header %d", n, len(rec), len(header))}
+			out = append(out, l)
+			continue
+		}
+		for i, col := range header {
+			f := it.Field(strings.TrimSpace(col))
+			if f == nil {
+				l.data[col] = rec[i] // for the contract to refuse, naming it
+				continue
+			}
+			v, err := schemas.FromText(f, rec[i])
+			var fe *schemas.FieldError
+			if errors.As(err, &fe) && l.bad == nil {
+				l.bad = &contract.Violation{Field: fe.Field, Rule: "schema.type", Reason: fmt.Sprintf("line %d: %s", n, fe.Reason)}
+			}
+			if err == nil {
+				l.data[f.Name] = v
+			}
+		}
+		out = append(out, l)
+	}
+}
+
+func readJSONL(r io.Reader, it *catalog.Item) ([]line, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	var out []line
+	for n := 1; sc.Scan(); n++ {
+		raw := bytes.TrimSpace(sc.Bytes())
+		if len(raw) == 0 {
+			continue
+		}
+		l := line{n: n, raw: append([]byte(nil), raw...), data: map[string]any{}}
+		var rec map[string]any
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		if err := dec.Decode(&rec); err != nil {
+			l.bad = &contract.Violation{Rule: "json.syntax", Reason: fmt.Sprintf("line %d: %v", n, err)}
+			out = append(out, l)
+			continue
+		}
+		typed, err := schemas.FromJSON(it, rec)
+		var fe *schemas.FieldError
+		if errors.As(err, &fe) {
+			l.data = rec
+			l.bad = &contract.Violation{Field: fe.Field, Rule: "schema.type", Reason: fmt.Sprintf("line %d: %s", n, fe.Reason)}
+		} else {
+			l.data = typed
+		}
+		out = append(out, l)
+	}
+	return out, sc.Err()
+}

@@ -1,0 +1,182 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/bus"
+	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/producers"
+	"github.com/jutong/jutong/producers/gateway"
+	"github.com/jutong/jutong/schemas"
+)
+
+const item = "legal_person.enterprise_registration"
+
+func startBus(t *testing.T) (*bus.Bus, *catalog.Catalog) {
+	t.Helper()
+	cat, err := catalog.Sample()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := bus.Start(ctx, bus.Config{Catalog: cat, KafkaPorts: []int{0}, Brokers: 1, ApplyTopics: true,
+		AdminUser: "jutong", AdminPassword: "pw", RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
+		Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b, cat
+}
+
+func post(t *testing.T, url, token, body string) (int, gateway.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var r gateway.Response
+	_ = json.Unmarshal(raw, &r)
+	return resp.StatusCode, r, string(raw)
+}
+
+// line renders a generated event as the API takes it.
+func line(t *testing.T, it *catalog.Item, e *schemas.Event) string {
+	t.Helper()
+	data, err := schemas.JSONValues(it, e.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data == nil {
+		data = []byte("null")
+	}
+	return fmt.Sprintf(`{"event_id":%q,"op":%q,"key":%q,"event_time":%q,"data":%s}`,
+		e.ID, e.Op, e.Key, e.EventTime.Format(time.RFC3339Nano), data)
+}
+
+func count(t *testing.T, b *bus.Bus, topic string) int {
+	t.Helper()
+	cl, err := b.Kafka().Client(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	n := 0
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		if fs.NumRecords() == 0 {
+			return n
+		}
+		n += fs.NumRecords()
+	}
+}
+
+func TestGatewayToTheTopic(t *testing.T) {
+	b, cat := startBus(t)
+	it := cat.Item(item)
+	url := b.APIURL() + "/v1/items/" + item + "/events"
+	tok := b.Tokens["market_supervision"]
+	gen := synth.New(it, 4, time.Now())
+	var lines []string
+	for i := 0; i < 50; i++ {
+		lines = append(lines, line(t, it, gen.Next()))
+	}
+	bad := gen.Next()
+	badLine := strings.Replace(line(t, it, bad), `"employees":`, `"employees":"many","x":`, 1)
+	if bad.Data["employees"] == nil {
+		badLine = strings.Replace(line(t, it, bad), `"employees":null`, `"employees":"many"`, 1)
+	}
+	lines = append(lines, "{not json", badLine)
+	body := strings.Join(lines, "\n") + "\n"
+
+	code, r, raw := post(t, url, tok, body)
+	if code != 200 || r.Accepted != 50 || r.Rejected != 2 || r.Duplicate != 0 {
+		t.Fatalf("first request: %d %s", code, raw)
+	}
+	if res := r.Results[50]; res.Status != "rejected" || res.Rule != "json.syntax" || res.Line != 51 {
+		t.Errorf("a line that is not JSON: %+v", res)
+	}
+	if res := r.Results[51]; res.Status != "rejected" || res.Rule != "schema.type" || res.Field != "employees" {
+		t.Errorf("a value of the wrong type: %+v", res)
+	}
+	if res := r.Results[0]; res.Status != "accepted" || res.Offset == nil || res.Partition == nil {
+		t.Errorf("an accepted event: %+v", res)
+	}
+	// The client did not see the answer and retries: nothing twice.
+	code, r, raw = post(t, url, tok, body)
+	if code != 200 || r.Accepted != 0 || r.Duplicate != 50 || r.Rejected != 2 {
+		t.Fatalf("retried request: %d %s", code, raw)
+	}
+	if n := count(t, b, item); n != 50 {
+		t.Fatalf("the topic has %d records, want 50", n)
+	}
+	if n := count(t, b, producers.QuarantineTopic); n != 4 {
+		t.Fatalf("the quarantine has %d records, want the 2 rejected lines of each request", n)
+	}
+
+	// Authentication, ownership, unknown items, limits.
+	one := line(t, it, gen.Next())
+	if code, _, _ := post(t, url, "", one); code != 401 {
+		t.Errorf("no token: %d", code)
+	}
+	if code, _, _ := post(t, url, "wrong", one); code != 401 {
+		t.Errorf("wrong token: %d", code)
+	}
+	if code, r, _ := post(t, url, b.Tokens["tax"], one); code != 200 || r.Rejected != 1 || r.Results[0].Rule != "source.owner" {
+		t.Errorf("another department's token: %d %+v", code, r)
+	}
+	if code, _, _ := post(t, b.APIURL()+"/v1/items/legal_person.nothing/events", tok, one); code != 404 {
+		t.Errorf("unknown item: %d", code)
+	}
+	huge := strings.Repeat(one+"\n", 10_001)
+	if code, _, _ := post(t, url, tok, huge); code != 413 {
+		t.Errorf("10,001 events: %d", code)
+	}
+	// The OpenAPI document is served.
+	resp, err := http.Get(b.APIURL() + "/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(doc), "/v1/items/{code}/events") {
+		t.Error("openapi.yaml not served")
+	}
+	// The metrics are served and count what happened.
+	resp, err = http.Get(b.APIURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`jutong_published_events_total{department="market_supervision",item="legal_person.enterprise_registration"} 50`,
+		`jutong_rejected_events_total{department="market_supervision",item="legal_person.enterprise_registration",rule="json.syntax"} 2`,
+		`jutong_gateway_requests_total{code="401"} 2`,
+	} {
+		if !strings.Contains(string(m), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}

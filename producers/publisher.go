@@ -1,0 +1,332 @@
+package producers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/producers/contract"
+	"github.com/jutong/jutong/schemas"
+)
+
+// Publisher publishes one department's change events.
+type Publisher struct {
+	cfg  cfg
+	cat  *catalog.Catalog
+	dept string
+	cl   *kgo.Client
+	reg  *sr.Client
+	m    *metrics
+
+	mu       sync.Mutex
+	prepared map[string]*prepared // by item code
+}
+
+type prepared struct {
+	schema *schemas.Schema
+	id     int
+}
+
+// New creates a publisher for department, which must exist in the catalog.
+func New(ctx context.Context, cat *catalog.Catalog, department string, opts ...Opt) (*Publisher, error) {
+	c := defaultCfg()
+	for _, o := range opts {
+		o(&c)
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	if cat.Department(department) == nil {
+		return nil, fmt.Errorf("producers: unknown department %q", department)
+	}
+	kopts, err := kafkaconn.Config{Brokers: c.brokers, User: c.user, Password: c.pass}.Opts()
+	if err != nil {
+		return nil, err
+	}
+	kopts = append(kopts,
+		kgo.ProducerLinger(0),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // murmur2 of the key, as Kafka's Java client
+		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
+		kgo.MaxBufferedRecords(200_000),
+	)
+	if c.txnID != "" {
+		kopts = append(kopts, kgo.TransactionalID(c.txnID), kgo.TransactionTimeout(time.Minute))
+	}
+	cl, err := kgo.NewClient(append(kopts, c.kafkaOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("producers: %w", err)
+	}
+	reg, err := sr.NewClient(sr.URLs(c.registryURL))
+	if err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("producers: registry: %w", err)
+	}
+	return &Publisher{cfg: c, cat: cat, dept: department, cl: cl, reg: reg, m: newMetrics(c.registerer), prepared: make(map[string]*prepared)}, nil
+}
+
+// prepare finds the item and registers (or looks up) its schema once.
+func (p *Publisher) prepare(ctx context.Context, code string) (*prepared, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pr, ok := p.prepared[code]; ok {
+		return pr, nil
+	}
+	it := p.cat.Item(code)
+	if it == nil {
+		return nil, fmt.Errorf("producers: unknown catalog item %q", code)
+	}
+	s, err := schemas.For(it)
+	if err != nil {
+		return nil, err
+	}
+	id, err := p.reg.RegisterSchema(ctx, it.Subject(), sr.Schema{Schema: s.JSON, Type: sr.TypeAvro}, -1, -1)
+	if err != nil {
+		return nil, fmt.Errorf("producers: register schema of %s: %w", code, err)
+	}
+	pr := &prepared{schema: s, id: id}
+	p.prepared[code] = pr
+	return pr, nil
+}
+
+// Result is the outcome of publishing one event.
+type Result struct {
+	Event     *schemas.Event
+	Partition int32 // where it landed (or, when refused, where its quarantine record did)
+	Offset    int64
+	Bytes     int // the size of the record's value on the wire
+	// Err is nil when published. A *contract.Violation (errors.As) means the
+	// door refused it and it was kept in QuarantineTopic; a violation joined
+	// with another error means the quarantine write failed too.
+	Err error
+}
+
+// record checks and encodes one event; the event's source and publish time
+// are filled in here. A refusal is returned as a *contract.Violation.
+func (p *Publisher) record(pr *prepared, e *schemas.Event) (*kgo.Record, *contract.Violation, error) {
+	e.Source = schemas.Source{Department: p.dept, System: p.cfg.system, Adapter: p.cfg.adapter}
+	e.PublishTime = p.cfg.now().UTC().Truncate(1e6)
+	if e.EventTime.IsZero() {
+		e.EventTime = e.PublishTime
+	}
+	if v := contract.Check(pr.schema.Item, p.dept, e, e.PublishTime); v != nil {
+		return nil, v, nil
+	}
+	// Frame first, then append the Avro body: one allocation per record.
+	value := schemas.Frame(make([]byte, 0, 512), pr.id, nil)
+	value, err := pr.schema.AppendEncode(value, e)
+	if err != nil {
+		// The checks above make this unreachable for catalog types; keep
+		// the record all the same, as a schema violation.
+		return nil, &contract.Violation{Item: pr.schema.Item.Code, Key: e.Key, Rule: "schema.encode", Reason: err.Error()}, nil
+	}
+	return &kgo.Record{
+		Topic: pr.schema.Item.Topic(),
+		Key:   []byte(e.Key),
+		Value: value,
+	}, nil, nil
+}
+
+// PublishAsync checks and produces events of item without waiting; done is
+// called once per event (from another goroutine) with its result. An event
+// refused at the door is not produced to the item's topic: it is written to
+// QuarantineTopic, and done gets its violation once that write is acknowledged.
+func (p *Publisher) PublishAsync(ctx context.Context, item string, done func(Result), events ...*schemas.Event) error {
+	pr, err := p.prepare(ctx, item)
+	if err != nil {
+		return err
+	}
+	for _, e := range events {
+		rec, v, err := p.record(pr, e)
+		if err != nil {
+			done(Result{Event: e, Err: err})
+			continue
+		}
+		if v != nil {
+			p.m.rejected.WithLabelValues(item, p.dept, v.Rule).Inc()
+			p.cfg.log.Debug("rejected at the door", "item", item, "key", e.Key, "rule", v.Rule, "field", v.Field)
+			p.cl.Produce(ctx, quarantineRecord(pr.schema.Item, e, v, e.PublishTime, nil), func(r *kgo.Record, err error) {
+				var res error = v
+				if err != nil {
+					res = errors.Join(v, fmt.Errorf("producers: quarantine write failed, the rejected record is NOT kept: %w", err))
+				}
+				done(Result{Event: e, Partition: r.Partition, Offset: r.Offset, Err: res})
+			})
+			continue
+		}
+		p.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
+			if err != nil {
+				p.m.failed.WithLabelValues(item, p.dept).Inc()
+			} else {
+				p.m.published.WithLabelValues(item, p.dept).Inc()
+			}
+			done(Result{Event: e, Partition: r.Partition, Offset: r.Offset, Bytes: len(r.Value), Err: err})
+		})
+	}
+	return nil
+}
+
+// Publish checks and produces events of item and waits until Kafka
+// acknowledged each. It returns the per-event results and the errors joined.
+func (p *Publisher) Publish(ctx context.Context, item string, events ...*schemas.Event) ([]Result, error) {
+	results := make([]Result, len(events))
+	var wg sync.WaitGroup
+	wg.Add(len(events))
+	idx := make(map[*schemas.Event]int, len(events))
+	for i, e := range events {
+		idx[e] = i
+	}
+	if err := p.PublishAsync(ctx, item, func(r Result) {
+		results[idx[r.Event]] = r
+		wg.Done()
+	}, events...); err != nil {
+		return nil, err
+	}
+	wg.Wait()
+	var errs []error
+	for _, r := range results {
+		if r.Err != nil {
+			errs = append(errs, r.Err)
+		}
+	}
+	return results, errors.Join(errs...)
+}
+
+// Flush waits until every produced event was acknowledged.
+func (p *Publisher) Flush(ctx context.Context) error { return p.cl.Flush(ctx) }
+
+// Close flushes and closes the publisher.
+func (p *Publisher) Close() {
+	_ = p.cl.Flush(context.Background())
+	p.cl.Close()
+}
+
+// Quarantine keeps an event that an adapter could not even turn into typed
+// values (bad JSON, a value of the wrong form): it is written to
+// QuarantineTopic with the violation and the raw input, as the door does for
+// refused events.
+func (p *Publisher) Quarantine(ctx context.Context, item string, e *schemas.Event, v *contract.Violation, raw []byte) (Result, error) {
+	pr, err := p.prepare(ctx, item)
+	if err != nil {
+		return Result{}, err
+	}
+	e.Source = schemas.Source{Department: p.dept, System: p.cfg.system, Adapter: p.cfg.adapter}
+	now := p.cfg.now().UTC().Truncate(time.Millisecond)
+	v.Item = item
+	if v.Key == "" {
+		v.Key = e.Key
+	}
+	p.m.rejected.WithLabelValues(item, p.dept, v.Rule).Inc()
+	r := quarantineRecord(pr.schema.Item, e, v, now, raw)
+	if err := p.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+		return Result{Event: e, Err: errors.Join(v, err)}, fmt.Errorf("producers: quarantine write failed, the rejected record is NOT kept: %w", err)
+	}
+	return Result{Event: e, Partition: r.Partition, Offset: r.Offset, Err: v}, nil
+}
+
+// Department is the department the publisher publishes as.
+func (p *Publisher) Department() string { return p.dept }
+
+// Reject is an event an adapter could not turn into typed values, to be
+// quarantined with its violation and raw input.
+type Reject struct {
+	Event     *schemas.Event
+	Violation *contract.Violation
+	Raw       []byte
+}
+
+// PublishTx publishes events of item (refused ones to the quarantine), the
+// rejects to the quarantine, and extra records (an adapter's checkpoint) in
+// one Kafka transaction: read_committed consumers, Jutong's pipelines among
+// them, see all of it or none of it. It needs the Transactional option.
+// The returned results are in the order of events, then rejects.
+func (p *Publisher) PublishTx(ctx context.Context, item string, events []*schemas.Event, rejects []Reject, extra ...*kgo.Record) ([]Result, error) {
+	if p.cfg.txnID == "" {
+		return nil, errors.New("producers: PublishTx needs the Transactional option")
+	}
+	pr, err := p.prepare(ctx, item)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.cl.BeginTransaction(); err != nil {
+		return nil, fmt.Errorf("producers: begin transaction: %w", err)
+	}
+	results := make([]Result, len(events)+len(rejects))
+	var mu sync.Mutex
+	var firstErr error
+	note := func(i int, r Result, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if i >= 0 {
+			results[i] = r
+		}
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	now := p.cfg.now().UTC().Truncate(time.Millisecond)
+	for i, e := range events {
+		rec, v, err := p.record(pr, e)
+		if err != nil {
+			note(i, Result{Event: e, Err: err}, err)
+			continue
+		}
+		if v != nil {
+			p.m.rejected.WithLabelValues(item, p.dept, v.Rule).Inc()
+			rec = quarantineRecord(pr.schema.Item, e, v, e.PublishTime, nil)
+		}
+		p.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
+			res := Result{Event: e, Partition: r.Partition, Offset: r.Offset, Bytes: len(r.Value), Err: err}
+			if v != nil && err == nil {
+				res.Err = v
+			}
+			note(i, res, err)
+		})
+	}
+	for j, rj := range rejects {
+		i := len(events) + j
+		rj.Event.Source = schemas.Source{Department: p.dept, System: p.cfg.system, Adapter: p.cfg.adapter}
+		rj.Violation.Item = item
+		p.m.rejected.WithLabelValues(item, p.dept, rj.Violation.Rule).Inc()
+		p.cl.Produce(ctx, quarantineRecord(pr.schema.Item, rj.Event, rj.Violation, now, rj.Raw), func(r *kgo.Record, err error) {
+			res := Result{Event: rj.Event, Partition: r.Partition, Offset: r.Offset, Err: rj.Violation}
+			note(i, res, err)
+		})
+	}
+	for _, x := range extra {
+		p.cl.Produce(ctx, x, func(_ *kgo.Record, err error) {
+			if err != nil {
+				note(-1, Result{}, err)
+			}
+		})
+	}
+	flushErr := p.cl.Flush(ctx)
+	mu.Lock()
+	failed := firstErr
+	mu.Unlock()
+	if flushErr != nil && failed == nil {
+		failed = flushErr
+	}
+	commit := kgo.TryCommit
+	if failed != nil {
+		commit = kgo.TryAbort
+	}
+	if err := p.cl.EndTransaction(ctx, commit); err != nil && failed == nil {
+		failed = err
+	}
+	if failed != nil {
+		return nil, fmt.Errorf("producers: transaction aborted, nothing of it is visible: %w", failed)
+	}
+	for _, r := range results[:len(events)] {
+		if r.Err == nil {
+			p.m.published.WithLabelValues(item, p.dept).Inc()
+		}
+	}
+	return results, nil
+}

@@ -1,0 +1,467 @@
+package sqladapter
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/producers"
+	"github.com/jutong/jutong/producers/contract"
+	"github.com/jutong/jutong/schemas"
+)
+
+// Dialect is the SQL dialect of the source database.
+type Dialect string
+
+// The supported dialects.
+const (
+	Postgres Dialect = "postgres"
+	MySQL    Dialect = "mysql"
+)
+
+// Config configures an Adapter.
+type Config struct {
+	Item    *catalog.Item
+	DB      *sql.DB
+	Dialect Dialect
+	Table   string
+	// KeyColumn is the column holding the business key (default: the item's key field).
+	KeyColumn string
+	// UpdatedColumn orders changes (an updated-at timestamp, or a
+	// monotonically increasing number); empty: snapshot only.
+	UpdatedColumn string
+	// DeletedColumn marks soft-deleted rows (true, 1, or a non-null time).
+	DeletedColumn string
+	// Name identifies the adapter's checkpoint (default: item@table).
+	Name string
+	// Batch is the rows per transaction (default 1000).
+	Batch int
+	// Publisher must be Transactional.
+	Publisher *producers.Publisher
+	// Kafka reads the checkpoint topic.
+	Kafka kafkaconn.Config
+	Log   *slog.Logger
+}
+
+// Checkpoint is the adapter's position, stored in the checkpoint topic.
+type Checkpoint struct {
+	SnapshotDone bool   `json:"snapshot_done"`
+	AfterKey     string `json:"after_key,omitempty"` // snapshot progress
+	// Watermark and WatermarkKey: the last change published, as (updated
+	// column, key); Watermark is JSON of a time or a number.
+	Watermark    json.RawMessage `json:"watermark,omitempty"`
+	WatermarkKey string          `json:"watermark_key,omitempty"`
+	// WatermarkAll says every row at Watermark was published (the watermark
+	// taken when the snapshot started): changes are strictly after it.
+	WatermarkAll bool `json:"watermark_all,omitempty"`
+	// Rows counts the rows read so far; Unparsable those whose values could
+	// not be typed (quarantined). Rows refused at the door are in the
+	// quarantine topic too.
+	Rows       int64     `json:"rows"`
+	Unparsable int64     `json:"unparsable"`
+	At         time.Time `json:"at"`
+}
+
+// Adapter publishes a table.
+type Adapter struct {
+	cfg    Config
+	cols   []string // the item's fields present in the table, then key/updated/deleted
+	cp     Checkpoint
+	loaded bool
+}
+
+// New checks the configuration and the table's columns.
+func New(ctx context.Context, cfg Config) (*Adapter, error) {
+	if cfg.Item == nil || cfg.DB == nil || cfg.Publisher == nil || cfg.Table == "" {
+		return nil, errors.New("sqladapter: item, database, table and publisher are required")
+	}
+	if cfg.Dialect != Postgres && cfg.Dialect != MySQL {
+		return nil, fmt.Errorf("sqladapter: dialect %q: want postgres or mysql", cfg.Dialect)
+	}
+	if cfg.KeyColumn == "" {
+		cfg.KeyColumn = cfg.Item.Key
+	}
+	if cfg.Name == "" {
+		cfg.Name = cfg.Item.Code + "@" + cfg.Table
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 1000
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	a := &Adapter{cfg: cfg}
+	have, err := a.tableColumns(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, need := range []string{cfg.KeyColumn, cfg.UpdatedColumn, cfg.DeletedColumn} {
+		if need != "" && !have[strings.ToLower(need)] {
+			return nil, fmt.Errorf("sqladapter: table %s has no column %q", cfg.Table, need)
+		}
+	}
+	for _, f := range cfg.Item.Fields {
+		if have[f.Name] {
+			a.cols = append(a.cols, f.Name)
+		}
+	}
+	if len(a.cols) == 0 {
+		return nil, fmt.Errorf("sqladapter: table %s has no column named after a field of %s", cfg.Table, cfg.Item.Code)
+	}
+	return a, nil
+}
+
+func (a *Adapter) q(ident string) string {
+	if a.cfg.Dialect == MySQL {
+		return "`" + strings.ReplaceAll(ident, "`", "``") + "`"
+	}
+	return `"` + strings.ReplaceAll(ident, `"`, `""`) + `"`
+}
+
+func (a *Adapter) ph(n int) string {
+	if a.cfg.Dialect == MySQL {
+		return "?"
+	}
+	return fmt.Sprintf("$%d", n)
+}
+
+func (a *Adapter) tableColumns(ctx context.Context) (map[string]bool, error) {
+	rows, err := a.cfg.DB.QueryContext(ctx, "SELECT * FROM "+a.q(a.cfg.Table)+" WHERE 1 = 0")
+	if err != nil {
+		return nil, fmt.Errorf("sqladapter: table %s: %w", a.cfg.Table, err)
+	}
+	defer rows.Close()
+	names, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, n := range names {
+		out[strings.ToLower(n)] = true
+	}
+	return out, nil
+}
+
+// Checkpoint returns the position the adapter is at.
+func (a *Adapter) Checkpoint() Checkpoint { return a.cp }
+
+// load reads the adapter's last committed checkpoint.
+func (a *Adapter) load(ctx context.Context) error {
+	cl, err := a.cfg.Kafka.Client(
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{producers.CheckpointTopic: {0: kgo.NewOffset().AtStart()}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	found := false
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		for _, fe := range fs.Errors() {
+			if !errors.Is(fe.Err, context.DeadlineExceeded) {
+				return fmt.Errorf("sqladapter: read checkpoints: %w", fe.Err)
+			}
+		}
+		if fs.NumRecords() == 0 {
+			break // caught up
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if string(r.Key) != a.cfg.Name {
+				return
+			}
+			var cp Checkpoint
+			if json.Unmarshal(r.Value, &cp) == nil {
+				a.cp, found = cp, true
+			}
+		})
+	}
+	a.loaded = true
+	a.cfg.Log.Info("sqladapter: resuming", "adapter", a.cfg.Name, "found", found, "snapshot_done", a.cp.SnapshotDone, "rows", a.cp.Rows)
+	return nil
+}
+
+// Step publishes one batch and returns how many rows it read (0: nothing
+// new). Run calls it in a loop; --once and the tests call it directly.
+func (a *Adapter) Step(ctx context.Context) (int, error) {
+	if !a.loaded {
+		if err := a.load(ctx); err != nil {
+			return 0, err
+		}
+	}
+	if !a.cp.SnapshotDone {
+		return a.snapshotStep(ctx)
+	}
+	if a.cfg.UpdatedColumn == "" {
+		return 0, nil
+	}
+	return a.changesStep(ctx)
+}
+
+// Run publishes until ctx is done, polling for changes every poll. A
+// failing database or Kafka is retried with backoff: a failed batch was not
+// committed, so it is read and published again, once.
+func (a *Adapter) Run(ctx context.Context, poll time.Duration) error {
+	backoff := time.Second
+	for {
+		n, err := a.Step(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			a.cfg.Log.Warn("sqladapter: batch failed, will retry", "adapter", a.cfg.Name, "backoff", backoff, "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Minute)
+			continue
+		}
+		backoff = time.Second
+		if n > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(poll):
+		}
+	}
+}
+
+func (a *Adapter) selectList() string {
+	cols := make([]string, 0, len(a.cols)+3)
+	for _, c := range a.cols {
+		cols = append(cols, a.q(c))
+	}
+	cols = append(cols, a.q(a.cfg.KeyColumn))
+	if a.cfg.UpdatedColumn != "" {
+		cols = append(cols, a.q(a.cfg.UpdatedColumn))
+	}
+	if a.cfg.DeletedColumn != "" {
+		cols = append(cols, a.q(a.cfg.DeletedColumn))
+	}
+	return strings.Join(cols, ", ")
+}
+
+func (a *Adapter) snapshotStep(ctx context.Context) (int, error) {
+	cp := a.cp
+	if cp.AfterKey == "" && a.cfg.UpdatedColumn != "" && cp.Watermark == nil {
+		// Changes made while the snapshot runs are caught afterwards from
+		// the watermark taken before it starts.
+		var w any
+		if err := a.cfg.DB.QueryRowContext(ctx, "SELECT max("+a.q(a.cfg.UpdatedColumn)+") FROM "+a.q(a.cfg.Table)).Scan(&w); err != nil {
+			return 0, err
+		}
+		cp.Watermark, cp.WatermarkAll = watermark(w), true
+	}
+	query := "SELECT " + a.selectList() + " FROM " + a.q(a.cfg.Table)
+	var args []any
+	if cp.AfterKey != "" {
+		query += " WHERE " + a.q(a.cfg.KeyColumn) + " > " + a.ph(1)
+		args = append(args, cp.AfterKey)
+	}
+	query += fmt.Sprintf(" ORDER BY %s LIMIT %d", a.q(a.cfg.KeyColumn), a.cfg.Batch)
+	batch, err := a.read(ctx, query, args, schemas.OpSnapshot)
+	if err != nil {
+		return 0, err
+	}
+	if len(batch.rows) == 0 {
+		cp.SnapshotDone, cp.AfterKey = true, ""
+		return 0, a.commit(ctx, cp, batch)
+	}
+	cp.AfterKey = batch.rows[len(batch.rows)-1].key
+	if len(batch.rows) < a.cfg.Batch {
+		cp.SnapshotDone, cp.AfterKey = true, ""
+	}
+	return len(batch.rows), a.commit(ctx, cp, batch)
+}
+
+func (a *Adapter) changesStep(ctx context.Context) (int, error) {
+	cp := a.cp
+	u, k := a.q(a.cfg.UpdatedColumn), a.q(a.cfg.KeyColumn)
+	query := "SELECT " + a.selectList() + " FROM " + a.q(a.cfg.Table)
+	var args []any
+	if w, ok := parseWatermark(cp.Watermark); ok && cp.WatermarkAll {
+		query += fmt.Sprintf(" WHERE %s > %s", u, a.ph(1))
+		args = []any{w}
+	} else if ok {
+		query += fmt.Sprintf(" WHERE (%s > %s OR (%s = %s AND %s > %s))", u, a.ph(1), u, a.ph(2), k, a.ph(3))
+		args = []any{w, w, cp.WatermarkKey}
+	}
+	query += fmt.Sprintf(" ORDER BY %s, %s LIMIT %d", u, k, a.cfg.Batch)
+	batch, err := a.read(ctx, query, args, schemas.OpUpdate)
+	if err != nil || len(batch.rows) == 0 {
+		return 0, err
+	}
+	last := batch.rows[len(batch.rows)-1]
+	cp.Watermark, cp.WatermarkKey, cp.WatermarkAll = watermark(last.updated), last.key, false
+	return len(batch.rows), a.commit(ctx, cp, batch)
+}
+
+type row struct {
+	key     string
+	updated any
+}
+
+type readBatch struct {
+	rows    []row
+	events  []*schemas.Event
+	rejects []producers.Reject
+}
+
+// read runs query and turns the rows into events (or rejects).
+func (a *Adapter) read(ctx context.Context, query string, args []any, op schemas.Op) (*readBatch, error) {
+	rows, err := a.cfg.DB.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqladapter: %s: %w", a.cfg.Table, err)
+	}
+	defer rows.Close()
+	n := len(a.cols)
+	text := make([]sql.NullString, n+1)
+	dest := make([]any, 0, n+3)
+	for i := range text {
+		dest = append(dest, &text[i])
+	}
+	var updated any
+	var deleted sql.NullString
+	if a.cfg.UpdatedColumn != "" {
+		dest = append(dest, &updated)
+	}
+	if a.cfg.DeletedColumn != "" {
+		dest = append(dest, &deleted)
+	}
+	b := &readBatch{}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("sqladapter: %s: %w", a.cfg.Table, err)
+		}
+		key := text[n].String
+		b.rows = append(b.rows, row{key: key, updated: updated})
+		ev := &schemas.Event{ID: synth.NewUUID(), Op: op, Key: key, EventTime: now}
+		if t, ok := updated.(time.Time); ok {
+			ev.EventTime = t.UTC().Truncate(time.Millisecond)
+		}
+		if deleted.Valid && isTrue(deleted.String) {
+			if op == schemas.OpSnapshot {
+				continue // not live: nothing to snapshot
+			}
+			ev.Op = schemas.OpDelete
+			b.events = append(b.events, ev)
+			continue
+		}
+		data := make(map[string]any, n)
+		var bad *contract.Violation
+		raw := map[string]string{}
+		for i, c := range a.cols {
+			if !text[i].Valid {
+				data[c] = nil
+				continue
+			}
+			raw[c] = text[i].String
+			v, err := schemas.FromText(a.cfg.Item.Field(c), text[i].String)
+			var fe *schemas.FieldError
+			if errors.As(err, &fe) && bad == nil {
+				bad = &contract.Violation{Key: key, Field: fe.Field, Rule: "schema.type", Reason: fe.Reason}
+			}
+			data[c] = v
+		}
+		ev.Data = data
+		if bad != nil {
+			rawJSON, _ := json.Marshal(raw)
+			ev.Data = nil
+			b.rejects = append(b.rejects, producers.Reject{Event: ev, Violation: bad, Raw: rawJSON})
+			continue
+		}
+		b.events = append(b.events, ev)
+	}
+	return b, rows.Err()
+}
+
+func isTrue(s string) bool {
+	switch strings.ToLower(s) {
+	case "", "0", "f", "false", "n", "no":
+		return false
+	}
+	return true // true, 1, or a deletion time
+}
+
+// commit publishes the batch and the new checkpoint in one transaction; the
+// adapter moves to the new position only when it committed.
+func (a *Adapter) commit(ctx context.Context, cp Checkpoint, b *readBatch) error {
+	cp.Rows += int64(len(b.rows))
+	cp.Unparsable += int64(len(b.rejects))
+	cp.At = time.Now().UTC()
+	val, err := json.Marshal(cp)
+	if err != nil {
+		return err
+	}
+	rec := &kgo.Record{Topic: producers.CheckpointTopic, Key: []byte(a.cfg.Name), Value: val}
+	if _, err := a.cfg.Publisher.PublishTx(ctx, a.cfg.Item.Code, b.events, b.rejects, rec); err != nil {
+		return err
+	}
+	a.cp = cp
+	return nil
+}
+
+func watermark(v any) json.RawMessage {
+	var b []byte
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case time.Time:
+		b, _ = json.Marshal(map[string]any{"time": x.UTC().Format(time.RFC3339Nano)})
+	case []byte:
+		b, _ = json.Marshal(map[string]any{"text": string(x)})
+	case string:
+		b, _ = json.Marshal(map[string]any{"text": x})
+	case int64:
+		b, _ = json.Marshal(map[string]any{"int": strconv.FormatInt(x, 10)})
+	default:
+		b, _ = json.Marshal(map[string]any{"text": fmt.Sprint(x)})
+	}
+	return b
+}
+
+func parseWatermark(raw json.RawMessage) (any, bool) {
+	if len(raw) == 0 {
+		return nil, false
+	}
+	var w struct {
+		Time *string `json:"time"`
+		Text *string `json:"text"`
+		Int  *string `json:"int"`
+	}
+	if json.Unmarshal(raw, &w) != nil {
+		return nil, false
+	}
+	switch {
+	case w.Time != nil:
+		t, err := time.Parse(time.RFC3339Nano, *w.Time)
+		return t, err == nil
+	case w.Text != nil:
+		return *w.Text, true
+	case w.Int != nil:
+		n, err := strconv.ParseInt(*w.Int, 10, 64)
+		return n, err == nil
+	}
+	return nil, false
+}
