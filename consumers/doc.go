@@ -1,0 +1,11 @@
+// Package consumers is the subscriber SDK: a department reads the change
+// events of the catalog items it may read, decoded through the schema
+// registry, with at-least-once delivery in per-key order.
+//
+// A Subscriber consumes in the department's consumer group. Its handler gets
+// each event in partition order; when the handler returns nil the record is
+// committed, when it returns an error Run stops with that error and the record
+// (and those after it) is delivered again on the next Run. Kafka itself
+// enforces who may read what (ACLs): reading a topic the department has no
+// grant for fails with ErrNotAuthorized naming the item.
+package consumers

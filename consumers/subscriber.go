@@ -1,0 +1,207 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/schemas"
+)
+
+// ErrNotAuthorized is returned (wrapped, naming the item) when Kafka refuses
+// the department access to an item's topic or to its consumer group.
+var ErrNotAuthorized = errors.New("not authorized")
+
+// Delivery is one event handed to a handler.
+type Delivery struct {
+	Item      *catalog.Item
+	Event     *schemas.Event
+	Partition int32
+	Offset    int64
+}
+
+// Handler processes one delivery; an error stops Run and redelivers.
+type Handler func(ctx context.Context, d Delivery) error
+
+// Opt configures a Subscriber.
+type Opt func(*cfg)
+
+type cfg struct {
+	brokers    []string
+	user, pass string
+	registry   string
+	group      string
+	log        *slog.Logger
+	kafkaOpts  []kgo.Opt
+}
+
+// Brokers sets the Kafka bootstrap brokers.
+func Brokers(addrs ...string) Opt { return func(c *cfg) { c.brokers = addrs } }
+
+// SASL authenticates as the department's SCRAM-SHA-256 principal.
+func SASL(user, pass string) Opt { return func(c *cfg) { c.user, c.pass = user, pass } }
+
+// Registry sets the Confluent-compatible schema registry URL.
+func Registry(url string) Opt { return func(c *cfg) { c.registry = url } }
+
+// Group sets the consumer group (default "<department>.default"); a
+// department's groups share its name as prefix so one ACL covers them.
+func Group(name string) Opt { return func(c *cfg) { c.group = name } }
+
+// Logger sets the logger.
+func Logger(l *slog.Logger) Opt { return func(c *cfg) { c.log = l } }
+
+// KafkaOpts adds franz-go client options.
+func KafkaOpts(opts ...kgo.Opt) Opt {
+	return func(c *cfg) { c.kafkaOpts = append(c.kafkaOpts, opts...) }
+}
+
+// Subscriber reads items for one department.
+type Subscriber struct {
+	cfg   cfg
+	dept  string
+	items map[string]*catalog.Item
+	cl    *kgo.Client
+	dec   *schemas.Decoder
+}
+
+// New creates a subscriber of department to the given items.
+func New(cat *catalog.Catalog, department string, items []string, opts ...Opt) (*Subscriber, error) {
+	c := cfg{log: slog.New(slog.DiscardHandler), group: department + ".default"}
+	for _, o := range opts {
+		o(&c)
+	}
+	if cat.Department(department) == nil {
+		return nil, fmt.Errorf("consumers: unknown department %q", department)
+	}
+	if c.registry == "" {
+		return nil, errors.New("consumers: no schema registry (use Registry)")
+	}
+	if len(items) == 0 {
+		return nil, errors.New("consumers: no items to subscribe to")
+	}
+	s := &Subscriber{cfg: c, dept: department, items: map[string]*catalog.Item{}}
+	var topics []string
+	for _, code := range items {
+		it := cat.Item(code)
+		if it == nil {
+			return nil, fmt.Errorf("consumers: unknown catalog item %q", code)
+		}
+		s.items[it.Topic()] = it
+		topics = append(topics, it.Topic())
+	}
+	kopts, err := kafkaconn.Config{Brokers: c.brokers, User: c.user, Password: c.pass}.Opts()
+	if err != nil {
+		return nil, fmt.Errorf("consumers: %w", err)
+	}
+	kopts = append(kopts, kgo.ConsumerGroup(c.group), kgo.ConsumeTopics(topics...),
+		kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), // never an aborted adapter transaction
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if s.cl, err = kgo.NewClient(append(kopts, c.kafkaOpts...)...); err != nil {
+		return nil, fmt.Errorf("consumers: %w", err)
+	}
+	reg, err := sr.NewClient(sr.URLs(c.registry))
+	if err != nil {
+		s.cl.Close()
+		return nil, fmt.Errorf("consumers: %w", err)
+	}
+	s.dec = schemas.NewDecoder(reg)
+	return s, nil
+}
+
+// Run delivers events to h until ctx is done (nil) or h fails (its error).
+func (s *Subscriber) Run(ctx context.Context, h Handler) error {
+	for {
+		fs := s.cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			s.cl.AllowRebalance()
+			return nil
+		}
+		var fatal error
+		fs.EachError(func(t string, p int32, err error) {
+			if errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.GroupAuthorizationFailed) {
+				fatal = fmt.Errorf("consumers: department %s may not read %s (group %s): %w: %v", s.dept, t, s.cfg.group, ErrNotAuthorized, err)
+			} else if fatal == nil && !errors.Is(err, context.Canceled) {
+				s.cfg.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+			}
+		})
+		if fatal != nil {
+			s.cl.AllowRebalance()
+			return fatal
+		}
+		err := s.deliver(ctx, fs, h)
+		s.cl.AllowRebalance()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (s *Subscriber) deliver(ctx context.Context, fs kgo.Fetches, h Handler) error {
+	var stop error
+	var done []*kgo.Record
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if stop != nil {
+			return
+		}
+		for _, r := range p.Records {
+			ev, err := s.dec.Decode(ctx, r.Value)
+			if err != nil {
+				stop = fmt.Errorf("consumers: %s partition %d offset %d: %w", r.Topic, r.Partition, r.Offset, err)
+				return
+			}
+			if err := h(ctx, Delivery{Item: s.items[r.Topic], Event: ev, Partition: r.Partition, Offset: r.Offset}); err != nil {
+				stop = err
+				return
+			}
+			done = append(done, r)
+		}
+	})
+	if len(done) == 0 {
+		return stop
+	}
+	// Commit what the handler finished even when ctx ends meanwhile.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.cl.CommitRecords(cctx, done...); err != nil && stop == nil {
+		stop = fmt.Errorf("consumers: commit: %w", err)
+	}
+	if stop != nil {
+		s.rewind(fs)
+	}
+	return stop
+}
+
+// rewind moves the fetched partitions back to their committed offsets, so
+// that what was fetched after a failure is delivered again. A partition
+// without a commit goes back to 0, which the client resets to the log start.
+func (s *Subscriber) rewind(fs kgo.Fetches) {
+	committed := s.cl.CommittedOffsets()
+	set := map[string]map[int32]kgo.EpochOffset{}
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if set[p.Topic] == nil {
+			set[p.Topic] = map[int32]kgo.EpochOffset{}
+		}
+		at := kgo.EpochOffset{Epoch: -1}
+		if o, ok := committed[p.Topic][p.Partition]; ok {
+			at.Offset = o.Offset
+		}
+		set[p.Topic][p.Partition] = at
+	})
+	s.cl.SetOffsets(set)
+}
+
+// Close leaves the group and closes the client.
+func (s *Subscriber) Close() {
+	s.cl.AllowRebalance()
+	s.cl.Close()
+}

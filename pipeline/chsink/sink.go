@@ -1,0 +1,266 @@
+package chsink
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/pipeline"
+	"github.com/jutong/jutong/schemas"
+)
+
+// EventsDDL creates the history table.
+const EventsDDL = `CREATE TABLE IF NOT EXISTS events (
+  item String,
+  kafka_partition Int32,
+  kafka_offset Int64,
+  key String,
+  op Enum8('CREATE' = 1, 'UPDATE' = 2, 'DELETE' = 3, 'SNAPSHOT' = 4),
+  event_id String,
+  source_department String,
+  source_system String,
+  source_adapter String,
+  event_time DateTime,
+  event_time_ms Int64,
+  publish_time DateTime,
+  publish_time_ms Int64,
+  landed_time DateTime,
+  landed_time_ms Int64,
+  data String
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(landed_time)
+ORDER BY (item, kafka_partition, kafka_offset)`
+
+// StateDDL and CurrentDDL keep the current state of every item: one row per
+// (item, key) after merges, the highest Kafka offset winning (all changes of
+// a key are in one partition, so offsets order them). The view applies FINAL
+// and hides deleted keys, so it is exact before merges too.
+const StateDDL = `CREATE TABLE IF NOT EXISTS current_state (
+  item String,
+  key String,
+  version Int64,
+  deleted UInt8,
+  op Enum8('CREATE' = 1, 'UPDATE' = 2, 'DELETE' = 3, 'SNAPSHOT' = 4),
+  source_department String,
+  event_time DateTime,
+  landed_time DateTime,
+  data String
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (item, key)`
+
+// CurrentDDL is the analysts' view of the current state.
+const CurrentDDL = `CREATE VIEW IF NOT EXISTS current AS
+SELECT item, key, op, source_department, event_time, landed_time, data
+FROM current_state FINAL
+WHERE deleted = 0`
+
+const stateInsertSQL = `INSERT INTO current_state (item, key, version, deleted, op, source_department, event_time, landed_time, data)`
+
+const insertSQL = `INSERT INTO events (item, kafka_partition, kafka_offset, key, op, event_id,
+  source_department, source_system, source_adapter, event_time, event_time_ms,
+  publish_time, publish_time_ms, landed_time, landed_time_ms, data)`
+
+// Sink appends change events to ClickHouse.
+type Sink struct {
+	name string
+	conn driver.Conn
+
+	// next caches the ledger: the next offset per partition. After a failed
+	// INSERT it is dirty (the block may have landed) and is read back.
+	mu    sync.Mutex
+	next  map[tp]int64
+	dirty bool
+}
+
+type tp struct {
+	topic string
+	part  int32
+}
+
+// New connects to a ClickHouse server over the native protocol (clickhouse://host:9000/db).
+func New(ctx context.Context, name, dsn string) (*Sink, error) {
+	opts, err := clickhouse.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("chsink: %w", err)
+	}
+	opts.MaxOpenConns = 4
+	conn, err := clickhouse.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("chsink: %w", err)
+	}
+	return &Sink{name: name, conn: conn, next: map[tp]int64{}}, nil
+}
+
+// Name implements pipeline.Sink.
+func (s *Sink) Name() string { return s.name }
+
+// Accepts implements pipeline.Sink: analytics keeps every item.
+func (s *Sink) Accepts(*catalog.Item) bool { return true }
+
+// Conn exposes the connection (for tests and the demo summary).
+func (s *Sink) Conn() driver.Conn { return s.conn }
+
+// Close implements pipeline.Sink.
+func (s *Sink) Close() error { return s.conn.Close() }
+
+// Prepare implements pipeline.Sink.
+func (s *Sink) Prepare(ctx context.Context, _ []*catalog.Item) error {
+	for _, ddl := range []string{EventsDDL, StateDDL, CurrentDDL} {
+		if err := s.conn.Exec(ctx, ddl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Offsets implements pipeline.Sink: the ledger is the highest offset landed.
+func (s *Sink) Offsets(ctx context.Context, topics []string) (pipeline.Offsets, error) {
+	rows, err := s.conn.Query(ctx, `SELECT item, kafka_partition, max(kafka_offset) FROM events WHERE item IN (SELECT arrayJoin(?)) GROUP BY item, kafka_partition`, topics)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := pipeline.Offsets{}
+	for rows.Next() {
+		var t string
+		var p int32
+		var last int64
+		if err := rows.Scan(&t, &p, &last); err != nil {
+			return nil, err
+		}
+		if out[t] == nil {
+			out[t] = map[int32]int64{}
+		}
+		out[t][p] = last + 1
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	for t, parts := range out {
+		for p, n := range parts {
+			s.next[tp{t, p}] = n
+		}
+	}
+	s.mu.Unlock()
+	return out, nil
+}
+
+// Write implements pipeline.Sink: the whole batch is one INSERT block.
+// Dead-lettered records carry no event and are not written; the ledger
+// still passes them once a later record of the partition lands.
+func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.Time) (err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dirty {
+		if err := s.reload(ctx, batch); err != nil {
+			return err
+		}
+		s.dirty = false
+	}
+	defer func() {
+		if err != nil {
+			s.dirty = true
+		}
+	}()
+	// The current state first: the history is the ledger, so a batch whose
+	// history landed is never written again, while re-inserting state rows
+	// (same version) changes nothing once merged.
+	if err := s.writeState(ctx, batch, landed); err != nil {
+		return err
+	}
+	b, err := s.conn.PrepareBatch(ctx, insertSQL)
+	if err != nil {
+		return err
+	}
+	defer b.Abort() //nolint:errcheck
+	landedSec, landedMs := landed.Truncate(time.Second), landed.UnixMilli()
+	n := 0
+	moved := map[tp]int64{}
+	for _, r := range batch {
+		k := tp{r.Item.Topic(), r.Partition}
+		if r.Offset < s.next[k] {
+			continue // landed before
+		}
+		moved[k] = r.Offset + 1
+		e := r.Event
+		if e == nil {
+			continue
+		}
+		data, err := schemas.JSONValues(r.Item, e.Data)
+		if err != nil {
+			return fmt.Errorf("chsink: %s key %s: %w", r.Item.Code, e.Key, err)
+		}
+		if err := b.Append(r.Item.Topic(), r.Partition, r.Offset, e.Key, string(e.Op), e.ID,
+			e.Source.Department, e.Source.System, e.Source.Adapter,
+			e.EventTime.Truncate(time.Second), e.EventTime.UnixMilli(),
+			e.PublishTime.Truncate(time.Second), e.PublishTime.UnixMilli(),
+			landedSec, landedMs, string(data)); err != nil {
+			return err
+		}
+		n++
+	}
+	if n > 0 {
+		if err := b.Send(); err != nil {
+			return err
+		}
+	}
+	for k, v := range moved {
+		s.next[k] = v
+	}
+	return nil
+}
+
+// writeState inserts the batch's new versions into current_state.
+func (s *Sink) writeState(ctx context.Context, batch []pipeline.Record, landed time.Time) error {
+	b, err := s.conn.PrepareBatch(ctx, stateInsertSQL)
+	if err != nil {
+		return err
+	}
+	defer b.Abort() //nolint:errcheck
+	n := 0
+	for _, r := range batch {
+		e := r.Event
+		if e == nil || r.Offset < s.next[tp{r.Item.Topic(), r.Partition}] {
+			continue
+		}
+		data, err := schemas.JSONValues(r.Item, e.Data)
+		if err != nil {
+			return fmt.Errorf("chsink: %s key %s: %w", r.Item.Code, e.Key, err)
+		}
+		deleted := uint8(0)
+		if e.Op == schemas.OpDelete {
+			deleted = 1
+		}
+		if err := b.Append(r.Item.Topic(), e.Key, r.Offset, deleted, string(e.Op), e.Source.Department,
+			e.EventTime.Truncate(time.Second), landed.Truncate(time.Second), string(data)); err != nil {
+			return err
+		}
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	return b.Send()
+}
+
+// reload reads the ledger of the batch's partitions back from the table.
+func (s *Sink) reload(ctx context.Context, batch []pipeline.Record) error {
+	topics := map[string]bool{}
+	for _, r := range batch {
+		topics[r.Item.Topic()] = true
+	}
+	list := make([]string, 0, len(topics))
+	for t := range topics {
+		list = append(list, t)
+	}
+	s.mu.Unlock()
+	_, err := s.Offsets(ctx, list)
+	s.mu.Lock()
+	return err
+}

@@ -1,0 +1,61 @@
+package pipeline
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are a runner's; every runner registered on one registry shares the
+// collectors, told apart by the sink label.
+type metrics struct {
+	landed   *prometheus.CounterVec   // sink, item
+	dead     *prometheus.CounterVec   // sink, item
+	retries  *prometheus.CounterVec   // sink, op
+	failing  *prometheus.GaugeVec     // sink
+	batch    *prometheus.HistogramVec // sink
+	duration *prometheus.HistogramVec // sink
+	latency  *prometheus.HistogramVec // sink
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		landed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jutong_sink_landed_events_total",
+			Help: "Change events written by a sink (its ledger moved past them), by sink and item."}, []string{"sink", "item"}),
+		dead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jutong_sink_dead_letters_total",
+			Help: "Records a sink could never write, sent to the dead-letter topic, by sink and item."}, []string{"sink", "item"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jutong_sink_retries_total",
+			Help: "Failed attempts of a sink operation that were retried (database or registry down or slow), by sink and operation."}, []string{"sink", "op"}),
+		failing: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "jutong_sink_failing",
+			Help: "1 while a sink is retrying a failing operation, else 0."}, []string{"sink"}),
+		batch: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "jutong_sink_batch_records",
+			Help: "Records per batch written by a sink.", Buckets: prometheus.ExponentialBuckets(1, 4, 9)}, []string{"sink"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "jutong_sink_batch_seconds",
+			Help: "Time to write one batch, retries included.", Buckets: prometheus.ExponentialBuckets(0.001, 3, 12)}, []string{"sink"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "jutong_sink_landing_latency_seconds",
+			Help: "From an event's publish time to its landing in a sink.", Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12)}, []string{"sink"}),
+	}
+	if reg != nil {
+		m.landed = register(reg, m.landed)
+		m.dead = register(reg, m.dead)
+		m.retries = register(reg, m.retries)
+		m.failing = register(reg, m.failing)
+		m.batch = register(reg, m.batch)
+		m.duration = register(reg, m.duration)
+		m.latency = register(reg, m.latency)
+	}
+	return m
+}
+
+// register registers c, or returns the collector of the same name already there.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}

@@ -1,0 +1,135 @@
+package pgsink
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/jutong/jutong/catalog"
+)
+
+// metaColumns are the change metadata every item table carries after its fields.
+var metaColumns = []string{"_event_id", "_op", "_event_time", "_publish_time", "_landed_at", "_partition", "_offset"}
+
+const metaDDL = `_event_id uuid NOT NULL, _op text NOT NULL, _event_time timestamptz NOT NULL,
+  _publish_time timestamptz NOT NULL, _landed_at timestamptz NOT NULL, _partition int NOT NULL, _offset bigint NOT NULL`
+
+const ledgerDDL = `CREATE SCHEMA IF NOT EXISTS jutong;
+CREATE TABLE IF NOT EXISTS jutong.sink_offsets (
+  sink text NOT NULL,
+  topic text NOT NULL,
+  partition int NOT NULL,
+  next_offset bigint NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (sink, topic, partition)
+)`
+
+func columnType(f *catalog.Field) string {
+	switch f.Type {
+	case catalog.TypeLong:
+		return "bigint"
+	case catalog.TypeDouble:
+		return "double precision"
+	case catalog.TypeBoolean:
+		return "boolean"
+	case catalog.TypeDecimal:
+		return fmt.Sprintf("numeric(%d,%d)", f.Precision, f.Scale)
+	case catalog.TypeDate:
+		return "date"
+	case catalog.TypeTimestamp:
+		return "timestamptz"
+	default:
+		return "text"
+	}
+}
+
+// tableName is the quoted schema.table of an item.
+func tableName(it *catalog.Item) string {
+	d, n := it.Namespace()
+	return pgx.Identifier{d, n}.Sanitize()
+}
+
+func tableDDL(it *catalog.Item) string {
+	d, _ := it.Namespace()
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE SCHEMA IF NOT EXISTS %s;\n", pgx.Identifier{d}.Sanitize())
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n", tableName(it))
+	for _, f := range it.Fields {
+		null := ""
+		if f.Required {
+			null = " NOT NULL"
+		}
+		fmt.Fprintf(&b, "  %s %s%s,\n", pgx.Identifier{f.Name}.Sanitize(), columnType(f), null)
+	}
+	fmt.Fprintf(&b, "  %s,\n  PRIMARY KEY (%s)\n);\n", metaDDL, pgx.Identifier{it.Key}.Sanitize())
+	return b.String()
+}
+
+// commentsDDL labels an item's table and columns with the catalog's names.
+func commentsDDL(it *catalog.Item) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "COMMENT ON TABLE %s IS %s;\n", tableName(it), quoteLiteral(it.Name+" — "+it.NameEN+" (source: "+it.Source+")"))
+	for _, f := range it.Fields {
+		fmt.Fprintf(&b, "COMMENT ON COLUMN %s.%s IS %s;\n", tableName(it), pgx.Identifier{f.Name}.Sanitize(), quoteLiteral(f.Title))
+	}
+	return b.String()
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// mergeSQL upserts the staging table into the item table.
+func mergeSQL(it *catalog.Item, stage string) string {
+	cols := columns(it)
+	quoted := make([]string, len(cols))
+	sets := make([]string, 0, len(cols))
+	for i, c := range cols {
+		quoted[i] = pgx.Identifier{c}.Sanitize()
+		if c != it.Key {
+			sets = append(sets, quoted[i]+" = EXCLUDED."+quoted[i])
+		}
+	}
+	list := strings.Join(quoted, ", ")
+	return fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s ON CONFLICT (%s) DO UPDATE SET %s",
+		tableName(it), list, list, stage, pgx.Identifier{it.Key}.Sanitize(), strings.Join(sets, ", "))
+}
+
+// columns lists an item table's columns in COPY order.
+func columns(it *catalog.Item) []string {
+	out := make([]string, 0, len(it.Fields)+len(metaColumns))
+	for _, f := range it.Fields {
+		out = append(out, f.Name)
+	}
+	return append(out, metaColumns...)
+}
+
+// themeDDL builds a theme database: a schema named after the theme with a
+// view per item (<domain>_<name>) and the theme's own views. Views are
+// dropped and created again so that a changed definition takes effect.
+func themeDDL(ctx context.Context, tx pgx.Tx, th *catalog.Theme, items map[string]*catalog.Item) error {
+	schema := pgx.Identifier{th.Code}.Sanitize()
+	stmts := []string{"CREATE SCHEMA IF NOT EXISTS " + schema,
+		"COMMENT ON SCHEMA " + schema + " IS " + quoteLiteral(th.Name+" — "+th.NameEN)}
+	for _, v := range th.Views {
+		stmts = append(stmts, "DROP VIEW IF EXISTS "+pgx.Identifier{th.Code, v.Name}.Sanitize())
+	}
+	for _, code := range th.Items {
+		it := items[code]
+		if it == nil {
+			return fmt.Errorf("pgsink: theme %s uses %s, which this sink does not hold", th.Code, code)
+		}
+		d, n := it.Namespace()
+		stmts = append(stmts, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS SELECT * FROM %s",
+			pgx.Identifier{th.Code, d + "_" + n}.Sanitize(), tableName(it)))
+	}
+	for _, v := range th.Views {
+		stmts = append(stmts, fmt.Sprintf("CREATE VIEW %s AS %s", pgx.Identifier{th.Code, v.Name}.Sanitize(), v.SQL))
+	}
+	for _, st := range stmts {
+		if _, err := tx.Exec(ctx, st); err != nil {
+			return fmt.Errorf("pgsink: theme %s: %s: %w", th.Code, st, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,311 @@
+package pgsink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/pipeline"
+	"github.com/jutong/jutong/schemas"
+)
+
+// Config configures a Sink.
+type Config struct {
+	Name string // the sink's name in the ledger
+	DSN  string
+	// Bases limits the sink to these base databases (all four when empty).
+	Bases []string
+	// Themes are the theme databases to build (a schema each, with a view
+	// per item and the theme's own views); their items land here even when
+	// they belong to no base database.
+	Themes []*catalog.Theme
+}
+
+// Sink writes items into one PostgreSQL database.
+type Sink struct {
+	name       string
+	pool       *pgxpool.Pool
+	bases      map[string]bool
+	themes     []*catalog.Theme
+	themeItems map[string]bool
+	known      map[string]*catalog.Item // every item prepared so far, by code
+}
+
+// New connects to the database.
+func New(ctx context.Context, cfg Config) (*Sink, error) {
+	pcfg, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("pgsink: %w", err)
+	}
+	pcfg.MaxConns = 4
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgsink: %w", err)
+	}
+	s := &Sink{name: cfg.Name, pool: pool, bases: map[string]bool{}, themes: cfg.Themes, themeItems: map[string]bool{}, known: map[string]*catalog.Item{}}
+	for _, b := range cfg.Bases {
+		s.bases[b] = true
+	}
+	for _, th := range cfg.Themes {
+		for _, code := range th.Items {
+			s.themeItems[code] = true
+		}
+	}
+	return s, nil
+}
+
+// Name implements pipeline.Sink.
+func (s *Sink) Name() string { return s.name }
+
+// Accepts implements pipeline.Sink: items of the sink's base databases and
+// of its theme databases.
+func (s *Sink) Accepts(it *catalog.Item) bool {
+	if s.themeItems[it.Code] {
+		return true
+	}
+	if it.Base == "" {
+		return false
+	}
+	return len(s.bases) == 0 || s.bases[it.Base]
+}
+
+// Pool exposes the connection pool (for tests and the demo summary).
+func (s *Sink) Pool() *pgxpool.Pool { return s.pool }
+
+// Close implements pipeline.Sink.
+func (s *Sink) Close() error { s.pool.Close(); return nil }
+
+// Prepare implements pipeline.Sink: the ledger and one table per item.
+func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	// Several sinks may start at once on one database: serialise DDL.
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(7405563)"); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, ledgerDDL); err != nil {
+		return fmt.Errorf("pgsink: ledger: %w", err)
+	}
+	byCode := map[string]*catalog.Item{}
+	for code, it := range s.known {
+		byCode[code] = it
+	}
+	for _, it := range items {
+		byCode[it.Code] = it
+		if _, err := tx.Exec(ctx, tableDDL(it)); err != nil {
+			return fmt.Errorf("pgsink: table for %s: %w", it.Code, err)
+		}
+		// A field added to the catalog (optional, as compatibility
+		// requires) adds its column to a table created before.
+		for _, f := range it.Fields {
+			if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s",
+				tableName(it), pgx.Identifier{f.Name}.Sanitize(), columnType(f))); err != nil {
+				return fmt.Errorf("pgsink: evolve %s: %w", it.Code, err)
+			}
+		}
+		if _, err := tx.Exec(ctx, commentsDDL(it)); err != nil {
+			return fmt.Errorf("pgsink: comments on %s: %w", it.Code, err)
+		}
+	}
+	for _, th := range s.themes {
+		if err := themeDDL(ctx, tx, th, byCode); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	s.known = byCode
+	return nil
+}
+
+// Offsets implements pipeline.Sink.
+func (s *Sink) Offsets(ctx context.Context, topics []string) (pipeline.Offsets, error) {
+	rows, err := s.pool.Query(ctx, `SELECT topic, partition, next_offset FROM jutong.sink_offsets WHERE sink = $1 AND topic = ANY($2)`, s.name, topics)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := pipeline.Offsets{}
+	for rows.Next() {
+		var t string
+		var p int32
+		var next int64
+		if err := rows.Scan(&t, &p, &next); err != nil {
+			return nil, err
+		}
+		if out[t] == nil {
+			out[t] = map[int32]int64{}
+		}
+		out[t][p] = next
+	}
+	return out, rows.Err()
+}
+
+type tp struct {
+	topic string
+	part  int32
+}
+
+// Write implements pipeline.Sink.
+func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.Time) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	// Lock and read the ledger of the batch's partitions; what it passed is skipped.
+	next := map[tp]int64{}
+	var topics []string
+	var parts []int32
+	for _, r := range batch {
+		k := tp{r.Item.Topic(), r.Partition}
+		if _, ok := next[k]; !ok {
+			next[k] = -1
+			topics = append(topics, k.topic)
+			parts = append(parts, k.part)
+		}
+	}
+	rows, err := tx.Query(ctx, `SELECT o.topic, o.partition, o.next_offset FROM jutong.sink_offsets o
+		JOIN unnest($2::text[], $3::int[]) AS b(topic, partition) USING (topic, partition)
+		WHERE o.sink = $1 FOR UPDATE OF o`, s.name, topics, parts)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var k tp
+		var n int64
+		if err := rows.Scan(&k.topic, &k.part, &n); err != nil {
+			rows.Close()
+			return err
+		}
+		next[k] = n
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	// Last change per key wins, per item; keep first-seen order for stable COPY.
+	byItem := map[*catalog.Item]map[string]*pipeline.Record{}
+	order := map[*catalog.Item][]string{}
+	moved := map[tp]int64{}
+	for i := range batch {
+		r := &batch[i]
+		k := tp{r.Item.Topic(), r.Partition}
+		if r.Offset < next[k] {
+			continue // already applied
+		}
+		moved[k] = max(moved[k], r.Offset+1)
+		if r.Event == nil {
+			continue // dead-lettered: only the ledger moves
+		}
+		m := byItem[r.Item]
+		if m == nil {
+			m = map[string]*pipeline.Record{}
+			byItem[r.Item] = m
+		}
+		if _, seen := m[r.Event.Key]; !seen {
+			order[r.Item] = append(order[r.Item], r.Event.Key)
+		}
+		m[r.Event.Key] = r
+	}
+	if len(moved) == 0 {
+		return nil // the whole batch was applied before
+	}
+	for it, m := range byItem {
+		if err := s.apply(ctx, tx, it, order[it], m, landed); err != nil {
+			return err
+		}
+	}
+	topics, parts = topics[:0], parts[:0]
+	var offs []int64
+	for k, n := range moved {
+		topics, parts, offs = append(topics, k.topic), append(parts, k.part), append(offs, n)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO jutong.sink_offsets (sink, topic, partition, next_offset, updated_at)
+		SELECT $1, t, p, n, now() FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, n)
+		ON CONFLICT (sink, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = EXCLUDED.updated_at`,
+		s.name, topics, parts, offs); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+func (s *Sink) apply(ctx context.Context, tx pgx.Tx, it *catalog.Item, keys []string, m map[string]*pipeline.Record, landed time.Time) error {
+	var deletes []string
+	rows := make([][]any, 0, len(keys))
+	for _, k := range keys {
+		r := m[k]
+		if r.Event.Op == schemas.OpDelete {
+			deletes = append(deletes, k)
+			continue
+		}
+		row, err := rowValues(it, r, landed)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, row)
+	}
+	if len(deletes) > 0 {
+		if _, err := tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE %s = ANY($1)", tableName(it), pgx.Identifier{it.Key}.Sanitize()), deletes); err != nil {
+			return fmt.Errorf("pgsink: delete from %s: %w", it.Code, err)
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	const stage = "jutong_stage"
+	if _, err := tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE %s (LIKE %s) ON COMMIT DROP", stage, tableName(it))); err != nil {
+		return err
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{stage}, columns(it), pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("pgsink: copy %s: %w", it.Code, err)
+	}
+	if _, err := tx.Exec(ctx, mergeSQL(it, stage)); err != nil {
+		return fmt.Errorf("pgsink: merge %s: %w", it.Code, err)
+	}
+	_, err := tx.Exec(ctx, "DROP TABLE "+stage)
+	return err
+}
+
+func rowValues(it *catalog.Item, r *pipeline.Record, landed time.Time) ([]any, error) {
+	row := make([]any, 0, len(it.Fields)+len(metaColumns))
+	for _, f := range it.Fields {
+		v := r.Event.Data[f.Name]
+		if rat, ok := v.(*big.Rat); ok {
+			n, err := numeric(rat, f.Scale)
+			if err != nil {
+				return nil, fmt.Errorf("pgsink: %s field %s: %w", it.Code, f.Name, err)
+			}
+			v = n
+		}
+		row = append(row, v)
+	}
+	e := r.Event
+	return append(row, e.ID, string(e.Op), e.EventTime, e.PublishTime, landed, r.Partition, r.Offset), nil
+}
+
+// numeric converts an exact decimal to PostgreSQL numeric at scale.
+func numeric(r *big.Rat, scale int) (pgtype.Numeric, error) {
+	pow := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(scale)), nil)
+	scaled := new(big.Rat).Mul(r, new(big.Rat).SetInt(pow))
+	if !scaled.IsInt() {
+		return pgtype.Numeric{}, errors.New("decimal has more places than the column's scale")
+	}
+	return pgtype.Numeric{Int: new(big.Int).Set(scaled.Num()), Exp: int32(-scale), Valid: true}, nil
+}

@@ -1,0 +1,58 @@
+package pgsink_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/pipeline/pgsink"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// TestEvolution: a field added to an item adds its column to the existing
+// table, keeping the rows; preparing twice changes nothing.
+func TestEvolution(t *testing.T) {
+	ctx := context.Background()
+	cat, _ := catalog.Sample()
+	s, err := pgsink.New(ctx, pgsink.Config{Name: "pg", DSN: testenv.Postgres(t), Themes: cat.Themes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var items []*catalog.Item
+	for _, it := range cat.Items {
+		if s.Accepts(it) {
+			items = append(items, it)
+		}
+	}
+	if err := s.Prepare(ctx, items); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Prepare(ctx, items); err != nil {
+		t.Fatalf("preparing twice: %v", err)
+	}
+	if !s.Accepts(cat.Item("health.vaccination")) {
+		t.Fatal("an item used by a theme but in no base database is not accepted")
+	}
+	it := cat.Item("legal_person.tax_credit_rating")
+	evolved := *it
+	evolved.Fields = append(append([]*catalog.Field(nil), it.Fields...), &catalog.Field{Name: "tax_office", Title: "主管税务机关", Type: catalog.TypeString, Grade: 1})
+	if err := s.Prepare(ctx, []*catalog.Item{&evolved}); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM information_schema.columns
+		WHERE table_schema = 'legal_person' AND table_name = 'tax_credit_rating' AND column_name = 'tax_office' AND is_nullable = 'YES'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("the new column: %d %v", n, err)
+	}
+	// Every theme's views exist.
+	for _, th := range cat.Themes {
+		for _, v := range th.Views {
+			if err := s.Pool().QueryRow(ctx, "SELECT count(*) FROM "+th.Code+"."+v.Name).Scan(&n); err != nil {
+				t.Errorf("view %s.%s: %v", th.Code, v.Name, err)
+			}
+		}
+	}
+}

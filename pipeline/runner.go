@@ -1,0 +1,315 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/schemas"
+)
+
+// DeadLetterTopic receives records that can never be written, with the error.
+const DeadLetterTopic = "_jutong.deadletter"
+
+// Config configures a Runner.
+type Config struct {
+	Kafka       kafkaconn.Config
+	RegistryURL string
+	Catalog     *catalog.Catalog
+	// GroupPrefix prefixes the consumer group: <prefix><sink name>.
+	GroupPrefix string
+	// MaxBatch bounds the records written in one sink call (default 20000).
+	MaxBatch int
+	// MaxWait bounds how long a batch waits to fill before it is written (default 100ms).
+	MaxWait time.Duration
+	// RetryMin and RetryMax bound the backoff while a sink is failing.
+	RetryMin, RetryMax time.Duration
+	Log                *slog.Logger
+	// Metrics is where the runner registers its metrics (none when nil).
+	Metrics prometheus.Registerer
+}
+
+func (c *Config) defaults() {
+	if c.GroupPrefix == "" {
+		c.GroupPrefix = "jutong.sink."
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 20000
+	}
+	if c.MaxWait <= 0 {
+		c.MaxWait = 100 * time.Millisecond
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = 100 * time.Millisecond
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 10 * time.Second
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Runner moves records from the item topics into one sink.
+type Runner struct {
+	cfg   Config
+	sink  Sink
+	items map[string]*catalog.Item // by topic
+	dec   *schemas.Decoder
+	log   *slog.Logger
+	m     *metrics
+
+	runCtx context.Context // set by Run; bounds work done in client callbacks
+}
+
+// New creates a runner for sink over the catalog items it accepts.
+func New(cfg Config, sink Sink) (*Runner, error) {
+	cfg.defaults()
+	if cfg.Catalog == nil {
+		return nil, errors.New("pipeline: no catalog")
+	}
+	reg, err := sr.NewClient(sr.URLs(cfg.RegistryURL))
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: registry: %w", err)
+	}
+	r := &Runner{cfg: cfg, sink: sink, dec: schemas.NewDecoder(reg), items: make(map[string]*catalog.Item),
+		log: cfg.Log.With("sink", sink.Name()), m: newMetrics(cfg.Metrics)}
+	for _, it := range cfg.Catalog.Items {
+		if sink.Accepts(it) {
+			r.items[it.Topic()] = it
+		}
+	}
+	if len(r.items) == 0 {
+		return nil, fmt.Errorf("pipeline: sink %s accepts no catalog item", sink.Name())
+	}
+	return r, nil
+}
+
+// Group is the runner's consumer group.
+func (r *Runner) Group() string { return r.cfg.GroupPrefix + r.sink.Name() }
+
+// Topics lists the topics the runner reads.
+func (r *Runner) Topics() []string {
+	out := make([]string, 0, len(r.items))
+	for t := range r.items {
+		out = append(out, t)
+	}
+	return out
+}
+
+// Run prepares the sink and moves records until ctx is done. On return the
+// open batch has either been written or abandoned; nothing is lost, since
+// the ledger only moves with written data.
+func (r *Runner) Run(ctx context.Context) error {
+	r.runCtx = ctx
+	items := make([]*catalog.Item, 0, len(r.items))
+	for _, it := range r.items {
+		items = append(items, it)
+	}
+	if err := r.retry(ctx, "prepare", func() error { return r.sink.Prepare(ctx, items) }); err != nil {
+		return err
+	}
+	cl, err := r.cfg.Kafka.Client(
+		kgo.ConsumerGroup(r.Group()),
+		kgo.ConsumeTopics(r.Topics()...),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.AdjustFetchOffsetsFn(r.resumeFromLedger),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, _ map[string][]int32) {
+			// Informational only: lets kafka tooling show this group's lag.
+			_ = cl.CommitUncommittedOffsets(ctx)
+		}),
+	)
+	if err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	dlq, err := r.cfg.Kafka.Client(kgo.DefaultProduceTopic(DeadLetterTopic))
+	if err != nil {
+		cl.Close()
+		return err
+	}
+	defer func() {
+		dlq.Close()
+		// A poll blocks rebalances until allowed; leaving the group is one.
+		cl.AllowRebalance()
+		cl.Close() // leaves the group
+	}()
+	r.log.Info("pipeline running", "group", r.Group(), "topics", len(r.items))
+	for {
+		fs := cl.PollRecords(ctx, r.cfg.MaxBatch)
+		if ctx.Err() != nil {
+			return nil
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			r.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+		})
+		recs := fs.Records()
+		// Give a small batch a moment to fill: fewer, larger transactions.
+		if len(recs) > 0 && len(recs) < r.cfg.MaxBatch/4 {
+			wctx, cancel := context.WithTimeout(ctx, r.cfg.MaxWait)
+			more := cl.PollRecords(wctx, r.cfg.MaxBatch-len(recs))
+			cancel()
+			recs = append(recs, more.Records()...)
+		}
+		if len(recs) == 0 {
+			cl.AllowRebalance()
+			continue
+		}
+		batch, err := r.decode(ctx, dlq, recs)
+		if err != nil {
+			cl.AllowRebalance()
+			return err
+		}
+		t0 := time.Now()
+		landed := t0.UTC()
+		if err := r.retry(ctx, "write", func() error { landed = time.Now().UTC(); return r.sink.Write(ctx, batch, landed) }); err != nil {
+			cl.AllowRebalance()
+			return nil // ctx done: the batch is abandoned, the ledger did not move
+		}
+		r.observe(batch, landed, time.Since(t0))
+		// Informational (lag for Kafka tooling); the ledger is the truth.
+		cl.CommitUncommittedOffsets(ctx) //nolint:errcheck
+		cl.AllowRebalance()
+	}
+}
+
+// observe counts a written batch.
+func (r *Runner) observe(batch []Record, landed time.Time, took time.Duration) {
+	name := r.sink.Name()
+	r.m.batch.WithLabelValues(name).Observe(float64(len(batch)))
+	r.m.duration.WithLabelValues(name).Observe(took.Seconds())
+	lat := r.m.latency.WithLabelValues(name)
+	counts := map[string]int{}
+	for _, rec := range batch {
+		if rec.Event == nil {
+			continue
+		}
+		counts[rec.Item.Code]++
+		lat.Observe(landed.Sub(rec.Event.PublishTime).Seconds())
+	}
+	for item, n := range counts {
+		r.m.landed.WithLabelValues(name, item).Add(float64(n))
+	}
+}
+
+// resumeFromLedger replaces Kafka's committed offsets with the sink's ledger.
+func (r *Runner) resumeFromLedger(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	// Stop waiting for the sink when either the group session or the runner ends.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(r.runCtx, cancel)
+	defer stop()
+	topics := make([]string, 0, len(assigned))
+	for t := range assigned {
+		topics = append(topics, t)
+	}
+	var ledger Offsets
+	err := r.retry(ctx, "read ledger", func() (err error) {
+		ledger, err = r.sink.Offsets(ctx, topics)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for t, parts := range assigned {
+		for p := range parts {
+			if next, ok := ledger[t][p]; ok {
+				parts[p] = kgo.NewOffset().At(next).WithEpoch(-1)
+			} else {
+				parts[p] = kgo.NewOffset().AtStart()
+			}
+		}
+	}
+	r.log.Info("resuming from the sink's ledger", "partitions", len(topics))
+	return assigned, nil
+}
+
+// retry calls fn until it succeeds or ctx is done, backing off exponentially.
+func (r *Runner) retry(ctx context.Context, what string, fn func() error) error {
+	wait := r.cfg.RetryMin
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil {
+			if attempt > 1 {
+				r.log.Info("sink recovered", "op", what, "attempts", attempt)
+				r.m.failing.WithLabelValues(r.sink.Name()).Set(0)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.m.retries.WithLabelValues(r.sink.Name(), what).Inc()
+		r.m.failing.WithLabelValues(r.sink.Name()).Set(1)
+		r.log.Warn("sink failing, will retry", "op", what, "attempt", attempt, "backoff", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, r.cfg.RetryMax)
+	}
+}
+
+// decode turns Kafka records into sink records; undecodable ones are sent to
+// the dead-letter topic and passed on without an event. A registry that does
+// not answer is retried, never taken for a bad record.
+func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record) ([]Record, error) {
+	out := make([]Record, len(recs))
+	var dead []*kgo.Record
+	for i, kr := range recs {
+		out[i] = Record{Item: r.items[kr.Topic], Partition: kr.Partition, Offset: kr.Offset}
+		var ev *schemas.Event
+		var bad *schemas.RecordError
+		err := r.retry(ctx, "decode", func() (err error) {
+			ev, err = r.dec.Decode(ctx, kr.Value)
+			if errors.As(err, &bad) {
+				return nil // retrying will not help
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err // ctx done
+		}
+		if bad != nil {
+			r.log.Error("dead-lettering record", "topic", kr.Topic, "partition", kr.Partition, "offset", kr.Offset, "err", bad)
+			if it := r.items[kr.Topic]; it != nil {
+				r.m.dead.WithLabelValues(r.sink.Name(), it.Code).Inc()
+			}
+			dead = append(dead, deadLetter(kr, r.sink.Name(), bad))
+			continue
+		}
+		out[i].Event = ev
+	}
+	if len(dead) > 0 {
+		if err := r.retry(ctx, "dead-letter", func() error { return dlq.ProduceSync(ctx, dead...).FirstErr() }); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func deadLetter(kr *kgo.Record, sink string, err error) *kgo.Record {
+	return &kgo.Record{
+		Topic: DeadLetterTopic,
+		Key:   kr.Key,
+		Value: kr.Value,
+		Headers: []kgo.RecordHeader{
+			{Key: "jutong.error", Value: []byte(err.Error())},
+			{Key: "jutong.sink", Value: []byte(sink)},
+			{Key: "jutong.origin.topic", Value: []byte(kr.Topic)},
+			{Key: "jutong.origin.partition", Value: []byte(strconv.Itoa(int(kr.Partition)))},
+			{Key: "jutong.origin.offset", Value: []byte(strconv.FormatInt(kr.Offset, 10))},
+		},
+	}
+}

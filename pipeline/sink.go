@@ -1,0 +1,39 @@
+package pipeline
+
+import (
+	"context"
+	"time"
+
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/schemas"
+)
+
+// Record is one consumed record as a sink sees it.
+type Record struct {
+	Item      *catalog.Item
+	Partition int32
+	Offset    int64
+	// Event is the decoded change event; nil for a record that was
+	// dead-lettered, which the sink must only count in its ledger.
+	Event *schemas.Event
+}
+
+// Offsets maps topic -> partition -> the next offset to read.
+type Offsets map[string]map[int32]int64
+
+// Sink is where a Runner writes. Write must apply the records and advance the
+// sink's ledger atomically, and must ignore records at offsets its ledger has
+// already passed (a redelivered batch changes nothing).
+type Sink interface {
+	// Name identifies the sink; the consumer group is derived from it.
+	Name() string
+	// Accepts says whether the sink receives the item (the catalog routes items).
+	Accepts(it *catalog.Item) bool
+	// Prepare creates or evolves what the sink needs for items (tables, ledger).
+	Prepare(ctx context.Context, items []*catalog.Item) error
+	// Offsets reads the ledger for the given topics.
+	Offsets(ctx context.Context, topics []string) (Offsets, error)
+	// Write applies a batch; landed is the landing time to record.
+	Write(ctx context.Context, batch []Record, landed time.Time) error
+	Close() error
+}
