@@ -1,0 +1,39 @@
+# Jutong: the two commands are `make demo` and `make test`.
+GO      ?= go
+ARGS    ?=
+BIN     := bin/jutong
+
+.PHONY: all build demo dev test vet check-compose clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/jutong
+
+# Runs the bus with synthetic departments publishing; pass flags with ARGS,
+# e.g. make demo ARGS="--events 20000 --exit".
+demo: build
+	./$(BIN) demo $(ARGS)
+
+# Runs the bus until Ctrl-C, keeping its data under .jutong/.
+dev: build
+	./$(BIN) dev $(ARGS)
+
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Tests run against the embedded Kafka, a real PostgreSQL and a real ClickHouse:
+# from JUTONG_POSTGRES_DSN / JUTONG_CLICKHOUSE_DSN, else throwaway local servers
+# (installed from Debian packages first when running as root).
+test: vet check-compose
+	$(GO) test -count=1 -timeout 45m ./...
+
+check-compose:
+	@if command -v docker-compose >/dev/null 2>&1; then \
+		docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"; \
+	else echo "docker-compose not installed: skipping docker-compose.yml validation"; fi
+
+clean:
+	rm -rf bin .jutong

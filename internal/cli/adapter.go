@@ -1,0 +1,165 @@
+package cli
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql" // the mysql driver for MariaDB/MySQL sources
+	_ "github.com/jackc/pgx/v5/stdlib" // the pgx driver for PostgreSQL sources
+
+	"github.com/jutong/jutong/access"
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/producers"
+	"github.com/jutong/jutong/producers/sqladapter"
+)
+
+const adapterDesc = `Publishes a department's data as change events of a catalog item.
+
+Subcommands:
+  sql    a database table (PostgreSQL or MySQL/MariaDB): a snapshot of every row, then
+         the rows changed since, by an updated-at (or increasing) column; soft deletes
+         by a column. Exactly once: events and the adapter's checkpoint are committed in
+         one Kafka transaction, so a restart resumes where it stopped.
+  file   successive full extracts (CSV or JSONL) of an item, diffed into creates,
+         updates and deletes.`
+
+// conn are the connection flags every adapter takes.
+type conn struct {
+	catalogDir, brokers, registry, department, user, password, credentials string
+	verbose                                                                bool
+}
+
+func (c *conn) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.catalogDir, "catalog", env("JUTONG_CATALOG", ""), "catalog directory; empty: the sample built into jutong (JUTONG_CATALOG)")
+	fs.StringVar(&c.brokers, "brokers", env("JUTONG_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka brokers (JUTONG_KAFKA_BROKERS)")
+	fs.StringVar(&c.registry, "registry", env("JUTONG_REGISTRY_URL", "http://127.0.0.1:8081"), "schema registry URL (JUTONG_REGISTRY_URL)")
+	fs.StringVar(&c.department, "department", env("JUTONG_DEPARTMENT", ""), "the publishing department; default: the item's source (JUTONG_DEPARTMENT)")
+	fs.StringVar(&c.user, "kafka-user", env("JUTONG_KAFKA_USER", ""), "SASL/SCRAM user; default: the department's principal (JUTONG_KAFKA_USER)")
+	fs.StringVar(&c.password, "kafka-password", env("JUTONG_KAFKA_PASSWORD", ""), "its password; default: from --credentials (JUTONG_KAFKA_PASSWORD)")
+	fs.StringVar(&c.credentials, "credentials", env("JUTONG_CREDENTIALS", filepath.Join(".jutong", "credentials.json")), "the departments' SCRAM passwords, as jutong dev writes them (JUTONG_CREDENTIALS)")
+	fs.BoolVar(&c.verbose, "v", false, "log progress (info level) to stderr")
+}
+
+// resolve loads the catalog and the department's Kafka identity.
+func (c *conn) resolve(itemCode string) (*catalog.Catalog, *catalog.Item, kafkaconn.Config, error) {
+	var k kafkaconn.Config
+	cat, err := loadCatalog(c.catalogDir)
+	if err != nil {
+		return nil, nil, k, err
+	}
+	it := cat.Item(itemCode)
+	if it == nil {
+		return nil, nil, k, fmt.Errorf("no catalog item %q (see jutong catalog list)", itemCode)
+	}
+	if c.department == "" {
+		c.department = it.Source
+	}
+	d := cat.Department(c.department)
+	if d == nil {
+		return nil, nil, k, fmt.Errorf("no department %q", c.department)
+	}
+	k = kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(c.brokers), User: c.user, Password: c.password}
+	if k.User == "" {
+		k.User = d.Principal
+	}
+	if k.Password == "" {
+		creds, err := access.ReadCredentials(c.credentials)
+		if err != nil {
+			return nil, nil, k, err
+		}
+		k.Password = creds[k.User]
+		if k.Password == "" {
+			return nil, nil, k, fmt.Errorf("no password for %s in %s: pass --kafka-password", k.User, c.credentials)
+		}
+	}
+	return cat, it, k, nil
+}
+
+func runAdapter(ctx context.Context, args []string, out, errOut io.Writer) error {
+	if len(args) == 0 || (args[0] != "sql" && args[0] != "file") {
+		fmt.Fprintf(errOut, "Usage: jutong adapter <sql|file> [flags]\n\n%s\n", adapterDesc)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return nil
+		}
+		return errors.New("a subcommand is required: sql or file")
+	}
+	if args[0] == "file" {
+		return runFileAdapter(ctx, args[1:], out, errOut)
+	}
+	fs := newFlags("adapter sql", adapterDesc, errOut)
+	var c conn
+	c.register(fs)
+	item := fs.String("item", "", "the catalog item the table holds (required)")
+	driver := fs.String("driver", "postgres", "postgres or mysql (MariaDB)")
+	dsn := fs.String("dsn", env("JUTONG_SOURCE_DSN", ""), "the source database (pgx or go-sql-driver DSN; for mysql add parseTime=true) (JUTONG_SOURCE_DSN)")
+	table := fs.String("table", "", "the table (required)")
+	keyCol := fs.String("key-column", "", "the business key column; default: the item's key field")
+	updCol := fs.String("updated-column", "", "an updated-at or increasing column that orders changes; empty: snapshot only")
+	delCol := fs.String("deleted-column", "", "a soft-delete column (true, 1 or a time mean deleted)")
+	name := fs.String("name", "", "the adapter's name, keying its checkpoint; default item@table")
+	batch := fs.Int("batch", 1000, "rows per transaction")
+	poll := fs.Duration("poll", 5*time.Second, "how often to look for changes")
+	once := fs.Bool("once", false, "publish what there is (snapshot, then changes) and exit")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *item == "" || *table == "" || *dsn == "" {
+		return errors.New("--item, --table and --dsn are required (see jutong adapter sql --help)")
+	}
+	cat, it, k, err := c.resolve(*item)
+	if err != nil {
+		return err
+	}
+	drv := map[string]string{"postgres": "pgx", "mysql": "mysql"}[*driver]
+	if drv == "" {
+		return fmt.Errorf("--driver %q: want postgres or mysql", *driver)
+	}
+	db, err := sql.Open(drv, *dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if *name == "" {
+		*name = it.Code + "@" + *table
+	}
+	log := newLogger(errOut, c.verbose)
+	pub, err := producers.New(ctx, cat, c.department, producers.Brokers(k.Brokers...), producers.SASL(k.User, k.Password),
+		producers.Registry(c.registry), producers.Adapter("sql"), producers.System(*table),
+		producers.Transactional(k.User+".sql."+*name), producers.Logger(log))
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+	a, err := sqladapter.New(ctx, sqladapter.Config{Item: it, DB: db, Dialect: sqladapter.Dialect(*driver), Table: *table,
+		KeyColumn: *keyCol, UpdatedColumn: *updCol, DeletedColumn: *delCol, Name: *name, Batch: *batch,
+		Publisher: pub, Kafka: k, Log: log})
+	if err != nil {
+		return err
+	}
+	if !*once {
+		fmt.Fprintf(out, "publishing %s from %s as %s (Ctrl-C to stop)\n", it.Code, *table, c.department)
+		return a.Run(ctx, *poll)
+	}
+	total := 0
+	for {
+		n, err := a.Step(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+		total += n
+	}
+	cp := a.Checkpoint()
+	fmt.Fprintf(out, "published %d rows of %s from %s as %s (refused ones are kept in _jutong.quarantine; checkpoint %s: %d rows in all, %d unparsable)\n",
+		total, it.Code, *table, c.department, *name, cp.Rows, cp.Unparsable)
+	return nil
+}

@@ -1,0 +1,150 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/bus"
+	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/producers"
+	"github.com/jutong/jutong/producers/contract"
+	"github.com/jutong/jutong/schemas"
+)
+
+const benchDesc = `Measures Jutong on this machine and prints the figures.
+
+Subcommands:
+  publish   the publisher SDK: events checked at the door, Avro-encoded and produced
+            to an embedded cluster (in this process), until every one is acknowledged`
+
+func runBench(ctx context.Context, args []string, out, errOut io.Writer) error {
+	if len(args) == 0 || args[0] != "publish" {
+		fmt.Fprintf(errOut, "Usage: jutong bench publish [flags]\n\n%s\n", benchDesc)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return nil
+		}
+		return errors.New("a subcommand is required: publish")
+	}
+	fs := newFlags("bench publish", benchDesc, errOut)
+	events := fs.Int("events", 1_000_000, "events to publish")
+	item := fs.String("item", "legal_person.enterprise_registration", "the catalog item (the default has 15 fields)")
+	brokers := fs.Int("brokers", 3, "embedded brokers")
+	distinct := fs.Int("distinct", 50_000, "distinct synthetic events, published in turn (bounds the memory the generator takes)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	cat, err := catalog.Sample()
+	if err != nil {
+		return err
+	}
+	it := cat.Item(*item)
+	if it == nil {
+		return fmt.Errorf("no catalog item %q", *item)
+	}
+	ports := make([]int, *brokers)
+	b, err := bus.Start(ctx, bus.Config{Catalog: cat, Brokers: *brokers, KafkaPorts: ports, ApplyTopics: true,
+		AdminUser: "jutong", AdminPassword: "bench", RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
+		Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	dept := cat.Department(it.Source)
+	pub, err := producers.New(ctx, cat, it.Source, producers.Brokers(b.Kafka().Brokers...),
+		producers.SASL(dept.Principal, b.Credentials[dept.Principal]), producers.Registry(b.RegistryURL()))
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+	g := synth.New(it, 1, time.Now())
+	g.DeleteEvery = 0 // every event carries a full record
+	pool := make([]*schemas.Event, min(*distinct, *events))
+	for i := range pool {
+		pool[i] = g.Next()
+	}
+	fmt.Fprintf(out, "jutong bench publish: %d events of %s (%d fields), %d embedded brokers, GOMAXPROCS %d\n",
+		*events, it.Code, len(it.Fields), *brokers, runtime.GOMAXPROCS(0))
+
+	// 1. The door and the encoder alone, on one core.
+	s, err := schemas.For(it)
+	if err != nil {
+		return err
+	}
+	now := time.Now().Add(time.Minute)
+	n := min(*events, 200_000)
+	var buf []byte
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		e := pool[i%len(pool)]
+		e.Source = schemas.Source{Department: it.Source, System: "bench", Adapter: "sdk"}
+		e.PublishTime = now
+		if v := contract.Check(it, it.Source, e, now); v != nil {
+			return v
+		}
+		if buf, err = s.AppendEncode(buf[:0], e); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(out, "  checked + encoded, one core, no Kafka   %10.0f events/s\n", float64(n)/time.Since(t0).Seconds())
+
+	// 2. The whole publish path to the embedded cluster.
+	if _, err := pub.Publish(ctx, it.Code, pool[0]); err != nil { // registers the schema
+		return err
+	}
+	var bytes, failed atomic.Int64
+	var wg sync.WaitGroup
+	done := func(r producers.Result) {
+		if r.Err != nil {
+			failed.Add(1)
+		}
+		bytes.Add(int64(r.Bytes))
+		wg.Done()
+	}
+	before := resourceUsage()
+	t0 = time.Now()
+	const chunk = 2000
+	for sent := 0; sent < *events; sent += chunk {
+		k := min(chunk, *events-sent)
+		batch := make([]*schemas.Event, k)
+		for i := range batch {
+			batch[i] = pool[(sent+i)%len(pool)]
+		}
+		wg.Add(k)
+		if err := pub.PublishAsync(ctx, it.Code, done, batch...); err != nil {
+			return err
+		}
+	}
+	wg.Wait()
+	wall := time.Since(t0)
+	after := resourceUsage()
+	if f := failed.Load(); f > 0 {
+		return fmt.Errorf("%d events failed", f)
+	}
+	user, sys := after.user-before.user, after.sys-before.sys
+	fmt.Fprintf(out, "  published and acknowledged              %10.0f events/s  %6.1f MB/s  (%d events in %s)\n",
+		float64(*events)/wall.Seconds(), float64(bytes.Load())/wall.Seconds()/1e6, *events, wall.Round(time.Millisecond))
+	fmt.Fprintf(out, "  CPU (publisher and brokers together)    user %.2fs  sys %.2fs  = %.2f cores busy, %.1f µs CPU per event\n",
+		user.Seconds(), sys.Seconds(), (user+sys).Seconds()/wall.Seconds(), float64((user+sys).Microseconds())/float64(*events))
+	fmt.Fprintf(out, "  peak RSS                                %10.0f MiB\n", float64(after.maxRSS)/1024)
+	return nil
+}
+
+type rusage struct {
+	user, sys time.Duration
+	maxRSS    int64 // KiB
+}
+
+func resourceUsage() rusage {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return rusage{time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano()), ru.Maxrss}
+}

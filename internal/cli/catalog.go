@@ -1,0 +1,317 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/bus"
+	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/internal/topics"
+	"github.com/jutong/jutong/schemas"
+)
+
+const catalogDesc = `Works with the catalog: the departments, items, base and theme databases that
+drive the bus. The catalog is the sample shipped in the binary, or the directory
+given by --catalog (catalog.json, items/*.json, themes/*.json).
+
+Subcommands:
+  list                 a table of the items (--json for scripts)
+  show CODE            one item with its fields (--json for scripts)
+  check                validate the catalog and generate every schema; with --registry,
+                       also check each schema against the registered versions (what a
+                       catalog change's CI runs)
+  apply                create or update one topic per item (partitions, retention, cleanup
+                       policy) and register the schemas; a second run changes nothing`
+
+// loadCatalog reads dir, or the embedded sample when dir is empty.
+func loadCatalog(dir string) (*catalog.Catalog, error) {
+	if dir == "" {
+		return catalog.Sample()
+	}
+	return catalog.Load(os.DirFS(dir))
+}
+
+func runCatalog(ctx context.Context, args []string, out, errOut io.Writer) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintf(errOut, "Usage: jutong catalog <list|show|check|apply> [flags]\n\n%s\n", catalogDesc)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return nil
+		}
+		return errors.New("a subcommand is required")
+	}
+	sub, args := args[0], args[1:]
+	fs := newFlags("catalog "+sub, catalogDesc, errOut)
+	dir := fs.String("catalog", env("JUTONG_CATALOG", ""), "catalog directory; empty: the sample built into jutong (JUTONG_CATALOG)")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table (list, show)")
+	regURL := fs.String("registry", env("JUTONG_REGISTRY_URL", ""), "schema registry URL (check: optional; apply: required) (JUTONG_REGISTRY_URL)")
+	brokers := fs.String("brokers", env("JUTONG_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka brokers (apply) (JUTONG_KAFKA_BROKERS)")
+	user := fs.String("kafka-user", env("JUTONG_KAFKA_USER", "jutong"), "SASL/SCRAM user (apply); empty for none (JUTONG_KAFKA_USER)")
+	pass := fs.String("kafka-password", env("JUTONG_KAFKA_PASSWORD", "jutong-dev"), "its password (apply) (JUTONG_KAFKA_PASSWORD)")
+	dryRun := fs.Bool("dry-run", false, "apply: print the changes without making them")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cat, err := loadCatalog(*dir)
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "list":
+		return catalogList(cat, *asJSON, out)
+	case "show":
+		if fs.NArg() != 1 {
+			return errors.New("usage: jutong catalog show CODE")
+		}
+		return catalogShow(cat, fs.Arg(0), *asJSON, out)
+	case "check":
+		return catalogCheck(ctx, cat, *regURL, out)
+	case "apply":
+		if *regURL == "" {
+			*regURL = "http://127.0.0.1:8081"
+		}
+		k := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass}
+		return catalogApply(ctx, cat, k, *regURL, *dryRun, out)
+	}
+	return fmt.Errorf("unknown subcommand %q (list, show, check, apply)", sub)
+}
+
+// itemView is an item as list and show print it.
+type itemView struct {
+	*catalog.Item
+	Topic   catalog.TopicConfig `json:"topic"`
+	Subject string              `json:"subject"`
+	Themes  []string            `json:"themes"`
+}
+
+func view(cat *catalog.Catalog, it *catalog.Item) itemView {
+	return itemView{Item: it, Topic: cat.TopicConfig(it), Subject: it.Subject(), Themes: nonNilStrings(it.Themes())}
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func catalogList(cat *catalog.Catalog, asJSON bool, out io.Writer) error {
+	if asJSON {
+		items := make([]itemView, len(cat.Items))
+		for i, it := range cat.Items {
+			items[i] = view(cat, it)
+		}
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"departments": cat.Departments, "bases": cat.Bases, "themes": cat.Themes, "items": items})
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	// Chinese names go last: tabwriter counts runes, not display width.
+	fmt.Fprintln(tw, "CODE\tSOURCE\tBASE\tKEY\tSHARE\tOPEN\tFREQUENCY\tFIELDS\tMAX GRADE\tTHEMES\tNAME")
+	for _, it := range cat.Items {
+		maxGrade := 0
+		for _, f := range it.Fields {
+			maxGrade = max(maxGrade, f.Grade)
+		}
+		base := it.Base
+		if base == "" {
+			base = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", it.Code, it.Source, base, it.Key,
+			it.Share, it.Open, it.UpdateFrequency, len(it.Fields), maxGrade, or(strings.Join(it.Themes(), ","), "-"), it.Name)
+	}
+	fmt.Fprintf(tw, "\n%d items, %d departments, %d base databases, %d theme databases\n", len(cat.Items), len(cat.Departments), len(cat.Bases), len(cat.Themes))
+	return tw.Flush()
+}
+
+func catalogShow(cat *catalog.Catalog, code string, asJSON bool, out io.Writer) error {
+	it := cat.Item(code)
+	if it == nil {
+		var codes []string
+		for _, x := range cat.Items {
+			if strings.Contains(x.Code, code) {
+				codes = append(codes, x.Code)
+			}
+		}
+		sort.Strings(codes)
+		hint := ""
+		if len(codes) > 0 {
+			hint = " (did you mean " + strings.Join(codes, ", ") + "?)"
+		}
+		return fmt.Errorf("no catalog item %q%s", code, hint)
+	}
+	v := view(cat, it)
+	if asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	src := cat.Department(it.Source)
+	fmt.Fprintf(out, "%s  %s (%s)\n", it.Code, it.Name, it.NameEN)
+	fmt.Fprintf(out, "  source       %s %s (principal %s)\n", src.Code, src.Name, src.Principal)
+	fmt.Fprintf(out, "  base         %s\n  key          %s\n  share        %s\n  open         %s\n", or(it.Base, "-"), it.Key, it.Share, it.Open)
+	if it.LegalBasis != "" {
+		fmt.Fprintf(out, "  legal basis  %s\n", it.LegalBasis)
+	}
+	fmt.Fprintf(out, "  frequency    %s\n  topic        %s (partitions %d, replication %d, retention.ms %d, cleanup %s)\n  subject      %s\n  themes       %s\n\n",
+		it.UpdateFrequency, it.Topic(), v.Topic.Partitions, v.Topic.ReplicationFactor, v.Topic.RetentionMs, v.Topic.CleanupPolicy, v.Subject, or(strings.Join(v.Themes, ", "), "-"))
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  FIELD\tTYPE\tREQUIRED\tGRADE\tRULES\tTITLE")
+	for _, f := range it.Fields {
+		typ := string(f.Type)
+		switch f.Type {
+		case catalog.TypeDecimal:
+			typ = fmt.Sprintf("decimal(%d,%d)", f.Precision, f.Scale)
+		case catalog.TypeEnum:
+			typ = "enum(" + strings.Join(f.Symbols, "|") + ")"
+		}
+		rules := strings.Join(f.Rules, ",")
+		if f.Min != nil {
+			rules += fmt.Sprintf(" min=%v", *f.Min)
+		}
+		if f.Max != nil {
+			rules += fmt.Sprintf(" max=%v", *f.Max)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%v\t%d\t%s\t%s\n", f.Name, typ, f.Required, f.Grade, or(strings.TrimSpace(rules), "-"), f.Title)
+	}
+	return tw.Flush()
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// catalogCheck validates (done by loading) and checks every schema.
+func catalogCheck(ctx context.Context, cat *catalog.Catalog, regURL string, out io.Writer) error {
+	var rc *sr.Client
+	if regURL != "" {
+		var err error
+		if rc, err = sr.NewClient(sr.URLs(regURL)); err != nil {
+			return err
+		}
+	}
+	var problems []string
+	for _, it := range cat.Items {
+		s, err := schemas.For(it)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		if rc == nil {
+			continue
+		}
+		res, err := rc.CheckCompatibility(ctx, it.Subject(), -2, sr.Schema{Schema: s.JSON})
+		var re *sr.ResponseError
+		switch {
+		case errors.As(err, &re) && re.ErrorCode == 40401:
+			// A new item: nothing registered yet.
+		case err != nil:
+			return fmt.Errorf("registry: %s: %w", it.Subject(), err)
+		case !res.Is:
+			problems = append(problems, fmt.Sprintf("item %s: schema incompatible with subject %s: %s", it.Code, it.Subject(), strings.Join(res.Messages, "; ")))
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New("catalog check failed:\n  " + strings.Join(problems, "\n  "))
+	}
+	what := "schemas generated"
+	if rc != nil {
+		what = "schemas compatible with " + regURL
+	}
+	fmt.Fprintf(out, "catalog ok: %d departments, %d items, %d theme databases; %s\n", len(cat.Departments), len(cat.Items), len(cat.Themes), what)
+	return nil
+}
+
+// catalogApply brings topics and registered schemas in line with the catalog.
+func catalogApply(ctx context.Context, cat *catalog.Catalog, k kafkaconn.Config, regURL string, dryRun bool, out io.Writer) error {
+	cl, err := k.Client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	adm := kadm.NewClient(cl)
+	n, err := topics.Brokers(ctx, adm)
+	if err != nil {
+		return err
+	}
+	changes, err := topics.Plan(ctx, adm, topics.Specs(cat, n, bus.InternalTopics()...))
+	if err != nil {
+		return err
+	}
+	rc, err := sr.NewClient(sr.URLs(regURL))
+	if err != nil {
+		return err
+	}
+	type reg struct {
+		subject, schema string
+	}
+	var regs []reg
+	for _, it := range cat.Items {
+		s, err := schemas.For(it)
+		if err != nil {
+			return err
+		}
+		_, err = rc.LookupSchema(ctx, it.Subject(), sr.Schema{Schema: s.JSON})
+		var re *sr.ResponseError
+		switch {
+		case err == nil:
+			continue // registered already
+		case errors.As(err, &re) && (re.ErrorCode == 40401 || re.ErrorCode == 40403):
+			regs = append(regs, reg{it.Subject(), s.JSON})
+		default:
+			return fmt.Errorf("registry: %s: %w", it.Subject(), err)
+		}
+	}
+	if len(changes) == 0 && len(regs) == 0 {
+		fmt.Fprintf(out, "no change: %d topics and %d schemas match the catalog\n", len(cat.Items), len(cat.Items))
+		return nil
+	}
+	for _, c := range changes {
+		fmt.Fprintln(out, c)
+	}
+	for _, r := range regs {
+		fmt.Fprintf(out, "%-16s %s\n", "register schema", r.subject)
+	}
+	if dryRun {
+		fmt.Fprintln(out, "(dry run: nothing changed)")
+		return nil
+	}
+	if err := topics.Apply(ctx, adm, changes); err != nil {
+		return err
+	}
+	for _, r := range regs {
+		id, err := rc.RegisterSchema(ctx, r.subject, sr.Schema{Schema: r.schema}, -1, -1)
+		if err != nil {
+			return fmt.Errorf("register %s: %w", r.subject, err)
+		}
+		fmt.Fprintf(out, "%-16s %s  id %d\n", "registered", r.subject, id)
+	}
+	cannot := 0
+	for _, c := range changes {
+		if c.Action == "cannot" {
+			cannot++
+		}
+	}
+	fmt.Fprintf(out, "applied %d topic changes and %d schema registrations", len(changes)-cannot, len(regs))
+	if cannot > 0 {
+		fmt.Fprintf(out, "; %d differences need an operator (see 'cannot' above)", cannot)
+	}
+	fmt.Fprintln(out)
+	return nil
+}

@@ -1,0 +1,109 @@
+// Package cli implements the jutong command's subcommands: each parses its
+// flags (with environment defaults), wires the packages and runs until done
+// or interrupted.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+)
+
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, out, errOut io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"dev", "run the whole bus on this machine until Ctrl-C (embedded Kafka, registry, pipelines)", runDev},
+		{"demo", "run the bus with synthetic departments publishing, and print where the data landed", runDemo},
+		{"serve", "run the registry and pipelines against an existing Kafka cluster and databases", runServe},
+		{"catalog", "list, show, check and apply the catalog (topics and schemas)", runCatalog},
+		{"adapter", "publish a department's table (adapter sql) or file extracts (adapter file)", runAdapter},
+		{"bench", "measure the bus on this machine and print the figures (bench publish)", runBench},
+	}
+}
+
+// Run runs the subcommand named by args[0] and returns the exit code.
+func Run(ctx context.Context, args []string, out, errOut io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(out)
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			err := c.run(ctx, args[1:], out, errOut)
+			if err == nil || errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			fmt.Fprintf(errOut, "jutong %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(errOut, "jutong: unknown command %q\n\n", args[0])
+	usage(errOut)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "jutong (聚通) — the government data exchange bus\n\nUsage: jutong <command> [flags]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'jutong <command> --help' for a command's flags. Every flag can also be set by the\nenvironment variable shown in its help.")
+}
+
+// newFlags makes a flag set whose usage prints the command's description.
+func newFlags(name, desc string, errOut io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("jutong "+name, flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	fs.Usage = func() {
+		fmt.Fprintf(errOut, "Usage: jutong %s [flags]\n\n%s\n\nFlags:\n", name, desc)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// env returns the environment variable or def.
+func env(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok {
+		return v
+	}
+	return def
+}
+
+func envInt(key string, def int) int {
+	if v, ok := os.LookupEnv(key); ok {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+func parsePorts(s string) ([]int, error) {
+	var out []int
+	for _, p := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || n < 0 || n > 65535 {
+			return nil, fmt.Errorf("bad port %q in %q", p, s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func newLogger(w io.Writer, verbose bool) *slog.Logger {
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}

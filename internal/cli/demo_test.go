@@ -1,0 +1,77 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jutong/jutong/internal/localsvc"
+)
+
+func freePorts(t *testing.T, n int) string {
+	var ports []string
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, fmt.Sprint(l.Addr().(*net.TCPAddr).Port))
+	}
+	return strings.Join(ports, ",")
+}
+
+// TestDemo runs `jutong demo --exit` as make demo does, and checks its
+// summary: the sinks hold what was published, and the printed commands ran.
+func TestDemo(t *testing.T) {
+	if os.Getenv(localsvc.EnvPostgresDSN) == "" {
+		if _, err := os.Stat("/usr/lib/postgresql"); err != nil && os.Getenv("CI") != "true" {
+			t.Skip("no PostgreSQL binaries and no " + localsvc.EnvPostgresDSN)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// As root, PostgreSQL runs as user postgres, which must reach the data
+	// dir: t.TempDir's parent is private, so make one of our own.
+	dir, err := os.MkdirTemp("", "jutong-demo-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := Run(ctx, []string{"demo", "--events", "5000", "--exit", "--seed", "42",
+		"--data-dir", dir, "--kafka-ports", freePorts(t, 3), "--registry-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"}, &out, &errOut)
+	t.Log(out.String())
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	s := out.String()
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`events published\s+5000 in`),
+		regexp.MustCompile(`PostgreSQL rows\s+(\d+) \(distinct live keys of the items in base and theme databases: (\d+)\) ok`),
+		regexp.MustCompile(`(?m)^  population.resident_registration\s+public_security\s+\d+`),
+		regexp.MustCompile(`(?m)^  health.vaccination\s+health\s+\d+\s+(\d+)\s+\d+\s+\d+`), // no base database, but the epidemic theme holds it
+		regexp.MustCompile(`ClickHouse events\s+5000 \(events published: 5000\) ok`),
+		regexp.MustCompile(`(?m)^  psql 'postgres://[^']+/jutong_demo\?sslmode=disable' -c`),
+		regexp.MustCompile(`(?m)^  clickhouse-client --host 127.0.0.1 --port \d+ --database jutong_demo`),
+		regexp.MustCompile(`\(5 rows\)`),                     // psql ran and printed enterprises
+		regexp.MustCompile(`(?m)^market_supervision\t\d+\t`), // clickhouse-client ran
+	} {
+		if !want.MatchString(s) {
+			t.Errorf("summary lacks %s", want)
+		}
+	}
+	m := regexp.MustCompile(`PostgreSQL rows\s+(\d+) \(distinct live keys of the items in base and theme databases: (\d+)\)`).FindStringSubmatch(s)
+	if m == nil || m[1] != m[2] || m[1] == "0" {
+		t.Fatalf("PostgreSQL rows vs live keys: %v", m)
+	}
+}

@@ -1,0 +1,41 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+const devDesc = `Runs the whole bus on this machine until Ctrl-C (SIGINT) or SIGTERM: an embedded
+Kafka cluster (franz-go's kfake) with SASL/SCRAM and ACLs on, the schema registry,
+one topic per catalog item, and the pipelines into PostgreSQL (the base databases)
+and ClickHouse (analytics). Everything is kept under --data-dir, so stopping and
+starting again keeps every record, every schema and every sink's position.
+Item topics are created by 'jutong catalog apply', or at start with --apply.`
+
+func runDev(ctx context.Context, args []string, out, errOut io.Writer) error {
+	fs := newFlags("dev", devDesc, errOut)
+	var s stackFlags
+	s.register(fs, ".jutong")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := newLogger(errOut, s.verbose)
+	st, err := startStack(ctx, &s, "jutong", false, log)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	fmt.Fprintln(out, "Jutong is running (Ctrl-C to stop):")
+	st.describe(out)
+	if !s.apply {
+		fmt.Fprintln(out, "Item topics are created by 'jutong catalog apply' (or start with --apply).")
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-st.bus.Errors():
+		return err
+	}
+	fmt.Fprintln(out, "stopping: finishing open batches, flushing the Kafka log")
+	return nil
+}

@@ -1,0 +1,174 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/jutong/jutong/access"
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/producers"
+	"github.com/jutong/jutong/schemas"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startDev runs `jutong dev` until the returned stop is called, and returns
+// the addresses it printed.
+func startDev(t *testing.T, args []string) (addrs map[string]string, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	done := make(chan int)
+	go func() { done <- Run(ctx, append([]string{"dev"}, args...), &out, &errOut) }()
+	re := regexp.MustCompile(`(?m)^  (Kafka brokers|Credentials|Schema registry|HTTP gateway|Metrics|PostgreSQL|ClickHouse)\s+(\S+)`)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if m := re.FindAllStringSubmatch(out.String(), -1); len(m) == 7 {
+			addrs = map[string]string{}
+			for _, x := range m {
+				addrs[x[1]] = x[2]
+			}
+			break
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("jutong dev exited %d: %s", code, errOut.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("jutong dev did not start: %s %s", out.String(), errOut.String())
+		}
+	}
+	return addrs, func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("jutong dev exited %d on Ctrl-C: %s", code, errOut.String())
+		}
+		if !strings.Contains(out.String(), "stopping:") {
+			t.Errorf("no clean shutdown message: %s", out.String())
+		}
+	}
+}
+
+// TestDevRestartKeepsEverything: stop `jutong dev` (as Ctrl-C does) and
+// start it again on the same data directory: every record is still served,
+// and the sinks neither lose nor repeat anything.
+func TestDevRestartKeepsEverything(t *testing.T) {
+	if _, err := os.Stat("/usr/lib/postgresql"); err != nil && os.Getenv("JUTONG_POSTGRES_DSN") == "" && os.Getenv("CI") != "true" {
+		t.Skip("no PostgreSQL binaries and no JUTONG_POSTGRES_DSN")
+	}
+	if os.Getenv("JUTONG_POSTGRES_DSN") != "" || os.Getenv("JUTONG_CLICKHOUSE_DSN") != "" {
+		t.Skip("runs its own local servers under its data dir: a shared DSN server would mix runs")
+	}
+	dir, err := os.MkdirTemp("", "jutong-dev-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--apply", "--data-dir", dir, "--kafka-ports", freePorts(t, 3), "--registry-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cat, _ := catalog.Sample()
+	const item = "legal_person.enterprise_registration"
+	gen := synth.New(cat.Item(item), 5, time.Now())
+	publish := func(addrs map[string]string, n int) {
+		creds, err := access.LoadOrCreate(addrs["Credentials"], cat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, err := producers.New(ctx, cat, "market_supervision", producers.Brokers(kafkaconn.ParseBrokers(addrs["Kafka brokers"])...),
+			producers.SASL("dept.market_supervision", creds["dept.market_supervision"]), producers.Registry(addrs["Schema registry"]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pub.Close()
+		evs := make([]*schemas.Event, n)
+		for i := range evs {
+			evs[i] = gen.Next()
+		}
+		if _, err := pub.Publish(ctx, item, evs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// waitCounts waits until PostgreSQL and ClickHouse hold the expected state.
+	waitCounts := func(addrs map[string]string, events int) {
+		pg, err := pgx.Connect(ctx, addrs["PostgreSQL"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pg.Close(ctx)
+		opts, _ := clickhouse.ParseDSN(addrs["ClickHouse"])
+		ch, err := clickhouse.Open(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ch.Close()
+		var rows int
+		var evs uint64
+		for ctx.Err() == nil {
+			pg.QueryRow(ctx, "SELECT count(*) FROM legal_person.enterprise_registration").Scan(&rows) //nolint:errcheck
+			ch.QueryRow(ctx, "SELECT count() FROM events").Scan(&evs)                                 //nolint:errcheck
+			if rows == gen.Live() && int(evs) == events {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("sinks hold %d rows and %d events, want %d and %d", rows, evs, gen.Live(), events)
+	}
+
+	addrs, stop := startDev(t, args)
+	publish(addrs, 300)
+	waitCounts(addrs, 300)
+	stop()
+
+	addrs, stop = startDev(t, args)
+	defer stop()
+	k := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(addrs["Kafka brokers"]), User: "jutong", Password: "jutong-dev"}
+	cl, err := k.Client(kgo.ConsumeTopics(item), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	n := 0
+	for n < 300 && ctx.Err() == nil {
+		fs := cl.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatal(err)
+		}
+		n += fs.NumRecords()
+	}
+	if n != 300 {
+		t.Fatalf("after restart the topic serves %d records, want 300", n)
+	}
+	publish(addrs, 100)
+	waitCounts(addrs, 400)
+}

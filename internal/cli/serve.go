@@ -1,0 +1,61 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/jutong/jutong/internal/bus"
+	"github.com/jutong/jutong/internal/kafkaconn"
+)
+
+const serveDesc = `Runs Jutong against an existing Kafka cluster and existing databases, as in a
+real deployment (see docker-compose.yml): it creates Jutong's internal topics (item
+topics are created by 'jutong catalog apply', a governed change), serves
+the schema registry (state in the compacted topic _jutong.schemas) and runs the
+pipelines into PostgreSQL and ClickHouse until SIGINT or SIGTERM. Run several
+instances for availability: the pipelines share the work through their consumer
+groups and resume from the sinks' own ledgers.`
+
+func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
+	fs := newFlags("serve", serveDesc, errOut)
+	brokers := fs.String("brokers", env("JUTONG_KAFKA_BROKERS", ""), "Kafka bootstrap brokers, comma separated (JUTONG_KAFKA_BROKERS)")
+	user := fs.String("kafka-user", env("JUTONG_KAFKA_USER", ""), "SASL/SCRAM-SHA-256 user; empty for no SASL (JUTONG_KAFKA_USER)")
+	pass := fs.String("kafka-password", env("JUTONG_KAFKA_PASSWORD", ""), "its password (JUTONG_KAFKA_PASSWORD)")
+	regAddr := fs.String("registry-addr", env("JUTONG_REGISTRY_ADDR", "0.0.0.0:8081"), "where the schema registry listens (JUTONG_REGISTRY_ADDR)")
+	apiAddr := fs.String("api-addr", env("JUTONG_API_ADDR", "0.0.0.0:8080"), "where the HTTP API listens: the ingest gateway and /metrics (JUTONG_API_ADDR)")
+	secrets := fs.String("secrets-dir", env("JUTONG_SECRETS_DIR", "/var/lib/jutong"), "holds credentials.json (departments' SCRAM passwords) and tokens.json (gateway tokens), created when missing (JUTONG_SECRETS_DIR)")
+	createUsers := fs.Bool("create-users", false, "create or update each department's SCRAM user from credentials.json (run once, by one instance)")
+	regURL := fs.String("registry-url", env("JUTONG_REGISTRY_URL", ""), "use this external Confluent-compatible schema registry instead of serving one (JUTONG_REGISTRY_URL)")
+	pgDSN := fs.String("postgres-dsn", env("JUTONG_POSTGRES_DSN", ""), "PostgreSQL for the base databases; empty: no PostgreSQL sink (JUTONG_POSTGRES_DSN)")
+	chDSN := fs.String("clickhouse-dsn", env("JUTONG_CLICKHOUSE_DSN", ""), "ClickHouse, native protocol; empty: no ClickHouse sink (JUTONG_CLICKHOUSE_DSN)")
+	catDir := fs.String("catalog", env("JUTONG_CATALOG", ""), "catalog directory; empty: the sample built into jutong (JUTONG_CATALOG)")
+	verbose := fs.Bool("v", false, "log progress (info level) to stderr")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *brokers == "" {
+		return fmt.Errorf("--brokers (or JUTONG_KAFKA_BROKERS) is required; see 'jutong serve --help'")
+	}
+	cat, err := loadCatalog(*catDir)
+	if err != nil {
+		return err
+	}
+	log := newLogger(errOut, *verbose)
+	b, err := bus.Start(ctx, bus.Config{
+		Catalog:      cat,
+		Kafka:        &kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass},
+		RegistryAddr: *regAddr, RegistryURL: *regURL, APIAddr: *apiAddr, SecretsDir: *secrets, CreateUsers: *createUsers, PostgresDSN: *pgDSN, ClickHouseDSN: *chDSN, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	fmt.Fprintf(out, "Jutong serving: registry %s, brokers %s\n", b.RegistryURL(), *brokers)
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-b.Errors():
+		return err
+	}
+}

@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/bus"
+	"github.com/jutong/jutong/internal/localsvc"
+)
+
+// stackFlags are the settings shared by dev and demo.
+type stackFlags struct {
+	catalogDir    string
+	apply         bool
+	dataDir       string
+	brokers       int
+	kafkaPorts    string
+	registryAddr  string
+	apiAddr       string
+	adminUser     string
+	adminPassword string
+	postgresDSN   string
+	clickhouseDSN string
+	verbose       bool
+}
+
+func (s *stackFlags) register(fs *flag.FlagSet, defDataDir string) {
+	fs.StringVar(&s.catalogDir, "catalog", env("JUTONG_CATALOG", ""), "catalog directory; empty: the sample built into jutong (JUTONG_CATALOG)")
+	fs.BoolVar(&s.apply, "apply", false, "create and update the item topics on start, as 'jutong catalog apply' does")
+	fs.StringVar(&s.dataDir, "data-dir", env("JUTONG_DATA_DIR", defDataDir), "where the embedded Kafka log and the local databases live (JUTONG_DATA_DIR)")
+	fs.IntVar(&s.brokers, "brokers", envInt("JUTONG_BROKERS", 3), "number of embedded Kafka brokers (JUTONG_BROKERS)")
+	fs.StringVar(&s.kafkaPorts, "kafka-ports", env("JUTONG_KAFKA_PORTS", "9092,9093,9094"), "the brokers' ports on 127.0.0.1, one per broker (JUTONG_KAFKA_PORTS)")
+	fs.StringVar(&s.registryAddr, "registry-addr", env("JUTONG_REGISTRY_ADDR", "127.0.0.1:8081"), "where the schema registry listens (JUTONG_REGISTRY_ADDR)")
+	fs.StringVar(&s.apiAddr, "api-addr", env("JUTONG_API_ADDR", "127.0.0.1:8080"), "where the HTTP API listens: the ingest gateway and /metrics (JUTONG_API_ADDR)")
+	fs.StringVar(&s.adminUser, "admin-user", env("JUTONG_ADMIN_USER", "jutong"), "the Kafka superuser (SCRAM-SHA-256) Jutong's components use (JUTONG_ADMIN_USER)")
+	fs.StringVar(&s.adminPassword, "admin-password", env("JUTONG_ADMIN_PASSWORD", "jutong-dev"), "its password (JUTONG_ADMIN_PASSWORD)")
+	fs.StringVar(&s.postgresDSN, "postgres-dsn", env(localsvc.EnvPostgresDSN, ""), "PostgreSQL for the base databases; empty starts a local server under --data-dir ("+localsvc.EnvPostgresDSN+")")
+	fs.StringVar(&s.clickhouseDSN, "clickhouse-dsn", env(localsvc.EnvClickHouseDSN, ""), "ClickHouse (native protocol) for analytics; empty starts a local server under --data-dir ("+localsvc.EnvClickHouseDSN+")")
+	fs.BoolVar(&s.verbose, "v", false, "log progress (info level) to stderr")
+}
+
+// stack is a running bus with the databases it writes to.
+type stack struct {
+	dataDir string
+	cat     *catalog.Catalog
+	bus     *bus.Bus
+	pg      *localsvc.Postgres
+	ch      *localsvc.ClickHouse
+	pgDB    string // the PostgreSQL database holding the base databases
+	chDB    string
+	pgDSN   string
+	chDSN   string
+}
+
+// startStack provides the databases (DSN or local servers), creates the
+// database named db in each unless it exists, and starts the bus.
+func startStack(ctx context.Context, s *stackFlags, db string, fresh bool, log *slog.Logger) (_ *stack, err error) {
+	cat, err := loadCatalog(s.catalogDir)
+	if err != nil {
+		return nil, err
+	}
+	ports, err := parsePorts(s.kafkaPorts)
+	if err != nil {
+		return nil, err
+	}
+	if len(ports) != s.brokers {
+		return nil, fmt.Errorf("--kafka-ports lists %d ports for %d brokers", len(ports), s.brokers)
+	}
+	st := &stack{dataDir: s.dataDir, cat: cat, pgDB: db, chDB: db}
+	defer func() {
+		if err != nil {
+			st.close()
+		}
+	}()
+	if s.postgresDSN != "" {
+		st.pg = &localsvc.Postgres{DSN: s.postgresDSN}
+	} else if st.pg, err = localsvc.StartPostgres(ctx, log, localsvc.Options{Dir: filepath.Join(s.dataDir, "postgres")}); err != nil {
+		return nil, err
+	}
+	if s.clickhouseDSN != "" {
+		st.ch = &localsvc.ClickHouse{DSN: s.clickhouseDSN}
+	} else if st.ch, err = localsvc.StartClickHouse(ctx, log, localsvc.Options{Dir: filepath.Join(s.dataDir, "clickhouse")}); err != nil {
+		return nil, err
+	}
+	if fresh {
+		if err := st.pg.DropDatabase(ctx, db); err != nil {
+			return nil, err
+		}
+		if err := st.ch.DropDatabase(ctx, db); err != nil {
+			return nil, err
+		}
+	}
+	if st.pgDSN, err = st.pg.CreateDatabase(ctx, db); err != nil {
+		if !strings.Contains(err.Error(), "already exists") {
+			return nil, err
+		}
+		st.pgDSN = st.pg.DatabaseDSN(db)
+	}
+	if st.chDSN, err = st.ch.CreateDatabase(ctx, db); err != nil {
+		return nil, err
+	}
+	st.bus, err = bus.Start(ctx, bus.Config{
+		Catalog: cat, ApplyTopics: s.apply, DataDir: s.dataDir, Brokers: s.brokers, KafkaPorts: ports,
+		AdminUser: s.adminUser, AdminPassword: s.adminPassword, RegistryAddr: s.registryAddr, APIAddr: s.apiAddr,
+		PostgresDSN: st.pgDSN, ClickHouseDSN: st.chDSN, Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (st *stack) close() {
+	if st.bus != nil {
+		st.bus.Close()
+	}
+	st.ch.Stop()
+	st.pg.Stop()
+}
+
+// describe prints where everything listens.
+func (st *stack) describe(w io.Writer) {
+	fmt.Fprintf(w, "  Kafka brokers      %s  (SASL/SCRAM-SHA-256)\n", strings.Join(st.bus.Kafka().Brokers, ","))
+	fmt.Fprintf(w, "  Credentials        %s  (one SCRAM user per department)\n", filepath.Join(st.dataDir, "credentials.json"))
+	fmt.Fprintf(w, "  Schema registry    %s\n", st.bus.RegistryURL())
+	fmt.Fprintf(w, "  HTTP gateway       %s/v1/items/{code}/events  (tokens: %s)\n", st.bus.APIURL(), filepath.Join(st.dataDir, "tokens.json"))
+	fmt.Fprintf(w, "  Metrics            %s/metrics\n", st.bus.APIURL())
+	fmt.Fprintf(w, "  PostgreSQL         %s\n", st.pgDSN)
+	fmt.Fprintf(w, "  ClickHouse         %s\n", st.chDSN)
+}

@@ -1,0 +1,42 @@
+package synth
+
+import (
+	"testing"
+	"time"
+
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/producers/contract"
+	"github.com/jutong/jutong/schemas"
+)
+
+// TestEveryItemPassesTheDoor: what the synthetic departments publish is
+// valid for every catalog item, and the stream has creates, updates, deletes.
+func TestEveryItemPassesTheDoor(t *testing.T) {
+	cat, err := catalog.Sample()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, it := range cat.Items {
+		s, err := schemas.For(it)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := New(it, 1, now)
+		ops := map[schemas.Op]int{}
+		for i := 0; i < 2000; i++ {
+			e := g.Next()
+			e.PublishTime = now
+			if v := contract.Check(it, it.Source, e, now.Add(time.Second)); v != nil {
+				t.Fatalf("%s: generated event refused: %v", it.Code, v)
+			}
+			if _, err := s.Encode(e); err != nil {
+				t.Fatalf("%s: %v", it.Code, err)
+			}
+			ops[e.Op]++
+		}
+		if ops[schemas.OpCreate] == 0 || ops[schemas.OpUpdate] == 0 || ops[schemas.OpDelete] == 0 {
+			t.Errorf("%s: ops %v", it.Code, ops)
+		}
+	}
+}

@@ -1,0 +1,166 @@
+// Package testenv gives tests real services: a PostgreSQL and a ClickHouse
+// database of their own (unique name, dropped at the end of the test) on
+// servers provided by package localsvc, started once per test binary.
+//
+// A package whose tests use it calls Main from its TestMain, so that the
+// throwaway servers are stopped when the tests end. When a service cannot be
+// had, tests fail with the reason if CI=true, and skip with it otherwise.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/jutong/jutong/internal/localsvc"
+)
+
+// servers are shared by all tests of one test binary; Main stops them.
+type servers struct {
+	pgOnce, chOnce sync.Once
+	pg             *localsvc.Postgres
+	ch             *localsvc.ClickHouse
+	pgErr, chErr   error
+}
+
+var shared servers
+
+// Main runs the tests and stops the servers they started.
+func Main(m *testing.M) {
+	code := m.Run()
+	shared.pg.Stop()
+	shared.ch.Stop()
+	os.Exit(code)
+}
+
+func unavailable(t testing.TB, what string, err error) {
+	t.Helper()
+	msg := fmt.Sprintf("%s unavailable: %v (set %s/%s, install the Debian package, or run as root)", what, err, localsvc.EnvPostgresDSN, localsvc.EnvClickHouseDSN)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// UniqueName returns a database name unique to this test run.
+func UniqueName(t testing.TB) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := strings.ToLower(strings.NewReplacer("/", "_", " ", "_", "-", "_").Replace(t.Name()))
+	if len(name) > 30 {
+		name = name[:30]
+	}
+	return "jt_" + name + "_" + hex.EncodeToString(b[:])
+}
+
+// Postgres returns the DSN of a new, empty PostgreSQL database, dropped at
+// the end of the test.
+func Postgres(t testing.TB) string {
+	t.Helper()
+	shared.pgOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		shared.pg, shared.pgErr = localsvc.StartPostgres(ctx, slog.Default())
+	})
+	if shared.pgErr != nil {
+		unavailable(t, "PostgreSQL", shared.pgErr)
+	}
+	name := UniqueName(t)
+	dsn, err := shared.pg.CreateDatabase(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := shared.pg.DropDatabase(context.Background(), name); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	return dsn
+}
+
+// ClickHouse returns the DSN of a new, empty ClickHouse database, dropped at
+// the end of the test.
+func ClickHouse(t testing.TB) string {
+	t.Helper()
+	shared.chOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		shared.ch, shared.chErr = localsvc.StartClickHouse(ctx, slog.Default())
+	})
+	if shared.chErr != nil {
+		unavailable(t, "ClickHouse", shared.chErr)
+	}
+	name := UniqueName(t)
+	dsn, err := shared.ch.CreateDatabase(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := shared.ch.DropDatabase(context.Background(), name); err != nil {
+			t.Errorf("drop clickhouse database %s: %v", name, err)
+		}
+	})
+	return dsn
+}
+
+// Logger returns a logger writing to the test log.
+func Logger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// EnvMySQLDSN names an existing MySQL/MariaDB server's DSN (go-sql-driver
+// form, a user allowed to CREATE DATABASE); default root@tcp(127.0.0.1:3306)/.
+const EnvMySQLDSN = "JUTONG_MYSQL_DSN"
+
+// MySQL returns the DSN of a new, empty MariaDB/MySQL database (parseTime
+// on), dropped at the end of the test. The server is the machine's (see
+// .ci/run, which starts or installs MariaDB when it is not running).
+func MySQL(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv(EnvMySQLDSN)
+	if base == "" {
+		base = "root@tcp(127.0.0.1:3306)/"
+	}
+	db, err := sql.Open("mysql", base)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = db.PingContext(ctx)
+		cancel()
+	}
+	if err != nil {
+		unavailable(t, "MariaDB/MySQL ("+EnvMySQLDSN+")", err)
+	}
+	name := UniqueName(t)
+	if _, err := db.Exec("CREATE DATABASE `" + name + "` CHARACTER SET utf8mb4"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := db.Exec("DROP DATABASE IF EXISTS `" + name + "`"); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+		db.Close()
+	})
+	cfg, err := mysql.ParseDSN(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DBName, cfg.ParseTime, cfg.Loc = name, true, time.UTC
+	return cfg.FormatDSN()
+}
