@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,6 +44,13 @@ type Config struct {
 	UpdatedColumn string
 	// DeletedColumn marks soft-deleted rows (true, 1, or a non-null time).
 	DeletedColumn string
+	// KeyDiffEvery, when positive, finds rows deleted outright (tables
+	// without a soft-delete column): at most this often, once the changes
+	// are caught up, the adapter lists the table's keys and publishes a
+	// DELETE for every key it published as live that is gone. The keys it
+	// published are kept in the checkpoint topic, in the same transactions
+	// as the events, so a restart neither misses nor repeats a delete.
+	KeyDiffEvery time.Duration
 	// Name identifies the adapter's checkpoint (default: item@table).
 	Name string
 	// Batch is the rows per transaction (default 1000).
@@ -71,6 +79,18 @@ type Checkpoint struct {
 	Rows       int64     `json:"rows"`
 	Unparsable int64     `json:"unparsable"`
 	At         time.Time `json:"at"`
+	// KeyLog counts the key-log records written (key diff only); DiffAt is
+	// when the last key diff finished.
+	KeyLog int64     `json:"key_log,omitempty"`
+	DiffAt time.Time `json:"diff_at,omitzero"`
+}
+
+// keyLog is one record of the key log: the keys that became live (add) or
+// were deleted (del) in one transaction. The log lives in the checkpoint
+// topic under "<name>#keys#<n>", keys that compaction never merges.
+type keyLog struct {
+	Add []string `json:"add,omitempty"`
+	Del []string `json:"del,omitempty"`
 }
 
 // Adapter publishes a table.
@@ -79,6 +99,8 @@ type Adapter struct {
 	cols   []string // the item's fields present in the table, then key/updated/deleted
 	cp     Checkpoint
 	loaded bool
+	// known holds the keys published as live (key diff only).
+	known map[string]struct{}
 }
 
 // New checks the configuration and the table's columns.
@@ -102,6 +124,9 @@ func New(ctx context.Context, cfg Config) (*Adapter, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	a := &Adapter{cfg: cfg}
+	if cfg.KeyDiffEvery > 0 {
+		a.known = map[string]struct{}{}
+	}
 	have, err := a.tableColumns(ctx)
 	if err != nil {
 		return nil, err
@@ -183,18 +208,35 @@ func (a *Adapter) load(ctx context.Context) error {
 			break // caught up
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			if string(r.Key) != a.cfg.Name {
-				return
-			}
-			var cp Checkpoint
-			if json.Unmarshal(r.Value, &cp) == nil {
-				a.cp, found = cp, true
+			switch {
+			case string(r.Key) == a.cfg.Name:
+				var cp Checkpoint
+				if json.Unmarshal(r.Value, &cp) == nil {
+					a.cp, found = cp, true
+				}
+			case a.known != nil && strings.HasPrefix(string(r.Key), a.keyLogPrefix()):
+				var kl keyLog
+				if json.Unmarshal(r.Value, &kl) == nil {
+					a.applyKeyLog(kl)
+				}
 			}
 		})
 	}
 	a.loaded = true
-	a.cfg.Log.Info("sqladapter: resuming", "adapter", a.cfg.Name, "found", found, "snapshot_done", a.cp.SnapshotDone, "rows", a.cp.Rows)
+	a.cfg.Log.Info("sqladapter: resuming", "adapter", a.cfg.Name, "found", found, "snapshot_done", a.cp.SnapshotDone,
+		"rows", a.cp.Rows, "known_keys", len(a.known))
 	return nil
+}
+
+func (a *Adapter) keyLogPrefix() string { return a.cfg.Name + "#keys#" }
+
+func (a *Adapter) applyKeyLog(kl keyLog) {
+	for _, k := range kl.Add {
+		a.known[k] = struct{}{}
+	}
+	for _, k := range kl.Del {
+		delete(a.known, k)
+	}
 }
 
 // Step publishes one batch and returns how many rows it read (0: nothing
@@ -208,10 +250,69 @@ func (a *Adapter) Step(ctx context.Context) (int, error) {
 	if !a.cp.SnapshotDone {
 		return a.snapshotStep(ctx)
 	}
-	if a.cfg.UpdatedColumn == "" {
-		return 0, nil
+	if a.cfg.UpdatedColumn != "" {
+		if n, err := a.changesStep(ctx); n > 0 || err != nil {
+			return n, err
+		}
 	}
-	return a.changesStep(ctx)
+	if a.known != nil && time.Since(a.cp.DiffAt) >= a.cfg.KeyDiffEvery {
+		return a.diffStep(ctx)
+	}
+	return 0, nil
+}
+
+// diffStep publishes a DELETE for each known key the table no longer has,
+// in transactions of Batch keys, and returns how many it published.
+func (a *Adapter) diffStep(ctx context.Context) (int, error) {
+	rows, err := a.cfg.DB.QueryContext(ctx, "SELECT "+a.q(a.cfg.KeyColumn)+" FROM "+a.q(a.cfg.Table))
+	if err != nil {
+		return 0, fmt.Errorf("sqladapter: key diff of %s: %w", a.cfg.Table, err)
+	}
+	present := make(map[string]struct{}, len(a.known))
+	for rows.Next() {
+		var k sql.NullString
+		if err := rows.Scan(&k); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("sqladapter: key diff of %s: %w", a.cfg.Table, err)
+		}
+		present[k.String] = struct{}{}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("sqladapter: key diff of %s: %w", a.cfg.Table, err)
+	}
+	var gone []string
+	for k := range a.known {
+		if _, ok := present[k]; !ok {
+			gone = append(gone, k)
+		}
+	}
+	slices.Sort(gone)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	published := 0
+	for {
+		chunk := gone[:min(len(gone), a.cfg.Batch)]
+		gone = gone[len(chunk):]
+		b := &readBatch{}
+		for _, k := range chunk {
+			b.events = append(b.events, &schemas.Event{ID: synth.NewUUID(), Op: schemas.OpDelete, Key: k, EventTime: now})
+		}
+		cp := a.cp
+		if len(gone) == 0 {
+			cp.DiffAt = time.Now().UTC()
+		}
+		if err := a.commit(ctx, cp, b); err != nil {
+			return published, err
+		}
+		published += len(chunk)
+		if len(gone) == 0 {
+			break
+		}
+	}
+	if published > 0 {
+		a.cfg.Log.Info("sqladapter: key diff published deletes", "adapter", a.cfg.Name, "deletes", published)
+	}
+	return published, nil
 }
 
 // Run publishes until ctx is done, polling for changes every poll. A
@@ -385,6 +486,11 @@ func (a *Adapter) read(ctx context.Context, query string, args []any, op schemas
 			data[c] = v
 		}
 		ev.Data = data
+		if op == schemas.OpUpdate && a.known != nil {
+			if _, ok := a.known[key]; !ok {
+				ev.Op = schemas.OpCreate // first seen since the snapshot
+			}
+		}
 		if bad != nil {
 			rawJSON, _ := json.Marshal(raw)
 			ev.Data = nil
@@ -410,16 +516,56 @@ func (a *Adapter) commit(ctx context.Context, cp Checkpoint, b *readBatch) error
 	cp.Rows += int64(len(b.rows))
 	cp.Unparsable += int64(len(b.rejects))
 	cp.At = time.Now().UTC()
+	var extra []*kgo.Record
+	var kl keyLog
+	if a.known != nil {
+		kl = a.keyChanges(b.events)
+		if len(kl.Add)+len(kl.Del) > 0 {
+			v, err := json.Marshal(kl)
+			if err != nil {
+				return err
+			}
+			cp.KeyLog++
+			extra = append(extra, &kgo.Record{Topic: producers.CheckpointTopic,
+				Key: fmt.Appendf(nil, "%s%d", a.keyLogPrefix(), cp.KeyLog), Value: v})
+		}
+	}
 	val, err := json.Marshal(cp)
 	if err != nil {
 		return err
 	}
-	rec := &kgo.Record{Topic: producers.CheckpointTopic, Key: []byte(a.cfg.Name), Value: val}
-	if _, err := a.cfg.Publisher.PublishTx(ctx, a.cfg.Item.Code, b.events, b.rejects, rec); err != nil {
+	extra = append(extra, &kgo.Record{Topic: producers.CheckpointTopic, Key: []byte(a.cfg.Name), Value: val})
+	if _, err := a.cfg.Publisher.PublishTx(ctx, a.cfg.Item.Code, b.events, b.rejects, extra...); err != nil {
 		return err
 	}
 	a.cp = cp
+	if a.known != nil {
+		a.applyKeyLog(kl)
+	}
 	return nil
+}
+
+// keyChanges lists how the events change the set of live keys.
+func (a *Adapter) keyChanges(events []*schemas.Event) keyLog {
+	var kl keyLog
+	live := map[string]bool{} // the batch's last word on each key
+	var order []string
+	for _, e := range events {
+		if _, seen := live[e.Key]; !seen {
+			order = append(order, e.Key)
+		}
+		live[e.Key] = e.Op != schemas.OpDelete
+	}
+	for _, k := range order {
+		_, was := a.known[k]
+		switch {
+		case live[k] && !was:
+			kl.Add = append(kl.Add, k)
+		case !live[k] && was:
+			kl.Del = append(kl.Del, k)
+		}
+	}
+	return kl
 }
 
 func watermark(v any) json.RawMessage {
