@@ -287,6 +287,7 @@ func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record
 				r.m.dead.WithLabelValues(r.sink.Name(), it.Code).Inc()
 			}
 			dead = append(dead, deadLetter(kr, r.sink.Name(), bad))
+			out[i].DeadLetter = bad.Error()
 			continue
 		}
 		out[i].Event = ev

@@ -16,6 +16,8 @@ type Record struct {
 	// Event is the decoded change event; nil for a record that was
 	// dead-lettered, which the sink must only count in its ledger.
 	Event *schemas.Event
+	// DeadLetter is why the record was dead-lettered (when Event is nil).
+	DeadLetter string
 }
 
 // Offsets maps topic -> partition -> the next offset to read.

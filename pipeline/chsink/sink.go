@@ -36,6 +36,20 @@ const EventsDDL = `CREATE TABLE IF NOT EXISTS events (
 PARTITION BY toYYYYMM(landed_time)
 ORDER BY (item, kafka_partition, kafka_offset)`
 
+// DeadDDL records the positions of dead-lettered records, with the error:
+// the sink's ledger is the highest position in events and dead_letters, so a
+// dead-lettered record is passed once, even as the last of its partition.
+const DeadDDL = `CREATE TABLE IF NOT EXISTS dead_letters (
+  item String,
+  kafka_partition Int32,
+  kafka_offset Int64,
+  error String,
+  landed_time DateTime
+) ENGINE = MergeTree
+ORDER BY (item, kafka_partition, kafka_offset)`
+
+const deadInsertSQL = `INSERT INTO dead_letters (item, kafka_partition, kafka_offset, error, landed_time)`
+
 // StateDDL and CurrentDDL keep the current state of every item: one row per
 // (item, key) after merges, the highest Kafka offset winning (all changes of
 // a key are in one partition, so offsets order them). The view applies FINAL
@@ -110,7 +124,7 @@ func (s *Sink) Close() error { return s.conn.Close() }
 
 // Prepare implements pipeline.Sink.
 func (s *Sink) Prepare(ctx context.Context, _ []*catalog.Item) error {
-	for _, ddl := range []string{EventsDDL, StateDDL, CurrentDDL} {
+	for _, ddl := range []string{EventsDDL, DeadDDL, StateDDL, CurrentDDL} {
 		if err := s.conn.Exec(ctx, ddl); err != nil {
 			return err
 		}
@@ -120,7 +134,11 @@ func (s *Sink) Prepare(ctx context.Context, _ []*catalog.Item) error {
 
 // Offsets implements pipeline.Sink: the ledger is the highest offset landed.
 func (s *Sink) Offsets(ctx context.Context, topics []string) (pipeline.Offsets, error) {
-	rows, err := s.conn.Query(ctx, `SELECT item, kafka_partition, max(kafka_offset) FROM events WHERE item IN (SELECT arrayJoin(?)) GROUP BY item, kafka_partition`, topics)
+	rows, err := s.conn.Query(ctx, `SELECT item, kafka_partition, max(kafka_offset) FROM (
+		SELECT item, kafka_partition, kafka_offset FROM events WHERE item IN (SELECT arrayJoin(?))
+		UNION ALL
+		SELECT item, kafka_partition, kafka_offset FROM dead_letters WHERE item IN (SELECT arrayJoin(?))
+	) GROUP BY item, kafka_partition`, topics, topics)
 	if err != nil {
 		return nil, err
 	}
@@ -151,9 +169,10 @@ func (s *Sink) Offsets(ctx context.Context, topics []string) (pipeline.Offsets, 
 	return out, nil
 }
 
-// Write implements pipeline.Sink: the whole batch is one INSERT block.
-// Dead-lettered records carry no event and are not written; the ledger
-// still passes them once a later record of the partition lands.
+// Write implements pipeline.Sink: the batch's state rows, then its history
+// as one INSERT block, then the positions of its dead-lettered records.
+// Written in that order, a failure part-way leaves the ledger (the highest
+// position written) at or behind what landed, never ahead of it.
 func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.Time) (err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -182,6 +201,7 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.T
 	landedSec, landedMs := landed.Truncate(time.Second), landed.UnixMilli()
 	n := 0
 	moved := map[tp]int64{}
+	var dead []pipeline.Record
 	for _, r := range batch {
 		k := tp{r.Item.Topic(), r.Partition}
 		if r.Offset < s.next[k] {
@@ -190,6 +210,7 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.T
 		moved[k] = r.Offset + 1
 		e := r.Event
 		if e == nil {
+			dead = append(dead, r)
 			continue
 		}
 		data, err := schemas.JSONValues(r.Item, e.Data)
@@ -210,10 +231,29 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.T
 			return err
 		}
 	}
+	if len(dead) > 0 {
+		if err := s.writeDead(ctx, dead, landedSec); err != nil {
+			return err
+		}
+	}
 	for k, v := range moved {
 		s.next[k] = v
 	}
 	return nil
+}
+
+func (s *Sink) writeDead(ctx context.Context, dead []pipeline.Record, landed time.Time) error {
+	b, err := s.conn.PrepareBatch(ctx, deadInsertSQL)
+	if err != nil {
+		return err
+	}
+	defer b.Abort() //nolint:errcheck
+	for _, r := range dead {
+		if err := b.Append(r.Item.Topic(), r.Partition, r.Offset, r.DeadLetter, landed); err != nil {
+			return err
+		}
+	}
+	return b.Send()
 }
 
 // writeState inserts the batch's new versions into current_state.

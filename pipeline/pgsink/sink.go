@@ -22,6 +22,9 @@ type Config struct {
 	DSN  string
 	// Bases limits the sink to these base databases (all four when empty).
 	Bases []string
+	// ThemesOnly makes a theme-database sink: only the items of Themes,
+	// whatever base database they belong to.
+	ThemesOnly bool
 	// Themes are the theme databases to build (a schema each, with a view
 	// per item and the theme's own views); their items land here even when
 	// they belong to no base database.
@@ -34,6 +37,7 @@ type Sink struct {
 	pool       *pgxpool.Pool
 	bases      map[string]bool
 	themes     []*catalog.Theme
+	themesOnly bool
 	themeItems map[string]bool
 	known      map[string]*catalog.Item // every item prepared so far, by code
 }
@@ -49,7 +53,7 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgsink: %w", err)
 	}
-	s := &Sink{name: cfg.Name, pool: pool, bases: map[string]bool{}, themes: cfg.Themes, themeItems: map[string]bool{}, known: map[string]*catalog.Item{}}
+	s := &Sink{name: cfg.Name, pool: pool, bases: map[string]bool{}, themes: cfg.Themes, themesOnly: cfg.ThemesOnly, themeItems: map[string]bool{}, known: map[string]*catalog.Item{}}
 	for _, b := range cfg.Bases {
 		s.bases[b] = true
 	}
@@ -70,7 +74,7 @@ func (s *Sink) Accepts(it *catalog.Item) bool {
 	if s.themeItems[it.Code] {
 		return true
 	}
-	if it.Base == "" {
+	if it.Base == "" || s.themesOnly {
 		return false
 	}
 	return len(s.bases) == 0 || s.bases[it.Base]
