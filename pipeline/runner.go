@@ -27,6 +27,11 @@ type Config struct {
 	Catalog     *catalog.Catalog
 	// GroupPrefix prefixes the consumer group: <prefix><sink name>.
 	GroupPrefix string
+	// InstanceID, when set, gives this pipeline instance static membership
+	// of its groups (<InstanceID>.<sink name>): an instance restarted under
+	// the same ID, after a crash or a deploy, takes its partitions back at
+	// once instead of waiting out the session timeout of its old self.
+	InstanceID string
 	// MaxBatch bounds the records written in one sink call (default 20000).
 	MaxBatch int
 	// MaxWait bounds how long a batch waits to fill before it is written (default 100ms).
@@ -118,7 +123,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err := r.retry(ctx, "prepare", func() error { return r.sink.Prepare(ctx, items) }); err != nil {
 		return err
 	}
-	cl, err := r.cfg.Kafka.Client(
+	opts := []kgo.Opt{}
+	if r.cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(r.cfg.InstanceID+"."+r.sink.Name()))
+	}
+	cl, err := r.cfg.Kafka.Client(append(opts,
 		kgo.ConsumerGroup(r.Group()),
 		kgo.ConsumeTopics(r.Topics()...),
 		kgo.DisableAutoCommit(),
@@ -129,7 +138,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			// Informational only: lets kafka tooling show this group's lag.
 			_ = cl.CommitUncommittedOffsets(ctx)
 		}),
-	)
+	)...)
 	if err != nil {
 		return fmt.Errorf("pipeline: %w", err)
 	}

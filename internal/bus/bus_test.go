@@ -7,6 +7,7 @@ import (
 	"math/big"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,13 @@ import (
 	"github.com/jutong/jutong/schemas"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(envChild) != "" {
+		crashChild() // the pipeline process of TestPipelineSurvivesSIGKILL
+		return
+	}
+	testenv.Main(m)
+}
 
 const item = "legal_person.enterprise_registration"
 
