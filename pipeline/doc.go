@@ -12,4 +12,9 @@
 // the partition moves on. A sink that fails to write (database down, slow,
 // restarting) is never a record fault: the Runner retries the same batch with
 // backoff, holding its partitions, and carries on when the database is back.
+//
+// Replay re-delivers one item to a sink that implements Replayer, from an
+// offset or a time up to what the sink already holds, without duplicating
+// anything and without moving its ledger. Package sinktest is the conformance
+// suite every sink passes.
 package pipeline

@@ -27,6 +27,7 @@ func commands() []command {
 		{"serve", "run the registry and pipelines against an existing Kafka cluster and databases", runServe},
 		{"catalog", "list, show, check and apply the catalog (topics and schemas)", runCatalog},
 		{"adapter", "publish a department's table (adapter sql) or file extracts (adapter file)", runAdapter},
+		{"sink", "operate on the sinks: replay an item into a sink (sink replay)", runSink},
 		{"bench", "measure the bus on this machine and print the figures (bench publish)", runBench},
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jutong/jutong/internal/bus"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/pipeline"
 )
 
 const serveDesc = `Runs Jutong against an existing Kafka cluster and existing databases, as in a
@@ -29,6 +30,7 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	regURL := fs.String("registry-url", env("JUTONG_REGISTRY_URL", ""), "use this external Confluent-compatible schema registry instead of serving one (JUTONG_REGISTRY_URL)")
 	pgDSN := fs.String("postgres-dsn", env("JUTONG_POSTGRES_DSN", ""), "PostgreSQL for the base databases; empty: no PostgreSQL sink (JUTONG_POSTGRES_DSN)")
 	chDSN := fs.String("clickhouse-dsn", env("JUTONG_CLICKHOUSE_DSN", ""), "ClickHouse, native protocol; empty: no ClickHouse sink (JUTONG_CLICKHOUSE_DSN)")
+	instance := fs.String("instance-id", env("JUTONG_INSTANCE_ID", ""), "a stable name for this instance (static group membership): restarted under the same name, it takes its partitions back at once (JUTONG_INSTANCE_ID)")
 	catDir := fs.String("catalog", env("JUTONG_CATALOG", ""), "catalog directory; empty: the sample built into jutong (JUTONG_CATALOG)")
 	verbose := fs.Bool("v", false, "log progress (info level) to stderr")
 	if err := fs.Parse(args); err != nil {
@@ -46,6 +48,7 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 		Catalog:      cat,
 		Kafka:        &kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass},
 		RegistryAddr: *regAddr, RegistryURL: *regURL, APIAddr: *apiAddr, SecretsDir: *secrets, CreateUsers: *createUsers, PostgresDSN: *pgDSN, ClickHouseDSN: *chDSN, Log: log,
+		Pipeline: pipeline.Config{InstanceID: *instance},
 	})
 	if err != nil {
 		return err

@@ -187,10 +187,31 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.T
 			s.dirty = true
 		}
 	}()
-	// The current state first: the history is the ledger, so a batch whose
-	// history landed is never written again, while re-inserting state rows
-	// (same version) changes nothing once merged.
-	if err := s.writeState(ctx, batch, landed); err != nil {
+	fresh := make([]pipeline.Record, 0, len(batch))
+	moved := map[tp]int64{}
+	for _, r := range batch {
+		k := tp{r.Item.Topic(), r.Partition}
+		if r.Offset < s.next[k] {
+			continue // landed before
+		}
+		moved[k] = r.Offset + 1
+		fresh = append(fresh, r)
+	}
+	if err := s.land(ctx, fresh, fresh, landed); err != nil {
+		return err
+	}
+	for k, v := range moved {
+		s.next[k] = v
+	}
+	return nil
+}
+
+// land writes the state rows of state, then the history and dead-letter
+// positions of history. The current state goes first: the history is the
+// ledger, so a batch whose history landed is never written again, while
+// re-inserting state rows (same version) changes nothing once merged.
+func (s *Sink) land(ctx context.Context, state, history []pipeline.Record, landed time.Time) error {
+	if err := s.writeState(ctx, state, landed); err != nil {
 		return err
 	}
 	b, err := s.conn.PrepareBatch(ctx, insertSQL)
@@ -200,14 +221,8 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.T
 	defer b.Abort() //nolint:errcheck
 	landedSec, landedMs := landed.Truncate(time.Second), landed.UnixMilli()
 	n := 0
-	moved := map[tp]int64{}
 	var dead []pipeline.Record
-	for _, r := range batch {
-		k := tp{r.Item.Topic(), r.Partition}
-		if r.Offset < s.next[k] {
-			continue // landed before
-		}
-		moved[k] = r.Offset + 1
+	for _, r := range history {
 		e := r.Event
 		if e == nil {
 			dead = append(dead, r)
@@ -232,14 +247,64 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.T
 		}
 	}
 	if len(dead) > 0 {
-		if err := s.writeDead(ctx, dead, landedSec); err != nil {
-			return err
-		}
-	}
-	for k, v := range moved {
-		s.next[k] = v
+		return s.writeDead(ctx, dead, landedSec)
 	}
 	return nil
+}
+
+// Replay implements pipeline.Replayer: the partition's records up to the
+// ledger are read again; those missing from the history (or from the
+// dead-letter positions) are inserted, and every state row is inserted again,
+// which restores a damaged current_state and changes nothing otherwise
+// (ReplacingMergeTree keeps one row per version). The ledger here is the
+// history itself, so damage to the history may have moved it back: the
+// replay goes up to the group's committed offset when that is further.
+func (s *Sink) Replay(ctx context.Context, it *catalog.Item, partition int32, committed int64, fetch pipeline.Fetch) (int, error) {
+	led, err := s.Offsets(ctx, []string{it.Topic()})
+	if err != nil {
+		return 0, err
+	}
+	until := max(led[it.Topic()][partition], committed)
+	n := 0
+	err = fetch(ctx, until, func(recs []pipeline.Record) error {
+		if len(recs) == 0 {
+			return nil
+		}
+		n += len(recs)
+		have, err := s.positions(ctx, it, partition, recs[0].Offset, recs[len(recs)-1].Offset)
+		if err != nil {
+			return err
+		}
+		var missing []pipeline.Record
+		for _, r := range recs {
+			if !have[r.Offset] {
+				missing = append(missing, r)
+			}
+		}
+		return s.land(ctx, recs, missing, time.Now())
+	})
+	return n, err
+}
+
+// positions lists the offsets of a partition range present in the history
+// or among the dead-letter positions.
+func (s *Sink) positions(ctx context.Context, it *catalog.Item, partition int32, lo, hi int64) (map[int64]bool, error) {
+	rows, err := s.conn.Query(ctx, `SELECT kafka_offset FROM events WHERE item = ? AND kafka_partition = ? AND kafka_offset >= ? AND kafka_offset <= ?
+		UNION ALL SELECT kafka_offset FROM dead_letters WHERE item = ? AND kafka_partition = ? AND kafka_offset >= ? AND kafka_offset <= ?`,
+		it.Topic(), partition, lo, hi, it.Topic(), partition, lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[int64]bool{}
+	for rows.Next() {
+		var o int64
+		if err := rows.Scan(&o); err != nil {
+			return nil, err
+		}
+		out[o] = true
+	}
+	return out, rows.Err()
 }
 
 func (s *Sink) writeDead(ctx context.Context, dead []pipeline.Record, landed time.Time) error {
@@ -256,7 +321,7 @@ func (s *Sink) writeDead(ctx context.Context, dead []pipeline.Record, landed tim
 	return b.Send()
 }
 
-// writeState inserts the batch's new versions into current_state.
+// writeState inserts the records' versions into current_state.
 func (s *Sink) writeState(ctx context.Context, batch []pipeline.Record, landed time.Time) error {
 	b, err := s.conn.PrepareBatch(ctx, stateInsertSQL)
 	if err != nil {
@@ -266,7 +331,7 @@ func (s *Sink) writeState(ctx context.Context, batch []pipeline.Record, landed t
 	n := 0
 	for _, r := range batch {
 		e := r.Event
-		if e == nil || r.Offset < s.next[tp{r.Item.Topic(), r.Partition}] {
+		if e == nil {
 			continue
 		}
 		data, err := schemas.JSONValues(r.Item, e.Data)

@@ -250,6 +250,53 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.T
 	return tx.Commit(ctx)
 }
 
+// Replay implements pipeline.Replayer. It holds the partition's ledger row
+// locked (the pipeline waits) while it reads the partition from the replay's
+// start up to the ledger and sets every key changed in that range to its
+// last change there: since the table reflects exactly the records before the
+// ledger, that is what the key must hold. The ledger does not move. The
+// group's committed offset is not needed: the ledger is exact.
+func (s *Sink) Replay(ctx context.Context, it *catalog.Item, partition int32, _ int64, fetch pipeline.Fetch) (int, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	var until int64
+	err = tx.QueryRow(ctx, `SELECT next_offset FROM jutong.sink_offsets WHERE sink = $1 AND topic = $2 AND partition = $3 FOR UPDATE`,
+		s.name, it.Topic(), partition).Scan(&until)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil // nothing landed yet: the pipeline delivers it all
+	}
+	if err != nil {
+		return 0, err
+	}
+	last := map[string]*pipeline.Record{}
+	var order []string
+	n := 0
+	err = fetch(ctx, until, func(recs []pipeline.Record) error {
+		n += len(recs)
+		for i := range recs {
+			r := &recs[i]
+			if r.Event == nil {
+				continue
+			}
+			if _, seen := last[r.Event.Key]; !seen {
+				order = append(order, r.Event.Key)
+			}
+			last[r.Event.Key] = r
+		}
+		return nil
+	})
+	if err != nil {
+		return n, err
+	}
+	if err := s.apply(ctx, tx, it, order, last, time.Now()); err != nil {
+		return n, err
+	}
+	return n, tx.Commit(ctx)
+}
+
 func (s *Sink) apply(ctx context.Context, tx pgx.Tx, it *catalog.Item, keys []string, m map[string]*pipeline.Record, landed time.Time) error {
 	var deletes []string
 	rows := make([][]any, 0, len(keys))

@@ -1,0 +1,121 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/pipeline"
+	"github.com/jutong/jutong/pipeline/chsink"
+	"github.com/jutong/jutong/pipeline/pgsink"
+)
+
+const sinkDesc = `Operates on the sinks.
+
+Subcommands:
+  replay   re-deliver one item to one sink from an offset or a time, up to what the sink
+           already holds, repairing rows or history lost or damaged in it. Nothing is
+           duplicated: PostgreSQL sets each key changed in the range to its last change
+           there (holding the partition's ledger row, so the running pipeline waits);
+           ClickHouse inserts only the history rows it lacks. The ledger does not move.`
+
+func runSink(ctx context.Context, args []string, out, errOut io.Writer) error {
+	if len(args) == 0 || args[0] != "replay" {
+		fmt.Fprintf(errOut, "Usage: jutong sink replay [flags]\n\n%s\n", sinkDesc)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return nil
+		}
+		return errors.New("a subcommand is required: replay")
+	}
+	fs := newFlags("sink replay", sinkDesc, errOut)
+	sinkKind := fs.String("sink", "", "postgres or clickhouse (required)")
+	name := fs.String("sink-name", "", "the sink's name in its ledger; default: postgres or clickhouse, as jutong dev and serve name them")
+	item := fs.String("item", "", "the catalog item to replay (required)")
+	fromOffset := fs.Int64("from-offset", 0, "replay every partition from this offset (clamped to the log start)")
+	fromTime := fs.String("from-time", "", "replay from the first record at or after this time (RFC 3339, e.g. 2026-11-20T00:00:00+08:00)")
+	brokers := fs.String("brokers", env("JUTONG_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka brokers (JUTONG_KAFKA_BROKERS)")
+	user := fs.String("kafka-user", env("JUTONG_KAFKA_USER", "jutong"), "SASL/SCRAM user allowed to read the item (JUTONG_KAFKA_USER)")
+	pass := fs.String("kafka-password", env("JUTONG_KAFKA_PASSWORD", "jutong-dev"), "its password (JUTONG_KAFKA_PASSWORD)")
+	reg := fs.String("registry", env("JUTONG_REGISTRY_URL", "http://127.0.0.1:8081"), "schema registry URL (JUTONG_REGISTRY_URL)")
+	pgDSN := fs.String("postgres-dsn", env("JUTONG_POSTGRES_DSN", ""), "the PostgreSQL sink's database (JUTONG_POSTGRES_DSN)")
+	chDSN := fs.String("clickhouse-dsn", env("JUTONG_CLICKHOUSE_DSN", ""), "the ClickHouse sink's database (JUTONG_CLICKHOUSE_DSN)")
+	catDir := fs.String("catalog", env("JUTONG_CATALOG", ""), "catalog directory; empty: the sample built into jutong (JUTONG_CATALOG)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	cat, err := loadCatalog(*catDir)
+	if err != nil {
+		return err
+	}
+	it := cat.Item(*item)
+	if it == nil {
+		return fmt.Errorf("--item: no catalog item %q (see jutong catalog list)", *item)
+	}
+	from := pipeline.From{Offset: *fromOffset}
+	if *fromTime != "" {
+		if from.Time, err = time.Parse(time.RFC3339, *fromTime); err != nil {
+			return fmt.Errorf("--from-time: %w", err)
+		}
+	}
+	if *name == "" {
+		*name = *sinkKind
+	}
+	var sink pipeline.Replayer
+	switch *sinkKind {
+	case "postgres":
+		if *pgDSN == "" {
+			return errors.New("--postgres-dsn is required")
+		}
+		s, err := pgsink.New(ctx, pgsink.Config{Name: *name, DSN: *pgDSN, Themes: cat.Themes})
+		if err != nil {
+			return err
+		}
+		if !s.Accepts(it) {
+			s.Close()
+			return fmt.Errorf("%s is in no base or theme database: the PostgreSQL sink does not hold it", it.Code)
+		}
+		sink = s
+	case "clickhouse":
+		if *chDSN == "" {
+			return errors.New("--clickhouse-dsn is required")
+		}
+		if sink, err = chsink.New(ctx, *name, *chDSN); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("--sink %q: want postgres or clickhouse", *sinkKind)
+	}
+	defer sink.Close()
+	return replay(ctx, out, errOut, sink, it, from,
+		pipeline.Config{Kafka: kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass}, RegistryURL: *reg, Catalog: cat})
+}
+
+func replay(ctx context.Context, out, errOut io.Writer, sink pipeline.Replayer, it *catalog.Item, from pipeline.From, cfg pipeline.Config) error {
+	start := time.Now()
+	var mu sync.Mutex
+	last := time.Time{}
+	progress := func(p pipeline.ReplayProgress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if p.Done {
+			fmt.Fprintf(errOut, "\r  partition %d: %d records replayed%20s\n", p.Partition, p.Read, "")
+			return
+		}
+		if time.Since(last) > 500*time.Millisecond {
+			last = time.Now()
+			fmt.Fprintf(errOut, "\r  partition %d: %d / %d records", p.Partition, p.Read, p.Total)
+		}
+	}
+	fmt.Fprintf(errOut, "Replaying %s into %s...\n", it.Code, sink.Name())
+	n, err := pipeline.Replay(ctx, cfg, sink, it, from, progress)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "replayed %d records of %s into %s in %s\n", n, it.Code, sink.Name(), time.Since(start).Round(time.Millisecond))
+	return nil
+}
