@@ -67,6 +67,54 @@ func tableDDL(it *catalog.Item) string {
 	return b.String()
 }
 
+// existingColumns lists the columns of the items' tables that exist, as
+// "schema.table" -> column -> true.
+func existingColumns(ctx context.Context, tx pgx.Tx, items []*catalog.Item) (map[string]map[string]bool, error) {
+	schemas := map[string]bool{}
+	for _, it := range items {
+		d, _ := it.Namespace()
+		schemas[d] = true
+	}
+	list := make([]string, 0, len(schemas))
+	for d := range schemas {
+		list = append(list, d)
+	}
+	rows, err := tx.Query(ctx, `SELECT table_schema || '.' || table_name, column_name FROM information_schema.columns WHERE table_schema = ANY($1)`, list)
+	if err != nil {
+		return nil, fmt.Errorf("pgsink: read the tables: %w", err)
+	}
+	out := map[string]map[string]bool{}
+	var table, col string
+	_, err = pgx.ForEachRow(rows, []any{&table, &col}, func() error {
+		if out[table] == nil {
+			out[table] = map[string]bool{}
+		}
+		out[table][col] = true
+		return nil
+	})
+	return out, err
+}
+
+// evolveDDL creates an item's table when it does not exist, or adds the
+// columns of fields added to the catalog since (optional, as compatibility
+// requires); "" when the table is as the catalog says.
+func evolveDDL(it *catalog.Item, have map[string]map[string]bool) string {
+	d, n := it.Namespace()
+	cols, ok := have[d+"."+n]
+	if !ok {
+		return tableDDL(it) + commentsDDL(it)
+	}
+	var b strings.Builder
+	for _, f := range it.Fields {
+		if cols[f.Name] {
+			continue
+		}
+		fmt.Fprintf(&b, "ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s;\n", tableName(it), pgx.Identifier{f.Name}.Sanitize(), columnType(f))
+		fmt.Fprintf(&b, "COMMENT ON COLUMN %s.%s IS %s;\n", tableName(it), pgx.Identifier{f.Name}.Sanitize(), quoteLiteral(f.Title))
+	}
+	return b.String()
+}
+
 // commentsDDL labels an item's table and columns with the catalog's names.
 func commentsDDL(it *catalog.Item) string {
 	var b strings.Builder

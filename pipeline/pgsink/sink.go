@@ -109,21 +109,20 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 	for code, it := range s.known {
 		byCode[code] = it
 	}
+	// What exists already, read once: a start with thousands of items must
+	// not send thousands of statements that change nothing.
+	have, err := existingColumns(ctx, tx, items)
+	if err != nil {
+		return err
+	}
 	for _, it := range items {
 		byCode[it.Code] = it
-		if _, err := tx.Exec(ctx, tableDDL(it)); err != nil {
+		ddl := evolveDDL(it, have)
+		if ddl == "" {
+			continue
+		}
+		if _, err := tx.Exec(ctx, ddl); err != nil {
 			return fmt.Errorf("pgsink: table for %s: %w", it.Code, err)
-		}
-		// A field added to the catalog (optional, as compatibility
-		// requires) adds its column to a table created before.
-		for _, f := range it.Fields {
-			if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s",
-				tableName(it), pgx.Identifier{f.Name}.Sanitize(), columnType(f))); err != nil {
-				return fmt.Errorf("pgsink: evolve %s: %w", it.Code, err)
-			}
-		}
-		if _, err := tx.Exec(ctx, commentsDDL(it)); err != nil {
-			return fmt.Errorf("pgsink: comments on %s: %w", it.Code, err)
 		}
 	}
 	for _, th := range s.themes {
