@@ -22,11 +22,18 @@ func (e *RecordError) Unwrap() error { return e.Err }
 type Decoder struct {
 	reg *sr.Client
 	mu  sync.Mutex
-	ids map[int]avro.Schema
+	ids map[int]writerSchema
+}
+
+// writerSchema is a registered schema with its compiled decoder (nil when
+// the compiled decoder does not cover it: hamba/avro decodes it then).
+type writerSchema struct {
+	avro     avro.Schema
+	compiled *envelopeDecoder
 }
 
 // NewDecoder returns a decoder using the registry client reg.
-func NewDecoder(reg *sr.Client) *Decoder { return &Decoder{reg: reg, ids: map[int]avro.Schema{}} }
+func NewDecoder(reg *sr.Client) *Decoder { return &Decoder{reg: reg, ids: map[int]writerSchema{}} }
 
 // Decode decodes one record value. A *RecordError means the record is bad;
 // any other error (registry unreachable) is worth retrying.
@@ -39,14 +46,19 @@ func (d *Decoder) Decode(ctx context.Context, value []byte) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	ev, err := Decode(s, payload)
+	var ev *Event
+	if s.compiled != nil {
+		ev, err = s.compiled.decode(payload)
+	} else {
+		ev, err = Decode(s.avro, payload)
+	}
 	if err != nil {
 		return nil, &RecordError{err}
 	}
 	return ev, nil
 }
 
-func (d *Decoder) schema(ctx context.Context, id int) (avro.Schema, error) {
+func (d *Decoder) schema(ctx context.Context, id int) (writerSchema, error) {
 	d.mu.Lock()
 	s, ok := d.ids[id]
 	d.mu.Unlock()
@@ -57,13 +69,17 @@ func (d *Decoder) schema(ctx context.Context, id int) (avro.Schema, error) {
 	if err != nil {
 		var re *sr.ResponseError
 		if errors.As(err, &re) && re.StatusCode == 404 {
-			return nil, &RecordError{fmt.Errorf("schema id %d is not in the registry", id)}
+			return s, &RecordError{fmt.Errorf("schema id %d is not in the registry", id)}
 		}
-		return nil, fmt.Errorf("schema registry: %w", err)
+		return s, fmt.Errorf("schema registry: %w", err)
 	}
-	s, err = avro.Parse(text.Schema)
+	parsed, err := avro.Parse(text.Schema)
 	if err != nil {
-		return nil, &RecordError{fmt.Errorf("schema id %d: %w", id, err)}
+		return s, &RecordError{fmt.Errorf("schema id %d: %w", id, err)}
+	}
+	s = writerSchema{avro: parsed}
+	if c, err := compileEnvelope(parsed); err == nil {
+		s.compiled = c
 	}
 	d.mu.Lock()
 	d.ids[id] = s

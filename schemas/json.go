@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jutong/jutong/catalog"
 )
@@ -18,20 +19,107 @@ func JSONValues(it *catalog.Item, data map[string]any) ([]byte, error) {
 	if data == nil {
 		return nil, nil
 	}
-	buf := []byte{'{'}
+	return AppendJSONValues(make([]byte, 0, 64*len(it.Fields)), it, data)
+}
+
+// AppendJSONValues appends what JSONValues returns to buf, byte for byte
+// what encoding/json writes, without its reflection (the ClickHouse sink
+// renders every record).
+func AppendJSONValues(buf []byte, it *catalog.Item, data map[string]any) ([]byte, error) {
+	if data == nil {
+		return buf, nil
+	}
+	buf = append(buf, '{')
 	for i, f := range it.Fields {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		k, _ := json.Marshal(f.Name)
-		buf = append(append(buf, k...), ':')
-		v, err := json.Marshal(PortableValue(f, data[f.Name]))
-		if err != nil {
-			return nil, err
+		buf = appendJSONString(buf, f.Name)
+		buf = append(buf, ':')
+		switch x := data[f.Name].(type) {
+		case nil:
+			buf = append(buf, "null"...)
+		case string:
+			buf = appendJSONString(buf, x)
+		case int64:
+			buf = strconv.AppendInt(buf, x, 10)
+		case int:
+			buf = strconv.AppendInt(buf, int64(x), 10)
+		case bool:
+			buf = strconv.AppendBool(buf, x)
+		case *big.Rat:
+			buf = appendJSONString(buf, x.FloatString(f.Scale))
+		case time.Time:
+			if f.Type == catalog.TypeDate {
+				buf = append(buf, '"')
+				buf = x.UTC().AppendFormat(buf, time.DateOnly)
+				buf = append(buf, '"')
+			} else {
+				buf = append(buf, '"')
+				buf = x.UTC().AppendFormat(buf, "2006-01-02T15:04:05.000Z")
+				buf = append(buf, '"')
+			}
+		default: // floats and anything else: exactly as encoding/json
+			v, err := json.Marshal(x)
+			if err != nil {
+				return nil, err
+			}
+			buf = append(buf, v...)
 		}
-		buf = append(buf, v...)
 	}
 	return append(buf, '}'), nil
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString quotes s as encoding/json does (HTML-safe, with U+2028
+// and U+2029 escaped and invalid UTF-8 replaced).
+func appendJSONString(buf []byte, s string) []byte {
+	buf = append(buf, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			buf = append(buf, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				buf = append(buf, '\\', c)
+			case '\n':
+				buf = append(buf, '\\', 'n')
+			case '\r':
+				buf = append(buf, '\\', 'r')
+			case '\t':
+				buf = append(buf, '\\', 't')
+			default:
+				buf = append(buf, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			buf = append(buf, s[start:i]...)
+			buf = append(buf, "\\ufffd"...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			buf = append(buf, s[start:i]...)
+			buf = append(buf, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	buf = append(buf, s[start:]...)
+	return append(buf, '"')
 }
 
 // PortableValue converts one field value to a JSON-friendly exact form.

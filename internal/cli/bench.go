@@ -24,15 +24,28 @@ const benchDesc = `Measures Jutong on this machine and prints the figures.
 
 Subcommands:
   publish   the publisher SDK: events checked at the door, Avro-encoded and produced
-            to an embedded cluster (in this process), until every one is acknowledged`
+            to an embedded cluster (in this process), until every one is acknowledged
+  pipeline  the whole bus: publishers -> embedded Kafka -> pipelines -> PostgreSQL base
+            database and ClickHouse, exactly once: events/s landed per sink, latency
+            (p50/p99 publish -> landed) at a steady rate, lag, CPU, peak RSS
+  topics    how the pipeline process's start-up and memory grow with the number of item
+            topics (jutong serve in a child process, one event per topic)`
 
 func runBench(ctx context.Context, args []string, out, errOut io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "pipeline":
+			return benchPipeline(ctx, args[1:], out, errOut)
+		case "topics":
+			return benchTopics(ctx, args[1:], out, errOut)
+		}
+	}
 	if len(args) == 0 || args[0] != "publish" {
-		fmt.Fprintf(errOut, "Usage: jutong bench publish [flags]\n\n%s\n", benchDesc)
+		fmt.Fprintf(errOut, "Usage: jutong bench <publish|pipeline|topics> [flags]\n\n%s\n", benchDesc)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
-		return errors.New("a subcommand is required: publish")
+		return errors.New("a subcommand is required: publish, pipeline or topics")
 	}
 	fs := newFlags("bench publish", benchDesc, errOut)
 	events := fs.Int("events", 1_000_000, "events to publish")

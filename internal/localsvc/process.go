@@ -141,3 +141,19 @@ func installed(pkgs ...string) bool {
 	}
 	return true
 }
+
+// Pid is the server's process id, or 0 when this package did not start it.
+func (p *Postgres) Pid() int {
+	if p == nil || p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// Pid is the server's process id, or 0 when this package did not start it.
+func (c *ClickHouse) Pid() int {
+	if c == nil || c.cmd == nil || c.cmd.Process == nil {
+		return 0
+	}
+	return c.cmd.Process.Pid
+}

@@ -197,7 +197,7 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.T
 		moved[k] = r.Offset + 1
 		fresh = append(fresh, r)
 	}
-	if err := s.land(ctx, fresh, fresh, landed); err != nil {
+	if err := s.land(ctx, fresh, nil, landed); err != nil {
 		return err
 	}
 	for k, v := range moved {
@@ -206,43 +206,68 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.T
 	return nil
 }
 
-// land writes the state rows of state, then the history and dead-letter
-// positions of history. The current state goes first: the history is the
-// ledger, so a batch whose history landed is never written again, while
-// re-inserting state rows (same version) changes nothing once merged.
-func (s *Sink) land(ctx context.Context, state, history []pipeline.Record, landed time.Time) error {
-	if err := s.writeState(ctx, state, landed); err != nil {
-		return err
-	}
-	b, err := s.conn.PrepareBatch(ctx, insertSQL)
+// land writes the state rows of recs, then the history and dead-letter
+// positions of those for which inHistory is true (all when nil). The current
+// state goes first: the history is the ledger, so a batch whose history
+// landed is never written again, while re-inserting state rows (same
+// version) changes nothing once merged. Each record is rendered once.
+func (s *Sink) land(ctx context.Context, recs []pipeline.Record, inHistory func(i int) bool, landed time.Time) error {
+	state, err := s.conn.PrepareBatch(ctx, stateInsertSQL)
 	if err != nil {
 		return err
 	}
-	defer b.Abort() //nolint:errcheck
+	defer state.Abort() //nolint:errcheck
+	hist, err := s.conn.PrepareBatch(ctx, insertSQL)
+	if err != nil {
+		return err
+	}
+	defer hist.Abort() //nolint:errcheck
 	landedSec, landedMs := landed.Truncate(time.Second), landed.UnixMilli()
-	n := 0
+	nState, nHist := 0, 0
 	var dead []pipeline.Record
-	for _, r := range history {
+	var buf []byte
+	for i, r := range recs {
+		history := inHistory == nil || inHistory(i)
 		e := r.Event
 		if e == nil {
-			dead = append(dead, r)
+			if history {
+				dead = append(dead, r)
+			}
 			continue
 		}
-		data, err := schemas.JSONValues(r.Item, e.Data)
-		if err != nil {
+		if buf, err = schemas.AppendJSONValues(buf[:0], r.Item, e.Data); err != nil {
 			return fmt.Errorf("chsink: %s key %s: %w", r.Item.Code, e.Key, err)
 		}
-		if err := b.Append(r.Item.Topic(), r.Partition, r.Offset, e.Key, string(e.Op), e.ID,
-			e.Source.Department, e.Source.System, e.Source.Adapter,
-			e.EventTime.Truncate(time.Second), e.EventTime.UnixMilli(),
-			e.PublishTime.Truncate(time.Second), e.PublishTime.UnixMilli(),
-			landedSec, landedMs, string(data)); err != nil {
+		data := string(buf)
+		deleted := uint8(0)
+		if e.Op == schemas.OpDelete {
+			deleted = 1
+		}
+		eventSec := e.EventTime.Truncate(time.Second)
+		if err := state.Append(r.Item.Topic(), e.Key, r.Offset, deleted, string(e.Op), e.Source.Department,
+			eventSec, landedSec, data); err != nil {
 			return err
 		}
-		n++
+		nState++
+		if !history {
+			continue
+		}
+		if err := hist.Append(r.Item.Topic(), r.Partition, r.Offset, e.Key, string(e.Op), e.ID,
+			e.Source.Department, e.Source.System, e.Source.Adapter,
+			eventSec, e.EventTime.UnixMilli(),
+			e.PublishTime.Truncate(time.Second), e.PublishTime.UnixMilli(),
+			landedSec, landedMs, data); err != nil {
+			return err
+		}
+		nHist++
 	}
-	if n > 0 {
-		if err := b.Send(); err != nil {
+	if nState > 0 {
+		if err := state.Send(); err != nil {
+			return err
+		}
+	}
+	if nHist > 0 {
+		if err := hist.Send(); err != nil {
 			return err
 		}
 	}
@@ -275,13 +300,7 @@ func (s *Sink) Replay(ctx context.Context, it *catalog.Item, partition int32, co
 		if err != nil {
 			return err
 		}
-		var missing []pipeline.Record
-		for _, r := range recs {
-			if !have[r.Offset] {
-				missing = append(missing, r)
-			}
-		}
-		return s.land(ctx, recs, missing, time.Now())
+		return s.land(ctx, recs, func(i int) bool { return !have[recs[i].Offset] }, time.Now())
 	})
 	return n, err
 }
@@ -317,39 +336,6 @@ func (s *Sink) writeDead(ctx context.Context, dead []pipeline.Record, landed tim
 		if err := b.Append(r.Item.Topic(), r.Partition, r.Offset, r.DeadLetter, landed); err != nil {
 			return err
 		}
-	}
-	return b.Send()
-}
-
-// writeState inserts the records' versions into current_state.
-func (s *Sink) writeState(ctx context.Context, batch []pipeline.Record, landed time.Time) error {
-	b, err := s.conn.PrepareBatch(ctx, stateInsertSQL)
-	if err != nil {
-		return err
-	}
-	defer b.Abort() //nolint:errcheck
-	n := 0
-	for _, r := range batch {
-		e := r.Event
-		if e == nil {
-			continue
-		}
-		data, err := schemas.JSONValues(r.Item, e.Data)
-		if err != nil {
-			return fmt.Errorf("chsink: %s key %s: %w", r.Item.Code, e.Key, err)
-		}
-		deleted := uint8(0)
-		if e.Op == schemas.OpDelete {
-			deleted = 1
-		}
-		if err := b.Append(r.Item.Topic(), e.Key, r.Offset, deleted, string(e.Op), e.Source.Department,
-			e.EventTime.Truncate(time.Second), landed.Truncate(time.Second), string(data)); err != nil {
-			return err
-		}
-		n++
-	}
-	if n == 0 {
-		return nil
 	}
 	return b.Send()
 }
