@@ -13,6 +13,9 @@ import (
 // metaColumns are the change metadata every item table carries after its fields.
 var metaColumns = []string{"_event_id", "_op", "_event_time", "_publish_time", "_landed_at", "_partition", "_offset"}
 
+// metaTypes are the metaColumns' types, in order.
+var metaTypes = []string{"uuid", "text", "timestamptz", "timestamptz", "timestamptz", "int", "bigint"}
+
 const metaDDL = `_event_id uuid NOT NULL, _op text NOT NULL, _event_time timestamptz NOT NULL,
   _publish_time timestamptz NOT NULL, _landed_at timestamptz NOT NULL, _partition int NOT NULL, _offset bigint NOT NULL`
 
@@ -129,18 +132,40 @@ func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''
 
 // mergeSQL upserts the staging table into the item table.
 func mergeSQL(it *catalog.Item, stage string) string {
+	list := columnList(it)
+	return fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s %s", tableName(it), list, list, stage, onConflict(it))
+}
+
+// unnestSQL upserts rows given as one array parameter per column.
+func unnestSQL(it *catalog.Item) string {
+	var arrays []string
+	for _, f := range it.Fields {
+		arrays = append(arrays, fmt.Sprintf("$%d::%s[]", len(arrays)+1, columnType(f)))
+	}
+	for _, t := range metaTypes {
+		arrays = append(arrays, fmt.Sprintf("$%d::%s[]", len(arrays)+1, t))
+	}
+	return fmt.Sprintf("INSERT INTO %s (%s) SELECT * FROM unnest(%s) %s", tableName(it), columnList(it), strings.Join(arrays, ", "), onConflict(it))
+}
+
+func columnList(it *catalog.Item) string {
 	cols := columns(it)
 	quoted := make([]string, len(cols))
-	sets := make([]string, 0, len(cols))
 	for i, c := range cols {
 		quoted[i] = pgx.Identifier{c}.Sanitize()
+	}
+	return strings.Join(quoted, ", ")
+}
+
+func onConflict(it *catalog.Item) string {
+	var sets []string
+	for _, c := range columns(it) {
 		if c != it.Key {
-			sets = append(sets, quoted[i]+" = EXCLUDED."+quoted[i])
+			q := pgx.Identifier{c}.Sanitize()
+			sets = append(sets, q+" = EXCLUDED."+q)
 		}
 	}
-	list := strings.Join(quoted, ", ")
-	return fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s ON CONFLICT (%s) DO UPDATE SET %s",
-		tableName(it), list, list, stage, pgx.Identifier{it.Key}.Sanitize(), strings.Join(sets, ", "))
+	return fmt.Sprintf("ON CONFLICT (%s) DO UPDATE SET %s", pgx.Identifier{it.Key}.Sanitize(), strings.Join(sets, ", "))
 }
 
 // columns lists an item table's columns in COPY order.

@@ -230,8 +230,9 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.T
 	if len(moved) == 0 {
 		return nil // the whole batch was applied before
 	}
+	q := &pgx.Batch{}
 	for it, m := range byItem {
-		if err := s.apply(ctx, tx, it, order[it], m, landed); err != nil {
+		if err := s.apply(ctx, tx, q, it, order[it], m, landed); err != nil {
 			return err
 		}
 	}
@@ -240,11 +241,12 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.T
 	for k, n := range moved {
 		topics, parts, offs = append(topics, k.topic), append(parts, k.part), append(offs, n)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO jutong.sink_offsets (sink, topic, partition, next_offset, updated_at)
+	q.Queue(`INSERT INTO jutong.sink_offsets (sink, topic, partition, next_offset, updated_at)
 		SELECT $1, t, p, n, now() FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, n)
 		ON CONFLICT (sink, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = EXCLUDED.updated_at`,
-		s.name, topics, parts, offs); err != nil {
-		return err
+		s.name, topics, parts, offs)
+	if err := tx.SendBatch(ctx, q).Close(); err != nil {
+		return fmt.Errorf("pgsink: %w", err)
 	}
 	return tx.Commit(ctx)
 }
@@ -290,13 +292,26 @@ func (s *Sink) Replay(ctx context.Context, it *catalog.Item, partition int32, _ 
 	if err != nil {
 		return n, err
 	}
-	if err := s.apply(ctx, tx, it, order, last, time.Now()); err != nil {
+	q := &pgx.Batch{}
+	if err := s.apply(ctx, tx, q, it, order, last, time.Now()); err != nil {
 		return n, err
+	}
+	if err := tx.SendBatch(ctx, q).Close(); err != nil {
+		return n, fmt.Errorf("pgsink: %w", err)
 	}
 	return n, tx.Commit(ctx)
 }
 
-func (s *Sink) apply(ctx context.Context, tx pgx.Tx, it *catalog.Item, keys []string, m map[string]*pipeline.Record, landed time.Time) error {
+// copyRows is the size from which an item's rows in a batch go through COPY
+// into a staging table and a merge; smaller groups become one INSERT ...
+// SELECT FROM unnest(...) queued with the batch's other statements, so that
+// a batch touching many items (a city has thousands, most of them quiet)
+// costs one round trip instead of five per item.
+const copyRows = 1000
+
+// apply writes the last change of each key of one item: deletes and small
+// upserts are queued on q, large upserts are copied at once.
+func (s *Sink) apply(ctx context.Context, tx pgx.Tx, q *pgx.Batch, it *catalog.Item, keys []string, m map[string]*pipeline.Record, landed time.Time) error {
 	var deletes []string
 	rows := make([][]any, 0, len(keys))
 	for _, k := range keys {
@@ -312,11 +327,21 @@ func (s *Sink) apply(ctx context.Context, tx pgx.Tx, it *catalog.Item, keys []st
 		rows = append(rows, row)
 	}
 	if len(deletes) > 0 {
-		if _, err := tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE %s = ANY($1)", tableName(it), pgx.Identifier{it.Key}.Sanitize()), deletes); err != nil {
-			return fmt.Errorf("pgsink: delete from %s: %w", it.Code, err)
-		}
+		q.Queue(fmt.Sprintf("DELETE FROM %s WHERE %s = ANY($1)", tableName(it), pgx.Identifier{it.Key}.Sanitize()), deletes)
 	}
 	if len(rows) == 0 {
+		return nil
+	}
+	if len(rows) < copyRows {
+		cols := make([]any, len(rows[0]))
+		for j := range cols {
+			col := make([]any, len(rows))
+			for i, row := range rows {
+				col[i] = row[j]
+			}
+			cols[j] = col
+		}
+		q.Queue(unnestSQL(it), cols...)
 		return nil
 	}
 	const stage = "jutong_stage"

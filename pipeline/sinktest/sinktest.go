@@ -241,7 +241,7 @@ func (r *run) check() {
 
 // model is the reference: what a sink must hold after the records applied.
 type model struct {
-	state  map[string]map[string]int64 // item -> key -> offset of its last change
+	state  map[string]map[string]int64  // item -> key -> offset of its last change
 	hist   map[string]map[Position]bool // item -> positions with an event
 	ledger map[tp]int64
 	byCode map[string]*catalog.Item
