@@ -9,6 +9,7 @@ import (
 	"path"
 	"regexp"
 	"sort"
+	"time"
 	"strings"
 )
 
@@ -34,6 +35,11 @@ func Load(fsys fs.FS) (*Catalog, error) {
 	var c Catalog
 	if err := readJSON(fsys, "catalog.json", &c); err != nil {
 		return nil, err
+	}
+	if _, err := fs.Stat(fsys, "calendar.json"); err == nil {
+		if err := readJSON(fsys, "calendar.json", &c.Calendar); err != nil {
+			return nil, err
+		}
 	}
 	files, err := fs.Glob(fsys, "items/*.json")
 	if err != nil {
@@ -125,6 +131,21 @@ func (c *Catalog) index() error {
 			add("catalog.json", "", "", "duplicate department code %q", d.Code)
 		}
 		c.deptByCode[d.Code] = d
+	}
+	if c.Authority == "" || c.deptByCode[c.Authority] == nil {
+		add("catalog.json", "", "", "authority %q must name a department (the data authority)", c.Authority)
+	}
+	for _, list := range [][]string{c.Calendar.Holidays, c.Calendar.Workdays} {
+		for _, d := range list {
+			if _, err := time.Parse(time.DateOnly, d); err != nil {
+				add("calendar.json", "", "", "date %q is not YYYY-MM-DD", d)
+			}
+		}
+	}
+	if c.Calendar.Timezone != "" {
+		if _, err := time.LoadLocation(c.Calendar.Timezone); err != nil {
+			add("calendar.json", "", "", "timezone %q: %v", c.Calendar.Timezone, err)
+		}
 	}
 	bases := make(map[string]bool)
 	for _, b := range c.Bases {

@@ -5,6 +5,12 @@ import "strings"
 // Catalog is a loaded, validated catalog. It is read-only after Load.
 type Catalog struct {
 	Departments []Department `json:"departments"`
+	// Authority is the department that runs the bus and reviews every
+	// application first (the data authority, 大数据发展局).
+	Authority string `json:"authority"`
+	// Calendar is the working-day calendar approval deadlines count in
+	// (calendar.json; weekends are rest days unless listed as workdays).
+	Calendar Calendar `json:"-"`
 	Bases       []Base       `json:"bases"`
 	// TopicDefaults apply to every item topic unless the item overrides them.
 	TopicDefaults TopicConfig `json:"topic_defaults"`
@@ -14,6 +20,14 @@ type Catalog struct {
 	deptByCode  map[string]*Department
 	itemByCode  map[string]*Item
 	themeByCode map[string]*Theme
+}
+
+// Calendar lists the public holidays (rest days, weekdays included) and the
+// adjusted working days (weekend days worked, 调休) as YYYY-MM-DD dates.
+type Calendar struct {
+	Timezone string   `json:"timezone"` // IANA name; default Asia/Shanghai
+	Holidays []string `json:"holidays"`
+	Workdays []string `json:"workdays"`
 }
 
 // TopicConfig is how an item's topic is laid out in Kafka; zero values

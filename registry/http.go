@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/hamba/avro/v2"
+	"github.com/jutong/jutong/schemas"
 )
 
 // Handler serves the Confluent Schema Registry REST API subset backed by s.
@@ -256,7 +256,7 @@ func (h *handler) compatAll(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	parsed, err := avro.Parse(schema)
+	parsed, err := schemas.ParseAvro(schema)
 	if err != nil {
 		h.fail(w, &Error{422, 42201, "Invalid schema: " + err.Error()})
 		return

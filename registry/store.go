@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hamba/avro/v2"
+
+	"github.com/jutong/jutong/schemas"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -269,7 +271,7 @@ var (
 // subject already holds the same schema. A schema incompatible with the
 // subject's earlier versions under its level is refused (409).
 func (s *Store) Register(ctx context.Context, subject, schema string) (*Version, error) {
-	parsed, err := avro.Parse(schema)
+	parsed, err := schemas.ParseAvro(schema)
 	if err != nil {
 		return nil, &Error{422, 42201, "Invalid schema: " + err.Error()}
 	}
@@ -311,7 +313,7 @@ func (s *Store) check(subject string, schema avro.Schema) []string {
 		if v.Deleted {
 			continue
 		}
-		if p, err := avro.Parse(v.Schema); err == nil {
+		if p, err := schemas.ParseAvro(v.Schema); err == nil {
 			existing = append(existing, p)
 		}
 	}
@@ -322,7 +324,7 @@ func (s *Store) check(subject string, schema avro.Schema) []string {
 // CheckVersion lists why schema is not compatible with version n of subject
 // (n = -1: the latest), in the directions the subject's level requires.
 func (s *Store) CheckVersion(subject string, n int, schema string) ([]string, error) {
-	parsed, err := avro.Parse(schema)
+	parsed, err := schemas.ParseAvro(schema)
 	if err != nil {
 		return nil, &Error{422, 42201, "Invalid schema: " + err.Error()}
 	}
@@ -330,7 +332,7 @@ func (s *Store) CheckVersion(subject string, n int, schema string) ([]string, er
 	if err != nil {
 		return nil, err
 	}
-	old, err := avro.Parse(v.Schema)
+	old, err := schemas.ParseAvro(v.Schema)
 	if err != nil {
 		return nil, err
 	}

@@ -73,7 +73,7 @@ func (d *Decoder) schema(ctx context.Context, id int) (writerSchema, error) {
 		}
 		return s, fmt.Errorf("schema registry: %w", err)
 	}
-	parsed, err := avro.Parse(text.Schema)
+	parsed, err := ParseAvro(text.Schema)
 	if err != nil {
 		return s, &RecordError{fmt.Errorf("schema id %d: %w", id, err)}
 	}

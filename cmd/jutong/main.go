@@ -1,19 +1,36 @@
 // Command jutong is the one binary of the Jutong data exchange bus; `jutong
 // help` lists its subcommands.
+//
+// JUTONG_CPUPROFILE=file writes a CPU profile of the whole run to file (for
+// `go tool pprof`), whatever the subcommand.
 package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/jutong/jutong/internal/cli"
 )
 
 func main() {
+	if path := os.Getenv("JUTONG_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "jutong: JUTONG_CPUPROFILE:", err)
+			os.Exit(2)
+		}
+		defer f.Close()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	pprof.StopCPUProfile()
 	os.Exit(code)
 }

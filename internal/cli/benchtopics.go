@@ -167,6 +167,9 @@ func benchTopicsOnce(ctx context.Context, self, dir string, n, partitions int, p
 		"--registry-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--secrets-dir", dir,
 		"--catalog", catDir, "--postgres-dsn", pgDSN, "--clickhouse-dsn", chDSN)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if prof := os.Getenv("JUTONG_BENCH_CHILD_CPUPROFILE"); prof != "" { // to see where start-up goes
+		cmd.Env = append(os.Environ(), "JUTONG_CPUPROFILE="+prof+"."+strconv.Itoa(n))
+	}
 	t0 = time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, err
