@@ -28,11 +28,24 @@ func (a ACL) String() string {
 	return fmt.Sprintf("%s %s on %s %s (%s)", a.Principal, a.Operation, a.Resource, a.Name, a.Pattern)
 }
 
-// Desired lists the ACLs the catalog implies: quarantine is the topic
-// every department may write its rejected records to, checkpoints the one
-// where its adapters keep their positions (written in the same transactions
-// as their events, under transactional ids prefixed with the principal).
-func Desired(cat *catalog.Catalog, quarantine, checkpoints string) []ACL {
+// Read is a department's read access to one topic: an item's topic, or the
+// projected feed of its grant.
+type Read struct {
+	Department string // code
+	Topic      string
+}
+
+// GroupPrefix is the prefix of a department's consumer groups: one
+// prefixed ACL covers them all.
+func GroupPrefix(dept string) string { return dept + "." }
+
+// Desired lists the ACLs the catalog and the active grants imply: quarantine
+// is the topic every department may write its rejected records to,
+// checkpoints the one where its adapters keep their positions (written in the
+// same transactions as their events, under transactional ids prefixed with
+// the principal); each read gives READ and DESCRIBE on its topic and READ on
+// the department's consumer groups.
+func Desired(cat *catalog.Catalog, quarantine, checkpoints string, reads ...Read) []ACL {
 	var out []ACL
 	lit := kmsg.ACLResourcePatternTypeLiteral
 	for _, d := range cat.Departments {
@@ -55,7 +68,27 @@ func Desired(cat *catalog.Catalog, quarantine, checkpoints string) []ACL {
 			ACL{p, kmsg.ACLResourceTypeTopic, it.Topic(), lit, kmsg.ACLOperationDescribe},
 		)
 	}
-	return out
+	for _, r := range reads {
+		d := cat.Department(r.Department)
+		if d == nil {
+			continue
+		}
+		p := "User:" + d.Principal
+		out = append(out,
+			ACL{p, kmsg.ACLResourceTypeTopic, r.Topic, lit, kmsg.ACLOperationRead},
+			ACL{p, kmsg.ACLResourceTypeTopic, r.Topic, lit, kmsg.ACLOperationDescribe},
+			ACL{p, kmsg.ACLResourceTypeGroup, GroupPrefix(d.Code), kmsg.ACLResourcePatternTypePrefixed, kmsg.ACLOperationRead},
+		)
+	}
+	seen := map[ACL]bool{}
+	uniq := out[:0]
+	for _, a := range out {
+		if !seen[a] {
+			seen[a] = true
+			uniq = append(uniq, a)
+		}
+	}
+	return uniq
 }
 
 // Current lists the allow ACLs of Jutong-owned principals on the cluster.

@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/feed"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/schemas"
 )
@@ -22,7 +25,11 @@ var ErrNotAuthorized = errors.New("not authorized")
 
 // Delivery is one event handed to a handler.
 type Delivery struct {
-	Item      *catalog.Item
+	Item *catalog.Item
+	// Topic is where it was read: the item's topic, or the department's
+	// projected feed of it (then Event.Data holds the granted fields only,
+	// those above the grant's grade masked as text).
+	Topic     string
 	Event     *schemas.Event
 	Partition int32
 	Offset    int64
@@ -53,7 +60,8 @@ func SASL(user, pass string) Opt { return func(c *cfg) { c.user, c.pass = user, 
 func Registry(url string) Opt { return func(c *cfg) { c.registry = url } }
 
 // Group sets the consumer group (default "<department>.default"); a
-// department's groups share its name as prefix so one ACL covers them.
+// department's groups share its code and a dot as prefix, so one ACL covers
+// them: the prefix is added when the name lacks it.
 func Group(name string) Opt { return func(c *cfg) { c.group = name } }
 
 // Logger sets the logger.
@@ -88,17 +96,29 @@ func New(cat *catalog.Catalog, department string, items []string, opts ...Opt) (
 	if len(items) == 0 {
 		return nil, errors.New("consumers: no items to subscribe to")
 	}
+	if !strings.HasPrefix(c.group, department+".") {
+		c.group = department + "." + c.group
+	}
 	s := &Subscriber{cfg: c, dept: department, items: map[string]*catalog.Item{}}
+	kc := kafkaconn.Config{Brokers: c.brokers, User: c.user, Password: c.pass}
+	feeds, err := grantedFeeds(kc, department)
+	if err != nil {
+		return nil, err
+	}
 	var topics []string
 	for _, code := range items {
 		it := cat.Item(code)
 		if it == nil {
 			return nil, fmt.Errorf("consumers: unknown catalog item %q", code)
 		}
-		s.items[it.Topic()] = it
-		topics = append(topics, it.Topic())
+		topic := it.Topic()
+		if f, ok := feeds[code]; ok {
+			topic = f // the grant masks or drops fields: its projected feed
+		}
+		s.items[topic] = it
+		topics = append(topics, topic)
 	}
-	kopts, err := kafkaconn.Config{Brokers: c.brokers, User: c.user, Password: c.pass}.Opts()
+	kopts, err := kc.Opts()
 	if err != nil {
 		return nil, fmt.Errorf("consumers: %w", err)
 	}
@@ -159,7 +179,7 @@ func (s *Subscriber) deliver(ctx context.Context, fs kgo.Fetches, h Handler) err
 				stop = fmt.Errorf("consumers: %s partition %d offset %d: %w", r.Topic, r.Partition, r.Offset, err)
 				return
 			}
-			if err := h(ctx, Delivery{Item: s.items[r.Topic], Event: ev, Partition: r.Partition, Offset: r.Offset}); err != nil {
+			if err := h(ctx, Delivery{Item: s.items[r.Topic], Topic: r.Topic, Event: ev, Partition: r.Partition, Offset: r.Offset}); err != nil {
 				stop = err
 				return
 			}
@@ -198,6 +218,44 @@ func (s *Subscriber) rewind(fs kgo.Fetches) {
 		set[p.Topic][p.Partition] = at
 	})
 	s.cl.SetOffsets(set)
+}
+
+// Topics lists the topics the subscriber reads, by item code.
+func (s *Subscriber) Topics() map[string]string {
+	out := map[string]string{}
+	for t, it := range s.items {
+		out[it.Code] = t
+	}
+	return out
+}
+
+// grantedFeeds finds the projected feeds the department may read, by item:
+// Kafka lists only the topics a principal may describe.
+func grantedFeeds(k kafkaconn.Config, dept string) (map[string]string, error) {
+	cl, err := k.Client()
+	if err != nil {
+		return nil, fmt.Errorf("consumers: %w", err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	listed, err := kadm.NewClient(cl).ListTopics(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("consumers: list topics: %w", err)
+	}
+	out := map[string]string{}
+	prefix := feed.TopicPrefix + dept + "."
+	for _, t := range listed.Names() {
+		rest, ok := strings.CutPrefix(t, prefix)
+		if !ok {
+			continue
+		}
+		// rest is <domain>.<name>.<grant>
+		if i := strings.LastIndexByte(rest, '.'); i > 0 {
+			out[rest[:i]] = t
+		}
+	}
+	return out, nil
 }
 
 // Close leaves the group and closes the client.

@@ -22,6 +22,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/jutong/jutong/access"
+	"github.com/jutong/jutong/audit"
+	"github.com/jutong/jutong/control"
+	"github.com/jutong/jutong/feed"
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/embedded"
 	"github.com/jutong/jutong/internal/kafkaconn"
@@ -67,6 +70,12 @@ type Config struct {
 	PostgresDSN, ClickHouseDSN string
 	// Pipeline tunes the sink runners (batch size, wait, retries).
 	Pipeline pipeline.Config
+	// ControlEvery is how often grants are expired and overdue applications
+	// escalated; ReadAuditEvery how often the departments' reads are
+	// audited (both 1 minute by default).
+	ControlEvery, ReadAuditEvery time.Duration
+	// Now is the control plane's clock (tests move it).
+	Now func() time.Time
 	Log      *slog.Logger
 }
 
@@ -92,6 +101,13 @@ type Bus struct {
 	CH       *chsink.Sink
 	sinks    []pipeline.Sink
 	runners  []*pipeline.Runner
+	pcfg     pipeline.Config
+	// Control is the access control plane (applications, grants).
+	Control *control.Service
+	audit   *audit.Writer
+	reads   *audit.Reads
+	feedMu  sync.Mutex
+	feeds   map[string]*feedRun // by grant id
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	errs     chan error
@@ -111,7 +127,7 @@ func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
 	if cfg.SecretsDir == "" {
 		cfg.SecretsDir = cfg.DataDir
 	}
-	b := &Bus{cfg: cfg, errs: make(chan error, 4), pubs: map[string]*producers.Publisher{}}
+	b := &Bus{cfg: cfg, errs: make(chan error, 4), pubs: map[string]*producers.Publisher{}, feeds: map[string]*feedRun{}}
 	b.Metrics = prometheus.NewRegistry()
 	b.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
@@ -170,13 +186,6 @@ func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
 			return nil, err
 		}
 	}
-	added, removed, err := access.Reconcile(ctx, adm, access.Desired(cfg.Catalog, producers.QuarantineTopic, producers.CheckpointTopic))
-	if err != nil {
-		return nil, err
-	}
-	if len(added)+len(removed) > 0 {
-		cfg.Log.Info("ACLs reconciled with the catalog", "added", len(added), "removed", len(removed))
-	}
 	if cfg.RegistryURL != "" {
 		b.regURL = cfg.RegistryURL
 		cfg.Log.Info("using an external schema registry", "url", b.regURL)
@@ -184,15 +193,23 @@ func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
 		return nil, err
 	}
 
-	if err := b.serveAPI(); err != nil {
-		return nil, err
-	}
 	pcfg := cfg.Pipeline
 	pcfg.Kafka = b.kafka
 	pcfg.RegistryURL = b.regURL
 	pcfg.Catalog = cfg.Catalog
 	pcfg.Log = cfg.Log.With("component", "pipeline")
 	pcfg.Metrics = b.Metrics
+	b.pcfg = pcfg
+	rctx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	// The control plane: applications and grants. Opening it reconciles the
+	// ACLs (the catalog's and the grants') and starts the grants' feeds.
+	if err := b.startControl(ctx, rctx); err != nil {
+		return nil, err
+	}
+	if err := b.serveAPI(); err != nil {
+		return nil, err
+	}
 	if cfg.PostgresDSN != "" {
 		if b.PG, err = pgsink.New(ctx, pgsink.Config{Name: "postgres", DSN: cfg.PostgresDSN, Themes: cfg.Catalog.Themes}); err != nil {
 			return nil, err
@@ -205,8 +222,6 @@ func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
 		}
 		b.sinks = append(b.sinks, b.CH)
 	}
-	rctx, cancel := context.WithCancel(context.Background())
-	b.cancel = cancel
 	for _, s := range b.sinks {
 		r, err := pipeline.New(pcfg, s)
 		if err != nil {
@@ -258,6 +273,11 @@ func (b *Bus) serveAPI() error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(b.Metrics, promhttp.HandlerOpts{Registry: b.Metrics}))
+	ctl := control.Handler(b.Control, b.Tokens, b.cfg.Log.With("component", "control"))
+	mux.Handle("/v1/applications", ctl)
+	mux.Handle("/v1/applications/", ctl)
+	mux.Handle("/v1/grants", ctl)
+	mux.Handle("/v1/responsibilities", ctl)
 	mux.Handle("/", gw.Handler())
 	ln, err := net.Listen("tcp", b.cfg.APIAddr)
 	if err != nil {
@@ -306,6 +326,10 @@ func InternalTopics() []topics.Spec {
 		{Name: pipeline.DeadLetterTopic, Partitions: 3, Configs: map[string]string{"retention.ms": "-1", "cleanup.policy": "delete"}},
 		{Name: producers.QuarantineTopic, Partitions: 3, Configs: map[string]string{"retention.ms": "-1", "cleanup.policy": "delete"}},
 		{Name: producers.CheckpointTopic, Partitions: 1, Configs: map[string]string{"cleanup.policy": "compact"}},
+		{Name: control.Topic, Partitions: 1, Configs: map[string]string{"cleanup.policy": "compact"}},
+		{Name: feed.LedgerTopic, Partitions: 1, Configs: map[string]string{"cleanup.policy": "compact"}},
+		{Name: audit.Topic, Partitions: 1, Configs: map[string]string{"retention.ms": "-1", "cleanup.policy": "delete"}},
+		{Name: audit.PositionsTopic, Partitions: 1, Configs: map[string]string{"cleanup.policy": "compact"}},
 	}
 }
 
@@ -389,6 +413,16 @@ func (b *Bus) Close() {
 		b.cancel()
 	}
 	b.wg.Wait()
+	b.stopFeeds()
+	if b.Control != nil {
+		b.Control.Close()
+	}
+	if b.reads != nil {
+		b.reads.Close()
+	}
+	if b.audit != nil {
+		b.audit.Close()
+	}
 	if b.api != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = b.api.Shutdown(ctx)

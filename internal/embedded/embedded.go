@@ -59,6 +59,7 @@ func Start(_ context.Context, cfg Config, log *slog.Logger) (*Cluster, error) {
 	opts := []kfake.Opt{
 		kfake.NumBrokers(cfg.Brokers),
 		kfake.Ports(cfg.Ports...),
+		kfake.ListenFn(compatListen), // librdkafka clients authenticate too
 		kfake.ClusterID("jutong-embedded"),
 		kfake.EnableSASL(),
 		kfake.Superuser("SCRAM-SHA-256", cfg.AdminUser, cfg.AdminPassword),

@@ -1,0 +1,237 @@
+package feed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/pipeline"
+	"github.com/jutong/jutong/schemas"
+)
+
+// LedgerTopic keeps every feed's position in its item's topic (compacted),
+// written in the same transactions as the feed's records.
+const LedgerTopic = "_jutong.feed_offsets"
+
+// Sink writes one grant's projected feed; it is a pipeline.Sink, so the
+// pipeline runtime drives it like any database sink.
+type Sink struct {
+	name    string
+	topic   string
+	proj    *Projection
+	k       kafkaconn.Config
+	reg     *sr.Client
+	cl      *kgo.Client // transactional producer
+	schema  *schemas.Schema
+	id      int
+	parts   int32
+	retainM int64
+
+	mu   sync.Mutex
+	next map[int32]int64
+}
+
+// NewSink makes the feed sink of a grant whose projection is not the identity.
+func NewSink(k kafkaconn.Config, registryURL string, it *catalog.Item, g Grant, topicCfg catalog.TopicConfig) (*Sink, error) {
+	p := Project(it, g)
+	s, err := p.Schema()
+	if err != nil {
+		return nil, err
+	}
+	reg, err := sr.NewClient(sr.URLs(registryURL))
+	if err != nil {
+		return nil, err
+	}
+	name := "feed." + g.Department + "." + it.Code + "." + g.ID
+	cl, err := k.Client(kgo.TransactionalID("jutong."+name), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.TransactionTimeout(time.Minute))
+	if err != nil {
+		return nil, err
+	}
+	return &Sink{name: name, topic: Topic(g.Department, it.Code) + "." + g.ID, proj: p, k: k, reg: reg, cl: cl, schema: s,
+		parts: topicCfg.Partitions, retainM: topicCfg.RetentionMs, next: map[int32]int64{}}, nil
+}
+
+// FeedTopic is the topic the sink writes.
+func (s *Sink) FeedTopic() string { return s.topic }
+
+// Name implements pipeline.Sink.
+func (s *Sink) Name() string { return s.name }
+
+// Accepts implements pipeline.Sink: the grant's item only.
+func (s *Sink) Accepts(it *catalog.Item) bool { return it.Code == s.proj.Source.Code }
+
+// Close implements pipeline.Sink.
+func (s *Sink) Close() error { s.cl.Close(); return nil }
+
+// Prepare implements pipeline.Sink: the feed topic, as many partitions as
+// the item's (a key stays in its partition), and its schema.
+func (s *Sink) Prepare(ctx context.Context, _ []*catalog.Item) error {
+	admin, err := s.k.Client()
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	adm := kadm.NewClient(admin)
+	parts := s.parts
+	if offs, err := adm.ListEndOffsets(ctx, s.proj.Source.Topic()); err == nil {
+		n := int32(0)
+		offs.Each(func(kadm.ListedOffset) { n++ })
+		if n > 0 {
+			parts = n
+		}
+	}
+	brokers, err := adm.ListBrokers(ctx)
+	if err != nil {
+		return err
+	}
+	rf := int16(min(3, len(brokers)))
+	cfg := map[string]*string{}
+	if s.retainM != 0 {
+		v := strconv.FormatInt(s.retainM, 10)
+		cfg["retention.ms"] = &v
+	}
+	res, err := adm.CreateTopic(ctx, parts, rf, cfg, s.topic)
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		return fmt.Errorf("feed: create %s: %w", s.topic, err)
+	}
+	if res.Err != nil && !errors.Is(res.Err, kerr.TopicAlreadyExists) {
+		return fmt.Errorf("feed: create %s: %w", s.topic, res.Err)
+	}
+	ss, err := s.reg.CreateSchema(ctx, s.topic+"-value", sr.Schema{Schema: s.schema.JSON, Type: sr.TypeAvro})
+	if err != nil {
+		return fmt.Errorf("feed: register the schema of %s: %w", s.topic, err)
+	}
+	s.id = ss.ID
+	return nil
+}
+
+func (s *Sink) ledgerKey(p int32) string { return s.name + "|" + s.proj.Source.Topic() + "|" + strconv.Itoa(int(p)) }
+
+// Offsets implements pipeline.Sink: read back from the ledger topic.
+func (s *Sink) Offsets(ctx context.Context, _ []string) (pipeline.Offsets, error) {
+	admin, err := s.k.Client()
+	if err != nil {
+		return nil, err
+	}
+	ends, err := kadm.NewClient(admin).ListEndOffsets(ctx, LedgerTopic)
+	admin.Close()
+	if err != nil {
+		return nil, err
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	out := pipeline.Offsets{}
+	if len(want) > 0 {
+		rd, err := s.k.Client(kgo.ConsumeTopics(LedgerTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+		if err != nil {
+			return nil, err
+		}
+		defer rd.Close()
+		prefix := s.name + "|"
+		for len(want) > 0 {
+			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			fs := rd.PollFetches(pctx)
+			cancel()
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if fs.NumRecords() == 0 {
+				break // the rest are transaction markers
+			}
+			fs.EachRecord(func(r *kgo.Record) {
+				if r.Offset+1 >= want[r.Partition] {
+					delete(want, r.Partition)
+				}
+				k := string(r.Key)
+				if !strings.HasPrefix(k, prefix) {
+					return
+				}
+				parts := strings.Split(k, "|")
+				p, err1 := strconv.Atoi(parts[len(parts)-1])
+				n, err2 := strconv.ParseInt(string(r.Value), 10, 64)
+				if err1 != nil || err2 != nil {
+					return
+				}
+				t := s.proj.Source.Topic()
+				if out[t] == nil {
+					out[t] = map[int32]int64{}
+				}
+				out[t][int32(p)] = n
+			})
+		}
+	}
+	s.mu.Lock()
+	for p, n := range out[s.proj.Source.Topic()] {
+		s.next[p] = n
+	}
+	s.mu.Unlock()
+	return out, nil
+}
+
+// Write implements pipeline.Sink: the projected records and the ledger in
+// one Kafka transaction.
+func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, _ time.Time) (err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.cl.BeginTransaction(); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			_ = s.cl.AbortBufferedRecords(actx)
+			_ = s.cl.EndTransaction(actx, kgo.TryAbort)
+		}
+	}()
+	moved := map[int32]int64{}
+	var recs []*kgo.Record
+	var buf []byte
+	for _, r := range batch {
+		if r.Offset < s.next[r.Partition] {
+			continue
+		}
+		moved[r.Partition] = r.Offset + 1
+		if r.Event == nil {
+			continue // dead-lettered upstream
+		}
+		ev := *r.Event
+		ev.Key = s.proj.Key(ev.Key)
+		ev.Data = s.proj.Apply(ev.Data)
+		if buf, err = s.schema.AppendEncode(buf[:0], &ev); err != nil {
+			return err
+		}
+		recs = append(recs, &kgo.Record{Topic: s.topic, Partition: r.Partition, Key: []byte(ev.Key),
+			Value: schemas.Frame(nil, s.id, buf)})
+	}
+	for p, n := range moved {
+		recs = append(recs, &kgo.Record{Topic: LedgerTopic, Partition: 0, Key: []byte(s.ledgerKey(p)), Value: []byte(strconv.FormatInt(n, 10))})
+	}
+	if err := s.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return fmt.Errorf("feed %s: %w", s.topic, err)
+	}
+	if err := s.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		return fmt.Errorf("feed %s: commit: %w", s.topic, err)
+	}
+	for p, n := range moved {
+		s.next[p] = n
+	}
+	return nil
+}
