@@ -9,8 +9,8 @@ import (
 	"path"
 	"regexp"
 	"sort"
-	"time"
 	"strings"
+	"time"
 )
 
 //go:embed data

@@ -11,7 +11,7 @@ type Catalog struct {
 	// Calendar is the working-day calendar approval deadlines count in
 	// (calendar.json; weekends are rest days unless listed as workdays).
 	Calendar Calendar `json:"-"`
-	Bases       []Base       `json:"bases"`
+	Bases    []Base   `json:"bases"`
 	// TopicDefaults apply to every item topic unless the item overrides them.
 	TopicDefaults TopicConfig `json:"topic_defaults"`
 	Items         []*Item     `json:"items"`

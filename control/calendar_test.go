@@ -44,14 +44,14 @@ func TestDeadlines(t *testing.T) {
 		{"2026-11-28 09:00", 2, "2026-12-01"}, // submitted on a Saturday: counted from Monday
 		{"2026-11-27 16:00", 5, "2026-12-04"}, // five working days
 		{"2026-11-27 16:00", 10, "2026-12-11"},
-		{"2026-09-30 11:00", 2, "2026-10-09"},  // National Day week: Oct 1-7 off, Oct 8 and 9 count
-		{"2026-10-09 11:00", 1, "2026-10-10"},  // Saturday Oct 10 is worked in exchange
-		{"2026-09-18 11:00", 2, "2026-09-21"},  // Sunday Sep 20 is worked in exchange
-		{"2026-09-24 11:00", 2, "2026-09-29"},  // Mid-Autumn Sep 25-27 off
-		{"2026-02-13 18:00", 3, "2026-02-25"},  // Spring Festival: Sat Feb 14 worked, Feb 15-23 off
-		{"2026-12-31 23:59", 1, "2027-01-04"},  // New Year's Day off, then the weekend
-		{"2026-11-24 00:30", 2, "2026-11-26"},  // early morning, Beijing time
-		{"2026-11-23 17:00", 2, "2026-11-25"},  // Monday 17:00 in Chongqing
+		{"2026-09-30 11:00", 2, "2026-10-09"}, // National Day week: Oct 1-7 off, Oct 8 and 9 count
+		{"2026-10-09 11:00", 1, "2026-10-10"}, // Saturday Oct 10 is worked in exchange
+		{"2026-09-18 11:00", 2, "2026-09-21"}, // Sunday Sep 20 is worked in exchange
+		{"2026-09-24 11:00", 2, "2026-09-29"}, // Mid-Autumn Sep 25-27 off
+		{"2026-02-13 18:00", 3, "2026-02-25"}, // Spring Festival: Sat Feb 14 worked, Feb 15-23 off
+		{"2026-12-31 23:59", 1, "2027-01-04"}, // New Year's Day off, then the weekend
+		{"2026-11-24 00:30", 2, "2026-11-26"}, // early morning, Beijing time
+		{"2026-11-23 17:00", 2, "2026-11-25"}, // Monday 17:00 in Chongqing
 	} {
 		got := cal.Deadline(at(t, cal, tc.from), tc.days)
 		want := at(t, cal, tc.want+" 00:00").AddDate(0, 0, 1).Add(-time.Millisecond)

@@ -117,7 +117,9 @@ func (s *Sink) Prepare(ctx context.Context, _ []*catalog.Item) error {
 	return nil
 }
 
-func (s *Sink) ledgerKey(p int32) string { return s.name + "|" + s.proj.Source.Topic() + "|" + strconv.Itoa(int(p)) }
+func (s *Sink) ledgerKey(p int32) string {
+	return s.name + "|" + s.proj.Source.Topic() + "|" + strconv.Itoa(int(p))
+}
 
 // Offsets implements pipeline.Sink: read back from the ledger topic.
 func (s *Sink) Offsets(ctx context.Context, _ []string) (pipeline.Offsets, error) {

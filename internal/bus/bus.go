@@ -23,9 +23,9 @@ import (
 
 	"github.com/jutong/jutong/access"
 	"github.com/jutong/jutong/audit"
+	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/feed"
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/embedded"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/topics"
@@ -76,7 +76,7 @@ type Config struct {
 	ControlEvery, ReadAuditEvery time.Duration
 	// Now is the control plane's clock (tests move it).
 	Now func() time.Time
-	Log      *slog.Logger
+	Log *slog.Logger
 }
 
 // Bus is a running bus.
@@ -108,9 +108,9 @@ type Bus struct {
 	reads   *audit.Reads
 	feedMu  sync.Mutex
 	feeds   map[string]*feedRun // by grant id
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	errs     chan error
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	errs    chan error
 }
 
 // Start starts everything; Close stops it.
