@@ -122,3 +122,31 @@ func EnsureUsers(ctx context.Context, adm *kadm.Client, cat *catalog.Catalog, cr
 	}
 	return nil
 }
+
+// Rotate gives a department's principal a new SCRAM password: on the
+// cluster first, then in the credentials file (0600), so that a failure
+// leaves the old password working. It returns the new password.
+func Rotate(ctx context.Context, adm *kadm.Client, path string, d *catalog.Department) (string, error) {
+	creds, err := ReadCredentials(path)
+	if err != nil {
+		return "", err
+	}
+	pw := newPassword()
+	res, err := adm.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{{User: d.Principal, Mechanism: kadm.ScramSha256, Iterations: 4096, Password: pw}})
+	if err == nil {
+		for _, r := range res {
+			if r.Err != nil {
+				err = r.Err
+			}
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("access: rotate %s: %w", d.Principal, err)
+	}
+	creds[d.Principal] = pw
+	b, _ := json.MarshalIndent(creds, "", "  ")
+	if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
+		return "", fmt.Errorf("access: the cluster has %s's new password but %s could not be written: %w", d.Principal, path, err)
+	}
+	return pw, nil
+}

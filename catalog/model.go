@@ -180,8 +180,15 @@ func (it *Item) Subject() string { return it.Topic() + "-value" }
 
 // Field returns the field called name, or nil.
 func (it *Item) Field(name string) *Field {
-	if i, ok := it.fieldIdx[name]; ok {
+	if i, ok := it.fieldIdx[name]; ok && i < len(it.Fields) && it.Fields[i].Name == name {
 		return it.Fields[i]
+	}
+	// An item derived from a loaded one (a projection, an evolved copy) has
+	// other fields than its index says: look them up one by one.
+	for _, f := range it.Fields {
+		if f.Name == name {
+			return f
+		}
 	}
 	return nil
 }

@@ -28,6 +28,14 @@ func commands() []command {
 		{"catalog", "list, show, check and apply the catalog (topics and schemas)", runCatalog},
 		{"adapter", "publish a department's table (adapter sql) or file extracts (adapter file)", runAdapter},
 		{"sink", "operate on the sinks: replay an item into a sink (sink replay)", runSink},
+		{"apply", "apply, as a department, to read a catalog item (the demand list)", runApply},
+		{"approve", "approve an application (the data authority, then the item's source)", runDecide("approve")},
+		{"refuse", "refuse an application, with the reason", runDecide("refuse")},
+		{"revoke", "revoke a grant, with the reason", runDecide("revoke")},
+		{"applications", "list applications, their state and deadlines (--overdue: escalated)", runApplications},
+		{"grants", "list active grants and what each delivers (--show)", runGrants},
+		{"responsibilities", "print the responsibility list: what each department must publish, how often", runResponsibilities},
+		{"dept", "departments as Kafka principals: list, rotate a password", runDept},
 		{"bench", "measure the bus on this machine and print the figures (bench publish)", runBench},
 	}
 }
@@ -56,7 +64,7 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "jutong (聚通) — the government data exchange bus\n\nUsage: jutong <command> [flags]\n\nCommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'jutong <command> --help' for a command's flags. Every flag can also be set by the\nenvironment variable shown in its help.")
 }

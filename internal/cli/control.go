@@ -1,0 +1,359 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/jutong/jutong/access"
+	"github.com/jutong/jutong/control"
+	"github.com/jutong/jutong/feed"
+	"github.com/jutong/jutong/internal/kafkaconn"
+)
+
+const controlDesc = `Talks to the control API of a running bus (jutong dev, demo or serve) as a department,
+authenticated by its bearer token.`
+
+// controlFlags are what every control command takes.
+type controlFlags struct {
+	api, dept, token, tokens, catalogDir string
+	asJSON                               bool
+}
+
+func (c *controlFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.api, "api", env("JUTONG_API_URL", "http://127.0.0.1:8080"), "the bus's HTTP API (JUTONG_API_URL)")
+	fs.StringVar(&c.dept, "department", env("JUTONG_DEPARTMENT", ""), "the acting department's code (JUTONG_DEPARTMENT)")
+	fs.StringVar(&c.token, "token", env("JUTONG_TOKEN", ""), "its bearer token; default: from --tokens (JUTONG_TOKEN)")
+	fs.StringVar(&c.tokens, "tokens", env("JUTONG_TOKENS", filepath.Join(".jutong", "tokens.json")), "the departments' tokens, as jutong dev writes them (JUTONG_TOKENS)")
+	fs.StringVar(&c.catalogDir, "catalog", env("JUTONG_CATALOG", ""), "catalog directory; empty: the sample built into jutong (JUTONG_CATALOG)")
+	fs.BoolVar(&c.asJSON, "json", false, "print JSON")
+}
+
+// call sends a request to the control API and decodes the answer.
+func (c *controlFlags) call(ctx context.Context, method, path string, body, out any) error {
+	tok := c.token
+	if tok == "" {
+		if c.dept == "" {
+			return errors.New("--department (or JUTONG_DEPARTMENT) is required")
+		}
+		toks, err := access.ReadCredentials(c.tokens) // the same JSON shape: code -> secret
+		if err != nil {
+			return err
+		}
+		if tok = toks[c.dept]; tok == "" {
+			return fmt.Errorf("no token for %s in %s: pass --token", c.dept, c.tokens)
+		}
+	}
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.api, "/")+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		var e struct{ Error string }
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
+		}
+		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, raw)
+	}
+	return json.Unmarshal(raw, out)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+func printApplication(w io.Writer, a *control.Application) {
+	fmt.Fprintf(w, "application %s: %s applies for %s\n  state     %s\n", a.ID, a.Department, a.Item, a.State)
+	if !a.Due.IsZero() {
+		over := ""
+		if a.Overdue(time.Now()) {
+			over = "  OVERDUE (escalated)"
+		}
+		fmt.Fprintf(w, "  due       %s%s\n", a.Due.Local().Format("2006-01-02 15:04 MST"), over)
+	}
+	fmt.Fprintf(w, "  purpose   %s\n  fields    %s\n  grade     %d\n  period    %s to %s\n", a.Purpose, strings.Join(a.Fields, ", "), a.Grade,
+		a.From.Format(time.DateOnly), a.Until.Format(time.DateOnly))
+	if a.Reason != "" {
+		fmt.Fprintf(w, "  reason    %s\n", a.Reason)
+	}
+}
+
+// runApply: jutong apply.
+func runApply(ctx context.Context, args []string, out, errOut io.Writer) error {
+	fs := newFlags("apply", "Applies, as --department, to read a catalog item (the demand list).\n\n"+controlDesc, errOut)
+	var c controlFlags
+	c.register(fs)
+	item := fs.String("item", "", "the catalog item (required)")
+	purpose := fs.String("purpose", "", "what the data is for (required)")
+	fields := fs.String("fields", "", "the fields needed, comma separated; default: all")
+	grade := fs.Int("grade", 0, "the highest security grade needed in clear (1-4); default: that of the fields")
+	until := fs.String("until", "", "the end of the period (YYYY-MM-DD); default: a year on")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	r := control.Request{Item: *item, Purpose: *purpose, Fields: splitList(*fields), Grade: *grade}
+	if *until != "" {
+		t, err := time.ParseInLocation(time.DateOnly, *until, time.Local)
+		if err != nil {
+			return fmt.Errorf("--until: %w", err)
+		}
+		r.Until = t
+	}
+	var a control.Application
+	if err := c.call(ctx, "POST", "/v1/applications", r, &a); err != nil {
+		return err
+	}
+	if c.asJSON {
+		return printJSON(out, a)
+	}
+	printApplication(out, &a)
+	return nil
+}
+
+// runDecide: jutong approve | refuse | revoke.
+func runDecide(action string) func(ctx context.Context, args []string, out, errOut io.Writer) error {
+	return func(ctx context.Context, args []string, out, errOut io.Writer) error {
+		fs := newFlags(action+" ID", fmt.Sprintf("%ss an application, as --department (the data authority first, then the item's source).\n\n%s", strings.ToUpper(action[:1])+action[1:], controlDesc), errOut)
+		var c controlFlags
+		c.register(fs)
+		reason := fs.String("reason", "", "why (required to refuse or revoke)")
+		grade := fs.Int("grade", 0, "approve: lower the grade")
+		fields := fs.String("fields", "", "approve: approve only these of the requested fields")
+		if err := fs.Parse(reorder(args)); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return fmt.Errorf("usage: jutong %s ID [flags]", action)
+		}
+		var a control.Application
+		v := control.Verdict{Reason: *reason, Grade: *grade, Fields: splitList(*fields)}
+		if err := c.call(ctx, "POST", "/v1/applications/"+fs.Arg(0)+"/"+action, v, &a); err != nil {
+			return err
+		}
+		if c.asJSON {
+			return printJSON(out, a)
+		}
+		printApplication(out, &a)
+		return nil
+	}
+}
+
+// reorder puts flags before the positional argument, so that
+// "approve ID --grade 2" works as well as "approve --grade 2 ID".
+func reorder(args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if strings.HasPrefix(a, "-") {
+			flags = append(flags, a)
+			if !strings.Contains(a, "=") && i+1 < len(args) && !isBoolFlag(a) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return append(flags, pos...)
+}
+
+func isBoolFlag(a string) bool {
+	a = strings.TrimLeft(a, "-")
+	return a == "json" || a == "overdue" || a == "show" || a == "h" || a == "help"
+}
+
+// runApplications: jutong applications.
+func runApplications(ctx context.Context, args []string, out, errOut io.Writer) error {
+	fs := newFlags("applications", "Lists applications (the demand list) that --department may see: the data authority all.\n\n"+controlDesc, errOut)
+	var c controlFlags
+	c.register(fs)
+	state := fs.String("state", "", "only this state: authority_review, source_review, granted, refused, revoked, expired")
+	item := fs.String("item", "", "only this item")
+	overdue := fs.Bool("overdue", false, "only reviews past their deadline (escalated)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	q := "?state=" + *state + "&item=" + *item
+	if *overdue {
+		q += "&overdue=1"
+	}
+	var apps []*control.Application
+	if err := c.call(ctx, "GET", "/v1/applications"+q, nil, &apps); err != nil {
+		return err
+	}
+	if c.asJSON {
+		return printJSON(out, apps)
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tDEPARTMENT\tITEM\tSTATE\tDUE\tNOTE")
+	for _, a := range apps {
+		due, note := "-", a.Reason
+		if !a.Due.IsZero() {
+			due = a.Due.Local().Format("2006-01-02")
+		}
+		if a.Overdue(time.Now()) {
+			note = "OVERDUE, escalated"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Department, a.Item, a.State, due, note)
+	}
+	return tw.Flush()
+}
+
+// runGrants: jutong grants.
+func runGrants(ctx context.Context, args []string, out, errOut io.Writer) error {
+	fs := newFlags("grants", "Lists the active grants --department may see, and with --show what each delivers, field by field.\n\n"+controlDesc, errOut)
+	var c controlFlags
+	c.register(fs)
+	show := fs.Bool("show", false, "print each grant's projection: fields in clear, masked and dropped")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var grants []control.Grant
+	if err := c.call(ctx, "GET", "/v1/grants", nil, &grants); err != nil {
+		return err
+	}
+	if c.asJSON {
+		return printJSON(out, grants)
+	}
+	cat, err := loadCatalog(c.catalogDir)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GRANT\tDEPARTMENT\tITEM\tGRADE\tUNTIL\tREADS FROM")
+	for _, g := range grants {
+		it := cat.Item(g.Item)
+		if it == nil {
+			continue
+		}
+		p := feed.Project(it, feed.Grant{ID: g.ID, Department: g.Department, Item: g.Item, Fields: g.Fields, Grade: g.Grade})
+		topic := it.Topic()
+		if !p.Identity() {
+			topic = feed.Topic(g.Department, g.Item) + "." + g.ID
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", g.ID, g.Department, g.Item, g.Grade, g.Until.Format(time.DateOnly), topic)
+		if *show {
+			tw.Flush()
+			fmt.Fprint(out, p.Describe())
+		}
+	}
+	return tw.Flush()
+}
+
+// runResponsibilities: jutong responsibilities.
+func runResponsibilities(ctx context.Context, args []string, out, errOut io.Writer) error {
+	fs := newFlags("responsibilities", "Prints the responsibility list: the items each department must publish, and how often.", errOut)
+	catDir := fs.String("catalog", env("JUTONG_CATALOG", ""), "catalog directory; empty: the sample built into jutong (JUTONG_CATALOG)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cat, err := loadCatalog(*catDir)
+	if err != nil {
+		return err
+	}
+	duties := control.Responsibilities(cat)
+	if *asJSON {
+		return printJSON(out, duties)
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEPARTMENT\tITEM\tFREQUENCY\tBASE\tNAME")
+	for _, d := range duties {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Department, d.Item, d.Frequency, or(d.Base, "-"), d.Name)
+	}
+	return tw.Flush()
+}
+
+
+// runDept: jutong dept list | rotate.
+func runDept(ctx context.Context, args []string, out, errOut io.Writer) error {
+	const desc = `Departments as Kafka principals.
+
+Subcommands:
+  list          the departments, their principals and their consumer-group prefix
+  rotate CODE   give a department's SCRAM user a new password, on the cluster and in
+                the credentials file (the old one stops working at once)`
+	if len(args) == 0 || (args[0] != "list" && args[0] != "rotate") {
+		fmt.Fprintf(errOut, "Usage: jutong dept <list|rotate CODE> [flags]\n\n%s\n", desc)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return nil
+		}
+		return errors.New("a subcommand is required: list or rotate")
+	}
+	fs := newFlags("dept "+args[0], desc, errOut)
+	catDir := fs.String("catalog", env("JUTONG_CATALOG", ""), "catalog directory; empty: the sample built into jutong (JUTONG_CATALOG)")
+	brokers := fs.String("brokers", env("JUTONG_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka brokers (JUTONG_KAFKA_BROKERS)")
+	user := fs.String("admin-user", env("JUTONG_ADMIN_USER", "jutong"), "a Kafka user allowed to alter SCRAM users (JUTONG_ADMIN_USER)")
+	pass := fs.String("admin-password", env("JUTONG_ADMIN_PASSWORD", "jutong-dev"), "its password (JUTONG_ADMIN_PASSWORD)")
+	creds := fs.String("credentials", env("JUTONG_CREDENTIALS", filepath.Join(".jutong", "credentials.json")), "the departments' SCRAM passwords (JUTONG_CREDENTIALS)")
+	if err := fs.Parse(reorder(args[1:])); err != nil {
+		return err
+	}
+	cat, err := loadCatalog(*catDir)
+	if err != nil {
+		return err
+	}
+	if args[0] == "list" {
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "CODE\tPRINCIPAL\tGROUPS\tNAME")
+		for _, d := range cat.Departments {
+			role := ""
+			if d.Code == cat.Authority {
+				role = "  (the data authority)"
+			}
+			fmt.Fprintf(tw, "%s\tUser:%s\t%s*\t%s%s\n", d.Code, d.Principal, access.GroupPrefix(d.Code), d.Name, role)
+		}
+		return tw.Flush()
+	}
+	if fs.NArg() != 1 || cat.Department(fs.Arg(0)) == nil {
+		return errors.New("usage: jutong dept rotate CODE (see jutong dept list)")
+	}
+	cl, err := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass}.Client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	d := cat.Department(fs.Arg(0))
+	if _, err := access.Rotate(ctx, kadm.NewClient(cl), *creds, d); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "rotated the password of User:%s; the new one is in %s\n", d.Principal, *creds)
+	return nil
+}

@@ -1,0 +1,103 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jutong/jutong/access"
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/bus"
+	"github.com/jutong/jutong/internal/kafkaconn"
+)
+
+// TestControlCommands drives applications through the CLI against a running
+// bus: apply, the authority's and the source's approvals, the lists, a
+// grant's projection, a refusal naming its field, and a password rotation.
+func TestControlCommands(t *testing.T) {
+	cat, _ := catalog.Sample()
+	secrets := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	b, err := bus.Start(ctx, bus.Config{Catalog: cat, KafkaPorts: []int{0}, Brokers: 1, ApplyTopics: true, SecretsDir: secrets,
+		AdminUser: "jutong", AdminPassword: "pw", RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	run := func(dept string, args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		args = append(args, "--api", b.APIURL(), "--tokens", filepath.Join(secrets, "tokens.json"), "--department", dept)
+		if code := Run(ctx, args, &out, &errOut); code != 0 {
+			t.Fatalf("jutong %s: exit %d: %s", strings.Join(args, " "), code, errOut.String())
+		}
+		return out.String()
+	}
+	out := run("health", "apply", "--item", "population.resident_registration", "--purpose", "疫苗接种覆盖率统计",
+		"--fields", "citizen_id,name,division_code", "--grade", "2")
+	id := regexp.MustCompile(`application (app-[0-9a-f]+)`).FindStringSubmatch(out)
+	if id == nil || !strings.Contains(out, "authority_review") || !strings.Contains(out, "due ") {
+		t.Fatalf("apply printed:\n%s", out)
+	}
+	if out := run("big_data", "applications", "--state", "authority_review"); !strings.Contains(out, id[1]) {
+		t.Fatalf("the authority's list lacks the application:\n%s", out)
+	}
+	if out := run("big_data", "approve", id[1], "--reason", "用途正当"); !strings.Contains(out, "source_review") {
+		t.Fatalf("after the authority:\n%s", out)
+	}
+	if out := run("public_security", "approve", id[1], "--grade", "1"); !strings.Contains(out, "granted") {
+		t.Fatalf("after the source:\n%s", out)
+	}
+	out = run("health", "grants", "--show")
+	for _, want := range []string{id[1], "_jutong.feed.health.population.resident_registration." + id[1],
+		"citizen_id", "masked (first 6 and last 4 characters)", "name ", "birth_date", "dropped", "division_code", "clear"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("grants --show lacks %q:\n%s", want, out)
+		}
+	}
+	// A refusal without a reason is refused, naming the field.
+	var o, e bytes.Buffer
+	out = run("tax", "apply", "--item", "legal_person.tax_credit_rating", "--purpose", "融资授信")
+	id2 := regexp.MustCompile(`application (app-[0-9a-f]+)`).FindStringSubmatch(out)[1]
+	if code := Run(ctx, []string{"refuse", id2, "--api", b.APIURL(), "--tokens", filepath.Join(secrets, "tokens.json"), "--department", "big_data"}, &o, &e); code == 0 || !strings.Contains(e.String(), "reason") {
+		t.Fatalf("a refusal without a reason: exit %d, %s", code, e.String())
+	}
+	var rout, rerr bytes.Buffer
+	if code := Run(ctx, []string{"responsibilities"}, &rout, &rerr); code != 0 || !strings.Contains(rout.String(), "population.births") {
+		t.Fatalf("responsibilities: %s%s", rout.String(), rerr.String())
+	}
+	// Rotation: the old password stops working, the new one works.
+	creds := filepath.Join(secrets, "credentials.json")
+	old, _ := access.ReadCredentials(creds)
+	var ro, re bytes.Buffer
+	if code := Run(ctx, []string{"dept", "rotate", "tax", "--brokers", strings.Join(b.Kafka().Brokers, ","), "--admin-user", "jutong",
+		"--admin-password", "pw", "--credentials", creds}, &ro, &re); code != 0 {
+		t.Fatalf("rotate: %s", re.String())
+	}
+	now, _ := access.ReadCredentials(creds)
+	if now["dept.tax"] == old["dept.tax"] || now["dept.health"] != old["dept.health"] {
+		t.Fatal("rotate did not change exactly the tax password")
+	}
+	ping := func(pw string) error {
+		cl, err := kafkaconn.Config{Brokers: b.Kafka().Brokers, User: "dept.tax", Password: pw}.Client()
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return cl.Ping(pctx)
+	}
+	if err := ping(now["dept.tax"]); err != nil {
+		t.Fatalf("the new password: %v", err)
+	}
+	if err := ping(old["dept.tax"]); err == nil {
+		t.Fatal("the old password still works")
+	}
+}
