@@ -301,7 +301,6 @@ func runResponsibilities(ctx context.Context, args []string, out, errOut io.Writ
 	return tw.Flush()
 }
 
-
 // runDept: jutong dept list | rotate.
 func runDept(ctx context.Context, args []string, out, errOut io.Writer) error {
 	const desc = `Departments as Kafka principals.
