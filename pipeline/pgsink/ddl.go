@@ -72,7 +72,9 @@ func tableDDL(it *catalog.Item) string {
 
 // existingColumns lists the columns of the items' tables that exist, as
 // "schema.table" -> column -> true.
-func existingColumns(ctx context.Context, tx pgx.Tx, items []*catalog.Item) (map[string]map[string]bool, error) {
+func existingColumns(ctx context.Context, tx interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, items []*catalog.Item) (map[string]map[string]bool, error) {
 	schemas := map[string]bool{}
 	for _, it := range items {
 		d, _ := it.Namespace()

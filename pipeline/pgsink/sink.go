@@ -93,16 +93,13 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 		return err
 	}
 	defer conn.Release()
-	// Several sinks may start at once on one database: serialise DDL.
-	tx, err := conn.Begin(ctx)
-	if err != nil {
+	// Several sinks may start at once on one database: serialise DDL with a
+	// session lock, held across the transactions below.
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock(7405563)"); err != nil {
 		return err
 	}
-	defer tx.Rollback(ctx) //nolint:errcheck
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(7405563)"); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, ledgerDDL); err != nil {
+	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(7405563)") //nolint:errcheck
+	if _, err := conn.Exec(ctx, ledgerDDL); err != nil {
 		return fmt.Errorf("pgsink: ledger: %w", err)
 	}
 	byCode := map[string]*catalog.Item{}
@@ -111,27 +108,45 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 	}
 	// What exists already, read once: a start with thousands of items must
 	// not send thousands of statements that change nothing.
-	have, err := existingColumns(ctx, tx, items)
+	have, err := existingColumns(ctx, conn, items)
 	if err != nil {
 		return err
 	}
+	var ddl []string
+	var codes []string
 	for _, it := range items {
 		byCode[it.Code] = it
-		ddl := evolveDDL(it, have)
-		if ddl == "" {
-			continue
-		}
-		if _, err := tx.Exec(ctx, ddl); err != nil {
-			return fmt.Errorf("pgsink: table for %s: %w", it.Code, err)
+		if d := evolveDDL(it, have); d != "" {
+			ddl, codes = append(ddl, d), append(codes, it.Code)
 		}
 	}
-	for _, th := range s.themes {
-		if err := themeDDL(ctx, tx, th, byCode); err != nil {
+	// Tables are created a hundred per transaction: one transaction for
+	// thousands would hold locks beyond max_locks_per_transaction.
+	const chunk = 100
+	for i := 0; i < len(ddl); i += chunk {
+		j := min(i+chunk, len(ddl))
+		if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			for k := i; k < j; k++ {
+				if _, err := tx.Exec(ctx, ddl[k]); err != nil {
+					return fmt.Errorf("pgsink: table for %s: %w", codes[k], err)
+				}
+			}
+			return nil
+		}); err != nil {
 			return err
 		}
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return err
+	if len(s.themes) > 0 {
+		if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			for _, th := range s.themes {
+				if err := themeDDL(ctx, tx, th, byCode); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
 	}
 	s.known = byCode
 	return nil
