@@ -1,6 +1,9 @@
 package catalog
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // Catalog is a loaded, validated catalog. It is read-only after Load.
 type Catalog struct {
@@ -211,4 +214,25 @@ func (f *Field) HasRule(rule string) bool {
 		}
 	}
 	return false
+}
+
+// UpdateInterval is the longest an item may go without a change before its
+// source counts as late against its update frequency (a realtime item: an
+// hour; a monthly one: 31 days).
+func (it *Item) UpdateInterval() time.Duration {
+	day := 24 * time.Hour
+	switch it.UpdateFrequency {
+	case "realtime":
+		return time.Hour
+	case "daily":
+		return day
+	case "weekly":
+		return 7 * day
+	case "monthly":
+		return 31 * day
+	case "quarterly":
+		return 92 * day
+	default: // yearly
+		return 366 * day
+	}
 }

@@ -50,6 +50,49 @@ ORDER BY (item, kafka_partition, kafka_offset)`
 
 const deadInsertSQL = `INSERT INTO dead_letters (item, kafka_partition, kafka_offset, error, landed_time)`
 
+// CatalogDDL mirrors the catalog's items for the scorecards: who owns each,
+// how often it must change (refreshed by every sink start).
+const CatalogDDL = `CREATE TABLE IF NOT EXISTS catalog_items (
+  item String,
+  name String,
+  department String,
+  base String,
+  share String,
+  update_frequency String,
+  interval_seconds UInt32,
+  version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY item`
+
+// ScorecardDDL are the department scorecards analysts query (docs/operations.md).
+var ScorecardDDL = []string{
+	`CREATE VIEW IF NOT EXISTS scorecard_volume AS
+SELECT source_department AS department, item, toDate(publish_time) AS day,
+  count() AS events, countIf(op = 'CREATE') AS creates, countIf(op = 'UPDATE') AS updates,
+  countIf(op = 'DELETE') AS deletes, countIf(op = 'SNAPSHOT') AS snapshots
+FROM events GROUP BY department, item, day`,
+	`CREATE VIEW IF NOT EXISTS scorecard_latency AS
+SELECT source_department AS department, toDate(publish_time) AS day, count() AS events,
+  quantileExact(0.5)(publish_time_ms - event_time_ms) AS p50_publish_delay_ms,
+  quantileExact(0.99)(publish_time_ms - event_time_ms) AS p99_publish_delay_ms,
+  quantileExact(0.5)(landed_time_ms - publish_time_ms) AS p50_landing_ms,
+  quantileExact(0.99)(landed_time_ms - publish_time_ms) AS p99_landing_ms
+FROM events GROUP BY department, day`,
+	`CREATE VIEW IF NOT EXISTS scorecard_rejects AS
+SELECT department, item, rule, toDate(rejected_at) AS day, count() AS rejects
+FROM rejects GROUP BY department, item, rule, day`,
+	`CREATE VIEW IF NOT EXISTS scorecard_reject_rate AS
+SELECT department, accepted, rejected, if(accepted + rejected = 0, 0, round(rejected / (accepted + rejected), 4)) AS reject_rate
+FROM (SELECT source_department AS department, count() AS accepted FROM events GROUP BY department)
+ALL FULL OUTER JOIN (SELECT department, count() AS rejected FROM rejects GROUP BY department) USING department`,
+	`CREATE VIEW IF NOT EXISTS scorecard_timeliness AS
+SELECT item, department, update_frequency, interval_seconds, last_publish,
+  toInt64(toUInt32(now())) - toInt64(toUInt32(last_publish)) AS age_seconds,
+  age_seconds <= interval_seconds AS on_time
+FROM (SELECT item, department, update_frequency, interval_seconds FROM catalog_items FINAL)
+ALL LEFT JOIN (SELECT item, max(publish_time) AS last_publish FROM events GROUP BY item) USING item`,
+}
+
 // StateDDL and CurrentDDL keep the current state of every item: one row per
 // (item, key) after merges, the highest Kafka offset winning (all changes of
 // a key are in one partition, so offsets order them). The view applies FINAL
@@ -122,14 +165,30 @@ func (s *Sink) Conn() driver.Conn { return s.conn }
 // Close implements pipeline.Sink.
 func (s *Sink) Close() error { return s.conn.Close() }
 
-// Prepare implements pipeline.Sink.
-func (s *Sink) Prepare(ctx context.Context, _ []*catalog.Item) error {
-	for _, ddl := range []string{EventsDDL, DeadDDL, StateDDL, CurrentDDL} {
+// Prepare implements pipeline.Sink: the tables, the scorecard views and the
+// catalog mirror.
+func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
+	for _, ddl := range append([]string{EventsDDL, DeadDDL, StateDDL, CurrentDDL, RejectsDDL, CatalogDDL}, ScorecardDDL...) {
 		if err := s.conn.Exec(ctx, ddl); err != nil {
+			return fmt.Errorf("chsink: %w", err)
+		}
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	b, err := s.conn.PrepareBatch(ctx, `INSERT INTO catalog_items (item, name, department, base, share, update_frequency, interval_seconds, version)`)
+	if err != nil {
+		return err
+	}
+	defer b.Abort() //nolint:errcheck
+	version := uint64(time.Now().UnixNano())
+	for _, it := range items {
+		if err := b.Append(it.Topic(), it.Name, it.Source, it.Base, string(it.Share), it.UpdateFrequency,
+			uint32(it.UpdateInterval().Seconds()), version); err != nil {
 			return err
 		}
 	}
-	return nil
+	return b.Send()
 }
 
 // Offsets implements pipeline.Sink: the ledger is the highest offset landed.
