@@ -16,6 +16,9 @@ type metrics struct {
 	batch    *prometheus.HistogramVec // sink
 	duration *prometheus.HistogramVec // sink
 	latency  *prometheus.HistogramVec // sink
+	eventLat *prometheus.HistogramVec // sink
+	lag      *prometheus.GaugeVec     // sink
+	lastPub  *prometheus.GaugeVec     // item, department
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,6 +37,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Time to write one batch, retries included.", Buckets: prometheus.ExponentialBuckets(0.001, 3, 12)}, []string{"sink"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "jutong_sink_landing_latency_seconds",
 			Help: "From an event's publish time to its landing in a sink.", Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12)}, []string{"sink"}),
+		eventLat: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "jutong_sink_event_latency_seconds",
+			Help: "From an event's time in its source system to its landing in a sink (the source's delay included).",
+			Buckets: prometheus.ExponentialBuckets(0.01, 3, 14)}, []string{"sink"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "jutong_sink_lag_records",
+			Help: "Records on a sink's topics not yet written by it (high watermarks at the last fetch minus its positions)."}, []string{"sink"}),
+		lastPub: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "jutong_item_last_published_timestamp_seconds",
+			Help: "Publish time of the newest change of an item landed in any sink (Unix seconds), by item and source department."}, []string{"item", "department"}),
 	}
 	if reg != nil {
 		m.landed = register(reg, m.landed)
@@ -43,6 +53,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.batch = register(reg, m.batch)
 		m.duration = register(reg, m.duration)
 		m.latency = register(reg, m.latency)
+		m.eventLat = register(reg, m.eventLat)
+		m.lag = register(reg, m.lag)
+		m.lastPub = register(reg, m.lastPub)
 	}
 	return m
 }
@@ -58,4 +71,14 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 		}
 	}
 	return c
+}
+
+// lenient registers what it can and ignores collectors already registered
+// (a runner restarted in the same process), where MustRegister would panic.
+type lenient struct{ prometheus.Registerer }
+
+func (l lenient) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		_ = l.Register(c)
+	}
 }

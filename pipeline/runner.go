@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/plugin/kprom"
 
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/kafkaconn"
@@ -41,6 +43,9 @@ type Config struct {
 	Log                *slog.Logger
 	// Metrics is where the runner registers its metrics (none when nil).
 	Metrics prometheus.Registerer
+	// ClientMetrics adds the Kafka client's own metrics (franz-go's kprom,
+	// jutong_kafka_*, labelled client="sink.<name>") to Metrics.
+	ClientMetrics bool
 }
 
 func (c *Config) defaults() {
@@ -72,6 +77,13 @@ type Runner struct {
 	dec   *schemas.Decoder
 	log   *slog.Logger
 	m     *metrics
+	// hw and pos are the partitions' high watermarks at the last fetch and
+	// the runner's positions, for the lag gauge; lastPub the newest publish
+	// time landed per item.
+	statMu  sync.Mutex
+	hw      map[tp]int64
+	pos     map[tp]int64
+	lastPub map[*catalog.Item]time.Time
 
 	runCtx context.Context // set by Run; bounds work done in client callbacks
 }
@@ -87,7 +99,8 @@ func New(cfg Config, sink Sink) (*Runner, error) {
 		return nil, fmt.Errorf("pipeline: registry: %w", err)
 	}
 	r := &Runner{cfg: cfg, sink: sink, dec: schemas.NewDecoder(reg), items: make(map[string]*catalog.Item),
-		log: cfg.Log.With("sink", sink.Name()), m: newMetrics(cfg.Metrics)}
+		log: cfg.Log.With("sink", sink.Name()), m: newMetrics(cfg.Metrics),
+		hw: map[tp]int64{}, pos: map[tp]int64{}, lastPub: map[*catalog.Item]time.Time{}}
 	for _, it := range cfg.Catalog.Items {
 		if sink.Accepts(it) {
 			r.items[it.Topic()] = it
@@ -124,6 +137,10 @@ func (r *Runner) Run(ctx context.Context) error {
 		return err
 	}
 	opts := []kgo.Opt{}
+	if r.cfg.ClientMetrics && r.cfg.Metrics != nil {
+		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("jutong_kafka", kprom.Registerer(lenient{r.cfg.Metrics}),
+			kprom.WithStaticLabel(prometheus.Labels{"client": "sink." + r.sink.Name()}))))
+	}
 	if r.cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(r.cfg.InstanceID+"."+r.sink.Name()))
 	}
@@ -163,11 +180,13 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
 		})
 		recs := fs.Records()
+		r.watermarks(fs)
 		// Give a small batch a moment to fill: fewer, larger transactions.
 		if len(recs) > 0 && len(recs) < r.cfg.MaxBatch/4 {
 			wctx, cancel := context.WithTimeout(ctx, r.cfg.MaxWait)
 			more := cl.PollRecords(wctx, r.cfg.MaxBatch-len(recs))
 			cancel()
+			r.watermarks(more)
 			recs = append(recs, more.Records()...)
 		}
 		if len(recs) == 0 {
@@ -192,23 +211,69 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
+// watermarks notes each fetched partition's high watermark, for the lag.
+func (r *Runner) watermarks(fs kgo.Fetches) {
+	r.statMu.Lock()
+	defer r.statMu.Unlock()
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if p.Err == nil && p.HighWatermark >= 0 {
+			r.hw[tp{p.Topic, p.Partition}] = p.HighWatermark
+		}
+	})
+	r.updateLag()
+}
+
+type tp struct {
+	topic string
+	part  int32
+}
+
 // observe counts a written batch.
 func (r *Runner) observe(batch []Record, landed time.Time, took time.Duration) {
 	name := r.sink.Name()
+	r.statMu.Lock()
+	defer r.statMu.Unlock()
 	r.m.batch.WithLabelValues(name).Observe(float64(len(batch)))
 	r.m.duration.WithLabelValues(name).Observe(took.Seconds())
-	lat := r.m.latency.WithLabelValues(name)
-	counts := map[string]int{}
+	lat, evLat := r.m.latency.WithLabelValues(name), r.m.eventLat.WithLabelValues(name)
+	counts := map[*catalog.Item]int{}
+	newest := map[*catalog.Item]time.Time{}
 	for _, rec := range batch {
+		k := tp{rec.Item.Topic(), rec.Partition}
+		r.pos[k] = max(r.pos[k], rec.Offset+1)
 		if rec.Event == nil {
 			continue
 		}
-		counts[rec.Item.Code]++
+		counts[rec.Item]++
 		lat.Observe(landed.Sub(rec.Event.PublishTime).Seconds())
+		evLat.Observe(landed.Sub(rec.Event.EventTime).Seconds())
+		if rec.Event.PublishTime.After(newest[rec.Item]) {
+			newest[rec.Item] = rec.Event.PublishTime
+		}
 	}
-	for item, n := range counts {
-		r.m.landed.WithLabelValues(name, item).Add(float64(n))
+	for it, n := range counts {
+		r.m.landed.WithLabelValues(name, it.Code).Add(float64(n))
 	}
+	for it, t := range newest {
+		if t.After(r.lastPub[it]) {
+			r.lastPub[it] = t
+			r.m.lastPub.WithLabelValues(it.Code, it.Source).Set(float64(t.UnixMilli()) / 1000)
+		}
+	}
+	r.updateLag()
+}
+
+// updateLag sets the lag gauge (statMu held).
+func (r *Runner) updateLag() {
+	var lag int64
+	for k, hw := range r.hw {
+		if p, ok := r.pos[k]; ok {
+			lag += max(0, hw-p)
+		} else {
+			lag += hw // nothing written yet on this partition (an upper bound)
+		}
+	}
+	r.m.lag.WithLabelValues(r.sink.Name()).Set(float64(lag))
 }
 
 // resumeFromLedger replaces Kafka's committed offsets with the sink's ledger.
@@ -230,15 +295,18 @@ func (r *Runner) resumeFromLedger(ctx context.Context, assigned map[string]map[i
 	if err != nil {
 		return nil, err
 	}
+	r.statMu.Lock()
 	for t, parts := range assigned {
 		for p := range parts {
 			if next, ok := ledger[t][p]; ok {
 				parts[p] = kgo.NewOffset().At(next).WithEpoch(-1)
+				r.pos[tp{t, p}] = next
 			} else {
 				parts[p] = kgo.NewOffset().AtStart()
 			}
 		}
 	}
+	r.statMu.Unlock()
 	r.log.Info("resuming from the sink's ledger", "partitions", len(topics))
 	return assigned, nil
 }

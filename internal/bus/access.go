@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/jutong/jutong/access"
@@ -14,6 +15,7 @@ import (
 	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/feed"
 	"github.com/jutong/jutong/pipeline"
+	"github.com/jutong/jutong/pipeline/chsink"
 	"github.com/jutong/jutong/producers"
 )
 
@@ -40,6 +42,8 @@ func (b *Bus) startControl(ctx, rctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	b.Metrics.MustRegister(b.Control.Collector())
+	b.registerCatalogMetrics()
 	every := b.cfg.ControlEvery
 	if every <= 0 {
 		every = time.Minute
@@ -63,6 +67,7 @@ func (b *Bus) startControl(ctx, rctx context.Context) error {
 				if _, err := b.reads.Poll(rctx); err != nil && rctx.Err() == nil {
 					log.Warn("read audit failed", "err", err)
 				}
+				b.subscriberLag(rctx)
 			}
 		}
 	})
@@ -72,8 +77,64 @@ func (b *Bus) startControl(ctx, rctx context.Context) error {
 				log.Error("audit copy to ClickHouse stopped", "err", err)
 			}
 		})
+		quarantined := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jutong_quarantined_events_total",
+			Help: "Records refused at the door and kept in the quarantine topic, whoever published them (SDK, gateway, adapters), by item, department and rule."},
+			[]string{"item", "department", "rule"})
+		b.Metrics.MustRegister(quarantined)
+		b.wg.Go(func() {
+			seen := func(r producers.Rejected) { quarantined.WithLabelValues(r.Item, r.Department, r.Rule).Inc() }
+			if err := chsink.CopyRejects(rctx, b.kafka, b.cfg.ClickHouseDSN, seen, log); err != nil && rctx.Err() == nil {
+				log.Error("quarantine copy to ClickHouse stopped", "err", err)
+			}
+		})
 	}
 	return nil
+}
+
+// registerCatalogMetrics exports what the catalog expects of each item.
+func (b *Bus) registerCatalogMetrics() {
+	interval := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "jutong_item_update_interval_seconds",
+		Help: "The longest an item may go without a change under its update frequency (responsibility list), by item, department and frequency."},
+		[]string{"item", "department", "frequency"})
+	for _, it := range b.cfg.Catalog.Items {
+		interval.WithLabelValues(it.Code, it.Source, it.UpdateFrequency).Set(it.UpdateInterval().Seconds())
+	}
+	b.Metrics.MustRegister(interval)
+	b.subLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "jutong_subscriber_lag_records",
+		Help: "Records a department's consumer groups have yet to read, by department and item (feeds counted under their item)."},
+		[]string{"department", "item"})
+	b.Metrics.MustRegister(b.subLag)
+}
+
+// subscriberLag sets the departments' lag from their groups' committed
+// offsets and the topics' ends.
+func (b *Bus) subscriberLag(ctx context.Context) {
+	admin, err := b.kafka.Client()
+	if err != nil {
+		return
+	}
+	defer admin.Close()
+	adm := kadm.NewClient(admin)
+	groups, err := adm.ListGroups(ctx)
+	if err != nil {
+		return
+	}
+	lags, err := adm.Lag(ctx, groups.Groups()...)
+	if err != nil {
+		return
+	}
+	sum := map[[2]string]int64{}
+	for _, gl := range lags {
+		for _, l := range gl.Lag.Sorted() {
+			if dept, item, _, ok := b.resolveRead(gl.Group, l.Topic); ok {
+				sum[[2]string{dept, item}] += l.Lag
+			}
+		}
+	}
+	b.subLag.Reset()
+	for k, n := range sum {
+		b.subLag.WithLabelValues(k[0], k[1]).Set(float64(n))
+	}
 }
 
 // AuditReads audits the departments' reads now (tests; the bus does it

@@ -27,6 +27,7 @@ import (
 	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/feed"
 	"github.com/jutong/jutong/internal/embedded"
+	"github.com/jutong/jutong/internal/httpmetrics"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/topics"
 	"github.com/jutong/jutong/pipeline"
@@ -108,6 +109,7 @@ type Bus struct {
 	reads   *audit.Reads
 	feedMu  sync.Mutex
 	feeds   map[string]*feedRun // by grant id
+	subLag  *prometheus.GaugeVec
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	errs    chan error
@@ -223,7 +225,9 @@ func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
 		b.sinks = append(b.sinks, b.CH)
 	}
 	for _, s := range b.sinks {
-		r, err := pipeline.New(pcfg, s)
+		scfg := pcfg
+		scfg.ClientMetrics = true
+		r, err := pipeline.New(scfg, s)
 		if err != nil {
 			return nil, err
 		}
@@ -252,7 +256,7 @@ func (b *Bus) serveRegistry(ctx context.Context, admin *kgo.Client) (err error) 
 		return fmt.Errorf("schema registry: listen on %s: %w", b.cfg.RegistryAddr, err)
 	}
 	b.regURL = "http://" + ln.Addr().String()
-	b.http = &http.Server{Handler: registry.Handler(b.Registry, log), ReadHeaderTimeout: 10 * time.Second}
+	b.http = &http.Server{Handler: httpmetrics.Wrap(registry.Handler(b.Registry, log), b.Metrics, "registry"), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := b.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("schema registry stopped", "err", err)
@@ -273,7 +277,7 @@ func (b *Bus) serveAPI() error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(b.Metrics, promhttp.HandlerOpts{Registry: b.Metrics}))
-	ctl := control.Handler(b.Control, b.Tokens, b.cfg.Log.With("component", "control"))
+	ctl := httpmetrics.Wrap(control.Handler(b.Control, b.Tokens, b.cfg.Log.With("component", "control")), b.Metrics, "control")
 	mux.Handle("/v1/applications", ctl)
 	mux.Handle("/v1/applications/", ctl)
 	mux.Handle("/v1/grants", ctl)
