@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -17,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/producers"
+	"github.com/jutong/jutong/producers/contract"
 	"github.com/jutong/jutong/schemas"
 )
 
@@ -35,6 +37,7 @@ func runDemo(ctx context.Context, args []string, out, errOut io.Writer) error {
 	events := fs.Int("events", 100000, "how many change events to publish")
 	exit := fs.Bool("exit", false, "exit after the summary instead of serving until Ctrl-C")
 	seed := fs.Uint64("seed", 0, "random seed of the synthetic departments (0: a new one each run)")
+	invalid := fs.Int("invalid-every", 200, "also publish one corrupted record (a wrong check character, a blank field) every N events, which the door refuses; 0: none")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -70,7 +73,8 @@ func runDemo(ctx context.Context, args []string, out, errOut io.Writer) error {
 		principal := cat.Department(it.Source).Principal
 		pub, err := producers.New(ctx, cat, it.Source,
 			producers.Brokers(k.Brokers...), producers.SASL(principal, st.bus.Credentials[principal]),
-			producers.Registry(st.bus.RegistryURL()), producers.System(it.Source+"-system"), producers.Adapter("demo"))
+			producers.Registry(st.bus.RegistryURL()), producers.System(it.Source+"-system"), producers.Adapter("demo"),
+			producers.Metrics(st.bus.Metrics))
 		if err != nil {
 			return err
 		}
@@ -88,17 +92,22 @@ func runDemo(ctx context.Context, args []string, out, errOut io.Writer) error {
 		}
 	}
 	fmt.Fprintf(out, "Publishing %d change events over %d items from %d departments...\n", *events, len(cat.Items), len(pubs))
-	var failed atomic.Int64
+	var failed, refused atomic.Int64
 	var firstErr error
 	var once sync.Once
 	var wg sync.WaitGroup
 	done := func(r producers.Result) {
-		if r.Err != nil {
+		var v *contract.Violation
+		switch {
+		case errors.As(r.Err, &v):
+			refused.Add(1) // kept in the quarantine topic
+		case r.Err != nil:
 			failed.Add(1)
 			once.Do(func() { firstErr = r.Err })
 		}
 		wg.Done()
 	}
+	corrupted := 0
 	published := make([]int, len(gens))
 	pending := make([][]*schemas.Event, len(gens))
 	flush := func(i int) error {
@@ -115,8 +124,15 @@ func runDemo(ctx context.Context, args []string, out, errOut io.Writer) error {
 	t0 := time.Now()
 	for n := 0; n < *events; n++ {
 		i := wheel[pick.IntN(len(wheel))]
-		pending[i] = append(pending[i], gens[i].Next())
+		ev := gens[i].Next()
+		pending[i] = append(pending[i], ev)
 		published[i]++
+		if *invalid > 0 && n%*invalid == *invalid-1 {
+			if bad := gens[i].Corrupt(ev); bad != nil {
+				pending[i] = append(pending[i], bad)
+				corrupted++
+			}
+		}
 		if len(pending[i]) == 2000 {
 			if err := flush(i); err != nil {
 				return err
@@ -187,13 +203,23 @@ func runDemo(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fmt.Fprintf(out, "  landed in both sinks     after %s (%.0f events/s end to end)\n", landed.Round(time.Millisecond), float64(*events)/landed.Seconds())
 	fmt.Fprintf(out, "  PostgreSQL rows          %d (distinct live keys of the items in base and theme databases: %d) %s\n", pgRows, live, check(pgRows == live))
 	fmt.Fprintf(out, "  ClickHouse events        %d (events published: %d) %s\n", chEvents, *events, check(chEvents == uint64(*events)))
+	fmt.Fprintf(out, "  refused at the door      %d of %d corrupted records (kept in _jutong.quarantine, table rejects)\n", refused.Load(), corrupted)
 	fmt.Fprintf(out, "\nWhere to look\n")
 	st.describe(out)
 	psql := []string{"psql", st.pgDSN, "-c", "SELECT uscc, name, legal_representative, registered_capital, established_on, status FROM legal_person.enterprise_registration LIMIT 5"}
 	chc := []string{"clickhouse-client", "--host", "127.0.0.1", "--port", st.ch.Port(), "--database", st.chDB, "--query",
 		"SELECT source_department, count() AS events, countIf(op = 'DELETE') AS deletes, round(avg(landed_time_ms - publish_time_ms)) AS avg_landing_ms FROM events GROUP BY source_department ORDER BY events DESC"}
-	fmt.Fprintf(out, "\n  %s\n  %s\n", shellQuote(psql), shellQuote(chc))
-	for _, c := range [][]string{psql, chc} {
+	score := []string{"clickhouse-client", "--host", "127.0.0.1", "--port", st.ch.Port(), "--database", st.chDB, "--format", "PrettyCompactNoEscapes", "--query",
+		"SELECT department, accepted, rejected, reject_rate FROM scorecard_reject_rate ORDER BY department"}
+	fmt.Fprintf(out, "\n  %s\n  %s\n  %s\n", shellQuote(psql), shellQuote(chc), shellQuote(score))
+	// The quarantine reaches ClickHouse's rejects table on its own copy.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		var n uint64
+		if err := st.bus.CH.Conn().QueryRow(ctx, "SELECT count() FROM rejects").Scan(&n); err == nil && int64(n) >= refused.Load() {
+			break
+		}
+	}
+	for _, c := range [][]string{psql, chc, score} {
 		if _, err := exec.LookPath(c[0]); err != nil {
 			continue
 		}

@@ -65,10 +65,15 @@ func TestDemo(t *testing.T) {
 		regexp.MustCompile(`(?m)^  clickhouse-client --host 127.0.0.1 --port \d+ --database jutong_demo`),
 		regexp.MustCompile(`\(5 rows\)`),                     // psql ran and printed enterprises
 		regexp.MustCompile(`(?m)^market_supervision\t\d+\t`), // clickhouse-client ran
+		regexp.MustCompile(`refused at the door\s+(\d+) of (\d+) corrupted records`),
+		regexp.MustCompile(`(?m)^│ market_supervision\s+│\s+\d+ │\s+[1-9]\d* │\s+0\.\d+ │`), // the reject-rate scorecard
 	} {
 		if !want.MatchString(s) {
 			t.Errorf("summary lacks %s", want)
 		}
+	}
+	if m := regexp.MustCompile(`refused at the door\s+(\d+) of (\d+)`).FindStringSubmatch(s); m == nil || m[1] != m[2] || m[1] == "0" {
+		t.Errorf("refused vs corrupted: %v", m)
 	}
 	m := regexp.MustCompile(`PostgreSQL rows\s+(\d+) \(distinct live keys of the items in base and theme databases: (\d+)\)`).FindStringSubmatch(s)
 	if m == nil || m[1] != m[2] || m[1] == "0" {

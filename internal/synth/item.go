@@ -269,3 +269,40 @@ func NewUUID() string {
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
+
+// Corrupt returns a copy of a change event (with data) carrying one mistake
+// of the kind departments make: a citizen ID or credit code with a wrong
+// check character, or a required text field left blank. The door refuses
+// it; the generator's state is not touched (it stays what was published).
+func (g *Generator) Corrupt(ev *schemas.Event) *schemas.Event {
+	if ev == nil || ev.Data == nil {
+		return nil
+	}
+	bad := *ev
+	bad.ID = NewUUID()
+	bad.Op = schemas.OpUpdate
+	bad.Data = make(map[string]any, len(ev.Data))
+	for k, v := range ev.Data {
+		bad.Data[k] = v
+	}
+	for _, f := range g.it.Fields {
+		s, ok := bad.Data[f.Name].(string)
+		if !ok || f.Name == g.it.Key || len(s) != 18 || !(f.HasRule("citizen_id") || f.HasRule("uscc")) {
+			continue
+		}
+		last := s[17]
+		repl := byte('0')
+		if last == '0' {
+			repl = '1'
+		}
+		bad.Data[f.Name] = s[:17] + string(repl) // the check character no longer matches
+		return &bad
+	}
+	for _, f := range g.it.Fields {
+		if f.Required && f.Type == catalog.TypeString && f.Name != g.it.Key {
+			bad.Data[f.Name] = "　 " // full-width and ASCII blanks
+			return &bad
+		}
+	}
+	return nil
+}

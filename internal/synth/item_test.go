@@ -40,3 +40,28 @@ func TestEveryItemPassesTheDoor(t *testing.T) {
 		}
 	}
 }
+
+// TestCorruptIsRefused: every corrupted event is refused at the door.
+func TestCorruptIsRefused(t *testing.T) {
+	cat, _ := catalog.Sample()
+	for _, it := range cat.Items {
+		g := New(it, 3, time.Now())
+		n := 0
+		for i := 0; i < 50; i++ {
+			ev := g.Next()
+			bad := g.Corrupt(ev)
+			if bad == nil {
+				continue
+			}
+			n++
+			bad.Source = schemas.Source{Department: it.Source, System: "s", Adapter: "sdk"}
+			bad.PublishTime = time.Now()
+			if v := contract.Check(it, it.Source, bad, time.Now()); v == nil {
+				t.Fatalf("%s: a corrupted event passed the door: %+v", it.Code, bad.Data)
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s: nothing could be corrupted", it.Code)
+		}
+	}
+}
