@@ -9,7 +9,7 @@ import (
 // metrics are a runner's; every runner registered on one registry shares the
 // collectors, told apart by the sink label.
 type metrics struct {
-	landed   *prometheus.CounterVec   // sink, item
+	landed   *prometheus.CounterVec   // sink, item, department
 	dead     *prometheus.CounterVec   // sink, item
 	retries  *prometheus.CounterVec   // sink, op
 	failing  *prometheus.GaugeVec     // sink
@@ -24,7 +24,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		landed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jutong_sink_landed_events_total",
-			Help: "Change events written by a sink (its ledger moved past them), by sink and item."}, []string{"sink", "item"}),
+			Help: "Change events written by a sink (its ledger moved past them), by sink, item and source department."}, []string{"sink", "item", "department"}),
 		dead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jutong_sink_dead_letters_total",
 			Help: "Records a sink could never write, sent to the dead-letter topic, by sink and item."}, []string{"sink", "item"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jutong_sink_retries_total",

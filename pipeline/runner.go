@@ -109,6 +109,17 @@ func New(cfg Config, sink Sink) (*Runner, error) {
 	if len(r.items) == 0 {
 		return nil, fmt.Errorf("pipeline: sink %s accepts no catalog item", sink.Name())
 	}
+	// Every series exists from the start, at zero: a dashboard shows 0, not
+	// "no data", and rate() sees the first increment.
+	for _, it := range r.items {
+		r.m.landed.WithLabelValues(sink.Name(), it.Code, it.Source)
+		r.m.dead.WithLabelValues(sink.Name(), it.Code)
+	}
+	for _, op := range []string{"prepare", "read ledger", "decode", "write", "dead-letter"} {
+		r.m.retries.WithLabelValues(sink.Name(), op)
+	}
+	r.m.failing.WithLabelValues(sink.Name()).Set(0)
+	r.m.lag.WithLabelValues(sink.Name())
 	return r, nil
 }
 
@@ -252,7 +263,7 @@ func (r *Runner) observe(batch []Record, landed time.Time, took time.Duration) {
 		}
 	}
 	for it, n := range counts {
-		r.m.landed.WithLabelValues(name, it.Code).Add(float64(n))
+		r.m.landed.WithLabelValues(name, it.Code, it.Source).Add(float64(n))
 	}
 	for it, t := range newest {
 		if t.After(r.lastPub[it]) {

@@ -181,7 +181,38 @@ type tp struct {
 }
 
 // Write implements pipeline.Sink.
+//
+// A batch touching many items is written in several transactions of at
+// most itemsPerTx items each: one transaction locking thousands of tables
+// would run out of lock slots (max_locks_per_transaction). Each item is a
+// topic of its own, so each transaction still moves the ledger of exactly
+// the records it wrote.
 func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.Time) error {
+	const itemsPerTx = 200
+	items := map[*catalog.Item]int{}
+	for _, r := range batch {
+		if _, ok := items[r.Item]; !ok {
+			items[r.Item] = len(items) / itemsPerTx
+		}
+	}
+	if len(items) <= itemsPerTx {
+		return s.write(ctx, batch, landed)
+	}
+	chunks := make([][]pipeline.Record, (len(items)+itemsPerTx-1)/itemsPerTx)
+	for _, r := range batch {
+		c := items[r.Item]
+		chunks[c] = append(chunks[c], r)
+	}
+	for _, c := range chunks {
+		if err := s.write(ctx, c, landed); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// write writes a batch in one transaction.
+func (s *Sink) write(ctx context.Context, batch []pipeline.Record, landed time.Time) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return err

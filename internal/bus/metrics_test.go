@@ -1,0 +1,266 @@
+package bus_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jutong/jutong/control"
+	"github.com/jutong/jutong/internal/bus"
+	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/producers"
+	"github.com/jutong/jutong/producers/contract"
+	"github.com/jutong/jutong/schemas"
+)
+
+// dashboardQueries reads every panel query of the Grafana dashboards.
+func dashboardQueries(t *testing.T) map[string][]string {
+	t.Helper()
+	files, _ := filepath.Glob("../../dashboards/*.json")
+	if len(files) < 4 {
+		t.Fatalf("dashboards: %v", files)
+	}
+	out := map[string][]string{}
+	for _, f := range files {
+		var d struct {
+			Panels []struct {
+				Title   string
+				Targets []struct{ Expr string }
+			}
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, p := range d.Panels {
+			for _, tg := range p.Targets {
+				out[filepath.Base(f)+": "+p.Title] = append(out[filepath.Base(f)+": "+p.Title], tg.Expr)
+			}
+		}
+	}
+	return out
+}
+
+var metricName = regexp.MustCompile(`\bjutong_[a-z0-9_]+`)
+
+// TestDashboardsAndRules runs a bus with traffic (publishers, a refused
+// record, the gateway, an application, a grant, a subscriber), scrapes its
+// /metrics, and checks that every metric the dashboards and the alert rules
+// use is exported, so that a renamed metric breaks the build, not the big
+// screen. Then a real Prometheus (Debian's) scrapes the bus and every
+// dashboard panel's query must return data.
+func TestDashboardsAndRules(t *testing.T) {
+	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
+	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ClickHouseDSN: chDSN, ReadAuditEvery: time.Second})
+	t.Cleanup(b.Close)
+	cat := sample(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	prom := startPrometheus(t, b.APIURL())
+
+	// Traffic: market supervision publishes (one record refused), the
+	// gateway takes one event, tax applies, is granted and reads.
+	const item = "legal_person.enterprise_registration"
+	it := cat.Item(item)
+	p := cat.Department(it.Source).Principal
+	pub, err := producers.New(ctx, cat, it.Source, producers.Brokers(b.Kafka().Brokers...),
+		producers.SASL(p, b.Credentials[p]), producers.Registry(b.RegistryURL()), producers.Metrics(b.Metrics))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	g := synth.New(it, 4, time.Now())
+	for round := 0; round < 5; round++ {
+		evs := make([]*schemas.Event, 200)
+		for i := range evs {
+			evs[i] = g.Next()
+		}
+		if bad := g.Corrupt(evs[len(evs)-2]); bad != nil { // [-1] is a delete: no data to spoil
+			evs = append(evs, bad)
+		} else {
+			t.Fatal("nothing to corrupt")
+		}
+		res, _ := pub.Publish(ctx, item, evs...)
+		var v *contract.Violation
+		for i, r := range res {
+			if refused := errors.As(r.Err, &v); (r.Err != nil && !refused) || refused != (i == len(res)-1) {
+				t.Fatalf("event %d of %d: %v", i, len(res), r.Err)
+			}
+		}
+		time.Sleep(700 * time.Millisecond)
+	}
+	ev := g.Next()
+	line, _ := json.Marshal(map[string]any{"event_id": ev.ID, "op": "CREATE", "key": ev.Key, "event_time": ev.EventTime,
+		"data": func() map[string]any {
+			m := map[string]any{}
+			for k, v := range ev.Data {
+				m[k] = schemas.PortableValue(it.Field(k), v)
+			}
+			return m
+		}()})
+	req, _ := http.NewRequest("POST", b.APIURL()+"/v1/items/"+item+"/events", bytes.NewReader(line))
+	req.Header.Set("Authorization", "Bearer "+b.Tokens[it.Source])
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode >= 300 {
+		t.Fatalf("gateway: %v %v", err, resp)
+	}
+	cc := controlClient{t, b.APIURL(), b}
+	var app control.Application
+	cc.call("tax", "POST", "/v1/applications", control.Request{Item: item, Purpose: "纳税信用评价"}, &app)
+	cc.call("big_data", "POST", "/v1/applications/"+app.ID+"/approve", control.Verdict{}, &app)
+	if _, err := readAll(t, b, cat, "tax", item, 100, "credit"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // a few more scrapes, the read audit, the quarantine copy
+
+	// 1. Every metric named by a dashboard or a rule is exported.
+	resp, err := http.Get(b.APIURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scraped, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	exported := map[string]bool{}
+	for _, line := range strings.Split(string(scraped), "\n") {
+		if strings.HasPrefix(line, "# TYPE ") {
+			exported[strings.Fields(line)[2]] = true
+		}
+	}
+	used := map[string]string{}
+	for panel, exprs := range dashboardQueries(t) {
+		for _, e := range exprs {
+			for _, m := range metricName.FindAllString(e, -1) {
+				used[m] = panel
+			}
+		}
+	}
+	rules, err := os.ReadFile("../../dashboards/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range metricName.FindAllString(string(rules), -1) {
+		used[m] = "alerts.yml"
+	}
+	for m, where := range used {
+		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m, "_bucket"), "_sum"), "_count")
+		if !exported[base] && !exported[m] {
+			t.Errorf("%s uses %s, which the bus does not export", where, m)
+		}
+	}
+	if t.Failed() {
+		var n uint64
+		_ = b.CH.Conn().QueryRow(ctx, "SELECT count() FROM rejects").Scan(&n)
+		var kafka []string
+		for m := range exported {
+			if strings.HasPrefix(m, "jutong_kafka") {
+				kafka = append(kafka, m)
+			}
+		}
+		t.Logf("rejects in ClickHouse: %d; Kafka client metrics: %v", n, kafka)
+	}
+	if len(used) < 10 {
+		t.Fatalf("only %d metrics used: %v", len(used), used)
+	}
+
+	// 2. A real Prometheus scraping the bus answers every panel with data.
+	if prom == "" {
+		return
+	}
+	vars := strings.NewReplacer("$department", "market_supervision", "$item", item)
+	for panel, exprs := range dashboardQueries(t) {
+		for _, e := range exprs {
+			q := vars.Replace(e)
+			n, err := promQuery(prom, q)
+			if err != nil || n == 0 {
+				t.Errorf("%s: %s returned %d series (%v)", panel, q, n, err)
+			}
+		}
+	}
+}
+
+// startPrometheus starts Debian's prometheus scraping the bus every second,
+// and returns its URL ("" when it is not installed and CI is not set).
+func startPrometheus(t *testing.T, target string) string {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("prometheus is not installed (Debian package prometheus; .ci/run installs it)")
+		}
+		t.Log("prometheus is not installed: the dashboards are checked against /metrics only")
+		return ""
+	}
+	u, _ := url.Parse(target)
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: jutong\n    static_configs:\n      - targets: ['%s']\n", u.Host)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--log.level=warn")
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	base := "http://" + addr
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if resp, err := http.Get(base + "/-/ready"); err == nil && resp.StatusCode == 200 {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus did not start: %s", logs.String())
+		}
+	}
+	return base
+}
+
+// promQuery runs an instant query and returns how many series it answered.
+func promQuery(base, q string) (int, error) {
+	resp, err := http.Get(base + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Status string
+		Error  string
+		Data   struct {
+			Result []json.RawMessage
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return 0, err
+	}
+	if r.Status != "success" {
+		return 0, fmt.Errorf("%s", r.Error)
+	}
+	return len(r.Data.Result), nil
+}
