@@ -7,9 +7,10 @@ COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/jutong ./cmd/jutong
 
 FROM debian:bookworm-slim
-RUN useradd --system --uid 10001 jutong
+RUN useradd --system --uid 10001 jutong && mkdir -p /var/lib/jutong && chown jutong /var/lib/jutong
 COPY --from=build /out/jutong /usr/local/bin/jutong
 USER jutong
-EXPOSE 8081
+VOLUME /var/lib/jutong
+EXPOSE 8080 8081
 ENTRYPOINT ["/usr/local/bin/jutong"]
 CMD ["serve"]

@@ -3,7 +3,7 @@ GO      ?= go
 ARGS    ?=
 BIN     := bin/jutong
 
-.PHONY: all build demo dev test vet check-compose clean
+.PHONY: all build demo dev test vet check-compose check-rules clean
 
 all: build
 
@@ -27,13 +27,20 @@ vet:
 # Tests run against the embedded Kafka, a real PostgreSQL and a real ClickHouse:
 # from JUTONG_POSTGRES_DSN / JUTONG_CLICKHOUSE_DSN, else throwaway local servers
 # (installed from Debian packages first when running as root).
-test: vet check-compose
+test: vet check-compose check-rules
 	$(GO) test -count=1 -timeout 45m ./...
 
 check-compose:
 	@if command -v docker-compose >/dev/null 2>&1; then \
 		docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"; \
 	else echo "docker-compose not installed: skipping docker-compose.yml validation"; fi
+
+# The alert rules must load in a real Prometheus (Debian package prometheus).
+check-rules:
+	@if command -v promtool >/dev/null 2>&1; then \
+		promtool check rules dashboards/alerts.yml; \
+	elif [ "$$CI" = true ]; then echo "promtool missing (Debian package prometheus)"; exit 1; \
+	else echo "promtool not installed: skipping dashboards/alerts.yml validation"; fi
 
 clean:
 	rm -rf bin .jutong

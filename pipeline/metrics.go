@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "jutong_sink_landing_latency_seconds",
 			Help: "From an event's publish time to its landing in a sink.", Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12)}, []string{"sink"}),
 		eventLat: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "jutong_sink_event_latency_seconds",
-			Help: "From an event's time in its source system to its landing in a sink (the source's delay included).",
+			Help:    "From an event's time in its source system to its landing in a sink (the source's delay included).",
 			Buckets: prometheus.ExponentialBuckets(0.01, 3, 14)}, []string{"sink"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "jutong_sink_lag_records",
 			Help: "Records on a sink's topics not yet written by it (high watermarks at the last fetch minus its positions)."}, []string{"sink"}),

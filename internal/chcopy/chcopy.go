@@ -87,7 +87,9 @@ func Run(ctx context.Context, k kafkaconn.Config, dsn string, t Table, log *slog
 		if ctx.Err() != nil {
 			return nil
 		}
-		fs.EachError(func(_ string, p int32, err error) { log.Warn("chcopy fetch", "topic", t.Topic, "partition", p, "err", err) })
+		fs.EachError(func(_ string, p int32, err error) {
+			log.Warn("chcopy fetch", "topic", t.Topic, "partition", p, "err", err)
+		})
 		recs := fs.Records()
 		for len(recs) > 0 {
 			err := insert(ctx, conn, t, recs)
