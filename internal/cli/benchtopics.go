@@ -167,6 +167,15 @@ func benchTopicsOnce(ctx context.Context, self, dir string, n, partitions int, p
 		"--registry-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--secrets-dir", dir,
 		"--catalog", catDir, "--postgres-dsn", pgDSN, "--clickhouse-dsn", chDSN)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if logPath := os.Getenv("JUTONG_BENCH_CHILD_LOG"); logPath != "" { // the child's log, -v
+		f, err := os.Create(logPath + "." + strconv.Itoa(n))
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		cmd.Args = append(cmd.Args, "-v")
+		cmd.Stderr = f
+	}
 	if prof := os.Getenv("JUTONG_BENCH_CHILD_CPUPROFILE"); prof != "" { // to see where start-up goes
 		cmd.Env = append(os.Environ(), "JUTONG_CPUPROFILE="+prof+"."+strconv.Itoa(n))
 	}

@@ -192,31 +192,17 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 }
 
 // Offsets implements pipeline.Sink: the ledger is the highest offset landed.
+//
+// The topics are asked about a few hundred at a time: a query naming ten
+// thousand items would pass ClickHouse's max_query_size (256 KiB).
 func (s *Sink) Offsets(ctx context.Context, topics []string) (pipeline.Offsets, error) {
-	rows, err := s.conn.Query(ctx, `SELECT item, kafka_partition, max(kafka_offset) FROM (
-		SELECT item, kafka_partition, kafka_offset FROM events WHERE item IN (SELECT arrayJoin(?))
-		UNION ALL
-		SELECT item, kafka_partition, kafka_offset FROM dead_letters WHERE item IN (SELECT arrayJoin(?))
-	) GROUP BY item, kafka_partition`, topics, topics)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	out := pipeline.Offsets{}
-	for rows.Next() {
-		var t string
-		var p int32
-		var last int64
-		if err := rows.Scan(&t, &p, &last); err != nil {
+	const chunk = 500
+	for i := 0; i < len(topics); i += chunk {
+		part := topics[i:min(i+chunk, len(topics))]
+		if err := s.offsets(ctx, part, out); err != nil {
 			return nil, err
 		}
-		if out[t] == nil {
-			out[t] = map[int32]int64{}
-		}
-		out[t][p] = last + 1
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
 	}
 	s.mu.Lock()
 	for t, parts := range out {
@@ -226,6 +212,31 @@ func (s *Sink) Offsets(ctx context.Context, topics []string) (pipeline.Offsets, 
 	}
 	s.mu.Unlock()
 	return out, nil
+}
+
+func (s *Sink) offsets(ctx context.Context, topics []string, out pipeline.Offsets) error {
+	rows, err := s.conn.Query(ctx, `SELECT item, kafka_partition, max(kafka_offset) FROM (
+		SELECT item, kafka_partition, kafka_offset FROM events WHERE item IN (SELECT arrayJoin(?))
+		UNION ALL
+		SELECT item, kafka_partition, kafka_offset FROM dead_letters WHERE item IN (SELECT arrayJoin(?))
+	) GROUP BY item, kafka_partition`, topics, topics)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var t string
+		var p int32
+		var last int64
+		if err := rows.Scan(&t, &p, &last); err != nil {
+			return err
+		}
+		if out[t] == nil {
+			out[t] = map[int32]int64{}
+		}
+		out[t][p] = last + 1
+	}
+	return rows.Err()
 }
 
 // Write implements pipeline.Sink: the batch's state rows, then its history
