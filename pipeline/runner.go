@@ -43,6 +43,9 @@ type Config struct {
 	Log                *slog.Logger
 	// Metrics is where the runner registers its metrics (none when nil).
 	Metrics prometheus.Registerer
+	// Decoder, when set, is shared with other runners of the process (one
+	// cache of writer schemas instead of one per sink).
+	Decoder *schemas.Decoder
 	// ClientMetrics adds the Kafka client's own metrics (franz-go's kprom,
 	// jutong_kafka_*, labelled client="sink.<name>") to Metrics.
 	ClientMetrics bool
@@ -94,11 +97,15 @@ func New(cfg Config, sink Sink) (*Runner, error) {
 	if cfg.Catalog == nil {
 		return nil, errors.New("pipeline: no catalog")
 	}
-	reg, err := sr.NewClient(sr.URLs(cfg.RegistryURL))
-	if err != nil {
-		return nil, fmt.Errorf("pipeline: registry: %w", err)
+	dec := cfg.Decoder
+	if dec == nil {
+		reg, err := sr.NewClient(sr.URLs(cfg.RegistryURL))
+		if err != nil {
+			return nil, fmt.Errorf("pipeline: registry: %w", err)
+		}
+		dec = schemas.NewDecoder(reg)
 	}
-	r := &Runner{cfg: cfg, sink: sink, dec: schemas.NewDecoder(reg), items: make(map[string]*catalog.Item),
+	r := &Runner{cfg: cfg, sink: sink, dec: dec, items: make(map[string]*catalog.Item),
 		log: cfg.Log.With("sink", sink.Name()), m: newMetrics(cfg.Metrics),
 		hw: map[tp]int64{}, pos: map[tp]int64{}, lastPub: map[*catalog.Item]time.Time{}}
 	for _, it := range cfg.Catalog.Items {

@@ -77,9 +77,13 @@ func (d *Decoder) schema(ctx context.Context, id int) (writerSchema, error) {
 	if err != nil {
 		return s, &RecordError{fmt.Errorf("schema id %d: %w", id, err)}
 	}
-	s = writerSchema{avro: parsed}
+	// Keep only what decodes: the compiled decoder when it covers the
+	// schema (hamba's parsed schema is garbage then: with thousands of items
+	// it was most of a pipeline's memory), else the parsed schema.
 	if c, err := compileEnvelope(parsed); err == nil {
-		s.compiled = c
+		s = writerSchema{compiled: c}
+	} else {
+		s = writerSchema{avro: parsed}
 	}
 	d.mu.Lock()
 	d.ids[id] = s

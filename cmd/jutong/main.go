@@ -1,8 +1,9 @@
 // Command jutong is the one binary of the Jutong data exchange bus; `jutong
 // help` lists its subcommands.
 //
-// JUTONG_CPUPROFILE=file writes a CPU profile of the whole run to file (for
-// `go tool pprof`), whatever the subcommand.
+// JUTONG_CPUPROFILE=file writes a CPU profile of the whole run to file, and
+// JUTONG_MEMPROFILE=file a heap profile at its end (for `go tool pprof`),
+// whatever the subcommand.
 package main
 
 import (
@@ -32,5 +33,11 @@ func main() {
 	code := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	pprof.StopCPUProfile()
+	if path := os.Getenv("JUTONG_MEMPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			_ = pprof.Lookup("heap").WriteTo(f, 0)
+			f.Close()
+		}
+	}
 	os.Exit(code)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/jutong/jutong/access"
 	"github.com/jutong/jutong/audit"
@@ -36,6 +37,7 @@ import (
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/producers/gateway"
 	"github.com/jutong/jutong/registry"
+	"github.com/jutong/jutong/schemas"
 )
 
 // Config configures a bus.
@@ -201,6 +203,11 @@ func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
 	pcfg.Catalog = cfg.Catalog
 	pcfg.Log = cfg.Log.With("component", "pipeline")
 	pcfg.Metrics = b.Metrics
+	reg, err := sr.NewClient(sr.URLs(b.regURL))
+	if err != nil {
+		return nil, err
+	}
+	pcfg.Decoder = schemas.NewDecoder(reg) // one schema cache for every pipeline
 	b.pcfg = pcfg
 	rctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel

@@ -179,6 +179,9 @@ func benchTopicsOnce(ctx context.Context, self, dir string, n, partitions int, p
 	if prof := os.Getenv("JUTONG_BENCH_CHILD_CPUPROFILE"); prof != "" { // to see where start-up goes
 		cmd.Env = append(os.Environ(), "JUTONG_CPUPROFILE="+prof+"."+strconv.Itoa(n))
 	}
+	if prof := os.Getenv("JUTONG_BENCH_CHILD_MEMPROFILE"); prof != "" { // and the memory
+		cmd.Env = append(os.Environ(), "JUTONG_MEMPROFILE="+prof+"."+strconv.Itoa(n))
+	}
 	t0 = time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, err
