@@ -8,4 +8,10 @@
 // (and those after it) is delivered again on the next Run. Kafka itself
 // enforces who may read what (ACLs): reading a topic the department has no
 // grant for fails with ErrNotAuthorized naming the item.
+//
+// When the department's grant drops or masks fields, it reads the grant's
+// projected feed instead of the item's topic; the Subscriber finds it by
+// itself (Delivery.Topic says which). Events come as generic values (string,
+// int64, float64, bool, *big.Rat, time.Time, nil) keyed by field name; the
+// catalog item describes them. See docs/access.md.
 package consumers
