@@ -3,7 +3,7 @@ GO      ?= go
 ARGS    ?=
 BIN     := bin/jutong
 
-.PHONY: all build demo dev test vet check-compose check-rules clean
+.PHONY: all build demo dev test deps vet check-compose check-rules clean
 
 all: build
 
@@ -27,7 +27,12 @@ vet:
 # Tests run against the embedded Kafka, a real PostgreSQL and a real ClickHouse:
 # from JUTONG_POSTGRES_DSN / JUTONG_CLICKHOUSE_DSN, else throwaway local servers
 # (installed from Debian packages first when running as root).
-test: vet check-compose check-rules
+# Debian packages the tests use (kcat, prometheus, docker-compose, the
+# PostgreSQL, ClickHouse and MariaDB servers), installed when root.
+deps:
+	@bash scripts/deps.sh
+
+test: deps vet check-compose check-rules
 	$(GO) test -count=1 -timeout 45m ./...
 
 check-compose:

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -120,12 +121,23 @@ func readAll(t *testing.T, b *bus.Bus, cat *catalog.Catalog, dept, item string, 
 	return got, err
 }
 
+// haveKcat says whether Debian's kcat is installed: with CI=true it must be
+// (scripts/deps.sh installs it), elsewhere its checks are skipped.
+func haveKcat(t *testing.T) bool {
+	t.Helper()
+	if _, err := exec.LookPath("kcat"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("kcat is not installed (Debian package kcat; scripts/deps.sh installs it)")
+		}
+		t.Log("kcat is not installed: the librdkafka checks are skipped")
+		return false
+	}
+	return true
+}
+
 // kcat runs Debian's kcat (librdkafka) as dept and returns its output.
 func kcat(t *testing.T, b *bus.Bus, cat *catalog.Catalog, dept string, args ...string) (string, error) {
 	t.Helper()
-	if _, err := exec.LookPath("kcat"); err != nil {
-		t.Fatal("kcat is not installed (Debian package kcat; .ci/run installs it)")
-	}
 	p := cat.Department(dept).Principal
 	base := []string{"-b", strings.Join(b.Kafka().Brokers, ","), "-X", "security.protocol=SASL_PLAINTEXT",
 		"-X", "sasl.mechanisms=SCRAM-SHA-256", "-X", "sasl.username=" + p, "-X", "sasl.password=" + b.Credentials[p]}
@@ -153,7 +165,8 @@ func TestAccess(t *testing.T) {
 	if _, err := readAll(t, b, cat, "health", resident, 1, "nogrant"); !errors.Is(err, consumers.ErrNotAuthorized) {
 		t.Fatalf("health read %s without a grant: %v", resident, err)
 	}
-	if out, err := kcat(t, b, cat, "health", "-C", "-t", resident, "-o", "beginning", "-e", "-q"); err == nil || !strings.Contains(strings.ToLower(out), "authoriz") {
+	withKcat := haveKcat(t)
+	if out, err := kcat(t, b, cat, "health", "-C", "-t", resident, "-o", "beginning", "-e", "-q"); withKcat && (err == nil || !strings.Contains(strings.ToLower(out), "authoriz")) {
 		t.Fatalf("kcat read %s without a grant: %v %s", resident, err, out)
 	}
 
@@ -238,10 +251,10 @@ func TestAccess(t *testing.T) {
 	if err := fs.Err0(); !errors.Is(err, kerr.TopicAuthorizationFailed) {
 		t.Fatalf("health read the raw topic with a masked grant: %v (%d records)", err, fs.NumRecords())
 	}
-	if out, err := kcat(t, b, cat, "health", "-C", "-t", feedTopic, "-o", "beginning", "-e", "-q", "-f", "%k\n"); err != nil || len(strings.Fields(out)) != len(residents) {
+	if out, err := kcat(t, b, cat, "health", "-C", "-t", feedTopic, "-o", "beginning", "-e", "-q", "-f", "%k\n"); withKcat && (err != nil || len(strings.Fields(out)) != len(residents)) {
 		t.Fatalf("kcat on the feed: %v, %d keys", err, len(strings.Fields(out)))
 	}
-	if out, err := kcat(t, b, cat, "health", "-C", "-t", resident, "-o", "beginning", "-e", "-q"); err == nil {
+	if out, err := kcat(t, b, cat, "health", "-C", "-t", resident, "-o", "beginning", "-e", "-q"); withKcat && err == nil {
 		t.Fatalf("kcat read the raw topic with a masked grant: %s", out)
 	}
 
@@ -255,7 +268,7 @@ func TestAccess(t *testing.T) {
 	if got, err := readAll(t, b, cat, "tax", enterprise, 100, "credit"); err != nil || got[0].Topic != enterprise {
 		t.Fatalf("tax with a grant: %v", err)
 	}
-	if out, err := kcat(t, b, cat, "tax", "-C", "-t", enterprise, "-o", "beginning", "-e", "-q", "-f", "%k\n"); err != nil || len(strings.Fields(out)) != 100 {
+	if out, err := kcat(t, b, cat, "tax", "-C", "-t", enterprise, "-o", "beginning", "-e", "-q", "-f", "%k\n"); withKcat && (err != nil || len(strings.Fields(out)) != 100) {
 		t.Fatalf("kcat as tax: %v %d", err, len(strings.Fields(out)))
 	}
 
@@ -284,11 +297,11 @@ func TestAccess(t *testing.T) {
 	if code := cc.call("public_security", "POST", "/v1/applications/"+app.ID+"/revoke", control.Verdict{Reason: "统计已完成"}, &app); code != 200 || app.State != control.Revoked {
 		t.Fatalf("revoke: %d %s", code, app.State)
 	}
-	if out, err := kcat(t, b, cat, "health", "-C", "-t", feedTopic, "-o", "beginning", "-e", "-q"); err == nil {
+	if out, err := kcat(t, b, cat, "health", "-C", "-t", feedTopic, "-o", "beginning", "-e", "-q"); withKcat && err == nil {
 		t.Fatalf("kcat read the feed after revocation: %s", out)
 	}
 	// A department that is not the source cannot write the item (kcat).
-	if out, err := kcatProduce(t, b, cat, "health", enterprise); err == nil {
+	if out, err := kcatProduce(t, b, cat, "health", enterprise); withKcat && err == nil {
 		t.Fatalf("health wrote %s: %s", enterprise, out)
 	}
 

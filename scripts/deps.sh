@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs (as root, from Debian's packages) what the tests and the demo use
+# and this machine lacks, and starts MariaDB for the SQL adapter's tests.
+# Not root: says what is missing; the tests that need it then skip, or fail
+# when CI=true. PostgreSQL and ClickHouse servers are started by the tests
+# themselves (internal/localsvc), from these packages.
+set -euo pipefail
+
+need=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v clickhouse-server >/dev/null 2>&1 || need+=(clickhouse-server)
+command -v clickhouse-client >/dev/null 2>&1 || need+=(clickhouse-client)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v kcat >/dev/null 2>&1 || need+=(kcat)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+if [ -z "${JUTONG_MYSQL_DSN:-}" ] && ! command -v mariadbd >/dev/null 2>&1 && ! [ -x /usr/sbin/mariadbd ]; then
+  need+=(mariadb-server mariadb-client)
+fi
+
+if ((${#need[@]})); then
+  if [ "$(id -u)" != 0 ]; then
+    echo "deps: missing ${need[*]} (Debian packages) and not root to install them: the tests that need them will skip (or fail with CI=true)" >&2
+    exit 0
+  fi
+  echo "deps: installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The SQL adapter's tests use the machine's MariaDB (or JUTONG_MYSQL_DSN).
+if [ -z "${JUTONG_MYSQL_DSN:-}" ] && [ "$(id -u)" = 0 ] && ! mysqladmin --protocol=tcp -h 127.0.0.1 -u root ping >/dev/null 2>&1; then
+  echo "deps: starting MariaDB"
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+  for _ in $(seq 1 30); do
+    mysqladmin --protocol=tcp -h 127.0.0.1 -u root ping >/dev/null 2>&1 && break
+    sleep 1
+  done
+fi
