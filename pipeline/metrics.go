@@ -1,9 +1,9 @@
 package pipeline
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/jutong/jutong/internal/promutil"
 )
 
 // metrics are a runner's; every runner registered on one registry shares the
@@ -46,39 +46,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Publish time of the newest change of an item landed in any sink (Unix seconds), by item and source department."}, []string{"item", "department"}),
 	}
 	if reg != nil {
-		m.landed = register(reg, m.landed)
-		m.dead = register(reg, m.dead)
-		m.retries = register(reg, m.retries)
-		m.failing = register(reg, m.failing)
-		m.batch = register(reg, m.batch)
-		m.duration = register(reg, m.duration)
-		m.latency = register(reg, m.latency)
-		m.eventLat = register(reg, m.eventLat)
-		m.lag = register(reg, m.lag)
-		m.lastPub = register(reg, m.lastPub)
+		m.landed = promutil.Register(reg, m.landed)
+		m.dead = promutil.Register(reg, m.dead)
+		m.retries = promutil.Register(reg, m.retries)
+		m.failing = promutil.Register(reg, m.failing)
+		m.batch = promutil.Register(reg, m.batch)
+		m.duration = promutil.Register(reg, m.duration)
+		m.latency = promutil.Register(reg, m.latency)
+		m.eventLat = promutil.Register(reg, m.eventLat)
+		m.lag = promutil.Register(reg, m.lag)
+		m.lastPub = promutil.Register(reg, m.lastPub)
 	}
 	return m
-}
-
-// register registers c, or returns the collector of the same name already there.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
-}
-
-// lenient registers what it can and ignores collectors already registered
-// (a runner restarted in the same process), where MustRegister would panic.
-type lenient struct{ prometheus.Registerer }
-
-func (l lenient) MustRegister(cs ...prometheus.Collector) {
-	for _, c := range cs {
-		_ = l.Register(c)
-	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/internal/promutil"
 	"github.com/jutong/jutong/schemas"
 )
 
@@ -156,7 +157,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	opts := []kgo.Opt{}
 	if r.cfg.ClientMetrics && r.cfg.Metrics != nil {
-		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("jutong_kafka", kprom.Registerer(lenient{r.cfg.Metrics}),
+		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("jutong_kafka", kprom.Registerer(promutil.Lenient{Registerer: r.cfg.Metrics}),
 			kprom.WithStaticLabel(prometheus.Labels{"client": "sink." + r.sink.Name()}))))
 	}
 	if r.cfg.InstanceID != "" {

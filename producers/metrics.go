@@ -1,9 +1,9 @@
 package producers
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/jutong/jutong/internal/promutil"
 )
 
 // metrics are the publisher's counters; they are shared by every publisher
@@ -30,22 +30,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"item", "department"}),
 	}
 	if reg != nil {
-		m.published = register(reg, m.published)
-		m.rejected = register(reg, m.rejected)
-		m.failed = register(reg, m.failed)
+		m.published = promutil.Register(reg, m.published)
+		m.rejected = promutil.Register(reg, m.rejected)
+		m.failed = promutil.Register(reg, m.failed)
 	}
 	return m
-}
-
-// register registers c, or returns the identical collector already there.
-func register(reg prometheus.Registerer, c *prometheus.CounterVec) *prometheus.CounterVec {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }

@@ -4,12 +4,13 @@
 package httpmetrics
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/jutong/jutong/internal/promutil"
 )
 
 type metrics struct {
@@ -24,21 +25,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "jutong_http_request_seconds",
 			Help: "Time to serve an HTTP request, by server.", Buckets: prometheus.ExponentialBuckets(0.0005, 3, 10)}, []string{"server"}),
 	}
-	m.requests = register(reg, m.requests)
-	m.seconds = register(reg, m.seconds)
+	m.requests = promutil.Register(reg, m.requests)
+	m.seconds = promutil.Register(reg, m.seconds)
 	return m
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 type recorder struct {

@@ -1,0 +1,37 @@
+// Package promutil holds what every metrics-exporting package of Jutong
+// needs to share one injected Prometheus registry between several instances
+// (runners, publishers, servers) in one process.
+package promutil
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Register registers c on reg, or returns the collector of the same
+// description already there, so that every instance counts into one series
+// set.
+func Register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}
+
+// Lenient is a registerer whose MustRegister skips collectors already
+// registered (a component started again in the same process), where the
+// plain one would panic.
+type Lenient struct{ prometheus.Registerer }
+
+// MustRegister registers what it can.
+func (l Lenient) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		_ = l.Register(c)
+	}
+}
