@@ -137,9 +137,13 @@ func (b *Bus) subscriberLag(ctx context.Context) {
 	}
 }
 
-// AuditReads audits the departments' reads now (tests; the bus does it
-// every ReadAuditEvery).
-func (b *Bus) AuditReads(ctx context.Context) ([]audit.Event, error) { return b.reads.Poll(ctx) }
+// AuditReads audits the departments' reads and updates their lag now (the
+// bus does it every ReadAuditEvery).
+func (b *Bus) AuditReads(ctx context.Context) ([]audit.Event, error) {
+	evs, err := b.reads.Poll(ctx)
+	b.subscriberLag(ctx)
+	return evs, err
+}
 
 // published says whether an item's topic has any record.
 func (b *Bus) published(ctx context.Context, item string) (bool, error) {

@@ -5,14 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -26,37 +21,6 @@ import (
 	"github.com/jutong/jutong/producers/contract"
 	"github.com/jutong/jutong/schemas"
 )
-
-// dashboardQueries reads every panel query of the Grafana dashboards.
-func dashboardQueries(t *testing.T) map[string][]string {
-	t.Helper()
-	files, _ := filepath.Glob("../../dashboards/*.json")
-	if len(files) < 4 {
-		t.Fatalf("dashboards: %v", files)
-	}
-	out := map[string][]string{}
-	for _, f := range files {
-		var d struct {
-			Panels []struct {
-				Title   string
-				Targets []struct{ Expr string }
-			}
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(b, &d); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		for _, p := range d.Panels {
-			for _, tg := range p.Targets {
-				out[filepath.Base(f)+": "+p.Title] = append(out[filepath.Base(f)+": "+p.Title], tg.Expr)
-			}
-		}
-	}
-	return out
-}
 
 var metricName = regexp.MustCompile(`\bjutong_[a-z0-9_]+`)
 
@@ -73,7 +37,7 @@ func TestDashboardsAndRules(t *testing.T) {
 	cat := sample(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	prom := startPrometheus(t, b.APIURL())
+	prom := testenv.Prometheus(t, strings.TrimPrefix(b.APIURL(), "http://"))
 
 	// Traffic: market supervision publishes (one record refused), the
 	// gateway takes one event, tax applies, is granted and reads.
@@ -146,7 +110,7 @@ func TestDashboardsAndRules(t *testing.T) {
 		}
 	}
 	used := map[string]string{}
-	for panel, exprs := range dashboardQueries(t) {
+	for panel, exprs := range testenv.DashboardQueries(t, "../../dashboards") {
 		for _, e := range exprs {
 			for _, m := range metricName.FindAllString(e, -1) {
 				used[m] = panel
@@ -186,10 +150,10 @@ func TestDashboardsAndRules(t *testing.T) {
 		return
 	}
 	vars := strings.NewReplacer("$department", "market_supervision", "$item", item)
-	for panel, exprs := range dashboardQueries(t) {
+	for panel, exprs := range testenv.DashboardQueries(t, "../../dashboards") {
 		for _, e := range exprs {
 			q := vars.Replace(e)
-			n, err := promQuery(prom, q)
+			n, err := testenv.PromQuery(prom, q)
 			if err != nil || n == 0 {
 				t.Errorf("%s: %s returned %d series (%v)", panel, q, n, err)
 			}
@@ -197,70 +161,3 @@ func TestDashboardsAndRules(t *testing.T) {
 	}
 }
 
-// startPrometheus starts Debian's prometheus scraping the bus every second,
-// and returns its URL ("" when it is not installed and CI is not set).
-func startPrometheus(t *testing.T, target string) string {
-	t.Helper()
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("prometheus is not installed (Debian package prometheus; .ci/run installs it)")
-		}
-		t.Log("prometheus is not installed: the dashboards are checked against /metrics only")
-		return ""
-	}
-	u, _ := url.Parse(target)
-	dir := t.TempDir()
-	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: jutong\n    static_configs:\n      - targets: ['%s']\n", u.Host)
-	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	base := "http://" + addr
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if resp, err := http.Get(base + "/-/ready"); err == nil && resp.StatusCode == 200 {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus did not start: %s", logs.String())
-		}
-	}
-	return base
-}
-
-// promQuery runs an instant query and returns how many series it answered.
-func promQuery(base, q string) (int, error) {
-	resp, err := http.Get(base + "/api/v1/query?query=" + url.QueryEscape(q))
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	var r struct {
-		Status string
-		Error  string
-		Data   struct {
-			Result []json.RawMessage
-		}
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return 0, err
-	}
-	if r.Status != "success" {
-		return 0, fmt.Errorf("%s", r.Error)
-	}
-	return len(r.Data.Result), nil
-}

@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +19,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/producers/contract"
@@ -108,6 +113,7 @@ func runDemo(ctx context.Context, args []string, out, errOut io.Writer) error {
 		wg.Done()
 	}
 	corrupted := 0
+	viaGateway := make([][]*schemas.Event, len(gens))
 	published := make([]int, len(gens))
 	pending := make([][]*schemas.Event, len(gens))
 	flush := func(i int) error {
@@ -129,7 +135,11 @@ func runDemo(ctx context.Context, args []string, out, errOut io.Writer) error {
 		published[i]++
 		if *invalid > 0 && n%*invalid == *invalid-1 {
 			if bad := gens[i].Corrupt(ev); bad != nil {
-				pending[i] = append(pending[i], bad)
+				if corrupted%2 == 0 {
+					pending[i] = append(pending[i], bad) // through the SDK
+				} else {
+					viaGateway[i] = append(viaGateway[i], bad) // through the HTTP gateway
+				}
 				corrupted++
 			}
 		}
@@ -145,6 +155,18 @@ func runDemo(ctx context.Context, args []string, out, errOut io.Writer) error {
 		}
 	}
 	wg.Wait()
+	// Some departments' systems post over HTTP: their corrupted records go
+	// through the gateway, which refuses and quarantines them the same way.
+	for i, evs := range viaGateway {
+		if len(evs) == 0 {
+			continue
+		}
+		n, err := postToGateway(ctx, st.bus.APIURL(), st.bus.Tokens[gens[i].Item().Source], gens[i].Item(), evs)
+		if err != nil {
+			return err
+		}
+		refused.Add(int64(n))
+	}
 	publishTime := time.Since(t0)
 	if f := failed.Load(); f > 0 {
 		return fmt.Errorf("%d events were not published; first error: %v", f, firstErr)
@@ -203,7 +225,7 @@ func runDemo(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fmt.Fprintf(out, "  landed in both sinks     after %s (%.0f events/s end to end)\n", landed.Round(time.Millisecond), float64(*events)/landed.Seconds())
 	fmt.Fprintf(out, "  PostgreSQL rows          %d (distinct live keys of the items in base and theme databases: %d) %s\n", pgRows, live, check(pgRows == live))
 	fmt.Fprintf(out, "  ClickHouse events        %d (events published: %d) %s\n", chEvents, *events, check(chEvents == uint64(*events)))
-	fmt.Fprintf(out, "  refused at the door      %d of %d corrupted records (kept in _jutong.quarantine, table rejects)\n", refused.Load(), corrupted)
+	fmt.Fprintf(out, "  refused at the door      %d of %d corrupted records, half sent through the HTTP gateway (kept in _jutong.quarantine, table rejects)\n", refused.Load(), corrupted)
 	fmt.Fprintf(out, "\nWhere to look\n")
 	st.describe(out)
 	psql := []string{"psql", st.pgDSN, "-c", "SELECT uscc, name, legal_representative, registered_capital, established_on, status FROM legal_person.enterprise_registration LIMIT 5"}
@@ -232,6 +254,12 @@ func runDemo(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if pgRows != live || chEvents != uint64(*events) {
 		return fmt.Errorf("the sinks do not hold what was published")
 	}
+	if err := demoSubscribers(ctx, out, st); err != nil {
+		return err
+	}
+	audit := []string{"clickhouse-client", "--host", "127.0.0.1", "--port", st.ch.Port(), "--database", st.chDB, "--query",
+		"SELECT department, item, grant, sum(records) FROM audit WHERE kind = 'read' GROUP BY department, item, grant"}
+	fmt.Fprintf(out, "  who read what, under which grant (audit):\n  %s\n", shellQuote(audit))
 	if *exit {
 		fmt.Fprintln(out, "\n--exit: stopping (the local databases stop with the demo; their files stay under "+s.dataDir+").")
 		return nil
@@ -243,6 +271,37 @@ func runDemo(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// postToGateway posts events as NDJSON to the ingest gateway and returns
+// how many it refused.
+func postToGateway(ctx context.Context, api, token string, it *catalog.Item, evs []*schemas.Event) (int, error) {
+	var body bytes.Buffer
+	for _, e := range evs {
+		data := map[string]any{}
+		for k, v := range e.Data {
+			data[k] = schemas.PortableValue(it.Field(k), v)
+		}
+		line, _ := json.Marshal(map[string]any{"event_id": e.ID, "op": e.Op, "key": e.Key,
+			"event_time": e.EventTime.Format(time.RFC3339Nano), "data": data})
+		body.Write(append(line, '\n'))
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", api+"/v1/items/"+it.Code+"/events", &body)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var r struct{ Rejected int }
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return 0, fmt.Errorf("gateway: %s: %w", resp.Status, err)
+	}
+	return r.Rejected, nil
 }
 
 func shellQuote(args []string) string {

@@ -66,6 +66,9 @@ func TestDemo(t *testing.T) {
 		regexp.MustCompile(`\(5 rows\)`),                     // psql ran and printed enterprises
 		regexp.MustCompile(`(?m)^market_supervision\t\d+\t`), // clickhouse-client ran
 		regexp.MustCompile(`refused at the door\s+(\d+) of (\d+) corrupted records`),
+		regexp.MustCompile(`health\s+population.resident_registration: grant app-\w+ \(granted\), read [1-9]\d* records from _jutong.feed.health.population.resident_registration.app-\w+`),
+		regexp.MustCompile(`e.g. citizen_id=\d{6}\*{8}\d{3}[0-9X] `), // masked for health
+		regexp.MustCompile(`tax\s+legal_person.enterprise_registration: grant app-\w+ \(granted\), read [1-9]\d* records from legal_person.enterprise_registration\n`),
 		regexp.MustCompile(`(?m)^│ market_supervision\s+│\s+\d+ │\s+[1-9]\d* │\s+0\.\d+ │`), // the reject-rate scorecard
 	} {
 		if !want.MatchString(s) {

@@ -1,0 +1,75 @@
+package cli
+
+import (
+	"context"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jutong/jutong/internal/localsvc"
+	"github.com/jutong/jutong/internal/testenv"
+)
+
+// TestDemoDashboards: a real Prometheus (Debian's) scrapes `jutong demo`
+// while it runs, and every panel of every dashboard answers with data.
+func TestDemoDashboards(t *testing.T) {
+	if os.Getenv(localsvc.EnvPostgresDSN) == "" {
+		if _, err := os.Stat("/usr/lib/postgresql"); err != nil && os.Getenv("CI") != "true" {
+			t.Skip("no PostgreSQL binaries and no " + localsvc.EnvPostgresDSN)
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := l.Addr().String()
+	l.Close()
+	prom := testenv.Prometheus(t, api)
+	if prom == "" {
+		t.Skip("prometheus is not installed")
+	}
+	dir, err := os.MkdirTemp("", "jutong-demo-dash-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, []string{"demo", "--events", "4000", "--seed", "9", "--data-dir", dir, "--kafka-ports", freePorts(t, 3),
+			"--registry-addr", "127.0.0.1:0", "--api-addr", api}, &out, &errOut)
+	}()
+	for !strings.Contains(out.String(), "Serving until Ctrl-C.") {
+		select {
+		case code := <-done:
+			t.Fatalf("the demo ended (exit %d): %s\n%s", code, out.String(), errOut.String())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	time.Sleep(4 * time.Second) // a few more scrapes: rate() needs two samples
+	vars := strings.NewReplacer("$department", "market_supervision", "$item", "legal_person.enterprise_registration")
+	panels := 0
+	for panel, exprs := range testenv.DashboardQueries(t, "../../dashboards") {
+		panels++
+		for _, e := range exprs {
+			q := vars.Replace(e)
+			if n, err := testenv.PromQuery(prom, q); err != nil || n == 0 {
+				t.Errorf("%s: %s returned %d series (%v)", panel, q, n, err)
+			}
+		}
+	}
+	if panels < 20 {
+		t.Errorf("only %d panels", panels)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("the demo exited %d: %s", code, errOut.String())
+	}
+}
