@@ -160,4 +160,3 @@ func TestDashboardsAndRules(t *testing.T) {
 		}
 	}
 }
-
