@@ -2,6 +2,8 @@ package chsink
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"sync"
 	"time"
@@ -126,6 +128,9 @@ const insertSQL = `INSERT INTO events (item, kafka_partition, kafka_offset, key,
 type Sink struct {
 	name string
 	conn driver.Conn
+	// fence prefixes the query id of every insert the sink makes, for
+	// waitInserts (jutong:<database>:<sink>:).
+	fence string
 
 	// next caches the ledger: the next offset per partition. After a failed
 	// INSERT it is dirty (the block may have landed) and is read back.
@@ -150,7 +155,40 @@ func New(ctx context.Context, name, dsn string) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chsink: %w", err)
 	}
-	return &Sink{name: name, conn: conn, next: map[tp]int64{}}, nil
+	return &Sink{name: name, conn: conn, fence: "jutong:" + opts.Auth.Database + ":" + name + ":", next: map[tp]int64{}}, nil
+}
+
+// insertCtx tags an insert with a query id under the sink's fence.
+func (s *Sink) insertCtx(ctx context.Context) context.Context {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return clickhouse.Context(ctx, clickhouse.WithQueryID(s.fence+hex.EncodeToString(b[:])))
+}
+
+// waitInserts waits until no insert of this sink runs on the server. A
+// pipeline killed while its INSERT was in flight leaves the server finishing
+// (or aborting) it on its own; reading the ledger before that insert ends
+// would resume before the block it lands, and write it twice. ClickHouse has
+// no transactions: this fence is what makes the ledger read after a crash
+// exact.
+func (s *Sink) waitInserts(ctx context.Context) error {
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		var n uint64
+		if err := s.conn.QueryRow(ctx, "SELECT count() FROM system.processes WHERE startsWith(query_id, ?)", s.fence).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("chsink: %d inserts of sink %s still running after 2 minutes", n, s.name)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Name implements pipeline.Sink.
@@ -196,6 +234,9 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 // The topics are asked about a few hundred at a time: a query naming ten
 // thousand items would pass ClickHouse's max_query_size (256 KiB).
 func (s *Sink) Offsets(ctx context.Context, topics []string) (pipeline.Offsets, error) {
+	if err := s.waitInserts(ctx); err != nil {
+		return nil, err
+	}
 	out := pipeline.Offsets{}
 	const chunk = 500
 	for i := 0; i < len(topics); i += chunk {
@@ -282,12 +323,12 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.T
 // landed is never written again, while re-inserting state rows (same
 // version) changes nothing once merged. Each record is rendered once.
 func (s *Sink) land(ctx context.Context, recs []pipeline.Record, inHistory func(i int) bool, landed time.Time) error {
-	state, err := s.conn.PrepareBatch(ctx, stateInsertSQL)
+	state, err := s.conn.PrepareBatch(s.insertCtx(ctx), stateInsertSQL)
 	if err != nil {
 		return err
 	}
 	defer state.Abort() //nolint:errcheck
-	hist, err := s.conn.PrepareBatch(ctx, insertSQL)
+	hist, err := s.conn.PrepareBatch(s.insertCtx(ctx), insertSQL)
 	if err != nil {
 		return err
 	}
@@ -397,7 +438,7 @@ func (s *Sink) positions(ctx context.Context, it *catalog.Item, partition int32,
 }
 
 func (s *Sink) writeDead(ctx context.Context, dead []pipeline.Record, landed time.Time) error {
-	b, err := s.conn.PrepareBatch(ctx, deadInsertSQL)
+	b, err := s.conn.PrepareBatch(s.insertCtx(ctx), deadInsertSQL)
 	if err != nil {
 		return err
 	}
