@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -32,16 +33,17 @@ Subcommands:
             topics (jutong serve in a child process, one event per topic)`
 
 func runBench(ctx context.Context, args []string, out, errOut io.Writer) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "pipeline":
-			return benchPipeline(ctx, args[1:], out, errOut)
-		case "topics":
-			return benchTopics(ctx, args[1:], out, errOut)
-		}
+	if len(args) == 0 || (strings.HasPrefix(args[0], "-") && args[0] != "-h" && args[0] != "--help") {
+		return benchPipeline(ctx, args, out, errOut) // plain `jutong bench`: the whole bus
+	}
+	switch args[0] {
+	case "pipeline":
+		return benchPipeline(ctx, args[1:], out, errOut)
+	case "topics":
+		return benchTopics(ctx, args[1:], out, errOut)
 	}
 	if len(args) == 0 || args[0] != "publish" {
-		fmt.Fprintf(errOut, "Usage: jutong bench <publish|pipeline|topics> [flags]\n\n%s\n", benchDesc)
+		fmt.Fprintf(errOut, "Usage: jutong bench [publish|pipeline|topics] [flags]   (no subcommand: pipeline)\n\n%s\n", benchDesc)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}

@@ -36,7 +36,7 @@ func commands() []command {
 		{"grants", "list active grants and what each delivers (--show)", runGrants},
 		{"responsibilities", "print the responsibility list: what each department must publish, how often", runResponsibilities},
 		{"dept", "departments as Kafka principals: list, rotate a password", runDept},
-		{"bench", "measure the bus on this machine and print the figures (bench publish)", runBench},
+		{"bench", "measure the bus on this machine and print the figures (bench [pipeline|publish|topics])", runBench},
 	}
 }
 
