@@ -48,8 +48,16 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out, errOut bytes.Buffer
-	code := Run(ctx, []string{"demo", "--events", "5000", "--exit", "--seed", "42",
-		"--data-dir", dir, "--kafka-ports", freePorts(t, 3), "--registry-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"}, &out, &errOut)
+	var code int
+	for attempt := 1; attempt <= 3; attempt++ { // a free port may be taken meanwhile by a parallel test
+		out.Reset()
+		errOut.Reset()
+		code = Run(ctx, []string{"demo", "--events", "5000", "--exit", "--seed", "42",
+			"--data-dir", dir, "--kafka-ports", freePorts(t, 3), "--registry-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"}, &out, &errOut)
+		if code == 0 || !strings.Contains(errOut.String(), "address already in use") {
+			break
+		}
+	}
 	t.Log(out.String())
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
