@@ -153,7 +153,7 @@ func TestDashboardsAndRules(t *testing.T) {
 	for panel, exprs := range testenv.DashboardQueries(t, "../../dashboards") {
 		for _, e := range exprs {
 			q := vars.Replace(e)
-			n, err := testenv.PromQuery(prom, q)
+			n, err := testenv.PromQueryEventually(prom, q, 30*time.Second)
 			if err != nil || n == 0 {
 				t.Errorf("%s: %s returned %d series (%v)", panel, q, n, err)
 			}

@@ -77,7 +77,7 @@ func TestDemoDashboards(t *testing.T) {
 		panels++
 		for _, e := range exprs {
 			q := vars.Replace(e)
-			if n, err := testenv.PromQuery(prom, q); err != nil || n == 0 {
+			if n, err := testenv.PromQueryEventually(prom, q, 30*time.Second); err != nil || n == 0 {
 				t.Errorf("%s: %s returned %d series (%v)", panel, q, n, err)
 			}
 		}

@@ -116,3 +116,17 @@ func DashboardQueries(t testing.TB, dir string) map[string][]string {
 	}
 	return out
 }
+
+// PromQueryEventually runs an instant query until it answers with at least
+// one series or the wait ends: rate() and increase() need two scrapes in their
+// window, which a loaded machine takes longer to have.
+func PromQueryEventually(base, q string, wait time.Duration) (int, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		n, err := PromQuery(base, q)
+		if (err == nil && n > 0) || time.Now().After(deadline) {
+			return n, err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
