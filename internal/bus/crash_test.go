@@ -64,6 +64,9 @@ func crashChild() {
 		RegistryURL: os.Getenv(envRegistry), Catalog: cat, InstanceID: "crash-child", Log: log,
 		MaxBatch: 5000,
 	}
+	if n, err := strconv.Atoi(os.Getenv("JUTONG_CRASH_BATCH")); err == nil && n > 0 {
+		cfg.MaxBatch = n // larger batches widen the window of an insert in flight at the kill
+	}
 	errs := make(chan error, 2)
 	for _, s := range []pipeline.Sink{pg, ch} {
 		r, err := pipeline.New(cfg, s)
