@@ -99,14 +99,25 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func printApplication(w io.Writer, a *control.Application) {
+// zone is the catalog calendar's time zone, in which deadlines fall at the
+// end of a working day (Asia/Shanghai unless the catalog says otherwise).
+func (c *controlFlags) zone() *time.Location {
+	if cat, err := loadCatalog(c.catalogDir); err == nil {
+		if cal, err := control.NewCalendar(cat.Calendar); err == nil {
+			return cal.Location()
+		}
+	}
+	return time.Local
+}
+
+func printApplication(w io.Writer, a *control.Application, zone *time.Location) {
 	fmt.Fprintf(w, "application %s: %s applies for %s\n  state     %s\n", a.ID, a.Department, a.Item, a.State)
 	if !a.Due.IsZero() {
 		over := ""
 		if a.Overdue(time.Now()) {
 			over = "  OVERDUE (escalated)"
 		}
-		fmt.Fprintf(w, "  due       %s%s\n", a.Due.Local().Format("2006-01-02 15:04 MST"), over)
+		fmt.Fprintf(w, "  due       %s%s\n", a.Due.In(zone).Format("2006-01-02 15:04 MST"), over)
 	}
 	fmt.Fprintf(w, "  purpose   %s\n  fields    %s\n  grade     %d\n  period    %s to %s\n", a.Purpose, strings.Join(a.Fields, ", "), a.Grade,
 		a.From.Format(time.DateOnly), a.Until.Format(time.DateOnly))
@@ -143,7 +154,7 @@ func runApply(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if c.asJSON {
 		return printJSON(out, a)
 	}
-	printApplication(out, &a)
+	printApplication(out, &a, c.zone())
 	return nil
 }
 
@@ -170,7 +181,7 @@ func runDecide(action string) func(ctx context.Context, args []string, out, errO
 		if c.asJSON {
 			return printJSON(out, a)
 		}
-		printApplication(out, &a)
+		printApplication(out, &a, c.zone())
 		return nil
 	}
 }
@@ -226,7 +237,7 @@ func runApplications(ctx context.Context, args []string, out, errOut io.Writer) 
 	for _, a := range apps {
 		due, note := "-", a.Reason
 		if !a.Due.IsZero() {
-			due = a.Due.Local().Format("2006-01-02")
+			due = a.Due.In(c.zone()).Format("2006-01-02")
 		}
 		if a.Overdue(time.Now()) {
 			note = "OVERDUE, escalated"
