@@ -183,17 +183,22 @@ func (it *Item) Subject() string { return it.Topic() + "-value" }
 
 // Field returns the field called name, or nil.
 func (it *Item) Field(name string) *Field {
-	if i, ok := it.fieldIdx[name]; ok && i < len(it.Fields) && it.Fields[i].Name == name {
+	if i, ok := it.fieldIdx[name]; ok && i < len(it.Fields) {
 		return it.Fields[i]
 	}
-	// An item derived from a loaded one (a projection, an evolved copy) has
-	// other fields than its index says: look them up one by one.
-	for _, f := range it.Fields {
-		if f.Name == name {
-			return f
-		}
-	}
 	return nil
+}
+
+// WithFields returns a copy of the item with other fields (a grant's
+// projection, a schema evolution), indexed like a loaded item's.
+func (it *Item) WithFields(fields []*Field) *Item {
+	c := *it
+	c.Fields = fields
+	c.fieldIdx = make(map[string]int, len(fields))
+	for i, f := range fields {
+		c.fieldIdx[f.Name] = i
+	}
+	return &c
 }
 
 // KeyField returns the business key field.

@@ -24,8 +24,9 @@ import (
 // TopicPrefix starts every feed topic's name.
 const TopicPrefix = "_jutong.feed."
 
-// Topic is the feed topic of a department's grant on an item.
-func Topic(dept, item string) string { return TopicPrefix + dept + "." + item }
+// Topic is the feed topic of a department's grant on an item:
+// _jutong.feed.<dept>.<item>.<grant>.
+func Topic(dept, item, grant string) string { return TopicPrefix + dept + "." + item + "." + grant }
 
 // Grant is what a projection needs of a grant.
 type Grant struct {
@@ -47,8 +48,7 @@ type Projection struct {
 // topic itself.
 func Project(it *catalog.Item, g Grant) *Projection {
 	p := &Projection{Source: it, masked: map[string]bool{}}
-	out := *it
-	out.Fields = nil
+	var fields []*catalog.Field
 	for _, f := range it.Fields {
 		if !slices.Contains(g.Fields, f.Name) && f.Name != it.Key {
 			continue // not approved: dropped
@@ -61,12 +61,12 @@ func Project(it *catalog.Item, g Grant) *Projection {
 			m.Type, m.Required, m.Rules, m.Symbols, m.Min, m.Max = catalog.TypeString, f.Name == it.Key, nil, nil, nil, nil
 			m.Precision, m.Scale = 0, 0
 			m.Title = f.Title + "（已脱敏）"
-			out.Fields = append(out.Fields, &m)
+			fields = append(fields, &m)
 			continue
 		}
-		out.Fields = append(out.Fields, f)
+		fields = append(fields, f)
 	}
-	p.Item = &out
+	p.Item = it.WithFields(fields)
 	return p
 }
 

@@ -59,7 +59,7 @@ func NewSink(k kafkaconn.Config, registryURL string, it *catalog.Item, g Grant, 
 	if err != nil {
 		return nil, err
 	}
-	return &Sink{name: name, topic: Topic(g.Department, it.Code) + "." + g.ID, proj: p, k: k, reg: reg, cl: cl, schema: s,
+	return &Sink{name: name, topic: Topic(g.Department, it.Code, g.ID), proj: p, k: k, reg: reg, cl: cl, schema: s,
 		parts: topicCfg.Partitions, retainM: topicCfg.RetentionMs, next: map[int32]int64{}}, nil
 }
 

@@ -3,7 +3,6 @@ package bus
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -166,7 +165,7 @@ func FeedTopic(g control.Grant, p *feed.Projection) string {
 	if p.Identity() {
 		return p.Source.Topic()
 	}
-	return feed.Topic(g.Department, g.Item) + "." + g.ID
+	return feed.Topic(g.Department, g.Item, g.ID)
 }
 
 func feedGrant(g control.Grant) feed.Grant {
@@ -299,14 +298,4 @@ func (b *Bus) resolveRead(group, topic string) (dept, item, grant string, ok boo
 		}
 	}
 	return dept, topic, grant, true
-}
-
-// Grant returns an active grant by application id (for tests and tools).
-func (b *Bus) Grant(id string) (control.Grant, error) {
-	for _, g := range b.Control.Grants() {
-		if g.ID == id {
-			return g, nil
-		}
-	}
-	return control.Grant{}, fmt.Errorf("no active grant %s", id)
 }

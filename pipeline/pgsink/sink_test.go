@@ -37,9 +37,8 @@ func TestEvolution(t *testing.T) {
 		t.Fatal("an item used by a theme but in no base database is not accepted")
 	}
 	it := cat.Item("legal_person.tax_credit_rating")
-	evolved := *it
-	evolved.Fields = append(append([]*catalog.Field(nil), it.Fields...), &catalog.Field{Name: "tax_office", Title: "主管税务机关", Type: catalog.TypeString, Grade: 1})
-	if err := s.Prepare(ctx, []*catalog.Item{&evolved}); err != nil {
+	evolved := it.WithFields(append(append([]*catalog.Field(nil), it.Fields...), &catalog.Field{Name: "tax_office", Title: "主管税务机关", Type: catalog.TypeString, Grade: 1}))
+	if err := s.Prepare(ctx, []*catalog.Item{evolved}); err != nil {
 		t.Fatal(err)
 	}
 	var n int

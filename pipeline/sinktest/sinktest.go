@@ -406,17 +406,16 @@ func testEvolution(t *testing.T, r *run) {
 	r.write(r.change(it, 0, key(1), schemas.OpCreate), r.change(it, 0, key(2), schemas.OpCreate))
 	// The catalog gains an optional field (what BACKWARD compatibility
 	// allows); the sink is prepared again while the stream goes on.
-	evolved := *it
-	evolved.Fields = append(slices.Clone(it.Fields), &catalog.Field{Name: "sinktest_remark", Title: "备注", Type: catalog.TypeString, Grade: 1})
-	r.restart(&evolved)
-	a := r.change(&evolved, 0, key(1), schemas.OpUpdate)
+	evolved := it.WithFields(append(slices.Clone(it.Fields), &catalog.Field{Name: "sinktest_remark", Title: "备注", Type: catalog.TypeString, Grade: 1}))
+	r.restart(evolved)
+	a := r.change(evolved, 0, key(1), schemas.OpUpdate)
 	a.Event.Data["sinktest_remark"] = "新增字段：变更备注"
-	b := r.change(&evolved, 0, key(3), schemas.OpCreate)
+	b := r.change(evolved, 0, key(3), schemas.OpCreate)
 	b.Event.Data["sinktest_remark"] = nil
 	r.write(a, b)
 	r.check()
 	for k, want := range map[string]string{key(1): "新增字段：变更备注", key(2): "", key(3): ""} {
-		got, err := r.h.Field(r.ctx, r.sink, &evolved, k, "sinktest_remark")
+		got, err := r.h.Field(r.ctx, r.sink, evolved, k, "sinktest_remark")
 		if err != nil {
 			t.Fatalf("field of %s: %v", k, err)
 		}
