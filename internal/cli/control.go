@@ -167,7 +167,7 @@ func runDecide(action string) func(ctx context.Context, args []string, out, errO
 		reason := fs.String("reason", "", "why (required to refuse or revoke)")
 		grade := fs.Int("grade", 0, "approve: lower the grade")
 		fields := fs.String("fields", "", "approve: approve only these of the requested fields")
-		if err := fs.Parse(reorder(args)); err != nil {
+		if err := fs.Parse(reorder(fs, args)); err != nil {
 			return err
 		}
 		if fs.NArg() != 1 {
@@ -188,13 +188,13 @@ func runDecide(action string) func(ctx context.Context, args []string, out, errO
 
 // reorder puts flags before the positional argument, so that
 // "approve ID --grade 2" works as well as "approve --grade 2 ID".
-func reorder(args []string) []string {
+func reorder(fs *flag.FlagSet, args []string) []string {
 	var flags, pos []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if strings.HasPrefix(a, "-") {
 			flags = append(flags, a)
-			if !strings.Contains(a, "=") && i+1 < len(args) && !isBoolFlag(a) {
+			if !strings.Contains(a, "=") && i+1 < len(args) && !isBoolFlag(fs, a) {
 				flags = append(flags, args[i+1])
 				i++
 			}
@@ -205,9 +205,19 @@ func reorder(args []string) []string {
 	return append(flags, pos...)
 }
 
-func isBoolFlag(a string) bool {
-	a = strings.TrimLeft(a, "-")
-	return a == "json" || a == "overdue" || a == "show" || a == "h" || a == "help"
+// isBoolFlag says whether the flag a names takes no value, as the FlagSet
+// defines it (-h and -help, which it answers itself, take none either).
+func isBoolFlag(fs *flag.FlagSet, a string) bool {
+	name := strings.TrimLeft(a, "-")
+	if name == "h" || name == "help" {
+		return true
+	}
+	f := fs.Lookup(name)
+	if f == nil {
+		return false
+	}
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // runApplications: jutong applications.
@@ -333,7 +343,7 @@ Subcommands:
 	user := fs.String("admin-user", env("JUTONG_ADMIN_USER", "jutong"), "a Kafka user allowed to alter SCRAM users (JUTONG_ADMIN_USER)")
 	pass := fs.String("admin-password", env("JUTONG_ADMIN_PASSWORD", "jutong-dev"), "its password (JUTONG_ADMIN_PASSWORD)")
 	creds := fs.String("credentials", env("JUTONG_CREDENTIALS", filepath.Join(".jutong", "credentials.json")), "the departments' SCRAM passwords (JUTONG_CREDENTIALS)")
-	if err := fs.Parse(reorder(args[1:])); err != nil {
+	if err := fs.Parse(reorder(fs, args[1:])); err != nil {
 		return err
 	}
 	cat, err := loadCatalog(*catDir)
