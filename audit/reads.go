@@ -52,31 +52,17 @@ type position struct {
 }
 
 func (r *Reads) load(ctx context.Context) error {
-	rd, err := r.k.Client(kgo.ConsumeTopics(PositionsTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	if err != nil {
-		return err
-	}
-	defer rd.Close()
-	for {
-		pctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
-		fs := rd.PollFetches(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if fs.NumRecords() == 0 {
-			break
-		}
-		fs.EachRecord(func(rec *kgo.Record) {
-			var p position
-			if json.Unmarshal(rec.Value, &p) == nil {
-				r.last[string(rec.Key)] = p.Offset
-				if p.At.After(r.lastAt) {
-					r.lastAt = p.At
-				}
+	err := r.k.ReadAll(ctx, PositionsTopic, func(rec *kgo.Record) {
+		var p position
+		if json.Unmarshal(rec.Value, &p) == nil {
+			r.last[string(rec.Key)] = p.Offset
+			if p.At.After(r.lastAt) {
+				r.lastAt = p.At
 			}
-		})
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
 	}
 	r.loaded = true
 	return nil

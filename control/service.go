@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/jutong/jutong/audit"
@@ -86,45 +85,20 @@ func (s *Service) Close() { s.cl.Close() }
 func (s *Service) Calendar() *Calendar { return s.cal }
 
 func (s *Service) load(ctx context.Context) error {
-	rd, err := s.cfg.Kafka.Client(kgo.ConsumeTopics(Topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	err := s.cfg.Kafka.ReadAll(ctx, Topic, func(r *kgo.Record) {
+		if r.Value == nil {
+			delete(s.apps, string(r.Key))
+			return
+		}
+		var a Application
+		if err := json.Unmarshal(r.Value, &a); err != nil {
+			s.cfg.Log.Warn("control: bad record", "offset", r.Offset, "err", err)
+			return
+		}
+		s.apps[a.ID] = &a
+	})
 	if err != nil {
-		return fmt.Errorf("control: %w", err)
-	}
-	defer rd.Close()
-	ends, err := endOffsets(ctx, s.cfg.Kafka)
-	if err != nil {
-		return err
-	}
-	seen := map[int32]int64{}
-	done := func() bool {
-		for p, end := range ends {
-			if seen[p] < end {
-				return false
-			}
-		}
-		return true
-	}
-	for !done() {
-		fs := rd.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := fs.Err0(); err != nil {
-			return fmt.Errorf("control: load: %w", err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			seen[r.Partition] = r.Offset + 1
-			if r.Value == nil {
-				delete(s.apps, string(r.Key))
-				return
-			}
-			var a Application
-			if err := json.Unmarshal(r.Value, &a); err != nil {
-				s.cfg.Log.Warn("control: bad record", "offset", r.Offset, "err", err)
-				return
-			}
-			s.apps[a.ID] = &a
-		})
+		return fmt.Errorf("control: load: %w", err)
 	}
 	s.cfg.Log.Info("control state loaded", "applications", len(s.apps))
 	return nil
@@ -370,31 +344,6 @@ func clone(a *Application) *Application {
 		c.Grant = &g
 	}
 	return &c
-}
-
-// endOffsets lists the control topic's end offsets by partition.
-func endOffsets(ctx context.Context, k kafkaconn.Config) (map[int32]int64, error) {
-	cl, err := k.Client()
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	offs, err := kadm.NewClient(cl).ListEndOffsets(ctx, Topic)
-	if err != nil {
-		return nil, fmt.Errorf("control: %w", err)
-	}
-	out := map[int32]int64{}
-	var lerr error
-	offs.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil {
-			lerr = o.Err
-		}
-		out[o.Partition] = o.Offset
-	})
-	if lerr != nil {
-		return nil, fmt.Errorf("control: %s: %w", Topic, lerr)
-	}
-	return out, nil
 }
 
 // Duty is one line of the responsibility list (责任清单): an item a

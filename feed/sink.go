@@ -123,64 +123,29 @@ func (s *Sink) ledgerKey(p int32) string {
 
 // Offsets implements pipeline.Sink: read back from the ledger topic.
 func (s *Sink) Offsets(ctx context.Context, _ []string) (pipeline.Offsets, error) {
-	admin, err := s.k.Client()
-	if err != nil {
-		return nil, err
-	}
-	ends, err := kadm.NewClient(admin).ListEndOffsets(ctx, LedgerTopic)
-	admin.Close()
-	if err != nil {
-		return nil, err
-	}
-	want := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-		}
-	})
 	out := pipeline.Offsets{}
-	if len(want) > 0 {
-		rd, err := s.k.Client(kgo.ConsumeTopics(LedgerTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-			kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-		if err != nil {
-			return nil, err
+	t := s.proj.Source.Topic()
+	prefix := s.name + "|"
+	err := s.k.ReadAll(ctx, LedgerTopic, func(r *kgo.Record) {
+		k := string(r.Key)
+		if !strings.HasPrefix(k, prefix) {
+			return
 		}
-		defer rd.Close()
-		prefix := s.name + "|"
-		for len(want) > 0 {
-			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			fs := rd.PollFetches(pctx)
-			cancel()
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			if fs.NumRecords() == 0 {
-				break // the rest are transaction markers
-			}
-			fs.EachRecord(func(r *kgo.Record) {
-				if r.Offset+1 >= want[r.Partition] {
-					delete(want, r.Partition)
-				}
-				k := string(r.Key)
-				if !strings.HasPrefix(k, prefix) {
-					return
-				}
-				parts := strings.Split(k, "|")
-				p, err1 := strconv.Atoi(parts[len(parts)-1])
-				n, err2 := strconv.ParseInt(string(r.Value), 10, 64)
-				if err1 != nil || err2 != nil {
-					return
-				}
-				t := s.proj.Source.Topic()
-				if out[t] == nil {
-					out[t] = map[int32]int64{}
-				}
-				out[t][int32(p)] = n
-			})
+		p, err1 := strconv.Atoi(k[strings.LastIndexByte(k, '|')+1:])
+		n, err2 := strconv.ParseInt(string(r.Value), 10, 64)
+		if err1 != nil || err2 != nil {
+			return
 		}
+		if out[t] == nil {
+			out[t] = map[int32]int64{}
+		}
+		out[t][int32(p)] = n
+	})
+	if err != nil {
+		return nil, fmt.Errorf("feed: %w", err)
 	}
 	s.mu.Lock()
-	for p, n := range out[s.proj.Source.Topic()] {
+	for p, n := range out[t] {
 		s.next[p] = n
 	}
 	s.mu.Unlock()

@@ -183,44 +183,23 @@ func (a *Adapter) Checkpoint() Checkpoint { return a.cp }
 
 // load reads the adapter's last committed checkpoint.
 func (a *Adapter) load(ctx context.Context) error {
-	cl, err := a.cfg.Kafka.Client(
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{producers.CheckpointTopic: {0: kgo.NewOffset().AtStart()}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-	)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
 	found := false
-	for {
-		pctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
-		fs := cl.PollFetches(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		for _, fe := range fs.Errors() {
-			if !errors.Is(fe.Err, context.DeadlineExceeded) {
-				return fmt.Errorf("sqladapter: read checkpoints: %w", fe.Err)
+	err := a.cfg.Kafka.ReadAll(ctx, producers.CheckpointTopic, func(r *kgo.Record) {
+		switch {
+		case string(r.Key) == a.cfg.Name:
+			var cp Checkpoint
+			if json.Unmarshal(r.Value, &cp) == nil {
+				a.cp, found = cp, true
+			}
+		case a.known != nil && strings.HasPrefix(string(r.Key), a.keyLogPrefix()):
+			var kl keyLog
+			if json.Unmarshal(r.Value, &kl) == nil {
+				a.applyKeyLog(kl)
 			}
 		}
-		if fs.NumRecords() == 0 {
-			break // caught up
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			switch {
-			case string(r.Key) == a.cfg.Name:
-				var cp Checkpoint
-				if json.Unmarshal(r.Value, &cp) == nil {
-					a.cp, found = cp, true
-				}
-			case a.known != nil && strings.HasPrefix(string(r.Key), a.keyLogPrefix()):
-				var kl keyLog
-				if json.Unmarshal(r.Value, &kl) == nil {
-					a.applyKeyLog(kl)
-				}
-			}
-		})
+	})
+	if err != nil {
+		return fmt.Errorf("sqladapter: read checkpoints: %w", err)
 	}
 	a.loaded = true
 	a.cfg.Log.Info("sqladapter: resuming", "adapter", a.cfg.Name, "found", found, "snapshot_done", a.cp.SnapshotDone,
