@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,7 +17,16 @@ import (
 	"github.com/jutong/jutong/internal/testenv"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	// The test binary run again as `jutong` itself (see startDevProcess).
+	if args := os.Getenv(envChildArgs); args != "" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := Run(ctx, strings.Split(args, "\n"), os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
+	testenv.Main(m)
+}
 
 func TestAdapterCommands(t *testing.T) {
 	cat, _ := catalog.Sample()

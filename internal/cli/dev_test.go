@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -17,7 +19,9 @@ import (
 	"github.com/jutong/jutong/access"
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/internal/localsvc"
 	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
 )
@@ -39,25 +43,26 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// startDev runs `jutong dev` until the returned stop is called, and returns
-// the addresses it printed.
-func startDev(t *testing.T, args []string) (addrs map[string]string, stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var out, errOut syncBuffer
-	done := make(chan int)
-	go func() { done <- Run(ctx, append([]string{"dev"}, args...), &out, &errOut) }()
-	re := regexp.MustCompile(`(?m)^  (Kafka brokers|Credentials|Schema registry|HTTP gateway|Metrics|PostgreSQL|ClickHouse)\s+(\S+)`)
+// envChildArgs makes the test binary run `jutong` with these arguments
+// (newline-separated) instead of the tests.
+const envChildArgs = "JUTONG_CLI_CHILD_ARGS"
+
+var addrRE = regexp.MustCompile(`(?m)^  (Kafka brokers|Credentials|Schema registry|HTTP gateway|Metrics|PostgreSQL|ClickHouse)\s+(\S+)`)
+
+// waitAddrs waits until out shows the seven addresses `jutong dev` prints.
+func waitAddrs(t *testing.T, out, errOut *syncBuffer, exited <-chan int) map[string]string {
+	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		if m := re.FindAllStringSubmatch(out.String(), -1); len(m) == 7 {
-			addrs = map[string]string{}
+		if m := addrRE.FindAllStringSubmatch(out.String(), -1); len(m) == 7 {
+			addrs := map[string]string{}
 			for _, x := range m {
 				addrs[x[1]] = x[2]
 			}
-			break
+			return addrs
 		}
 		select {
-		case code := <-done:
+		case code := <-exited:
 			t.Fatalf("jutong dev exited %d: %s", code, errOut.String())
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -65,6 +70,16 @@ func startDev(t *testing.T, args []string) (addrs map[string]string, stop func()
 			t.Fatalf("jutong dev did not start: %s %s", out.String(), errOut.String())
 		}
 	}
+}
+
+// startDev runs `jutong dev` until the returned stop is called, and returns
+// the addresses it printed.
+func startDev(t *testing.T, args []string) (addrs map[string]string, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- Run(ctx, append([]string{"dev"}, args...), &out, &errOut) }()
+	addrs = waitAddrs(t, &out, &errOut, done)
 	return addrs, func() {
 		cancel()
 		if code := <-done; code != 0 {
@@ -76,10 +91,39 @@ func startDev(t *testing.T, args []string) (addrs map[string]string, stop func()
 	}
 }
 
+// startDevProcess runs `jutong dev` in a process of its own (this test
+// binary run again), and returns the addresses it printed and a kill that
+// ends it with SIGKILL: no clean-up of any kind runs.
+func startDevProcess(t *testing.T, args []string) (addrs map[string]string, kill func()) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envChildArgs+"="+strings.Join(append([]string{"dev"}, args...), "\n"))
+	var out, errOut syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int, 1)
+	go func() { _ = cmd.Wait(); done <- cmd.ProcessState.ExitCode() }()
+	addrs = waitAddrs(t, &out, &errOut, done)
+	return addrs, func() {
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
 // TestDevRestartKeepsEverything: stop `jutong dev` (as Ctrl-C does) and
 // start it again on the same data directory: every record is still served,
 // and the sinks neither lose nor repeat anything.
-func TestDevRestartKeepsEverything(t *testing.T) {
+func TestDevRestartKeepsEverything(t *testing.T) { devRestart(t, false) }
+
+// TestDevSurvivesSIGKILL: `jutong dev`, with its own local databases, in a
+// data directory under a directory only root may enter (a clone under
+// /root), is killed with SIGKILL; started again on the same directory it
+// stops the databases the killed run left running, comes up, and nothing
+// is lost or repeated.
+func TestDevSurvivesSIGKILL(t *testing.T) { devRestart(t, true) }
+
+func devRestart(t *testing.T, sigkill bool) {
 	if _, err := os.Stat("/usr/lib/postgresql"); err != nil && os.Getenv("JUTONG_POSTGRES_DSN") == "" && os.Getenv("CI") != "true" {
 		t.Skip("no PostgreSQL binaries and no JUTONG_POSTGRES_DSN")
 	}
@@ -91,7 +135,19 @@ func TestDevRestartKeepsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
+	if sigkill {
+		// A private checkout: 0700 all the way, as under /root.
+		dir = filepath.Join(dir, "checkout", ".jutong")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			// PostgreSQL's files may live outside (localsvc.OutsideRoot).
+			if b, err := os.ReadFile(filepath.Join(dir, "postgres", "LOCATION")); err == nil {
+				os.RemoveAll(strings.SplitN(string(b), "\n", 2)[0])
+			}
+		})
+	} else if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	args := []string{"--apply", "--data-dir", dir, "--kafka-ports", freePorts(t, 3), "--registry-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"}
@@ -145,12 +201,19 @@ func TestDevRestartKeepsEverything(t *testing.T) {
 		t.Fatalf("sinks hold %d rows and %d events, want %d and %d", rows, evs, gen.Live(), events)
 	}
 
-	addrs, stop := startDev(t, args)
-	publish(addrs, 300)
-	waitCounts(addrs, 300)
-	stop()
+	if sigkill {
+		addrs, kill := startDevProcess(t, args)
+		publish(addrs, 300)
+		waitCounts(addrs, 300)
+		kill()
+	} else {
+		addrs, stop := startDev(t, args)
+		publish(addrs, 300)
+		waitCounts(addrs, 300)
+		stop()
+	}
 
-	addrs, stop = startDev(t, args)
+	addrs, stop := startDev(t, args)
 	defer stop()
 	k := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(addrs["Kafka brokers"]), User: "jutong", Password: "jutong-dev"}
 	cl, err := k.Client(kgo.ConsumeTopics(item), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -171,4 +234,40 @@ func TestDevRestartKeepsEverything(t *testing.T) {
 	}
 	publish(addrs, 100)
 	waitCounts(addrs, 400)
+}
+
+// TestDevUsesTheDSNDatabase: a DSN given to `jutong dev` names the database
+// the bus writes to.
+func TestDevUsesTheDSNDatabase(t *testing.T) {
+	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
+	args := []string{"--apply", "--data-dir", t.TempDir(), "--kafka-ports", freePorts(t, 3), "--registry-addr", "127.0.0.1:0",
+		"--api-addr", "127.0.0.1:0", "--postgres-dsn", pgDSN, "--clickhouse-dsn", chDSN}
+	addrs, stop := startDev(t, args)
+	defer stop()
+	if got, want := localsvc.PostgresDatabase(addrs["PostgreSQL"]), localsvc.PostgresDatabase(pgDSN); got != want {
+		t.Fatalf("dev uses PostgreSQL database %q, the DSN names %q", got, want)
+	}
+	if got, want := localsvc.ClickHouseDatabase(addrs["ClickHouse"]), localsvc.ClickHouseDatabase(chDSN); got != want {
+		t.Fatalf("dev uses ClickHouse database %q, the DSN names %q", got, want)
+	}
+	ctx := context.Background()
+	pg, err := pgx.Connect(ctx, pgDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close(ctx)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var n int
+		if err := pg.QueryRow(ctx, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'legal_person'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no base-database tables in the database the DSN names")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -40,8 +40,8 @@ func (s *stackFlags) register(fs *flag.FlagSet, defDataDir string) {
 	fs.StringVar(&s.apiAddr, "api-addr", env("JUTONG_API_ADDR", "127.0.0.1:8080"), "where the HTTP API listens: the ingest gateway and /metrics (JUTONG_API_ADDR)")
 	fs.StringVar(&s.adminUser, "admin-user", env("JUTONG_ADMIN_USER", "jutong"), "the Kafka superuser (SCRAM-SHA-256) Jutong's components use (JUTONG_ADMIN_USER)")
 	fs.StringVar(&s.adminPassword, "admin-password", env("JUTONG_ADMIN_PASSWORD", "jutong-dev"), "its password (JUTONG_ADMIN_PASSWORD)")
-	fs.StringVar(&s.postgresDSN, "postgres-dsn", env(localsvc.EnvPostgresDSN, ""), "PostgreSQL for the base databases; empty starts a local server under --data-dir ("+localsvc.EnvPostgresDSN+")")
-	fs.StringVar(&s.clickhouseDSN, "clickhouse-dsn", env(localsvc.EnvClickHouseDSN, ""), "ClickHouse (native protocol) for analytics; empty starts a local server under --data-dir ("+localsvc.EnvClickHouseDSN+")")
+	fs.StringVar(&s.postgresDSN, "postgres-dsn", env(localsvc.EnvPostgresDSN, ""), "PostgreSQL for the base databases; dev uses the database it names (created if missing); empty starts a local server under --data-dir ("+localsvc.EnvPostgresDSN+")")
+	fs.StringVar(&s.clickhouseDSN, "clickhouse-dsn", env(localsvc.EnvClickHouseDSN, ""), "ClickHouse (native protocol) for analytics; dev uses the database it names (created if missing); empty starts a local server under --data-dir ("+localsvc.EnvClickHouseDSN+")")
 	fs.BoolVar(&s.verbose, "v", false, "log progress (info level) to stderr")
 }
 
@@ -78,31 +78,36 @@ func startStack(ctx context.Context, s *stackFlags, db string, fresh bool, log *
 			st.close()
 		}
 	}()
+	// dev uses the database a given DSN names (db when it names none);
+	// demo, which drops its database first, always uses its own (db).
 	if s.postgresDSN != "" {
-		st.pg = &localsvc.Postgres{DSN: s.postgresDSN}
+		if name := localsvc.PostgresDatabase(s.postgresDSN); name != "" && !fresh {
+			st.pgDB = name
+		}
+		st.pg = &localsvc.Postgres{DSN: localsvc.PostgresMaintenanceDSN(s.postgresDSN)}
 	} else if st.pg, err = localsvc.StartPostgres(ctx, log, localsvc.Options{Dir: filepath.Join(s.dataDir, "postgres")}); err != nil {
 		return nil, err
 	}
 	if s.clickhouseDSN != "" {
-		st.ch = &localsvc.ClickHouse{DSN: s.clickhouseDSN}
+		if name := localsvc.ClickHouseDatabase(s.clickhouseDSN); name != "" && name != "default" && !fresh {
+			st.chDB = name
+		}
+		st.ch = &localsvc.ClickHouse{DSN: localsvc.ClickHouseMaintenanceDSN(s.clickhouseDSN)}
 	} else if st.ch, err = localsvc.StartClickHouse(ctx, log, localsvc.Options{Dir: filepath.Join(s.dataDir, "clickhouse")}); err != nil {
 		return nil, err
 	}
 	if fresh {
-		if err := st.pg.DropDatabase(ctx, db); err != nil {
+		if err := st.pg.DropDatabase(ctx, st.pgDB); err != nil {
 			return nil, err
 		}
-		if err := st.ch.DropDatabase(ctx, db); err != nil {
+		if err := st.ch.DropDatabase(ctx, st.chDB); err != nil {
 			return nil, err
 		}
 	}
-	if st.pgDSN, err = st.pg.CreateDatabase(ctx, db); err != nil {
-		if !strings.Contains(err.Error(), "already exists") {
-			return nil, err
-		}
-		st.pgDSN = st.pg.DatabaseDSN(db)
+	if st.pgDSN, err = st.pg.EnsureDatabase(ctx, st.pgDB); err != nil {
+		return nil, err
 	}
-	if st.chDSN, err = st.ch.CreateDatabase(ctx, db); err != nil {
+	if st.chDSN, err = st.ch.CreateDatabase(ctx, st.chDB); err != nil {
 		return nil, err
 	}
 	st.bus, err = bus.Start(ctx, bus.Config{

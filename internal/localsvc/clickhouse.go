@@ -27,9 +27,8 @@ type ClickHouse struct {
 	// Throwaway is true when this package started the server.
 	Throwaway bool
 
-	dir  string
-	cmd  *exec.Cmd
-	done chan error
+	dir string
+	srv *server
 }
 
 // StartClickHouse returns a ClickHouse server, from the environment, the
@@ -109,7 +108,7 @@ func startLocalClickHouse(ctx context.Context, log *slog.Logger, bin string, o O
 		return nil, err
 	}
 	for _, sub := range []string{"log", "data", "tmp", "user_files", "format_schemas"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return fail(err)
 		}
 	}
@@ -125,51 +124,49 @@ func startLocalClickHouse(ctx context.Context, log *slog.Logger, bin string, o O
 	}
 	cfg := strings.NewReplacer("{{dir}}", dir, "{{tcp}}", fmt.Sprint(tcp), "{{http}}", fmt.Sprint(http)).Replace(chConfig)
 	cfgPath := filepath.Join(dir, "config.xml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return fail(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(chUsers), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(chUsers), 0o600); err != nil {
+		return fail(err)
+	}
+	// An earlier run killed before it stopped its server left it running.
+	pidFile := filepath.Join(dir, "clickhouse.pid")
+	if err := stopLeftover(log, pidFile, cfgPath, syscall.SIGTERM); err != nil {
 		return fail(err)
 	}
 	cmd := exec.Command(bin, "--config-file="+cfgPath)
 	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := os.Create(filepath.Join(dir, "log", "stdout.log"))
-	if err != nil {
-		return fail(err)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
+	c := &ClickHouse{dir: dir, Throwaway: throwaway}
+	logPath := filepath.Join(dir, "log", "stdout.log")
+	if c.srv, err = startServer(cmd, logPath); err != nil {
 		return fail(fmt.Errorf("start clickhouse-server: %w", err))
 	}
-	c := &ClickHouse{dir: dir, cmd: cmd, done: make(chan error, 1), Throwaway: throwaway}
-	go func() { c.done <- cmd.Wait(); out.Close() }()
-	addr := fmt.Sprintf("127.0.0.1:%d", tcp)
-	if err := waitPort(ctx, addr, 90*time.Second, c.done); err != nil {
-		logs, _ := os.ReadFile(filepath.Join(dir, "log", "error.log"))
+	if err := os.WriteFile(pidFile, []byte(fmt.Sprintf("%d\n", c.srv.pid())), 0o600); err != nil {
 		c.Stop()
-		return nil, fmt.Errorf("clickhouse: %v: %s", err, logs)
+		return fail(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", tcp)
+	if err := c.srv.waitPort(ctx, addr, 90*time.Second); err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("clickhouse: %v (logs in %s): %s%s", err, filepath.Join(dir, "log"),
+			tail(filepath.Join(dir, "log", "error.log"), 2000), tail(logPath, 1000))
 	}
 	c.DSN = "clickhouse://" + addr + "/default"
 	log.Info("started local ClickHouse", "dsn", c.DSN, "dir", dir, "throwaway", throwaway)
 	return c, nil
 }
 
-// Stop stops a throwaway server and removes its directory.
+// Stop stops a server this package started (removing a throwaway one's
+// directory); for a server from the environment it does nothing.
 func (c *ClickHouse) Stop() error {
-	if c == nil || c.cmd == nil {
+	if c == nil || c.srv == nil {
 		return nil
 	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(c.grace()):
-		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
-		<-c.done
-	}
-	c.cmd = nil
+	c.srv.stop(syscall.SIGTERM, c.grace())
+	c.srv = nil
 	if !c.Throwaway {
-		return nil
+		return os.Remove(filepath.Join(c.dir, "clickhouse.pid"))
 	}
 	return os.RemoveAll(c.dir)
 }
@@ -223,6 +220,19 @@ func (c *ClickHouse) CreateDatabase(ctx context.Context, name string) (string, e
 	}
 	return c.DatabaseDSN(name), nil
 }
+
+// ClickHouseDatabase is the database a DSN names ("" when it names none).
+func ClickHouseDatabase(dsn string) string {
+	opts, err := clickhouse.ParseDSN(dsn)
+	if err != nil {
+		return ""
+	}
+	return opts.Auth.Database
+}
+
+// ClickHouseMaintenanceDSN is dsn naming the server's default database, from
+// which databases are created and dropped.
+func ClickHouseMaintenanceDSN(dsn string) string { return (&ClickHouse{DSN: dsn}).DatabaseDSN("default") }
 
 // DropDatabase drops database name.
 func (c *ClickHouse) DropDatabase(ctx context.Context, name string) error {

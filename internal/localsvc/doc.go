@@ -13,4 +13,16 @@
 //
 // Callers that need an isolated database (every test) call CreateDatabase on
 // the returned server and drop it when done.
+//
+// A server started on a directory of its own (Options.Dir: `jutong dev` and
+// `jutong demo` use their data directory) keeps its data there across
+// starts, and its log is appended to, never overwritten. Running as root,
+// PostgreSQL runs as user postgres, which must enter every directory above
+// its files: when it cannot (a checkout under /root), the files live in
+// OutsideRoot/<hash of the directory> instead, and the directory's LOCATION
+// file says where. A run killed before it could stop its servers leaves
+// them running in their own process groups; the next start on the same
+// directory finds them by their pid file (postmaster.pid, clickhouse.pid)
+// and stops them before starting anew. A server that exits while starting
+// fails the start at once with the end of its log.
 package localsvc

@@ -2,6 +2,8 @@ package localsvc
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,10 +33,9 @@ type Postgres struct {
 	// removes it).
 	Throwaway bool
 
-	dir  string
-	cmd  *exec.Cmd
-	done chan error
-	log  *slog.Logger
+	dir string
+	srv *server
+	log *slog.Logger
 }
 
 // Options says where a locally started server keeps its data.
@@ -84,21 +85,68 @@ func postgresBinDir() string {
 	return ""
 }
 
+// OutsideRoot is where a local PostgreSQL keeps its files when its user
+// cannot reach the directory it was given (a checkout under /root, say,
+// when running as root: PostgreSQL runs as user postgres and must enter
+// every directory above its data). Each such directory gets its own
+// subdirectory, named after its path, and a LOCATION file saying where.
+const OutsideRoot = "/var/lib/jutong/postgres"
+
+// pgHome returns the directory the server keeps its data and socket in for
+// o, and whether it is a throwaway one.
+func pgHome(log *slog.Logger, o Options, cred *syscall.Credential) (dir string, throwaway bool, err error) {
+	if o.Dir == "" {
+		for _, base := range []string{os.TempDir(), "/tmp", "/var/tmp"} {
+			if reachable(base, cred) {
+				dir, err = os.MkdirTemp(base, "jutong-pg-")
+				return dir, true, err
+			}
+		}
+		if err := os.MkdirAll(filepath.Join(OutsideRoot, "tmp"), 0o755); err != nil {
+			return "", true, err
+		}
+		dir, err = os.MkdirTemp(filepath.Join(OutsideRoot, "tmp"), "jutong-pg-")
+		return dir, true, err
+	}
+	if dir, err = filepath.Abs(o.Dir); err != nil {
+		return "", false, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", false, err
+	}
+	if reachable(dir, cred) {
+		return dir, false, nil
+	}
+	sum := sha256.Sum256([]byte(dir))
+	home := filepath.Join(OutsideRoot, hex.EncodeToString(sum[:8]))
+	pointer := filepath.Join(dir, "LOCATION")
+	if _, err := os.Stat(pointer); err != nil {
+		// No pointer: whatever is there belongs to a data directory that was
+		// removed since; the new one must not inherit its tables.
+		if err := os.RemoveAll(home); err != nil {
+			return "", false, err
+		}
+	}
+	if err := os.MkdirAll(OutsideRoot, 0o755); err != nil {
+		return "", false, err
+	}
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return "", false, err
+	}
+	note := fmt.Sprintf("%s\n\nPostgreSQL runs as user postgres, which cannot enter %s: its files are in the directory above.\n", home, dir)
+	if err := os.WriteFile(pointer, []byte(note), 0o600); err != nil {
+		return "", false, err
+	}
+	log.Info("PostgreSQL keeps its files outside the data directory (its user cannot enter it)", "dir", home, "data_dir", dir)
+	return home, false, nil
+}
+
 func startLocalPostgres(ctx context.Context, log *slog.Logger, bin string, o Options) (*Postgres, error) {
 	cred, err := credentialFor("postgres")
 	if err != nil {
 		return nil, err
 	}
-	dir, throwaway := o.Dir, o.Dir == ""
-	if throwaway {
-		dir, err = os.MkdirTemp("", "jutong-pg-")
-	} else {
-		dir, err = filepath.Abs(dir)
-		if err == nil {
-			// Parents must be traversable by the postgres user when we are root.
-			err = os.MkdirAll(dir, 0o755)
-		}
-	}
+	dir, throwaway, err := pgHome(log, o, cred)
 	if err != nil {
 		return nil, err
 	}
@@ -112,17 +160,20 @@ func startLocalPostgres(ctx context.Context, log *slog.Logger, bin string, o Opt
 	if err := chownTree(dir, cred); err != nil {
 		return fail(err)
 	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fail(err)
+	}
 	data := filepath.Join(dir, "data")
+	// An earlier run killed before it stopped its server left it running.
+	if err := stopLeftover(log, filepath.Join(data, "postmaster.pid"), data, syscall.SIGINT); err != nil {
+		return fail(err)
+	}
 	if firstExisting(filepath.Join(data, "PG_VERSION")) == "" {
 		initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres",
 			"--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
 		initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 		if out, err := initdb.CombinedOutput(); err != nil {
-			hint := ""
-			if cred != nil {
-				hint = fmt.Sprintf(" (running as root, PostgreSQL runs as user postgres: every directory above %s must be traversable by it)", dir)
-			}
-			return fail(fmt.Errorf("initdb%s: %v: %s", hint, err, out))
+			return fail(fmt.Errorf("initdb in %s: %v: %s", data, err, out))
 		}
 	}
 	port := o.Port
@@ -139,23 +190,15 @@ func startLocalPostgres(ctx context.Context, log *slog.Logger, bin string, o Opt
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 	}
 	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
-	logf, err := os.Create(filepath.Join(dir, "postgres.log"))
-	if err != nil {
-		return fail(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	logPath := filepath.Join(dir, "postgres.log")
+	if p.srv, err = startServer(cmd, logPath); err != nil {
 		return fail(fmt.Errorf("start postgres: %w", err))
 	}
-	p.cmd = cmd
-	p.done = make(chan error, 1)
-	go func() { p.done <- cmd.Wait(); logf.Close() }()
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	if err := waitPort(ctx, addr, 60*time.Second, p.done); err != nil {
-		out, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
+	if err := p.srv.waitPort(ctx, addr, 60*time.Second); err != nil {
 		p.Stop()
-		return nil, fmt.Errorf("postgres: %v: %s", err, out)
+		return nil, fmt.Errorf("postgres: %v (log %s): %s", err, logPath, tail(logPath, 2000))
 	}
 	p.DSN = fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", addr)
 	// The port accepts before the server finishes recovery; wait for a query.
@@ -176,21 +219,18 @@ func startLocalPostgres(ctx context.Context, log *slog.Logger, bin string, o Opt
 	return p, nil
 }
 
+// Dir is where a local server keeps its files ("" for a server from a DSN).
+func (p *Postgres) Dir() string { return p.dir }
+
 // Stop stops a server this package started (removing a throwaway one's
 // directory); for a server from the environment it does nothing.
 func (p *Postgres) Stop() error {
-	if p == nil || p.cmd == nil {
+	if p == nil || p.srv == nil {
 		return nil
 	}
 	// SIGINT is PostgreSQL's "fast" shutdown.
-	_ = p.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
-	p.cmd = nil
+	p.srv.stop(syscall.SIGINT, 20*time.Second)
+	p.srv = nil
 	if !p.Throwaway {
 		return nil
 	}
@@ -212,6 +252,46 @@ func (p *Postgres) CreateDatabase(ctx context.Context, name string) (string, err
 	}
 	return p.DatabaseDSN(name), nil
 }
+
+// EnsureDatabase creates database name unless it exists, and returns its DSN.
+func (p *Postgres) EnsureDatabase(ctx context.Context, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, p.DSN)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return "", err
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+			return "", fmt.Errorf("create database %s: %w", name, err)
+		}
+	}
+	return p.DatabaseDSN(name), nil
+}
+
+// PostgresDatabase is the database a DSN names ("" when it names none).
+func PostgresDatabase(dsn string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		if u, err := url.Parse(dsn); err == nil {
+			return strings.TrimPrefix(u.Path, "/")
+		}
+		return ""
+	}
+	name := ""
+	for _, kv := range strings.Fields(dsn) {
+		if v, ok := strings.CutPrefix(kv, "dbname="); ok {
+			name = strings.Trim(v, "'")
+		}
+	}
+	return name
+}
+
+// PostgresMaintenanceDSN is dsn naming the server's maintenance database
+// (postgres), from which databases are created and dropped.
+func PostgresMaintenanceDSN(dsn string) string { return withDatabase(dsn, "postgres") }
 
 // DropDatabase drops database name, closing its remaining connections.
 func (p *Postgres) DropDatabase(ctx context.Context, name string) error {

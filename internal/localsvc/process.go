@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -30,8 +31,60 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// waitPort waits until something accepts connections on addr.
-func waitPort(ctx context.Context, addr string, timeout time.Duration, exited <-chan error) error {
+// server is a server process this package started. Its exit is observed
+// once, by a goroutine, and published by closing exited: every waiter (the
+// start-up check, Stop) sees it, none can take it from another.
+type server struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+	err    error // the exit status, set before exited is closed
+}
+
+// startServer starts cmd in its own process group, with stdout and stderr
+// appended to logPath (created 0600; never truncated, so the logs of every
+// start are kept).
+func startServer(cmd *exec.Cmd, logPath string) (*server, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(logf, "---- %s: jutong starts %s\n", time.Now().Format(time.RFC3339), strings.Join(cmd.Args, " "))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, err
+	}
+	s := &server{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		s.err = cmd.Wait()
+		logf.Close()
+		close(s.exited)
+	}()
+	return s, nil
+}
+
+// pid is the server's process id.
+func (s *server) pid() int { return s.cmd.Process.Pid }
+
+// stop sends sig and waits up to grace for the server to exit, then kills
+// its process group.
+func (s *server) stop(sig syscall.Signal, grace time.Duration) {
+	_ = s.cmd.Process.Signal(sig)
+	select {
+	case <-s.exited:
+	case <-time.After(grace):
+		_ = syscall.Kill(-s.pid(), syscall.SIGKILL)
+		<-s.exited
+	}
+}
+
+// waitPort waits until something accepts connections on addr, and fails at
+// once when the server exits first.
+func (s *server) waitPort(ctx context.Context, addr string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
@@ -40,8 +93,8 @@ func waitPort(ctx context.Context, addr string, timeout time.Duration, exited <-
 			return nil
 		}
 		select {
-		case err := <-exited:
-			return fmt.Errorf("server exited before listening on %s: %v", addr, err)
+		case <-s.exited:
+			return fmt.Errorf("server exited before listening on %s: %v", addr, s.err)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
@@ -50,6 +103,67 @@ func waitPort(ctx context.Context, addr string, timeout time.Duration, exited <-
 			return fmt.Errorf("nothing listens on %s after %s", addr, timeout)
 		}
 	}
+}
+
+// stopLeftover stops a server that an earlier run started on the same
+// directory and left running (that run was killed before it could stop
+// it): pidFile's first line is the server's pid, and the process is ours
+// only when its command line names marker (its data directory or its
+// configuration file). A pid file whose process is gone, or is another
+// program, is ignored. sig is the server's own clean shutdown signal.
+func stopLeftover(log *slog.Logger, pidFile, marker string, sig syscall.Signal) error {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return nil
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 1 || !cmdlineHas(pid, marker) {
+		return nil
+	}
+	log.Warn("stopping a server left running by an earlier run", "pid", pid, "pidfile", pidFile)
+	_ = syscall.Kill(pid, sig)
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if !alive(pid) {
+			return nil
+		}
+	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if !alive(pid) {
+			return nil
+		}
+	}
+	return fmt.Errorf("a server left running by an earlier run (pid %d, %s) does not stop", pid, pidFile)
+}
+
+// cmdlineHas reports whether process pid's command line contains s.
+func cmdlineHas(pid int, s string) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	return err == nil && strings.Contains(string(b), s)
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// reachable reports whether the user of cred can enter dir (search
+// permission on dir and every directory above it). Root (nil cred) can.
+func reachable(dir string, cred *syscall.Credential) bool {
+	if cred == nil {
+		return true
+	}
+	cmd := exec.Command("/bin/sh", "-c", `cd "$1"`, "sh", dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	return cmd.Run() == nil
 }
 
 // credentialFor returns the credential to run a server as when we are root:
@@ -144,16 +258,30 @@ func installed(pkgs ...string) bool {
 
 // Pid is the server's process id, or 0 when this package did not start it.
 func (p *Postgres) Pid() int {
-	if p == nil || p.cmd == nil || p.cmd.Process == nil {
+	if p == nil || p.srv == nil {
 		return 0
 	}
-	return p.cmd.Process.Pid
+	return p.srv.pid()
 }
 
 // Pid is the server's process id, or 0 when this package did not start it.
 func (c *ClickHouse) Pid() int {
-	if c == nil || c.cmd == nil || c.cmd.Process == nil {
+	if c == nil || c.srv == nil {
 		return 0
 	}
-	return c.cmd.Process.Pid
+	return c.srv.pid()
+}
+
+// tail returns the last n bytes of a file (a server's log, for an error).
+func tail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > n {
+		_, _ = f.Seek(st.Size()-n, 0)
+	}
+	b, _ := io.ReadAll(f)
+	return string(b)
 }
