@@ -232,7 +232,9 @@ func ClickHouseDatabase(dsn string) string {
 
 // ClickHouseMaintenanceDSN is dsn naming the server's default database, from
 // which databases are created and dropped.
-func ClickHouseMaintenanceDSN(dsn string) string { return (&ClickHouse{DSN: dsn}).DatabaseDSN("default") }
+func ClickHouseMaintenanceDSN(dsn string) string {
+	return (&ClickHouse{DSN: dsn}).DatabaseDSN("default")
+}
 
 // DropDatabase drops database name.
 func (c *ClickHouse) DropDatabase(ctx context.Context, name string) error {

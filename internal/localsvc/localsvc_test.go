@@ -231,13 +231,12 @@ func TestStopLeftoverIgnoresOtherProcesses(t *testing.T) {
 	}
 }
 
-
 func TestDatabaseOfDSN(t *testing.T) {
 	for dsn, want := range map[string]string{
 		"postgres://u@127.0.0.1:5432/jutong_x?sslmode=disable": "jutong_x",
-		"postgresql://u@h/":                                    "",
-		"host=127.0.0.1 user=u dbname=abc":                     "abc",
-		"host=127.0.0.1 user=u":                                "",
+		"postgresql://u@h/":                "",
+		"host=127.0.0.1 user=u dbname=abc": "abc",
+		"host=127.0.0.1 user=u":            "",
 	} {
 		if got := PostgresDatabase(dsn); got != want {
 			t.Errorf("PostgresDatabase(%q) = %q, want %q", dsn, got, want)
