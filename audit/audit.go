@@ -13,10 +13,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/topicname"
 )
 
 // Topic holds the audit trail.
-const Topic = "_jutong.audit"
+const Topic = topicname.Audit
 
 // The kinds of audit events.
 const (
@@ -55,8 +56,8 @@ type Writer struct {
 }
 
 // NewWriter connects to Kafka.
-func NewWriter(k kafkaconn.Config) (*Writer, error) {
-	cl, err := k.Client(kgo.DefaultProduceTopic(Topic))
+func NewWriter(k []kgo.Opt) (*Writer, error) {
+	cl, err := kafkaconn.NewClient(k, kgo.DefaultProduceTopic(Topic))
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}

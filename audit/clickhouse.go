@@ -1,13 +1,8 @@
 package audit
 
 import (
-	"context"
 	"encoding/json"
-	"log/slog"
 	"time"
-
-	"github.com/jutong/jutong/internal/chcopy"
-	"github.com/jutong/jutong/internal/kafkaconn"
 )
 
 // TableDDL is the audit table analysts query, e.g. who read an item last
@@ -36,19 +31,17 @@ const TableDDL = `CREATE TABLE IF NOT EXISTS audit (
 PARTITION BY toYYYYMM(time)
 ORDER BY (kind, item, time, kafka_partition, kafka_offset)`
 
-const insertSQL = `INSERT INTO audit (time, time_ms, kind, department, item, application, grant, actor, detail, records,
+// InsertSQL inserts rows of TableDDL, the positions last (for chsink.Copy).
+const InsertSQL = `INSERT INTO audit (time, time_ms, kind, department, item, application, grant, actor, detail, records,
   window_start, window_end, consumer_group, kafka_partition, kafka_offset)`
 
-// ToClickHouse copies the audit topic into ClickHouse until ctx is done,
-// exactly once (see package chcopy).
-func ToClickHouse(ctx context.Context, k kafkaconn.Config, dsn string, log *slog.Logger) error {
-	return chcopy.Run(ctx, k, dsn, chcopy.Table{Topic: Topic, DDL: TableDDL, Insert: insertSQL,
-		Row: func(value []byte, ts time.Time) []any {
-			var e Event
-			if err := json.Unmarshal(value, &e); err != nil {
-				e = Event{Kind: "unreadable", Detail: err.Error(), Time: ts}
-			}
-			return []any{e.Time.Truncate(time.Second), e.Time.UnixMilli(), e.Kind, e.Department, e.Item, e.Application, e.Grant,
-				e.Actor, e.Detail, e.Records, e.WindowStart.Truncate(time.Second), e.WindowEnd.Truncate(time.Second), e.Group}
-		}}, log)
+// Row turns an audit record into a row of TableDDL, the positions excluded
+// (for chsink.Copy, which copies Topic into ClickHouse exactly once).
+func Row(value []byte, ts time.Time) []any {
+	var e Event
+	if err := json.Unmarshal(value, &e); err != nil {
+		e = Event{Kind: "unreadable", Detail: err.Error(), Time: ts}
+	}
+	return []any{e.Time.Truncate(time.Second), e.Time.UnixMilli(), e.Kind, e.Department, e.Item, e.Application, e.Grant,
+		e.Actor, e.Detail, e.Records, e.WindowStart.Truncate(time.Second), e.WindowEnd.Truncate(time.Second), e.Group}
 }

@@ -5,25 +5,25 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/topicname"
 )
 
 // PositionsTopic keeps the read auditor's last seen group offsets
 // (compacted), written in the same transaction as the read events.
-const PositionsTopic = "_jutong.audit_positions"
+const PositionsTopic = topicname.AuditPositions
 
 // Reads audits what departments read, from Kafka itself: the committed
 // offsets of every department's consumer groups, whatever client they use.
 // Each poll turns the offsets' advance since the last poll into one read
 // event per group and topic: department, item, grant, records, window.
 type Reads struct {
-	k kafkaconn.Config
+	k []kgo.Opt
 	// Resolve maps a group and a topic to the department, the item and the
 	// grant it is read under; ok false for groups that are not a
 	// department's.
@@ -35,8 +35,8 @@ type Reads struct {
 }
 
 // NewReads makes a read auditor.
-func NewReads(k kafkaconn.Config, resolve func(group, topic string) (dept, item, grant string, ok bool)) (*Reads, error) {
-	cl, err := k.Client(kgo.TransactionalID("jutong.audit.reads"))
+func NewReads(k []kgo.Opt, resolve func(group, topic string) (dept, item, grant string, ok bool)) (*Reads, error) {
+	cl, err := kafkaconn.NewClient(k, kgo.TransactionalID("jutong.audit.reads"))
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +52,7 @@ type position struct {
 }
 
 func (r *Reads) load(ctx context.Context) error {
-	err := r.k.ReadAll(ctx, PositionsTopic, func(rec *kgo.Record) {
+	err := kafkaconn.ReadAll(ctx, r.k, PositionsTopic, func(rec *kgo.Record) {
 		var p position
 		if json.Unmarshal(rec.Value, &p) == nil {
 			r.last[string(rec.Key)] = p.Offset
@@ -75,7 +75,7 @@ func (r *Reads) Poll(ctx context.Context) ([]Event, error) {
 			return nil, err
 		}
 	}
-	admin, err := r.k.Client()
+	admin, err := kafkaconn.NewClient(r.k)
 	if err != nil {
 		return nil, err
 	}
@@ -149,18 +149,4 @@ func (r *Reads) Poll(ctx context.Context) ([]Event, error) {
 	}
 	r.lastAt = now
 	return evs, nil
-}
-
-// SplitFeed parses a feed topic name (_jutong.feed.<dept>.<item>.<grant>)
-// into the item and the grant; ok false for other topics.
-func SplitFeed(topic, prefix string) (dept, item, grant string, ok bool) {
-	rest, found := strings.CutPrefix(topic, prefix)
-	if !found {
-		return "", "", "", false
-	}
-	parts := strings.Split(rest, ".")
-	if len(parts) != 4 { // dept, domain, name, grant
-		return "", "", "", false
-	}
-	return parts[0], parts[1] + "." + parts[2], parts[3], true
 }

@@ -14,9 +14,9 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/feed"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/topicname"
 )
 
 // ErrNotAuthorized is returned (wrapped, naming the item) when Kafka refuses
@@ -100,8 +100,11 @@ func New(cat *catalog.Catalog, department string, items []string, opts ...Opt) (
 		c.group = department + "." + c.group
 	}
 	s := &Subscriber{cfg: c, dept: department, items: map[string]*catalog.Item{}}
-	kc := kafkaconn.Config{Brokers: c.brokers, User: c.user, Password: c.pass}
-	feeds, err := grantedFeeds(kc, department)
+	conn, err := kafkaconn.Config{Brokers: c.brokers, User: c.user, Password: c.pass}.Opts()
+	if err != nil {
+		return nil, fmt.Errorf("consumers: %w", err)
+	}
+	feeds, err := grantedFeeds(conn, department)
 	if err != nil {
 		return nil, err
 	}
@@ -118,11 +121,7 @@ func New(cat *catalog.Catalog, department string, items []string, opts ...Opt) (
 		s.items[topic] = it
 		topics = append(topics, topic)
 	}
-	kopts, err := kc.Opts()
-	if err != nil {
-		return nil, fmt.Errorf("consumers: %w", err)
-	}
-	kopts = append(kopts, kgo.ConsumerGroup(c.group), kgo.ConsumeTopics(topics...),
+	kopts := append(conn, kgo.ConsumerGroup(c.group), kgo.ConsumeTopics(topics...),
 		kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), // never an aborted adapter transaction
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -231,8 +230,8 @@ func (s *Subscriber) Topics() map[string]string {
 
 // grantedFeeds finds the projected feeds the department may read, by item:
 // Kafka lists only the topics a principal may describe.
-func grantedFeeds(k kafkaconn.Config, dept string) (map[string]string, error) {
-	cl, err := k.Client()
+func grantedFeeds(k []kgo.Opt, dept string) (map[string]string, error) {
+	cl, err := kafkaconn.NewClient(k)
 	if err != nil {
 		return nil, fmt.Errorf("consumers: %w", err)
 	}
@@ -244,15 +243,9 @@ func grantedFeeds(k kafkaconn.Config, dept string) (map[string]string, error) {
 		return nil, fmt.Errorf("consumers: list topics: %w", err)
 	}
 	out := map[string]string{}
-	prefix := feed.TopicPrefix + dept + "."
 	for _, t := range listed.Names() {
-		rest, ok := strings.CutPrefix(t, prefix)
-		if !ok {
-			continue
-		}
-		// rest is <domain>.<name>.<grant>
-		if i := strings.LastIndexByte(rest, '.'); i > 0 {
-			out[rest[:i]] = t
+		if d, item, _, ok := topicname.ParseFeed(t); ok && d == dept {
+			out[item] = t
 		}
 	}
 	return out, nil

@@ -16,15 +16,16 @@ import (
 	"github.com/jutong/jutong/audit"
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/topicname"
 )
 
 // Topic holds the control state: one record per application, compacted.
-const Topic = "_jutong.control"
+const Topic = topicname.Control
 
 // Config configures a Service.
 type Config struct {
 	Catalog *catalog.Catalog
-	Kafka   kafkaconn.Config
+	Kafka   []kgo.Opt
 	Audit   *audit.Writer
 	// Published says whether an item has any record yet (an unpublished
 	// item gives its source 10 working days instead of 5).
@@ -62,7 +63,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := cfg.Kafka.Client(kgo.DefaultProduceTopic(Topic))
+	cl, err := kafkaconn.NewClient(cfg.Kafka, kgo.DefaultProduceTopic(Topic))
 	if err != nil {
 		return nil, fmt.Errorf("control: %w", err)
 	}
@@ -85,7 +86,7 @@ func (s *Service) Close() { s.cl.Close() }
 func (s *Service) Calendar() *Calendar { return s.cal }
 
 func (s *Service) load(ctx context.Context) error {
-	err := s.cfg.Kafka.ReadAll(ctx, Topic, func(r *kgo.Record) {
+	err := kafkaconn.ReadAll(ctx, s.cfg.Kafka, Topic, func(r *kgo.Record) {
 		if r.Value == nil {
 			delete(s.apps, string(r.Key))
 			return

@@ -21,13 +21,6 @@ import (
 	"github.com/jutong/jutong/schemas"
 )
 
-// TopicPrefix starts every feed topic's name.
-const TopicPrefix = "_jutong.feed."
-
-// Topic is the feed topic of a department's grant on an item:
-// _jutong.feed.<dept>.<item>.<grant>.
-func Topic(dept, item, grant string) string { return TopicPrefix + dept + "." + item + "." + grant }
-
 // Grant is what a projection needs of a grant.
 type Grant struct {
 	ID, Department, Item string

@@ -18,11 +18,12 @@ import (
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/topicname"
 )
 
 // LedgerTopic keeps every feed's position in its item's topic (compacted),
 // written in the same transactions as the feed's records.
-const LedgerTopic = "_jutong.feed_offsets"
+const LedgerTopic = topicname.FeedLedger
 
 // Sink writes one grant's projected feed; it is a pipeline.Sink, so the
 // pipeline runtime drives it like any database sink.
@@ -30,7 +31,7 @@ type Sink struct {
 	name    string
 	topic   string
 	proj    *Projection
-	k       kafkaconn.Config
+	k       []kgo.Opt
 	reg     *sr.Client
 	cl      *kgo.Client // transactional producer
 	schema  *schemas.Schema
@@ -43,7 +44,7 @@ type Sink struct {
 }
 
 // NewSink makes the feed sink of a grant whose projection is not the identity.
-func NewSink(k kafkaconn.Config, registryURL string, it *catalog.Item, g Grant, topicCfg catalog.TopicConfig) (*Sink, error) {
+func NewSink(k []kgo.Opt, registryURL string, it *catalog.Item, g Grant, topicCfg catalog.TopicConfig) (*Sink, error) {
 	p := Project(it, g)
 	s, err := p.Schema()
 	if err != nil {
@@ -54,12 +55,12 @@ func NewSink(k kafkaconn.Config, registryURL string, it *catalog.Item, g Grant, 
 		return nil, err
 	}
 	name := "feed." + g.Department + "." + it.Code + "." + g.ID
-	cl, err := k.Client(kgo.TransactionalID("jutong."+name), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+	cl, err := kafkaconn.NewClient(k, kgo.TransactionalID("jutong."+name), kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.TransactionTimeout(time.Minute))
 	if err != nil {
 		return nil, err
 	}
-	return &Sink{name: name, topic: Topic(g.Department, it.Code, g.ID), proj: p, k: k, reg: reg, cl: cl, schema: s,
+	return &Sink{name: name, topic: topicname.Feed(g.Department, it.Code, g.ID), proj: p, k: k, reg: reg, cl: cl, schema: s,
 		parts: topicCfg.Partitions, retainM: topicCfg.RetentionMs, next: map[int32]int64{}}, nil
 }
 
@@ -78,7 +79,7 @@ func (s *Sink) Close() error { s.cl.Close(); return nil }
 // Prepare implements pipeline.Sink: the feed topic, as many partitions as
 // the item's (a key stays in its partition), and its schema.
 func (s *Sink) Prepare(ctx context.Context, _ []*catalog.Item) error {
-	admin, err := s.k.Client()
+	admin, err := kafkaconn.NewClient(s.k)
 	if err != nil {
 		return err
 	}
@@ -126,7 +127,7 @@ func (s *Sink) Offsets(ctx context.Context, _ []string) (pipeline.Offsets, error
 	out := pipeline.Offsets{}
 	t := s.proj.Source.Topic()
 	prefix := s.name + "|"
-	err := s.k.ReadAll(ctx, LedgerTopic, func(r *kgo.Record) {
+	err := kafkaconn.ReadAll(ctx, s.k, LedgerTopic, func(r *kgo.Record) {
 		k := string(r.Key)
 		if !strings.HasPrefix(k, prefix) {
 			return

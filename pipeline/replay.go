@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/schemas"
 )
 
@@ -59,7 +60,7 @@ func Replay(ctx context.Context, cfg Config, sink Replayer, it *catalog.Item, fr
 		return 0, fmt.Errorf("replay: registry: %w", err)
 	}
 	dec := schemas.NewDecoder(reg)
-	admin, err := cfg.Kafka.Client()
+	admin, err := kafkaconn.NewClient(cfg.Kafka)
 	if err != nil {
 		return 0, err
 	}
@@ -139,7 +140,7 @@ func fetchRange(ctx context.Context, cfg Config, dec *schemas.Decoder, it *catal
 	if start >= until {
 		return nil
 	}
-	cl, err := cfg.Kafka.Client(
+	cl, err := kafkaconn.NewClient(cfg.Kafka,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{it.Topic(): {p: kgo.NewOffset().At(start)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 	)

@@ -17,15 +17,18 @@ import (
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/promutil"
+	"github.com/jutong/jutong/internal/retry"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/topicname"
 )
 
 // DeadLetterTopic receives records that can never be written, with the error.
-const DeadLetterTopic = "_jutong.deadletter"
+const DeadLetterTopic = topicname.DeadLetter
 
 // Config configures a Runner.
 type Config struct {
-	Kafka       kafkaconn.Config
+	// Kafka connects to the cluster: seed brokers, SASL, TLS.
+	Kafka       []kgo.Opt
 	RegistryURL string
 	Catalog     *catalog.Catalog
 	// GroupPrefix prefixes the consumer group: <prefix><sink name>.
@@ -163,7 +166,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	if r.cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(r.cfg.InstanceID+"."+r.sink.Name()))
 	}
-	cl, err := r.cfg.Kafka.Client(append(opts,
+	cl, err := kafkaconn.NewClient(r.cfg.Kafka, append(opts,
 		kgo.ConsumerGroup(r.Group()),
 		kgo.ConsumeTopics(r.Topics()...),
 		kgo.DisableAutoCommit(),
@@ -178,7 +181,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pipeline: %w", err)
 	}
-	dlq, err := r.cfg.Kafka.Client(kgo.DefaultProduceTopic(DeadLetterTopic))
+	dlq, err := kafkaconn.NewClient(r.cfg.Kafka, kgo.DefaultProduceTopic(DeadLetterTopic))
 	if err != nil {
 		cl.Close()
 		return err
@@ -330,31 +333,19 @@ func (r *Runner) resumeFromLedger(ctx context.Context, assigned map[string]map[i
 	return assigned, nil
 }
 
-// retry calls fn until it succeeds or ctx is done, backing off exponentially.
+// retry calls fn until it succeeds or ctx is done, backing off exponentially;
+// the sink is "failing" (a gauge, a log line per attempt) meanwhile.
 func (r *Runner) retry(ctx context.Context, what string, fn func() error) error {
-	wait := r.cfg.RetryMin
-	for attempt := 1; ; attempt++ {
-		err := fn()
-		if err == nil {
-			if attempt > 1 {
-				r.log.Info("sink recovered", "op", what, "attempts", attempt)
-				r.m.failing.WithLabelValues(r.sink.Name()).Set(0)
-			}
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	attempts, err := retry.Do(ctx, retry.Backoff{Min: r.cfg.RetryMin, Max: r.cfg.RetryMax}, fn, func(attempt int, err error, wait time.Duration) {
 		r.m.retries.WithLabelValues(r.sink.Name(), what).Inc()
 		r.m.failing.WithLabelValues(r.sink.Name()).Set(1)
 		r.log.Warn("sink failing, will retry", "op", what, "attempt", attempt, "backoff", wait, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, r.cfg.RetryMax)
+	})
+	if err == nil && attempts > 1 {
+		r.log.Info("sink recovered", "op", what, "attempts", attempts)
+		r.m.failing.WithLabelValues(r.sink.Name()).Set(0)
 	}
+	return err
 }
 
 // decode turns Kafka records into sink records; undecodable ones are sent to

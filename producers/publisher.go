@@ -95,6 +95,22 @@ func (p *Publisher) prepare(ctx context.Context, code string) (*prepared, error)
 	return pr, nil
 }
 
+// NotKeptError is a refusal whose quarantine record could not be written:
+// the event was refused at the door (Violation) and, unlike every other
+// refusal, is not kept; the caller must retry it or keep it itself. It
+// matches both *NotKeptError and *contract.Violation with errors.As.
+type NotKeptError struct {
+	Violation *contract.Violation
+	Err       error // why the quarantine write failed
+}
+
+func (e *NotKeptError) Error() string {
+	return fmt.Sprintf("producers: %v; the quarantine write failed, the rejected record is NOT kept: %v", e.Violation, e.Err)
+}
+
+// Unwrap returns the violation and the write's error.
+func (e *NotKeptError) Unwrap() []error { return []error{e.Violation, e.Err} }
+
 // Result is the outcome of publishing one event.
 type Result struct {
 	Event     *schemas.Event
@@ -102,8 +118,8 @@ type Result struct {
 	Offset    int64
 	Bytes     int // the size of the record's value on the wire
 	// Err is nil when published. A *contract.Violation (errors.As) means the
-	// door refused it and it was kept in QuarantineTopic; a violation joined
-	// with another error means the quarantine write failed too.
+	// door refused it and it was kept in QuarantineTopic, unless Err is also
+	// a *NotKeptError: then the quarantine write failed and it is not kept.
 	Err error
 }
 
@@ -154,7 +170,7 @@ func (p *Publisher) PublishAsync(ctx context.Context, item string, done func(Res
 			p.cl.Produce(ctx, quarantineRecord(pr.schema.Item, e, v, e.PublishTime, nil), func(r *kgo.Record, err error) {
 				var res error = v
 				if err != nil {
-					res = errors.Join(v, fmt.Errorf("producers: quarantine write failed, the rejected record is NOT kept: %w", err))
+					res = &NotKeptError{Violation: v, Err: err}
 				}
 				done(Result{Event: e, Partition: r.Partition, Offset: r.Offset, Err: res})
 			})
@@ -225,7 +241,8 @@ func (p *Publisher) Quarantine(ctx context.Context, item string, e *schemas.Even
 	p.m.rejected.WithLabelValues(item, p.dept, v.Rule).Inc()
 	r := quarantineRecord(pr.schema.Item, e, v, now, raw)
 	if err := p.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
-		return Result{Event: e, Err: errors.Join(v, err)}, fmt.Errorf("producers: quarantine write failed, the rejected record is NOT kept: %w", err)
+		lost := &NotKeptError{Violation: v, Err: err}
+		return Result{Event: e, Err: lost}, lost
 	}
 	return Result{Event: e, Partition: r.Partition, Offset: r.Offset, Err: v}, nil
 }

@@ -9,33 +9,20 @@ import (
 
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/producers/contract"
+	"github.com/jutong/jutong/quarantine"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/topicname"
 )
 
 // QuarantineTopic keeps every record refused at the door, with the reason.
-const QuarantineTopic = "_jutong.quarantine"
+const QuarantineTopic = quarantine.Topic
 
 // CheckpointTopic keeps the adapters' positions (compacted, keyed by
 // adapter), written in the same transactions as the events they publish.
-const CheckpointTopic = "_jutong.checkpoints"
+const CheckpointTopic = topicname.Checkpoints
 
 // Rejected is a quarantined record as it is stored (JSON) in QuarantineTopic.
-type Rejected struct {
-	Item       string         `json:"item"`
-	Key        string         `json:"key"`
-	Department string         `json:"department"`
-	System     string         `json:"system"`
-	Adapter    string         `json:"adapter"`
-	Rule       string         `json:"rule"`
-	Field      string         `json:"field,omitempty"`
-	Reason     string         `json:"reason"`
-	EventID    string         `json:"event_id"`
-	Op         string         `json:"op"`
-	EventTime  time.Time      `json:"event_time"`
-	RejectedAt time.Time      `json:"rejected_at"`
-	Record     map[string]any `json:"record"`        // the data as submitted, values in portable form
-	Raw        string         `json:"raw,omitempty"` // the input as received, when it could not be parsed
-}
+type Rejected = quarantine.Record
 
 // quarantineRecord builds the quarantine record of a refused event.
 func quarantineRecord(it *catalog.Item, e *schemas.Event, v *contract.Violation, at time.Time, raw []byte) *kgo.Record {

@@ -13,15 +13,16 @@ import (
 	"time"
 
 	"github.com/hamba/avro/v2"
-
-	"github.com/jutong/jutong/schemas"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/topicname"
 )
 
 // DefaultTopic is the compacted topic holding the registry's state.
-const DefaultTopic = "_jutong.schemas"
+const DefaultTopic = topicname.Schemas
 
 // Version is one version of a subject.
 type Version struct {

@@ -309,7 +309,7 @@ func TestAccess(t *testing.T) {
 	// read the item last week, under which grant.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		rows, err := b.CH.Conn().Query(context.Background(), `SELECT department, grant, sum(records) FROM audit
+		rows, err := testenv.ClickHouseConn(t, b.ClickHouseDSN()).Query(context.Background(), `SELECT department, grant, sum(records) FROM audit
 			WHERE kind = 'read' AND item = ? AND time >= now() - INTERVAL 7 DAY GROUP BY department, grant`, resident)
 		if err != nil {
 			t.Fatal(err)
@@ -336,7 +336,7 @@ func TestAccess(t *testing.T) {
 	deadline = time.Now().Add(30 * time.Second)
 	for {
 		var kinds uint64
-		err := b.CH.Conn().QueryRow(context.Background(), `SELECT uniqExact(kind) FROM audit WHERE kind IN ('applied', 'decided', 'granted', 'revoked', 'expired', 'acl_added', 'acl_removed', 'read')`).Scan(&kinds)
+		err := testenv.ClickHouseConn(t, b.ClickHouseDSN()).QueryRow(context.Background(), `SELECT uniqExact(kind) FROM audit WHERE kind IN ('applied', 'decided', 'granted', 'revoked', 'expired', 'acl_added', 'acl_removed', 'read')`).Scan(&kinds)
 		if err == nil && kinds == 8 {
 			break
 		}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/feed"
+	"github.com/jutong/jutong/internal/app/grants"
 	"github.com/jutong/jutong/internal/embedded"
 	"github.com/jutong/jutong/internal/httpmetrics"
 	"github.com/jutong/jutong/internal/kafkaconn"
@@ -36,6 +38,7 @@ import (
 	"github.com/jutong/jutong/pipeline/pgsink"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/producers/gateway"
+	"github.com/jutong/jutong/quarantine"
 	"github.com/jutong/jutong/registry"
 	"github.com/jutong/jutong/schemas"
 )
@@ -84,34 +87,32 @@ type Config struct {
 
 // Bus is a running bus.
 type Bus struct {
-	cfg     Config
-	kafka   kafkaconn.Config
-	Cluster *embedded.Cluster // nil when running against an existing cluster
+	cfg   Config
+	kafka kafkaconn.Config
+	kopts []kgo.Opt // kafka as client options, for the components
 	// Credentials are the departments' SCRAM passwords; Tokens their gateway
 	// bearer tokens.
 	Credentials access.Credentials
 	Tokens      access.Tokens
 	// Metrics is the registry every component registers on, served at /metrics.
-	Metrics  *prometheus.Registry
-	apiURL   string
-	api      *http.Server
-	pubMu    sync.Mutex
-	pubs     map[string]*producers.Publisher
+	Metrics *prometheus.Registry
+	// Registry is the schema registry's store (nil with an external registry).
 	Registry *registry.Store
-	regURL   string
-	http     *http.Server
-	PG       *pgsink.Sink
-	CH       *chsink.Sink
-	sinks    []pipeline.Sink
-	runners  []*pipeline.Runner
-	pcfg     pipeline.Config
 	// Control is the access control plane (applications, grants).
 	Control *control.Service
+
+	cluster *embedded.Cluster // nil when running against an existing cluster
+	regURL  string
+	apiURL  string
+	servers []*http.Server // the registry's and the API's
+	gw      *gateway.Gateway
+	grants  *grants.Reconciler
+	feeds   *grants.FeedRunner
 	audit   *audit.Writer
 	reads   *audit.Reads
-	feedMu  sync.Mutex
-	feeds   map[string]*feedRun // by grant id
 	subLag  *prometheus.GaugeVec
+	sinks   []pipeline.Sink
+	pcfg    pipeline.Config
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	errs    chan error
@@ -131,86 +132,22 @@ func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
 	if cfg.SecretsDir == "" {
 		cfg.SecretsDir = cfg.DataDir
 	}
-	b := &Bus{cfg: cfg, errs: make(chan error, 4), pubs: map[string]*producers.Publisher{}, feeds: map[string]*feedRun{}}
-	b.Metrics = prometheus.NewRegistry()
+	b := &Bus{cfg: cfg, errs: make(chan error, 4), Metrics: prometheus.NewRegistry()}
 	b.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	rctx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
 	defer func() {
 		if err != nil {
 			b.Close()
 		}
 	}()
-	if cfg.Kafka != nil {
-		b.kafka = *cfg.Kafka
-	} else {
-		b.Cluster, err = embedded.Start(ctx, embedded.Config{
-			Brokers: cfg.Brokers, Ports: cfg.KafkaPorts, DataDir: cfg.DataDir,
-			AdminUser: cfg.AdminUser, AdminPassword: cfg.AdminPassword,
-		}, cfg.Log)
-		if err != nil {
-			return nil, err
-		}
-		b.kafka = b.Cluster.Admin()
-	}
-	admin, err := b.kafka.Client()
-	if err != nil {
-		return nil, err
-	}
-	defer admin.Close()
-	scope := cfg.Catalog
-	if !cfg.ApplyTopics {
-		scope = &catalog.Catalog{} // internal topics only
-	}
-	adm := kadm.NewClient(admin)
-	changes, err := topics.Ensure(ctx, adm, scope, InternalTopics()...)
-	if err != nil {
-		return nil, err
-	}
-	for _, c := range changes {
-		if c.Action == "cannot" {
-			cfg.Log.Warn("topic differs from the catalog", "topic", c.Topic, "detail", c.Detail)
-		} else {
-			cfg.Log.Info("topic "+c.Action, "topic", c.Topic, "detail", c.Detail)
-		}
-	}
-	credPath, tokPath := "", ""
-	if cfg.SecretsDir != "" {
-		credPath, tokPath = filepath.Join(cfg.SecretsDir, "credentials.json"), filepath.Join(cfg.SecretsDir, "tokens.json")
-	}
-	if b.Credentials, err = access.LoadOrCreate(credPath, cfg.Catalog); err != nil {
-		return nil, err
-	}
-	if b.Tokens, err = access.LoadOrCreateTokens(tokPath, cfg.Catalog); err != nil {
-		return nil, err
-	}
-	// On the embedded cluster Jutong owns the departments' users. On a real
-	// cluster it sets them only when told to: instances with other secrets
-	// would otherwise overwrite each other's passwords.
-	if b.Cluster != nil || cfg.CreateUsers {
-		if err := access.EnsureUsers(ctx, adm, cfg.Catalog, b.Credentials); err != nil {
+	for _, step := range []func(context.Context) error{
+		b.startKafka, b.ensureTopics, b.loadPrincipals, b.serveRegistry, b.pipelineConfig,
+	} {
+		if err := step(ctx); err != nil {
 			return nil, err
 		}
 	}
-	if cfg.RegistryURL != "" {
-		b.regURL = cfg.RegistryURL
-		cfg.Log.Info("using an external schema registry", "url", b.regURL)
-	} else if err := b.serveRegistry(ctx, admin); err != nil {
-		return nil, err
-	}
-
-	pcfg := cfg.Pipeline
-	pcfg.Kafka = b.kafka
-	pcfg.RegistryURL = b.regURL
-	pcfg.Catalog = cfg.Catalog
-	pcfg.Log = cfg.Log.With("component", "pipeline")
-	pcfg.Metrics = b.Metrics
-	reg, err := sr.NewClient(sr.URLs(b.regURL))
-	if err != nil {
-		return nil, err
-	}
-	pcfg.Decoder = schemas.NewDecoder(reg) // one schema cache for every pipeline
-	b.pcfg = pcfg
-	rctx, cancel := context.WithCancel(context.Background())
-	b.cancel = cancel
 	// The control plane: applications and grants. Opening it reconciles the
 	// ACLs (the catalog's and the grants') and starts the grants' feeds.
 	if err := b.startControl(ctx, rctx); err != nil {
@@ -219,65 +156,143 @@ func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
 	if err := b.serveAPI(); err != nil {
 		return nil, err
 	}
-	if cfg.PostgresDSN != "" {
-		if b.PG, err = pgsink.New(ctx, pgsink.Config{Name: "postgres", DSN: cfg.PostgresDSN, Themes: cfg.Catalog.Themes}); err != nil {
-			return nil, err
-		}
-		b.sinks = append(b.sinks, b.PG)
-	}
-	if cfg.ClickHouseDSN != "" {
-		if b.CH, err = chsink.New(ctx, "clickhouse", cfg.ClickHouseDSN); err != nil {
-			return nil, err
-		}
-		b.sinks = append(b.sinks, b.CH)
-	}
-	for _, s := range b.sinks {
-		scfg := pcfg
-		scfg.ClientMetrics = true
-		r, err := pipeline.New(scfg, s)
-		if err != nil {
-			return nil, err
-		}
-		b.runners = append(b.runners, r)
-		b.wg.Add(1)
-		go func() {
-			defer b.wg.Done()
-			if err := r.Run(rctx); err != nil {
-				cfg.Log.Error("pipeline stopped", "sink", s.Name(), "err", err)
-				b.errs <- fmt.Errorf("pipeline %s: %w", s.Name(), err)
-			}
-		}()
+	if err := b.startSinks(ctx, rctx); err != nil {
+		return nil, err
 	}
 	return b, nil
 }
 
-// serveRegistry opens the Kafka-backed registry and serves its REST API.
-func (b *Bus) serveRegistry(ctx context.Context, admin *kgo.Client) (err error) {
-	log := b.cfg.Log
-	b.Registry, err = registry.Open(ctx, admin, registry.DefaultTopic, log.With("component", "registry"))
+// startKafka starts the embedded cluster, unless an existing one is given.
+func (b *Bus) startKafka(ctx context.Context) (err error) {
+	if b.cfg.Kafka != nil {
+		b.kafka = *b.cfg.Kafka
+	} else {
+		b.cluster, err = embedded.Start(ctx, embedded.Config{
+			Brokers: b.cfg.Brokers, Ports: b.cfg.KafkaPorts, DataDir: b.cfg.DataDir,
+			AdminUser: b.cfg.AdminUser, AdminPassword: b.cfg.AdminPassword,
+		}, b.cfg.Log)
+		if err != nil {
+			return err
+		}
+		b.kafka = b.cluster.Admin()
+	}
+	b.kopts, err = b.kafka.Opts()
+	return err
+}
+
+// ensureTopics creates Jutong's internal topics, and the items' with ApplyTopics.
+func (b *Bus) ensureTopics(ctx context.Context) error {
+	admin, err := kafkaconn.NewClient(b.kopts)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", b.cfg.RegistryAddr)
-	if err != nil {
-		return fmt.Errorf("schema registry: listen on %s: %w", b.cfg.RegistryAddr, err)
+	defer admin.Close()
+	scope := b.cfg.Catalog
+	if !b.cfg.ApplyTopics {
+		scope = &catalog.Catalog{} // internal topics only
 	}
-	b.regURL = "http://" + ln.Addr().String()
-	b.http = &http.Server{Handler: httpmetrics.Wrap(registry.Handler(b.Registry, log), b.Metrics, "registry"), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := b.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("schema registry stopped", "err", err)
+	changes, err := topics.Ensure(ctx, kadm.NewClient(admin), scope, InternalTopics()...)
+	if err != nil {
+		return err
+	}
+	for _, c := range changes {
+		if c.Action == "cannot" {
+			b.cfg.Log.Warn("topic differs from the catalog", "topic", c.Topic, "detail", c.Detail)
+		} else {
+			b.cfg.Log.Info("topic "+c.Action, "topic", c.Topic, "detail", c.Detail)
 		}
-	}()
-	log.Info("schema registry listening", "url", b.regURL)
+	}
 	return nil
 }
 
-// serveAPI serves the ingest gateway and /metrics on APIAddr.
-func (b *Bus) serveAPI() error {
-	gw, err := gateway.New(gateway.Config{
-		Catalog: b.cfg.Catalog, Tokens: b.Tokens, Publisher: b.publisher,
-		Log: b.cfg.Log.With("component", "gateway"), Registerer: b.Metrics,
+// loadPrincipals loads (or creates) the departments' credentials and tokens,
+// and sets their SCRAM users.
+func (b *Bus) loadPrincipals(ctx context.Context) (err error) {
+	credPath, tokPath := "", ""
+	if b.cfg.SecretsDir != "" {
+		credPath, tokPath = filepath.Join(b.cfg.SecretsDir, "credentials.json"), filepath.Join(b.cfg.SecretsDir, "tokens.json")
+	}
+	if b.Credentials, err = access.LoadOrCreate(credPath, b.cfg.Catalog); err != nil {
+		return err
+	}
+	if b.Tokens, err = access.LoadOrCreateTokens(tokPath, b.cfg.Catalog); err != nil {
+		return err
+	}
+	// On the embedded cluster Jutong owns the departments' users. On a real
+	// cluster it sets them only when told to: instances with other secrets
+	// would otherwise overwrite each other's passwords.
+	if b.cluster == nil && !b.cfg.CreateUsers {
+		return nil
+	}
+	admin, err := kafkaconn.NewClient(b.kopts)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	return access.EnsureUsers(ctx, kadm.NewClient(admin), b.cfg.Catalog, b.Credentials)
+}
+
+// serveRegistry opens the Kafka-backed registry and serves its REST API,
+// unless an external registry is given.
+func (b *Bus) serveRegistry(ctx context.Context) (err error) {
+	log := b.cfg.Log
+	if b.cfg.RegistryURL != "" {
+		b.regURL = b.cfg.RegistryURL
+		log.Info("using an external schema registry", "url", b.regURL)
+		return nil
+	}
+	admin, err := kafkaconn.NewClient(b.kopts)
+	if err != nil {
+		return err
+	}
+	defer admin.Close() // the store tails with a client of its own
+	if b.Registry, err = registry.Open(ctx, admin, registry.DefaultTopic, log.With("component", "registry")); err != nil {
+		return err
+	}
+	url, err := b.serve(b.cfg.RegistryAddr, httpmetrics.Wrap(registry.Handler(b.Registry, log), b.Metrics, "registry"), "schema registry")
+	b.regURL = url
+	return err
+}
+
+// serve serves h on addr until Close, and returns its base URL.
+func (b *Bus) serve(addr string, h http.Handler, what string) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("%s: listen on %s: %w", what, addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	b.servers = append(b.servers, srv)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			b.cfg.Log.Error(what+" stopped", "err", err)
+		}
+	}()
+	url := "http://" + ln.Addr().String()
+	b.cfg.Log.Info(what+" listening", "url", url)
+	return url, nil
+}
+
+// pipelineConfig is what every runner of the bus shares: one schema cache
+// for every pipeline.
+func (b *Bus) pipelineConfig(context.Context) error {
+	reg, err := sr.NewClient(sr.URLs(b.regURL))
+	if err != nil {
+		return err
+	}
+	b.pcfg = b.cfg.Pipeline
+	b.pcfg.Kafka, b.pcfg.RegistryURL, b.pcfg.Catalog = b.kopts, b.regURL, b.cfg.Catalog
+	b.pcfg.Log = b.cfg.Log.With("component", "pipeline")
+	b.pcfg.Metrics = b.Metrics
+	b.pcfg.Decoder = schemas.NewDecoder(reg)
+	return nil
+}
+
+// serveAPI serves the ingest gateway, the control API and /metrics on APIAddr.
+func (b *Bus) serveAPI() (err error) {
+	b.gw, err = gateway.New(gateway.Config{
+		Catalog: b.cfg.Catalog, Tokens: b.Tokens, Credentials: b.Credentials,
+		Publishing: []producers.Opt{producers.Brokers(b.kafka.Brokers...), producers.Registry(b.regURL), producers.Metrics(b.Metrics)},
+		Log:        b.cfg.Log.With("component", "gateway"), Registerer: b.Metrics,
 	})
 	if err != nil {
 		return err
@@ -285,46 +300,68 @@ func (b *Bus) serveAPI() error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(b.Metrics, promhttp.HandlerOpts{Registry: b.Metrics}))
 	ctl := httpmetrics.Wrap(control.Handler(b.Control, b.Tokens, b.cfg.Log.With("component", "control")), b.Metrics, "control")
-	mux.Handle("/v1/applications", ctl)
-	mux.Handle("/v1/applications/", ctl)
-	mux.Handle("/v1/grants", ctl)
-	mux.Handle("/v1/responsibilities", ctl)
-	mux.Handle("/", gw.Handler())
-	ln, err := net.Listen("tcp", b.cfg.APIAddr)
-	if err != nil {
-		return fmt.Errorf("api: listen on %s: %w", b.cfg.APIAddr, err)
+	for _, route := range []string{"/v1/applications", "/v1/applications/", "/v1/grants", "/v1/responsibilities"} {
+		mux.Handle(route, ctl)
 	}
-	b.apiURL = "http://" + ln.Addr().String()
-	b.api = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := b.api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			b.cfg.Log.Error("api stopped", "err", err)
+	mux.Handle("/", b.gw.Handler())
+	b.apiURL, err = b.serve(b.cfg.APIAddr, mux, "api (gateway, control, /metrics)")
+	return err
+}
+
+// startSinks starts a pipeline per sink (PostgreSQL, ClickHouse), and the
+// ClickHouse copies of the audit trail and the quarantine.
+func (b *Bus) startSinks(ctx, rctx context.Context) error {
+	if b.cfg.PostgresDSN != "" {
+		pg, err := pgsink.New(ctx, pgsink.Config{Name: "postgres", DSN: b.cfg.PostgresDSN, Themes: b.cfg.Catalog.Themes})
+		if err != nil {
+			return err
 		}
-	}()
-	b.cfg.Log.Info("api listening (gateway, /metrics)", "url", b.apiURL)
+		b.sinks = append(b.sinks, pg)
+	}
+	if b.cfg.ClickHouseDSN != "" {
+		ch, err := chsink.New(ctx, chsink.Config{Name: "clickhouse", DSN: b.cfg.ClickHouseDSN})
+		if err != nil {
+			return err
+		}
+		b.sinks = append(b.sinks, ch)
+		b.startCopies(rctx)
+	}
+	for _, s := range b.sinks {
+		scfg := b.pcfg
+		scfg.ClientMetrics = true
+		r, err := pipeline.New(scfg, s)
+		if err != nil {
+			return err
+		}
+		b.wg.Go(func() {
+			if err := r.Run(rctx); err != nil {
+				b.cfg.Log.Error("pipeline stopped", "sink", s.Name(), "err", err)
+				b.errs <- fmt.Errorf("pipeline %s: %w", s.Name(), err)
+			}
+		})
+	}
 	return nil
 }
 
-// publisher returns the gateway's publisher for a department.
-func (b *Bus) publisher(ctx context.Context, dept string) (*producers.Publisher, error) {
-	b.pubMu.Lock()
-	defer b.pubMu.Unlock()
-	if p, ok := b.pubs[dept]; ok {
-		return p, nil
+// startCopies copies the audit trail and the quarantine into ClickHouse,
+// exactly once, counting the quarantined records in a metric.
+func (b *Bus) startCopies(rctx context.Context) {
+	log := b.cfg.Log.With("component", "copy")
+	quarantined := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jutong_quarantined_events_total",
+		Help: "Records refused at the door and kept in the quarantine topic, whoever published them (SDK, gateway, adapters), by item, department and rule."},
+		[]string{"item", "department", "rule"})
+	b.Metrics.MustRegister(quarantined)
+	seen := func(r quarantine.Record) { quarantined.WithLabelValues(r.Item, r.Department, r.Rule).Inc() }
+	for _, t := range []chsink.Table{
+		{Topic: audit.Topic, DDL: audit.TableDDL, Insert: audit.InsertSQL, Row: audit.Row},
+		chsink.RejectsTable(seen),
+	} {
+		b.wg.Go(func() {
+			if err := chsink.Copy(rctx, b.kopts, b.cfg.ClickHouseDSN, t, log); err != nil && rctx.Err() == nil {
+				log.Error("copy to ClickHouse stopped", "topic", t.Topic, "err", err)
+			}
+		})
 	}
-	d := b.cfg.Catalog.Department(dept)
-	if d == nil {
-		return nil, fmt.Errorf("unknown department %q", dept)
-	}
-	p, err := producers.New(ctx, b.cfg.Catalog, dept, producers.Brokers(b.kafka.Brokers...),
-		producers.SASL(d.Principal, b.Credentials[d.Principal]), producers.Registry(b.regURL),
-		producers.Adapter("http"), producers.System("http-gateway"), producers.Metrics(b.Metrics),
-		producers.Logger(b.cfg.Log.With("component", "gateway", "department", dept)))
-	if err != nil {
-		return nil, err
-	}
-	b.pubs[dept] = p
-	return p, nil
 }
 
 // APIURL is the base URL of the gateway and /metrics.
@@ -350,13 +387,21 @@ func (b *Bus) RegistryURL() string { return b.regURL }
 // Kafka returns the connection settings Jutong's components use.
 func (b *Bus) Kafka() kafkaconn.Config { return b.kafka }
 
+// PostgresDSN and ClickHouseDSN are the databases the sinks write ("" when
+// that sink is off), for callers that read them with their own connections.
+func (b *Bus) PostgresDSN() string   { return b.cfg.PostgresDSN }
+func (b *Bus) ClickHouseDSN() string { return b.cfg.ClickHouseDSN }
+
+// KafkaOpts returns the same settings as franz-go client options.
+func (b *Bus) KafkaOpts() []kgo.Opt { return b.kopts }
+
 // Errors delivers pipeline failures (a pipeline that stopped for good).
 func (b *Bus) Errors() <-chan error { return b.errs }
 
 // Lag returns, per sink, how many records of the item topics are not yet in
 // the sink's ledger.
 func (b *Bus) Lag(ctx context.Context) (map[string]int64, error) {
-	admin, err := b.kafka.Client()
+	admin, err := kafkaconn.NewClient(b.kopts)
 	if err != nil {
 		return nil, err
 	}
@@ -418,36 +463,28 @@ func (b *Bus) WaitCaughtUp(ctx context.Context) error {
 }
 
 // Close stops the pipelines (finishing or abandoning their open batch), the
-// registry and the cluster, which flushes its log to disk.
+// feeds, the control plane, the HTTP servers, the registry and the cluster,
+// which flushes its log to disk.
 func (b *Bus) Close() {
 	if b.cancel != nil {
 		b.cancel()
 	}
 	b.wg.Wait()
-	b.stopFeeds()
-	if b.Control != nil {
-		b.Control.Close()
+	if b.feeds != nil {
+		b.feeds.Close()
 	}
-	if b.reads != nil {
-		b.reads.Close()
+	for _, c := range []interface{ Close() }{b.Control, b.reads, b.audit} {
+		if c != nil && !reflect.ValueOf(c).IsNil() {
+			c.Close()
+		}
 	}
-	if b.audit != nil {
-		b.audit.Close()
-	}
-	if b.api != nil {
+	for _, srv := range b.servers {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = b.api.Shutdown(ctx)
+		_ = srv.Shutdown(ctx)
 		cancel()
 	}
-	b.pubMu.Lock()
-	for _, p := range b.pubs {
-		p.Close()
-	}
-	b.pubMu.Unlock()
-	if b.http != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = b.http.Shutdown(ctx)
-		cancel()
+	if b.gw != nil {
+		b.gw.Close()
 	}
 	if b.Registry != nil {
 		b.Registry.Close()
@@ -455,7 +492,7 @@ func (b *Bus) Close() {
 	for _, s := range b.sinks {
 		s.Close()
 	}
-	if b.Cluster != nil {
-		b.Cluster.Close()
+	if b.cluster != nil {
+		b.cluster.Close()
 	}
 }

@@ -143,7 +143,7 @@ func TestPublishedEqualsLanded(t *testing.T) {
 		}
 	}
 	var pgRows int
-	if err := b.PG.Pool().QueryRow(ctx, "SELECT count(*) FROM legal_person.enterprise_registration").Scan(&pgRows); err != nil {
+	if err := testenv.PostgresPool(t, b.PostgresDSN()).QueryRow(ctx, "SELECT count(*) FROM legal_person.enterprise_registration").Scan(&pgRows); err != nil {
 		t.Fatal(err)
 	}
 	if pgRows != live {
@@ -151,7 +151,7 @@ func TestPublishedEqualsLanded(t *testing.T) {
 	}
 	// Compare every row through the same exact rendering (decimals as
 	// strings, dates as days) that ClickHouse stores.
-	rows, err := b.PG.Pool().Query(ctx, `SELECT uscc, (to_jsonb(t) - '_event_id' - '_op' - '_event_time' - '_publish_time' - '_landed_at' - '_partition' - '_offset')::text,
+	rows, err := testenv.PostgresPool(t, b.PostgresDSN()).Query(ctx, `SELECT uscc, (to_jsonb(t) - '_event_id' - '_op' - '_event_time' - '_publish_time' - '_landed_at' - '_partition' - '_offset')::text,
 		_event_id::text, _op FROM legal_person.enterprise_registration t`)
 	if err != nil {
 		t.Fatal(err)
@@ -193,7 +193,7 @@ func TestPublishedEqualsLanded(t *testing.T) {
 
 	// ClickHouse: every event, once, with its data.
 	var chCount uint64
-	if err := b.CH.Conn().QueryRow(ctx, "SELECT count() FROM events").Scan(&chCount); err != nil {
+	if err := testenv.ClickHouseConn(t, b.ClickHouseDSN()).QueryRow(ctx, "SELECT count() FROM events").Scan(&chCount); err != nil {
 		t.Fatal(err)
 	}
 	if int(chCount) != len(events) {
@@ -203,7 +203,7 @@ func TestPublishedEqualsLanded(t *testing.T) {
 	for _, e := range events {
 		byID[e.ID] = e
 	}
-	chRows, err := b.CH.Conn().Query(ctx, "SELECT event_id, key, toString(op), source_department, source_system, event_time_ms, publish_time_ms, data FROM events")
+	chRows, err := testenv.ClickHouseConn(t, b.ClickHouseDSN()).Query(ctx, "SELECT event_id, key, toString(op), source_department, source_system, event_time_ms, publish_time_ms, data FROM events")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestPublishedEqualsLanded(t *testing.T) {
 		t.Fatalf("%d published events missing from ClickHouse", len(byID))
 	}
 	// The current state in ClickHouse: the live keys, each with its last data.
-	stRows, err := b.CH.Conn().Query(ctx, "SELECT key, data FROM current WHERE item = ?", item)
+	stRows, err := testenv.ClickHouseConn(t, b.ClickHouseDSN()).Query(ctx, "SELECT key, data FROM current WHERE item = ?", item)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,14 +336,14 @@ func TestRestartKeepsRecords(t *testing.T) {
 	}
 	publish(b, 200)
 	var chCount uint64
-	if err := b.CH.Conn().QueryRow(ctx, "SELECT count() FROM events").Scan(&chCount); err != nil {
+	if err := testenv.ClickHouseConn(t, b.ClickHouseDSN()).QueryRow(ctx, "SELECT count() FROM events").Scan(&chCount); err != nil {
 		t.Fatal(err)
 	}
 	if chCount != 700 {
 		t.Fatalf("ClickHouse has %d events after restart, want 700 (none lost, none twice)", chCount)
 	}
 	var pgRows int
-	if err := b.PG.Pool().QueryRow(ctx, "SELECT count(*) FROM legal_person.enterprise_registration").Scan(&pgRows); err != nil {
+	if err := testenv.PostgresPool(t, b.PostgresDSN()).QueryRow(ctx, "SELECT count(*) FROM legal_person.enterprise_registration").Scan(&pgRows); err != nil {
 		t.Fatal(err)
 	}
 	if pgRows != gen.Live() {
@@ -380,11 +380,11 @@ func TestUndecodableRecordIsDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n uint64
-	if err := b.CH.Conn().QueryRow(ctx, "SELECT count() FROM events").Scan(&n); err != nil || n != 1 {
+	if err := testenv.ClickHouseConn(t, b.ClickHouseDSN()).QueryRow(ctx, "SELECT count() FROM events").Scan(&n); err != nil || n != 1 {
 		t.Fatalf("ClickHouse has %d events (%v), want the 1 valid one", n, err)
 	}
 	var rows int
-	if err := b.PG.Pool().QueryRow(ctx, "SELECT count(*) FROM legal_person.enterprise_registration").Scan(&rows); err != nil || rows != 1 {
+	if err := testenv.PostgresPool(t, b.PostgresDSN()).QueryRow(ctx, "SELECT count(*) FROM legal_person.enterprise_registration").Scan(&rows); err != nil || rows != 1 {
 		t.Fatalf("PostgreSQL has %d rows (%v), want 1", rows, err)
 	}
 	dl, err := k.Client(kgo.ConsumeTopics(pipeline.DeadLetterTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -456,7 +456,7 @@ func TestExternalRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n uint64
-	if err := second.CH.Conn().QueryRow(ctx, "SELECT count() FROM events").Scan(&n); err != nil || n != 300 {
+	if err := testenv.ClickHouseConn(t, second.ClickHouseDSN()).QueryRow(ctx, "SELECT count() FROM events").Scan(&n); err != nil || n != 300 {
 		t.Fatalf("ClickHouse has %d events (%v), want 300", n, err)
 	}
 }
@@ -503,7 +503,7 @@ func TestThemeDatabases(t *testing.T) {
 		"SELECT count(*) FROM theme_epidemic.vaccination_coverage":                  -1,
 		"SELECT count(*) FROM health.vaccination":                                   -1,
 	} {
-		if err := b.PG.Pool().QueryRow(ctx, q).Scan(&n); err != nil {
+		if err := testenv.PostgresPool(t, b.PostgresDSN()).QueryRow(ctx, q).Scan(&n); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 		if (want >= 0 && n != want) || (want < 0 && n == 0) {
@@ -559,7 +559,7 @@ func TestPostgresOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rows int
-	if err := b.PG.Pool().QueryRow(ctx, "SELECT count(*) FROM legal_person.enterprise_registration").Scan(&rows); err != nil || rows != gen.Live() {
+	if err := testenv.PostgresPool(t, b.PostgresDSN()).QueryRow(ctx, "SELECT count(*) FROM legal_person.enterprise_registration").Scan(&rows); err != nil || rows != gen.Live() {
 		t.Fatalf("PostgreSQL has %d rows (%v), want %d live keys", rows, err, gen.Live())
 	}
 	dl, err := b.Kafka().Client()

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/bus"
 	"github.com/jutong/jutong/internal/kafkaconn"
@@ -55,12 +57,16 @@ func crashChild() {
 	if err != nil {
 		fail(err)
 	}
-	ch, err := chsink.New(ctx, "clickhouse", os.Getenv(envCH))
+	ch, err := chsink.New(ctx, chsink.Config{Name: "clickhouse", DSN: os.Getenv(envCH)})
+	if err != nil {
+		fail(err)
+	}
+	kopts, err := kafkaconn.Config{Brokers: strings.Split(os.Getenv(envBrokers), ","), User: "jutong", Password: "test-secret"}.Opts()
 	if err != nil {
 		fail(err)
 	}
 	cfg := pipeline.Config{
-		Kafka:       kafkaconn.Config{Brokers: strings.Split(os.Getenv(envBrokers), ","), User: "jutong", Password: "test-secret"},
+		Kafka:       kopts,
 		RegistryURL: os.Getenv(envRegistry), Catalog: cat, InstanceID: "crash-child", Log: log,
 		MaxBatch: 5000,
 	}
@@ -197,23 +203,14 @@ func TestPipelineSurvivesSIGKILL(t *testing.T) {
 	}
 
 	// The last child catches up; the test reads the sinks' own ledgers.
-	pg, err := pgsink.New(ctx, pgsink.Config{Name: "postgres", DSN: pgDSN, Themes: cat.Themes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.Close()
-	ch, err := chsink.New(ctx, "clickhouse", chDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
+	pg, ch := testenv.PostgresPool(t, pgDSN), testenv.ClickHouseConn(t, chDSN)
 	caughtUp := func() bool {
 		for code, n := range published {
 			if got := chCount(ctx, t, ch, "SELECT count() FROM events WHERE item = '"+code+"'"); got < uint64(n) {
 				return false
 			}
 			var pgN int64
-			if err := pg.Pool().QueryRow(ctx, `SELECT coalesce(sum(next_offset), 0) FROM jutong.sink_offsets WHERE sink = 'postgres' AND topic = $1`, code).Scan(&pgN); err != nil {
+			if err := pg.QueryRow(ctx, `SELECT coalesce(sum(next_offset), 0) FROM jutong.sink_offsets WHERE sink = 'postgres' AND topic = $1`, code).Scan(&pgN); err != nil {
 				return false
 			}
 			if pgN < int64(n) {
@@ -235,7 +232,7 @@ func TestPipelineSurvivesSIGKILL(t *testing.T) {
 		it := cat.Item(code)
 		d, n := it.Namespace()
 		// PostgreSQL: each live key at its last change, nothing else.
-		rows, err := pg.Pool().Query(ctx, fmt.Sprintf(`SELECT %q, _offset FROM %q.%q`, it.Key, d, n))
+		rows, err := pg.Query(ctx, fmt.Sprintf(`SELECT %q, _offset FROM %q.%q`, it.Key, d, n))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -257,7 +254,7 @@ func TestPipelineSurvivesSIGKILL(t *testing.T) {
 		if evs != uint64(published[code]) || distinct != evs {
 			t.Errorf("ClickHouse %s: %d events, %d distinct positions; %d published", code, evs, distinct, published[code])
 		}
-		crows, err := ch.Conn().Query(ctx, "SELECT key, version FROM current_state FINAL WHERE item = ? AND deleted = 0", code)
+		crows, err := ch.Query(ctx, "SELECT key, version FROM current_state FINAL WHERE item = ? AND deleted = 0", code)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -275,7 +272,7 @@ func TestPipelineSurvivesSIGKILL(t *testing.T) {
 	}
 	// The theme database reads the same rows.
 	var themeRows int
-	if err := pg.Pool().QueryRow(ctx, "SELECT count(*) FROM theme_epidemic.health_vaccination").Scan(&themeRows); err != nil || themeRows != len(want["health.vaccination"]) {
+	if err := pg.QueryRow(ctx, "SELECT count(*) FROM theme_epidemic.health_vaccination").Scan(&themeRows); err != nil || themeRows != len(want["health.vaccination"]) {
 		t.Errorf("theme_epidemic.health_vaccination: %d rows (%v), want %d", themeRows, err, len(want["health.vaccination"]))
 	}
 }
@@ -302,10 +299,10 @@ func compareState(t *testing.T, what string, got, want map[string]int64) {
 	}
 }
 
-func chCount(ctx context.Context, t *testing.T, ch *chsink.Sink, q string) uint64 {
+func chCount(ctx context.Context, t *testing.T, ch driver.Conn, q string) uint64 {
 	t.Helper()
 	var n uint64
-	if err := ch.Conn().QueryRow(ctx, q).Scan(&n); err != nil {
+	if err := ch.QueryRow(ctx, q).Scan(&n); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
 	return n

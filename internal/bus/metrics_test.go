@@ -132,7 +132,7 @@ func TestDashboardsAndRules(t *testing.T) {
 	}
 	if t.Failed() {
 		var n uint64
-		_ = b.CH.Conn().QueryRow(ctx, "SELECT count() FROM rejects").Scan(&n)
+		_ = testenv.ClickHouseConn(t, b.ClickHouseDSN()).QueryRow(ctx, "SELECT count() FROM rejects").Scan(&n)
 		var kafka []string
 		for m := range exported {
 			if strings.HasPrefix(m, "jutong_kafka") {

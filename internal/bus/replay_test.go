@@ -39,7 +39,7 @@ func TestReplay(t *testing.T) {
 	}
 	pgState := func() string {
 		var s string
-		if err := b.PG.Pool().QueryRow(ctx, `SELECT count(*) || ':' || coalesce(md5(string_agg(uscc || '/' || _offset || '/' || name || '/' || registered_capital, ',' ORDER BY uscc)), '')
+		if err := testenv.PostgresPool(t, b.PostgresDSN()).QueryRow(ctx, `SELECT count(*) || ':' || coalesce(md5(string_agg(uscc || '/' || _offset || '/' || name || '/' || registered_capital, ',' ORDER BY uscc)), '')
 			FROM legal_person.enterprise_registration`).Scan(&s); err != nil {
 			t.Fatal(err)
 		}
@@ -50,7 +50,7 @@ func TestReplay(t *testing.T) {
 		var sum uint64
 		q := fmt.Sprintf(`SELECT (SELECT count() FROM events WHERE item = '%[1]s'), (SELECT uniqExact(kafka_partition, kafka_offset) FROM events WHERE item = '%[1]s'),
 			(SELECT count() FROM current WHERE item = '%[1]s'), (SELECT sum(cityHash64(key, data) %% 1000000) FROM current WHERE item = '%[1]s')`, item)
-		if err := b.CH.Conn().QueryRow(ctx, q).Scan(&events, &positions, &state, &sum); err != nil {
+		if err := testenv.ClickHouseConn(t, b.ClickHouseDSN()).QueryRow(ctx, q).Scan(&events, &positions, &state, &sum); err != nil {
 			t.Fatal(err)
 		}
 		return fmt.Sprintf("%d events at %d positions, %d live keys, hash %d", events, positions, state, sum)
@@ -59,17 +59,17 @@ func TestReplay(t *testing.T) {
 
 	// Damage: rows lost and rows altered in PostgreSQL; history rows lost and
 	// the current state emptied in ClickHouse.
-	if _, err := b.PG.Pool().Exec(ctx, `DELETE FROM legal_person.enterprise_registration WHERE uscc < '91500150'`); err != nil {
+	if _, err := testenv.PostgresPool(t, b.PostgresDSN()).Exec(ctx, `DELETE FROM legal_person.enterprise_registration WHERE uscc < '91500150'`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.PG.Pool().Exec(ctx, `UPDATE legal_person.enterprise_registration SET name = '损坏的数据' WHERE uscc > '9150023'`); err != nil {
+	if _, err := testenv.PostgresPool(t, b.PostgresDSN()).Exec(ctx, `UPDATE legal_person.enterprise_registration SET name = '损坏的数据' WHERE uscc > '9150023'`); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
 		`ALTER TABLE events DELETE WHERE item = '` + item + `' AND kafka_offset % 3 = 0`,
 		`TRUNCATE TABLE current_state`,
 	} {
-		if err := b.CH.Conn().Exec(ctx, q); err != nil {
+		if err := testenv.ClickHouseConn(t, b.ClickHouseDSN()).Exec(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}

@@ -131,6 +131,10 @@ func runAdapter(ctx context.Context, args []string, out, errOut io.Writer) error
 		*name = it.Code + "@" + *table
 	}
 	log := newLogger(errOut, c.verbose)
+	kopts, err := k.Opts()
+	if err != nil {
+		return err
+	}
 	pub, err := producers.New(ctx, cat, c.department, producers.Brokers(k.Brokers...), producers.SASL(k.User, k.Password),
 		producers.Registry(c.registry), producers.Adapter("sql"), producers.System(*table),
 		producers.Transactional(k.User+".sql."+*name), producers.Logger(log))
@@ -139,14 +143,14 @@ func runAdapter(ctx context.Context, args []string, out, errOut io.Writer) error
 	}
 	defer pub.Close()
 	a, err := sqladapter.New(ctx, sqladapter.Config{Item: it, DB: db, Dialect: sqladapter.Dialect(*driver), Table: *table,
-		KeyColumn: *keyCol, UpdatedColumn: *updCol, DeletedColumn: *delCol, KeyDiffEvery: *keyDiff, Name: *name, Batch: *batch,
-		Publisher: pub, Kafka: k, Log: log})
+		KeyColumn: *keyCol, UpdatedColumn: *updCol, DeletedColumn: *delCol, KeyDiffEvery: *keyDiff, Name: *name, Batch: *batch, Poll: *poll,
+		Publisher: pub, Kafka: kopts, Log: log})
 	if err != nil {
 		return err
 	}
 	if !*once {
 		fmt.Fprintf(out, "publishing %s from %s as %s (Ctrl-C to stop)\n", it.Code, *table, c.department)
-		return a.Run(ctx, *poll)
+		return a.Run(ctx)
 	}
 	total := 0
 	for {

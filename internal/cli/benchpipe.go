@@ -194,12 +194,12 @@ func benchPipeline(ctx context.Context, args []string, out, errOut io.Writer) er
 		return err
 	}
 	var pg50, pg99 float64
-	if err := st.bus.PG.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM _landed_at - _publish_time)),
+	if err := st.pgPool.QueryRow(ctx, fmt.Sprintf(`SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM _landed_at - _publish_time)),
 		percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM _landed_at - _publish_time)) FROM %q.%q WHERE _publish_time >= $1`, d, n), latStart).Scan(&pg50, &pg99); err != nil {
 		return err
 	}
 	var chq []float64
-	if err := st.bus.CH.Conn().QueryRow(ctx, `SELECT quantilesExact(0.5, 0.99)(toFloat64(landed_time_ms - publish_time_ms) / 1000) FROM events WHERE item = ? AND publish_time_ms >= ?`,
+	if err := st.chConn.QueryRow(ctx, `SELECT quantilesExact(0.5, 0.99)(toFloat64(landed_time_ms - publish_time_ms) / 1000) FROM events WHERE item = ? AND publish_time_ms >= ?`,
 		it.Topic(), latStart.UnixMilli()).Scan(&chq); err != nil {
 		return err
 	}
@@ -209,11 +209,11 @@ func benchPipeline(ctx context.Context, args []string, out, errOut io.Writer) er
 
 	// Exactly once: the sinks hold what was published, no more.
 	var rows int64
-	if err := st.bus.PG.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %q.%q`, d, n)).Scan(&rows); err != nil {
+	if err := st.pgPool.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %q.%q`, d, n)).Scan(&rows); err != nil {
 		return err
 	}
 	var evs uint64
-	if err := st.bus.CH.Conn().QueryRow(ctx, `SELECT count() FROM events WHERE item = ?`, it.Topic()).Scan(&evs); err != nil {
+	if err := st.chConn.QueryRow(ctx, `SELECT count() FROM events WHERE item = ?`, it.Topic()).Scan(&evs); err != nil {
 		return err
 	}
 	total := *events + latEvents

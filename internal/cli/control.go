@@ -20,6 +20,7 @@ import (
 	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/feed"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/topicname"
 )
 
 const controlDesc = `Talks to the control API of a running bus (jutong dev, demo or serve) as a department,
@@ -287,7 +288,7 @@ func runGrants(ctx context.Context, args []string, out, errOut io.Writer) error 
 		p := feed.Project(it, feed.Grant{ID: g.ID, Department: g.Department, Item: g.Item, Fields: g.Fields, Grade: g.Grade})
 		topic := it.Topic()
 		if !p.Identity() {
-			topic = feed.Topic(g.Department, g.Item, g.ID)
+			topic = topicname.Feed(g.Department, g.Item, g.ID)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", g.ID, g.Department, g.Item, g.Grade, g.Until.Format(time.DateOnly), topic)
 		if *show {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/pipeline/pgsink"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/producers/contract"
 	"github.com/jutong/jutong/schemas"
@@ -179,7 +180,7 @@ func runDemo(ctx context.Context, args []string, out, errOut io.Writer) error {
 	landed := time.Since(t0)
 
 	chByItem := map[string]uint64{}
-	rows, err := st.bus.CH.Conn().Query(ctx, "SELECT item, count() FROM events GROUP BY item")
+	rows, err := st.chConn.Query(ctx, "SELECT item, count() FROM events GROUP BY item")
 	if err != nil {
 		return err
 	}
@@ -201,10 +202,10 @@ func runDemo(ctx context.Context, args []string, out, errOut io.Writer) error {
 	for i, g := range gens {
 		it := g.Item()
 		pg := "-"
-		if st.bus.PG.Accepts(it) {
+		if (pgsink.Config{Themes: st.cat.Themes}).Holds(it) {
 			d, n := it.Namespace()
 			var c int64
-			if err := st.bus.PG.Pool().QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{d, n}.Sanitize()).Scan(&c); err != nil {
+			if err := st.pgPool.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{d, n}.Sanitize()).Scan(&c); err != nil {
 				return err
 			}
 			pg = fmt.Sprint(c)
@@ -237,7 +238,7 @@ func runDemo(ctx context.Context, args []string, out, errOut io.Writer) error {
 	// The quarantine reaches ClickHouse's rejects table on its own copy.
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		var n uint64
-		if err := st.bus.CH.Conn().QueryRow(ctx, "SELECT count() FROM rejects").Scan(&n); err == nil && int64(n) >= refused.Load() {
+		if err := st.chConn.QueryRow(ctx, "SELECT count() FROM rejects").Scan(&n); err == nil && int64(n) >= refused.Load() {
 			break
 		}
 	}

@@ -58,12 +58,15 @@ func runFileAdapter(ctx context.Context, args []string, out, errOut io.Writer) e
 		if err != nil {
 			return err
 		}
-		sum, err := fileadapter.Run(ctx, fileadapter.Config{Item: it, Publisher: pub, State: state, Progress: progress}, file, f)
+		a, err := fileadapter.New(ctx, fileadapter.Config{Item: it, Publisher: pub, State: state, Extract: file, Format: f, Progress: progress})
+		if err == nil {
+			err = a.Run(ctx)
+		}
 		file.Close()
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
-		fmt.Fprintf(out, "%s: %s\n", path, sum)
+		fmt.Fprintf(out, "%s: %s\n", path, a.Summary())
 	}
 	return nil
 }

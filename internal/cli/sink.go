@@ -84,15 +84,18 @@ func runSink(ctx context.Context, args []string, out, errOut io.Writer) error {
 		if *chDSN == "" {
 			return errors.New("--clickhouse-dsn is required")
 		}
-		if sink, err = chsink.New(ctx, *name, *chDSN); err != nil {
+		if sink, err = chsink.New(ctx, chsink.Config{Name: *name, DSN: *chDSN}); err != nil {
 			return err
 		}
 	default:
 		return fmt.Errorf("--sink %q: want postgres or clickhouse", *sinkKind)
 	}
 	defer sink.Close()
-	return replay(ctx, out, errOut, sink, it, from,
-		pipeline.Config{Kafka: kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass}, RegistryURL: *reg, Catalog: cat})
+	kopts, err := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass}.Opts()
+	if err != nil {
+		return err
+	}
+	return replay(ctx, out, errOut, sink, it, from, pipeline.Config{Kafka: kopts, RegistryURL: *reg, Catalog: cat})
 }
 
 func replay(ctx context.Context, out, errOut io.Writer, sink pipeline.Replayer, it *catalog.Item, from pipeline.From, cfg pipeline.Config) error {

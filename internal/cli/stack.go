@@ -9,6 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/bus"
 	"github.com/jutong/jutong/internal/localsvc"
@@ -56,6 +60,10 @@ type stack struct {
 	chDB    string
 	pgDSN   string
 	chDSN   string
+	// pgPool and chConn are the CLI's own connections to the bus's
+	// databases (the demo's summary, the benchmarks' checks).
+	pgPool *pgxpool.Pool
+	chConn driver.Conn
 }
 
 // startStack provides the databases (DSN or local servers), creates the
@@ -110,6 +118,16 @@ func startStack(ctx context.Context, s *stackFlags, db string, fresh bool, log *
 	if st.chDSN, err = st.ch.CreateDatabase(ctx, st.chDB); err != nil {
 		return nil, err
 	}
+	if st.pgPool, err = pgxpool.New(ctx, st.pgDSN); err != nil {
+		return nil, err
+	}
+	chOpts, err := clickhouse.ParseDSN(st.chDSN)
+	if err != nil {
+		return nil, err
+	}
+	if st.chConn, err = clickhouse.Open(chOpts); err != nil {
+		return nil, err
+	}
 	st.bus, err = bus.Start(ctx, bus.Config{
 		Catalog: cat, ApplyTopics: s.apply, DataDir: s.dataDir, Brokers: s.brokers, KafkaPorts: ports,
 		AdminUser: s.adminUser, AdminPassword: s.adminPassword, RegistryAddr: s.registryAddr, APIAddr: s.apiAddr,
@@ -124,6 +142,12 @@ func startStack(ctx context.Context, s *stackFlags, db string, fresh bool, log *
 func (st *stack) close() {
 	if st.bus != nil {
 		st.bus.Close()
+	}
+	if st.pgPool != nil {
+		st.pgPool.Close()
+	}
+	if st.chConn != nil {
+		st.chConn.Close()
 	}
 	st.ch.Stop()
 	st.pg.Stop()

@@ -1,10 +1,12 @@
 // Package kafkaconn turns Jutong's Kafka connection settings (brokers,
 // SASL/SCRAM user and password) into franz-go client options, the same way
-// for every component.
+// for every component. The components themselves take those options
+// ([]kgo.Opt), so that code outside Jutong can call them with its own.
 package kafkaconn
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -39,6 +41,16 @@ func (c Config) Opts() ([]kgo.Opt, error) {
 		opts = append(opts, kgo.SASL(scram.Auth{User: c.User, Pass: c.Password}.AsSha256Mechanism()))
 	}
 	return opts, nil
+}
+
+// NewClient creates a client from a component's connection options (seed
+// brokers, SASL, TLS: what the component was given) and the options of its
+// own use. opts is not modified.
+func NewClient(opts []kgo.Opt, extra ...kgo.Opt) (*kgo.Client, error) {
+	if len(opts) == 0 {
+		return nil, fmt.Errorf("kafka: no connection options (seed brokers) given")
+	}
+	return kgo.NewClient(append(slices.Clone(opts), extra...)...)
 }
 
 // Client creates a client for c with extra options.

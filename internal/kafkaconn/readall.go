@@ -15,8 +15,8 @@ import (
 // record in partition order. Transaction markers and aborted records take
 // offsets a consumer never sees, so a read also ends when nothing came for
 // two seconds.
-func (c Config) ReadAll(ctx context.Context, topic string, fn func(*kgo.Record)) error {
-	admin, err := c.Client()
+func ReadAll(ctx context.Context, opts []kgo.Opt, topic string, fn func(*kgo.Record)) error {
+	admin, err := NewClient(opts)
 	if err != nil {
 		return err
 	}
@@ -40,7 +40,7 @@ func (c Config) ReadAll(ctx context.Context, topic string, fn func(*kgo.Record))
 	if len(want) == 0 {
 		return nil
 	}
-	cl, err := c.Client(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	cl, err := NewClient(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
 		return err

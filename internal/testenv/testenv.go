@@ -20,7 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jutong/jutong/internal/localsvc"
 )
@@ -163,4 +166,45 @@ func MySQL(t testing.TB) string {
 	}
 	cfg.DBName, cfg.ParseTime, cfg.Loc = name, true, time.UTC
 	return cfg.FormatDSN()
+}
+
+// conns are the tests' own connections, one per test and DSN.
+var conns sync.Map // testing.TB + DSN -> *pgxpool.Pool or driver.Conn
+
+// PostgresPool returns a pool on dsn (a test's own connections to a database
+// a sink writes), the same for every call of a test, closed when it ends.
+func PostgresPool(t testing.TB, dsn string) *pgxpool.Pool {
+	t.Helper()
+	key := [2]any{t, dsn}
+	if c, ok := conns.Load(key); ok {
+		return c.(*pgxpool.Pool)
+	}
+	pool, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns.Store(key, pool)
+	t.Cleanup(func() { conns.Delete(key); pool.Close() })
+	return pool
+}
+
+// ClickHouseConn returns a native-protocol connection on dsn, the same for
+// every call of a test, closed when it ends.
+func ClickHouseConn(t testing.TB, dsn string) driver.Conn {
+	t.Helper()
+	key := [2]any{t, dsn}
+	if c, ok := conns.Load(key); ok {
+		return c.(driver.Conn)
+	}
+	opts, err := clickhouse.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := clickhouse.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns.Store(key, conn)
+	t.Cleanup(func() { conns.Delete(key); conn.Close() })
+	return conn
 }

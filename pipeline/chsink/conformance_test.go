@@ -2,7 +2,10 @@ package chsink_test
 
 import (
 	"context"
+	"sync"
 	"testing"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/testenv"
@@ -17,21 +20,32 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // the current state (current_state, FINAL) and the full history (events).
 func TestConformance(t *testing.T) {
 	cat, _ := catalog.Sample()
-	conn := func(s pipeline.Sink) *chsink.Sink { return s.(*chsink.Sink) }
+	// The test reads what each sink wrote through a connection of its own.
+	var mu sync.Mutex
+	conns := map[pipeline.Sink]driver.Conn{}
+	conn := func(s pipeline.Sink) driver.Conn {
+		mu.Lock()
+		defer mu.Unlock()
+		return conns[s]
+	}
 	sinktest.Run(t, sinktest.Harness{
 		Items: []*catalog.Item{cat.Item("legal_person.enterprise_registration"), cat.Item("health.vaccination")},
 		Database: func(t *testing.T) func() pipeline.Sink {
 			dsn := testenv.ClickHouse(t)
+			db := testenv.ClickHouseConn(t, dsn)
 			return func() pipeline.Sink {
-				s, err := chsink.New(context.Background(), "clickhouse", dsn)
+				s, err := chsink.New(context.Background(), chsink.Config{Name: "clickhouse", DSN: dsn})
 				if err != nil {
 					t.Fatal(err)
 				}
+				mu.Lock()
+				conns[s] = db
+				mu.Unlock()
 				return s
 			}
 		},
 		State: func(ctx context.Context, s pipeline.Sink, it *catalog.Item) (map[string]int64, error) {
-			rows, err := conn(s).Conn().Query(ctx, `SELECT key, version FROM current_state FINAL WHERE item = ? AND deleted = 0`, it.Topic())
+			rows, err := conn(s).Query(ctx, `SELECT key, version FROM current_state FINAL WHERE item = ? AND deleted = 0`, it.Topic())
 			if err != nil {
 				return nil, err
 			}
@@ -47,7 +61,7 @@ func TestConformance(t *testing.T) {
 			}
 			// The analysts' view must agree with the table it reads.
 			var n uint64
-			if err := conn(s).Conn().QueryRow(ctx, `SELECT count() FROM current WHERE item = ?`, it.Topic()).Scan(&n); err != nil {
+			if err := conn(s).QueryRow(ctx, `SELECT count() FROM current WHERE item = ?`, it.Topic()).Scan(&n); err != nil {
 				return nil, err
 			}
 			if int(n) != len(out) {
@@ -57,11 +71,11 @@ func TestConformance(t *testing.T) {
 		},
 		Field: func(ctx context.Context, s pipeline.Sink, it *catalog.Item, key, field string) (string, error) {
 			var v string
-			err := conn(s).Conn().QueryRow(ctx, `SELECT visitParamExtractString(data, '`+field+`') FROM current WHERE item = ? AND key = ?`, it.Topic(), key).Scan(&v)
+			err := conn(s).QueryRow(ctx, `SELECT visitParamExtractString(data, '`+field+`') FROM current WHERE item = ? AND key = ?`, it.Topic(), key).Scan(&v)
 			return v, err
 		},
 		History: func(ctx context.Context, s pipeline.Sink, it *catalog.Item) ([]sinktest.Position, error) {
-			rows, err := conn(s).Conn().Query(ctx, `SELECT kafka_partition, kafka_offset FROM events WHERE item = ?`, it.Topic())
+			rows, err := conn(s).Query(ctx, `SELECT kafka_partition, kafka_offset FROM events WHERE item = ?`, it.Topic())
 			if err != nil {
 				return nil, err
 			}

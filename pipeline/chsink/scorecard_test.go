@@ -17,7 +17,8 @@ import (
 func TestScorecards(t *testing.T) {
 	ctx := context.Background()
 	cat, _ := catalog.Sample()
-	s, err := chsink.New(ctx, "clickhouse", testenv.ClickHouse(t))
+	dsn := testenv.ClickHouse(t)
+	s, err := chsink.New(ctx, chsink.Config{Name: "clickhouse", DSN: dsn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func TestScorecards(t *testing.T) {
 	if err := s.Write(ctx, batch, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	rb, err := s.Conn().PrepareBatch(ctx, `INSERT INTO rejects (rejected_at, item, department, system, adapter, rule, field, reason, record_key, event_id, kafka_partition, kafka_offset)`)
+	rb, err := testenv.ClickHouseConn(t, dsn).PrepareBatch(ctx, `INSERT INTO rejects (rejected_at, item, department, system, adapter, rule, field, reason, record_key, event_id, kafka_partition, kafka_offset)`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,25 +52,25 @@ func TestScorecards(t *testing.T) {
 	}
 	var accepted, rejected uint64
 	var rate float64
-	if err := s.Conn().QueryRow(ctx, `SELECT accepted, rejected, reject_rate FROM scorecard_reject_rate WHERE department = 'market_supervision'`).Scan(&accepted, &rejected, &rate); err != nil {
+	if err := testenv.ClickHouseConn(t, dsn).QueryRow(ctx, `SELECT accepted, rejected, reject_rate FROM scorecard_reject_rate WHERE department = 'market_supervision'`).Scan(&accepted, &rejected, &rate); err != nil {
 		t.Fatal(err)
 	}
 	if accepted != 30 || rejected != 10 || rate != 0.25 {
 		t.Errorf("reject rate: %d accepted, %d rejected, rate %v", accepted, rejected, rate)
 	}
 	var events uint64
-	if err := s.Conn().QueryRow(ctx, `SELECT sum(events) FROM scorecard_volume WHERE department = 'market_supervision'`).Scan(&events); err != nil || events != 30 {
+	if err := testenv.ClickHouseConn(t, dsn).QueryRow(ctx, `SELECT sum(events) FROM scorecard_volume WHERE department = 'market_supervision'`).Scan(&events); err != nil || events != 30 {
 		t.Errorf("volume: %d %v", events, err)
 	}
 	var p50 int64
-	if err := s.Conn().QueryRow(ctx, `SELECT p50_publish_delay_ms FROM scorecard_latency WHERE department = 'market_supervision'`).Scan(&p50); err != nil || p50 != 200 {
+	if err := testenv.ClickHouseConn(t, dsn).QueryRow(ctx, `SELECT p50_publish_delay_ms FROM scorecard_latency WHERE department = 'market_supervision'`).Scan(&p50); err != nil || p50 != 200 {
 		t.Errorf("latency: p50 publish delay %v ms, %v", p50, err)
 	}
 	var n uint64
-	if err := s.Conn().QueryRow(ctx, `SELECT sum(rejects) FROM scorecard_rejects WHERE rule = 'uscc.checksum'`).Scan(&n); err != nil || n != 10 {
+	if err := testenv.ClickHouseConn(t, dsn).QueryRow(ctx, `SELECT sum(rejects) FROM scorecard_rejects WHERE rule = 'uscc.checksum'`).Scan(&n); err != nil || n != 10 {
 		t.Errorf("rejects by rule: %d %v", n, err)
 	}
-	rows, err := s.Conn().Query(ctx, `SELECT item, on_time FROM scorecard_timeliness`)
+	rows, err := testenv.ClickHouseConn(t, dsn).Query(ctx, `SELECT item, on_time FROM scorecard_timeliness`)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,9 +2,9 @@ package chsink
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -127,10 +127,11 @@ const insertSQL = `INSERT INTO events (item, kafka_partition, kafka_offset, key,
 // Sink appends change events to ClickHouse.
 type Sink struct {
 	name string
+	log  *slog.Logger
 	conn driver.Conn
-	// fence prefixes the query id of every insert the sink makes, for
-	// waitInserts (jutong:<database>:<sink>:).
-	fence string
+	// fence tags every insert the sink makes, so that a ledger read after a
+	// crash waits for the inserts of the killed run (see fence).
+	fence fence
 
 	// next caches the ledger: the next offset per partition. After a failed
 	// INSERT it is dirty (the block may have landed) and is read back.
@@ -144,9 +145,22 @@ type tp struct {
 	part  int32
 }
 
-// New connects to a ClickHouse server over the native protocol (clickhouse://host:9000/db).
-func New(ctx context.Context, name, dsn string) (*Sink, error) {
-	opts, err := clickhouse.ParseDSN(dsn)
+// Config configures a Sink.
+type Config struct {
+	Name string // the sink's name (its consumer group's, its fence's)
+	DSN  string // native protocol: clickhouse://user:password@host:9000/database
+	Log  *slog.Logger
+}
+
+// New connects to a ClickHouse server over the native protocol.
+func New(ctx context.Context, cfg Config) (*Sink, error) {
+	if cfg.Name == "" || cfg.DSN == "" {
+		return nil, errors.New("chsink: a name and a DSN are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	opts, err := clickhouse.ParseDSN(cfg.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("chsink: %w", err)
 	}
@@ -155,40 +169,7 @@ func New(ctx context.Context, name, dsn string) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chsink: %w", err)
 	}
-	return &Sink{name: name, conn: conn, fence: "jutong:" + opts.Auth.Database + ":" + name + ":", next: map[tp]int64{}}, nil
-}
-
-// insertCtx tags an insert with a query id under the sink's fence.
-func (s *Sink) insertCtx(ctx context.Context) context.Context {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return clickhouse.Context(ctx, clickhouse.WithQueryID(s.fence+hex.EncodeToString(b[:])))
-}
-
-// waitInserts waits until no insert of this sink runs on the server. A
-// pipeline killed while its INSERT was in flight leaves the server finishing
-// (or aborting) it on its own; reading the ledger before that insert ends
-// would resume before the block it lands, and write it twice. ClickHouse has
-// no transactions: this fence is what makes the ledger read after a crash
-// exact.
-func (s *Sink) waitInserts(ctx context.Context) error {
-	for deadline := time.Now().Add(2 * time.Minute); ; {
-		var n uint64
-		if err := s.conn.QueryRow(ctx, "SELECT count() FROM system.processes WHERE startsWith(query_id, ?)", s.fence).Scan(&n); err != nil {
-			return err
-		}
-		if n == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("chsink: %d inserts of sink %s still running after 2 minutes", n, s.name)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return &Sink{name: cfg.Name, log: cfg.Log, conn: conn, fence: newFence(cfg.Log, conn, opts.Auth.Database, cfg.Name), next: map[tp]int64{}}, nil
 }
 
 // Name implements pipeline.Sink.
@@ -196,9 +177,6 @@ func (s *Sink) Name() string { return s.name }
 
 // Accepts implements pipeline.Sink: analytics keeps every item.
 func (s *Sink) Accepts(*catalog.Item) bool { return true }
-
-// Conn exposes the connection (for tests and the demo summary).
-func (s *Sink) Conn() driver.Conn { return s.conn }
 
 // Close implements pipeline.Sink.
 func (s *Sink) Close() error { return s.conn.Close() }
@@ -234,7 +212,7 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 // The topics are asked about a few hundred at a time: a query naming ten
 // thousand items would pass ClickHouse's max_query_size (256 KiB).
 func (s *Sink) Offsets(ctx context.Context, topics []string) (pipeline.Offsets, error) {
-	if err := s.waitInserts(ctx); err != nil {
+	if err := s.fence.wait(ctx); err != nil {
 		return nil, err
 	}
 	out := pipeline.Offsets{}
@@ -323,12 +301,12 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.T
 // landed is never written again, while re-inserting state rows (same
 // version) changes nothing once merged. Each record is rendered once.
 func (s *Sink) land(ctx context.Context, recs []pipeline.Record, inHistory func(i int) bool, landed time.Time) error {
-	state, err := s.conn.PrepareBatch(s.insertCtx(ctx), stateInsertSQL)
+	state, err := s.conn.PrepareBatch(s.fence.tag(ctx), stateInsertSQL)
 	if err != nil {
 		return err
 	}
 	defer state.Abort() //nolint:errcheck
-	hist, err := s.conn.PrepareBatch(s.insertCtx(ctx), insertSQL)
+	hist, err := s.conn.PrepareBatch(s.fence.tag(ctx), insertSQL)
 	if err != nil {
 		return err
 	}
@@ -438,7 +416,7 @@ func (s *Sink) positions(ctx context.Context, it *catalog.Item, partition int32,
 }
 
 func (s *Sink) writeDead(ctx context.Context, dead []pipeline.Record, landed time.Time) error {
-	b, err := s.conn.PrepareBatch(s.insertCtx(ctx), deadInsertSQL)
+	b, err := s.conn.PrepareBatch(s.fence.tag(ctx), deadInsertSQL)
 	if err != nil {
 		return err
 	}

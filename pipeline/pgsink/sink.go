@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,8 +20,9 @@ import (
 
 // Config configures a Sink.
 type Config struct {
-	Name string // the sink's name in the ledger
+	Name string // the sink's name in the ledger and its consumer group's
 	DSN  string
+	Log  *slog.Logger
 	// Bases limits the sink to these base databases (all four when empty).
 	Bases []string
 	// ThemesOnly makes a theme-database sink: only the items of Themes,
@@ -34,6 +37,7 @@ type Config struct {
 // Sink writes items into one PostgreSQL database.
 type Sink struct {
 	name       string
+	log        *slog.Logger
 	pool       *pgxpool.Pool
 	bases      map[string]bool
 	themes     []*catalog.Theme
@@ -44,6 +48,12 @@ type Sink struct {
 
 // New connects to the database.
 func New(ctx context.Context, cfg Config) (*Sink, error) {
+	if cfg.Name == "" || cfg.DSN == "" {
+		return nil, errors.New("pgsink: a name and a DSN are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
 	pcfg, err := pgxpool.ParseConfig(cfg.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("pgsink: %w", err)
@@ -53,7 +63,7 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgsink: %w", err)
 	}
-	s := &Sink{name: cfg.Name, pool: pool, bases: map[string]bool{}, themes: cfg.Themes, themesOnly: cfg.ThemesOnly, themeItems: map[string]bool{}, known: map[string]*catalog.Item{}}
+	s := &Sink{name: cfg.Name, log: cfg.Log, pool: pool, bases: map[string]bool{}, themes: cfg.Themes, themesOnly: cfg.ThemesOnly, themeItems: map[string]bool{}, known: map[string]*catalog.Item{}}
 	for _, b := range cfg.Bases {
 		s.bases[b] = true
 	}
@@ -80,8 +90,19 @@ func (s *Sink) Accepts(it *catalog.Item) bool {
 	return len(s.bases) == 0 || s.bases[it.Base]
 }
 
-// Pool exposes the connection pool (for tests and the demo summary).
-func (s *Sink) Pool() *pgxpool.Pool { return s.pool }
+// Holds says whether a sink configured with cfg writes item it (as its
+// Accepts does), for code that reads the database without a sink.
+func (cfg Config) Holds(it *catalog.Item) bool {
+	for _, th := range cfg.Themes {
+		if slices.Contains(th.Items, it.Code) {
+			return true
+		}
+	}
+	if it.Base == "" || cfg.ThemesOnly {
+		return false
+	}
+	return len(cfg.Bases) == 0 || slices.Contains(cfg.Bases, it.Base)
+}
 
 // Close implements pipeline.Sink.
 func (s *Sink) Close() error { s.pool.Close(); return nil }
@@ -119,6 +140,9 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 		if d := evolveDDL(it, have); d != "" {
 			ddl, codes = append(ddl, d), append(codes, it.Code)
 		}
+	}
+	if len(ddl) > 0 {
+		s.log.Info("pgsink: creating or evolving tables", "sink", s.name, "tables", len(ddl))
 	}
 	// Tables are created a hundred per transaction: one transaction for
 	// thousands would hold locks beyond max_locks_per_transaction.

@@ -16,7 +16,8 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 func TestEvolution(t *testing.T) {
 	ctx := context.Background()
 	cat, _ := catalog.Sample()
-	s, err := pgsink.New(ctx, pgsink.Config{Name: "pg", DSN: testenv.Postgres(t), Themes: cat.Themes})
+	dsn := testenv.Postgres(t)
+	s, err := pgsink.New(ctx, pgsink.Config{Name: "pg", DSN: dsn, Themes: cat.Themes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,14 +43,14 @@ func TestEvolution(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n int
-	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM information_schema.columns
+	if err := testenv.PostgresPool(t, dsn).QueryRow(ctx, `SELECT count(*) FROM information_schema.columns
 		WHERE table_schema = 'legal_person' AND table_name = 'tax_credit_rating' AND column_name = 'tax_office' AND is_nullable = 'YES'`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("the new column: %d %v", n, err)
 	}
 	// Every theme's views exist.
 	for _, th := range cat.Themes {
 		for _, v := range th.Views {
-			if err := s.Pool().QueryRow(ctx, "SELECT count(*) FROM "+th.Code+"."+v.Name).Scan(&n); err != nil {
+			if err := testenv.PostgresPool(t, dsn).QueryRow(ctx, "SELECT count(*) FROM "+th.Code+"."+v.Name).Scan(&n); err != nil {
 				t.Errorf("view %s.%s: %v", th.Code, v.Name, err)
 			}
 		}

@@ -17,8 +17,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/producers/contract"
 	"github.com/jutong/jutong/schemas"
@@ -33,12 +34,15 @@ const (
 	JSONL Format = "jsonl"
 )
 
-// Config configures a run.
+// Config configures an Adapter.
 type Config struct {
 	Item      *catalog.Item
 	Publisher *producers.Publisher
 	// State is the state file of the previous extract (created when missing).
 	State string
+	// Extract is the extract to publish, in Format.
+	Extract io.Reader
+	Format  Format
 	// Progress, when set, gets a progress line now and then (a terminal).
 	Progress io.Writer
 }
@@ -101,46 +105,111 @@ type line struct {
 	bad  *contract.Violation
 }
 
-// Run diffs the extract r (of the given format) against the state and
-// publishes the changes.
-func Run(ctx context.Context, cfg Config, r io.Reader, format Format) (Summary, error) {
+// Adapter publishes the changes between an extract and the previous one.
+//
+// It is at-least-once: the state is saved after every change was
+// acknowledged, so a run stopped in between publishes the same changes again
+// when it is run again on the same extract. Those changes carry the same
+// event ids (derived from the item, the key, the change and the previous
+// extract's state), so a consumer, or the bus's idempotency, can tell them
+// for repeats; the base databases' state is the same either way, while the
+// ClickHouse history would show them twice.
+type Adapter struct {
+	cfg  Config
+	prev *state
+	sum  Summary
+}
+
+// New checks cfg and loads the previous extract's state.
+func New(_ context.Context, cfg Config) (*Adapter, error) {
+	if cfg.Item == nil || cfg.Publisher == nil || cfg.State == "" || cfg.Extract == nil {
+		return nil, errors.New("fileadapter: item, publisher, state file and extract are required")
+	}
+	if cfg.Format != CSV && cfg.Format != JSONL {
+		return nil, fmt.Errorf("fileadapter: format %q: want csv or jsonl", cfg.Format)
+	}
+	st, err := loadState(cfg.State, cfg.Item.Code)
+	if err != nil {
+		return nil, err
+	}
+	return &Adapter{cfg: cfg, prev: st}, nil
+}
+
+// Summary is what Run did.
+func (a *Adapter) Summary() Summary { return a.sum }
+
+// changes is the diff of an extract against the previous state.
+type changes struct {
+	events  []*schemas.Event
+	hashes  map[*schemas.Event]string // the record's hash, for the next state
+	rejects []producers.Reject
+	seen    map[string]bool // keys present in the extract
+	next    *state          // unchanged keys so far; published ones are added
+}
+
+// Run diffs the extract against the state, publishes the changes and saves
+// the new state.
+func (a *Adapter) Run(ctx context.Context) error {
 	start := time.Now()
-	it := cfg.Item
-	st, err := loadState(cfg.State, it.Code)
+	lines, err := read(a.cfg.Extract, a.cfg.Format, a.cfg.Item)
 	if err != nil {
-		return Summary{}, err
+		return err
 	}
-	lines, err := read(r, format, it)
-	if err != nil {
-		return Summary{}, err
+	c := a.diff(lines)
+	if err := a.publish(ctx, c); err != nil {
+		return err
 	}
-	var sum Summary
-	seen := map[string]bool{}
-	next := &state{Item: it.Code, Hashes: make(map[string]string, len(st.Hashes))}
-	var events []*schemas.Event
-	hashes := map[*schemas.Event]string{}
-	var rejects []producers.Reject
+	// A key in the extract with no accepted version this run (its change was
+	// refused) keeps the version the bus has; a key gone from it is dropped.
+	for key, h := range a.prev.Hashes {
+		if _, ok := c.next.Hashes[key]; !ok && c.seen[key] {
+			c.next.Hashes[key] = h
+		}
+	}
+	a.sum.Elapsed = time.Since(start)
+	if err := c.next.save(a.cfg.State); err != nil {
+		return err
+	}
+	a.prev = c.next
+	return nil
+}
+
+// eventID derives a change's event id from what it is and what it follows,
+// so that the same change published again has the same id.
+func (a *Adapter) eventID(op schemas.Op, key, hash string) string {
+	prev := a.prev.Hashes[key]
+	return uuid.NewSHA1(idSpace, []byte(a.cfg.Item.Code+"\x00"+key+"\x00"+string(op)+"\x00"+prev+"\x00"+hash)).String()
+}
+
+// idSpace is the UUID name space of the file adapter's event ids.
+var idSpace = uuid.MustParse("6f1b5a2e-8c4d-4e0b-9a57-2d3c1e0f4b6a")
+
+// diff turns the extract's lines into changes against the previous state.
+func (a *Adapter) diff(lines []line) *changes {
+	it, st := a.cfg.Item, a.prev
+	c := &changes{hashes: map[*schemas.Event]string{}, seen: map[string]bool{},
+		next: &state{Item: it.Code, Hashes: make(map[string]string, len(st.Hashes))}}
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	reject := func(l line, key string, v *contract.Violation) {
 		v.Key = key
-		rejects = append(rejects, producers.Reject{Event: &schemas.Event{ID: synth.NewUUID(), Op: schemas.OpUpdate, Key: key, EventTime: now, Data: l.data}, Violation: v, Raw: l.raw})
+		c.rejects = append(c.rejects, producers.Reject{Event: &schemas.Event{ID: uuid.NewString(), Op: schemas.OpUpdate, Key: key, EventTime: now, Data: l.data}, Violation: v, Raw: l.raw})
 	}
 	for _, l := range lines {
-		sum.Rows++
+		a.sum.Rows++
 		key, _ := l.data[it.Key].(string)
 		switch {
 		case l.bad != nil:
 			reject(l, key, l.bad)
-			seen[key] = key != ""
+			c.seen[key] = key != ""
 			continue
 		case key == "":
 			reject(l, key, &contract.Violation{Field: it.Key, Rule: "key.required", Reason: fmt.Sprintf("line %d has no %s", l.n, it.Key)})
 			continue
-		case seen[key]:
+		case c.seen[key]:
 			reject(l, key, &contract.Violation{Field: it.Key, Rule: "key.duplicate", Reason: fmt.Sprintf("line %d repeats key %s within one extract", l.n, key)})
 			continue
 		}
-		seen[key] = true
+		c.seen[key] = true
 		canon, err := schemas.JSONValues(it, l.data)
 		if err != nil {
 			reject(l, key, &contract.Violation{Rule: "schema.type", Reason: err.Error()})
@@ -149,29 +218,34 @@ func Run(ctx context.Context, cfg Config, r io.Reader, format Format) (Summary, 
 		sumHash := sha256.Sum256(canon)
 		h := hex.EncodeToString(sumHash[:16])
 		prev, existed := st.Hashes[key]
+		op := schemas.OpCreate
 		switch {
 		case existed && prev == h:
-			sum.Unchanged++
-			next.Hashes[key] = h
+			a.sum.Unchanged++
+			c.next.Hashes[key] = h
 			continue
 		case existed:
-			e := &schemas.Event{ID: synth.NewUUID(), Op: schemas.OpUpdate, Key: key, Data: l.data, EventTime: now}
-			events, hashes[e] = append(events, e), h
-		default:
-			e := &schemas.Event{ID: synth.NewUUID(), Op: schemas.OpCreate, Key: key, Data: l.data, EventTime: now}
-			events, hashes[e] = append(events, e), h
+			op = schemas.OpUpdate
 		}
+		e := &schemas.Event{ID: a.eventID(op, key, h), Op: op, Key: key, Data: l.data, EventTime: now}
+		c.events, c.hashes[e] = append(c.events, e), h
 	}
 	for key := range st.Hashes {
-		if !seen[key] {
-			events = append(events, &schemas.Event{ID: synth.NewUUID(), Op: schemas.OpDelete, Key: key, EventTime: now})
+		if !c.seen[key] {
+			c.events = append(c.events, &schemas.Event{ID: a.eventID(schemas.OpDelete, key, ""), Op: schemas.OpDelete, Key: key, EventTime: now})
 		}
 	}
-	// Publish, with a progress line.
+	return c
+}
+
+// publish publishes the changes and quarantines the rejects, with a
+// progress line; accepted changes enter the next state.
+func (a *Adapter) publish(ctx context.Context, c *changes) error {
+	it, cfg := a.cfg.Item, a.cfg
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var failed error
-	done, total := 0, len(events)+len(rejects)
+	done, total := 0, len(c.events)+len(c.rejects)
 	progress := func() {
 		if cfg.Progress != nil && total > 0 {
 			pct := done * 100 / total
@@ -188,17 +262,17 @@ func Run(ctx context.Context, cfg Config, r io.Reader, format Format) (Summary, 
 		case r.Err == nil:
 			switch r.Event.Op {
 			case schemas.OpCreate:
-				sum.Created++
+				a.sum.Created++
 			case schemas.OpUpdate:
-				sum.Updated++
+				a.sum.Updated++
 			case schemas.OpDelete:
-				sum.Deleted++
+				a.sum.Deleted++
 			}
 			if r.Event.Op != schemas.OpDelete {
-				next.Hashes[r.Event.Key] = hashes[r.Event]
+				c.next.Hashes[r.Event.Key] = c.hashes[r.Event]
 			}
-		case errors.As(r.Err, &v) && !strings.Contains(r.Err.Error(), "NOT kept"):
-			sum.Rejected++
+		case errors.As(r.Err, &v) && !errors.As(r.Err, new(*producers.NotKeptError)):
+			a.sum.Rejected++
 		default:
 			if failed == nil {
 				failed = r.Err
@@ -209,19 +283,19 @@ func Run(ctx context.Context, cfg Config, r io.Reader, format Format) (Summary, 
 		}
 		wg.Done()
 	}
-	for i := 0; i < len(events); i += 5000 {
-		chunk := events[i:min(i+5000, len(events))]
+	for i := 0; i < len(c.events); i += 5000 {
+		chunk := c.events[i:min(i+5000, len(c.events))]
 		wg.Add(len(chunk))
 		if err := cfg.Publisher.PublishAsync(ctx, it.Code, onResult, chunk...); err != nil {
-			return sum, err
+			return err
 		}
 	}
 	wg.Wait()
-	for _, rj := range rejects {
+	for _, rj := range c.rejects {
 		wg.Add(1)
 		res, err := cfg.Publisher.Quarantine(ctx, it.Code, rj.Event, rj.Violation, rj.Raw)
 		if err != nil {
-			return sum, err
+			return err
 		}
 		onResult(res)
 	}
@@ -230,17 +304,9 @@ func Run(ctx context.Context, cfg Config, r io.Reader, format Format) (Summary, 
 		fmt.Fprintln(cfg.Progress)
 	}
 	if failed != nil {
-		return sum, fmt.Errorf("fileadapter: publishing failed, the state is left as it was (run again): %w", failed)
+		return fmt.Errorf("fileadapter: publishing failed, the state is left as it was (run again): %w", failed)
 	}
-	// A key in the extract with no accepted version this run (its change was
-	// refused) keeps the version the bus has; a key gone from it is dropped.
-	for key, h := range st.Hashes {
-		if _, ok := next.Hashes[key]; !ok && seen[key] {
-			next.Hashes[key] = h
-		}
-	}
-	sum.Elapsed = time.Since(start)
-	return sum, next.save(cfg.State)
+	return nil
 }
 
 // read parses the whole extract into typed records.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -81,7 +82,7 @@ func TestExtractsBecomeChanges(t *testing.T) {
 	var bar bytes.Buffer
 	first := cfg
 	first.Progress = &bar // what a terminal shows
-	sum, err := fileadapter.Run(ctx, first, bytes.NewReader(csvOf(t, it, recs)), fileadapter.CSV)
+	sum, err := run(ctx, first, bytes.NewReader(csvOf(t, it, recs)), fileadapter.CSV)
 	if err != nil || sum.Created != 100 || sum.Rows != 100 || sum.Rejected != 0 {
 		t.Fatalf("first extract: %v %v", sum, err)
 	}
@@ -111,7 +112,7 @@ func TestExtractsBecomeChanges(t *testing.T) {
 		}
 	}
 	extract = append(extract, []byte(dup+"\n"+strings.Join(badFields, ",")+"\n")...)
-	sum, err = fileadapter.Run(ctx, cfg, bytes.NewReader(extract), fileadapter.CSV)
+	sum, err = run(ctx, cfg, bytes.NewReader(extract), fileadapter.CSV)
 	if err != nil || sum.Updated != 10 || sum.Deleted != 5 || sum.Created != 7 || sum.Unchanged != 85 || sum.Rejected != 2 {
 		t.Fatalf("second extract: %v %v", sum, err)
 	}
@@ -121,7 +122,7 @@ func TestExtractsBecomeChanges(t *testing.T) {
 		data, _ := schemas.JSONValues(it, r)
 		jl.Write(append(data, '\n'))
 	}
-	sum, err = fileadapter.Run(ctx, cfg, &jl, fileadapter.JSONL)
+	sum, err = run(ctx, cfg, &jl, fileadapter.JSONL)
 	if err != nil || sum.Unchanged != 102 || sum.Created+sum.Updated+sum.Deleted+sum.Rejected != 0 {
 		t.Fatalf("an unchanged extract: %v %v", sum, err)
 	}
@@ -172,4 +173,15 @@ func TestExtractsBecomeChanges(t *testing.T) {
 	if rules["key.duplicate/uscc"] != 1 || rules["schema.type/established_on"] != 1 {
 		t.Fatalf("quarantined %v", rules)
 	}
+}
+
+// run publishes one extract with a new adapter, as `jutong adapter file` does.
+func run(ctx context.Context, cfg fileadapter.Config, r io.Reader, f fileadapter.Format) (fileadapter.Summary, error) {
+	cfg.Extract, cfg.Format = r, f
+	a, err := fileadapter.New(ctx, cfg)
+	if err != nil {
+		return fileadapter.Summary{}, err
+	}
+	err = a.Run(ctx)
+	return a.Summary(), err
 }

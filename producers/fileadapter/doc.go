@@ -6,7 +6,8 @@
 // The previous extract is remembered as a state file of key -> record hash,
 // written once every event of a run is acknowledged. A run that dies before
 // that is simply done again: its events are published again (at least once;
-// the base databases converge to the same state). Lines that cannot be read
+// the base databases converge to the same state), under the same event ids,
+// which are derived from the change and the state it follows. Lines that cannot be read
 // (wrong column count, a value of the wrong form, a key twice in one extract)
 // are quarantined with the reason, like records refused at the door.
 package fileadapter

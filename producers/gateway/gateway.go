@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -35,8 +36,12 @@ type Config struct {
 	Catalog *catalog.Catalog
 	// Tokens maps department codes to their bearer tokens.
 	Tokens map[string]string
-	// Publisher returns the publisher of a department (created once, reused).
-	Publisher func(ctx context.Context, department string) (*producers.Publisher, error)
+	// Publishing holds the options every department's publisher shares
+	// (brokers, registry, metrics); the gateway adds the department's
+	// Kafka credentials, so that it publishes as the department itself.
+	Publishing []producers.Opt
+	// Credentials maps the departments' Kafka principals to their passwords.
+	Credentials map[string]string
 	// MaxBodyBytes bounds a request body (default 16 MiB); MaxEvents the
 	// events in one request (default 10,000).
 	MaxBodyBytes int64
@@ -53,12 +58,15 @@ type Gateway struct {
 	cfg      Config
 	seen     *idCache
 	requests *prometheus.CounterVec
+
+	pubMu sync.Mutex
+	pubs  map[string]*producers.Publisher // by department, created on first use
 }
 
 // New checks cfg and returns a gateway.
 func New(cfg Config) (*Gateway, error) {
-	if cfg.Catalog == nil || cfg.Publisher == nil {
-		return nil, errors.New("gateway: a catalog and a publisher source are required")
+	if cfg.Catalog == nil || len(cfg.Publishing) == 0 {
+		return nil, errors.New("gateway: a catalog and the publishers' options (brokers, registry) are required")
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 16 << 20
@@ -72,7 +80,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, seen: newIDCache(cfg.Remember),
+	g := &Gateway{cfg: cfg, seen: newIDCache(cfg.Remember), pubs: map[string]*producers.Publisher{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jutong_gateway_requests_total",
 			Help: "HTTP ingest requests by HTTP status code.",
@@ -83,6 +91,39 @@ func New(cfg Config) (*Gateway, error) {
 		}
 	}
 	return g, nil
+}
+
+// publisher returns the department's publisher, created once and reused.
+func (g *Gateway) publisher(ctx context.Context, dept string) (*producers.Publisher, error) {
+	g.pubMu.Lock()
+	defer g.pubMu.Unlock()
+	if p, ok := g.pubs[dept]; ok {
+		return p, nil
+	}
+	d := g.cfg.Catalog.Department(dept)
+	if d == nil {
+		return nil, fmt.Errorf("gateway: unknown department %q", dept)
+	}
+	opts := append(slices.Clone(g.cfg.Publishing), producers.SASL(d.Principal, g.cfg.Credentials[d.Principal]),
+		producers.Adapter("http"), producers.System("http-gateway"),
+		producers.Logger(g.cfg.Log.With("department", dept)))
+	p, err := producers.New(ctx, g.cfg.Catalog, dept, opts...)
+	if err != nil {
+		return nil, err
+	}
+	g.pubs[dept] = p
+	return p, nil
+}
+
+// Close flushes and closes the departments' publishers (after the HTTP
+// server stopped sending requests).
+func (g *Gateway) Close() {
+	g.pubMu.Lock()
+	defer g.pubMu.Unlock()
+	for dept, p := range g.pubs {
+		p.Close()
+		delete(g.pubs, dept)
+	}
 }
 
 // Handler returns the gateway's routes.
@@ -188,7 +229,7 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request) {
 		g.reply(w, http.StatusRequestEntityTooLarge, apiError{fmt.Sprintf("%d events in one request, at most %d: split it; nothing was published", len(lines), g.cfg.MaxEvents)})
 		return
 	}
-	pub, err := g.cfg.Publisher(r.Context(), dept)
+	pub, err := g.publisher(r.Context(), dept)
 	if err != nil {
 		g.cfg.Log.Error("gateway: publisher", "department", dept, "err", err)
 		g.reply(w, http.StatusServiceUnavailable, apiError{"the bus is not reachable; retry later"})
@@ -300,7 +341,12 @@ func (g *Gateway) process(ctx context.Context, pub *producers.Publisher, it *cat
 	if len(toPublish) == 0 {
 		return resp, nil
 	}
-	results, _ := pub.Publish(ctx, it.Code, toPublish...)
+	results, err := pub.Publish(ctx, it.Code, toPublish...)
+	if results == nil {
+		// Nothing was sent (the item's schema could not be registered, say):
+		// the request fails as a whole and may be retried.
+		return nil, err
+	}
 	for j, r := range results {
 		res := &resp.Results[idx[j]]
 		var v *contract.Violation
@@ -314,7 +360,8 @@ func (g *Gateway) process(ctx context.Context, pub *producers.Publisher, it *cat
 		case errors.As(r.Err, &v):
 			setRejected(res, v)
 			resp.Rejected++
-			if strings.Contains(r.Err.Error(), "NOT kept") {
+			var lost *producers.NotKeptError
+			if errors.As(r.Err, &lost) {
 				return nil, r.Err
 			}
 		default:

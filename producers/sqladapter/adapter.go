@@ -12,11 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/kafkaconn"
-	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/internal/retry"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/producers/contract"
 	"github.com/jutong/jutong/schemas"
@@ -55,10 +56,12 @@ type Config struct {
 	Name string
 	// Batch is the rows per transaction (default 1000).
 	Batch int
+	// Poll is how often Run looks for changes once caught up (default 5s).
+	Poll time.Duration
 	// Publisher must be Transactional.
 	Publisher *producers.Publisher
 	// Kafka reads the checkpoint topic.
-	Kafka kafkaconn.Config
+	Kafka []kgo.Opt
 	Log   *slog.Logger
 }
 
@@ -116,6 +119,9 @@ func New(ctx context.Context, cfg Config) (*Adapter, error) {
 	}
 	if cfg.Name == "" {
 		cfg.Name = cfg.Item.Code + "@" + cfg.Table
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 5 * time.Second
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 1000
@@ -184,7 +190,7 @@ func (a *Adapter) Checkpoint() Checkpoint { return a.cp }
 // load reads the adapter's last committed checkpoint.
 func (a *Adapter) load(ctx context.Context) error {
 	found := false
-	err := a.cfg.Kafka.ReadAll(ctx, producers.CheckpointTopic, func(r *kgo.Record) {
+	err := kafkaconn.ReadAll(ctx, a.cfg.Kafka, producers.CheckpointTopic, func(r *kgo.Record) {
 		switch {
 		case string(r.Key) == a.cfg.Name:
 			var cp Checkpoint
@@ -274,7 +280,7 @@ func (a *Adapter) diffStep(ctx context.Context) (int, error) {
 		gone = gone[len(chunk):]
 		b := &readBatch{}
 		for _, k := range chunk {
-			b.events = append(b.events, &schemas.Event{ID: synth.NewUUID(), Op: schemas.OpDelete, Key: k, EventTime: now})
+			b.events = append(b.events, &schemas.Event{ID: uuid.NewString(), Op: schemas.OpDelete, Key: k, EventTime: now})
 		}
 		cp := a.cp
 		if len(gone) == 0 {
@@ -294,34 +300,31 @@ func (a *Adapter) diffStep(ctx context.Context) (int, error) {
 	return published, nil
 }
 
-// Run publishes until ctx is done, polling for changes every poll. A
+// Run publishes until ctx is done, polling for changes every Config.Poll. A
 // failing database or Kafka is retried with backoff: a failed batch was not
 // committed, so it is read and published again, once.
-func (a *Adapter) Run(ctx context.Context, poll time.Duration) error {
-	backoff := time.Second
+func (a *Adapter) Run(ctx context.Context) error {
 	for {
-		n, err := a.Step(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			a.cfg.Log.Warn("sqladapter: batch failed, will retry", "adapter", a.cfg.Name, "backoff", backoff, "err", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, time.Minute)
-			continue
+		var n int
+		_, err := retry.Do(ctx, retry.Backoff{Min: time.Second, Max: time.Minute}, func() (err error) {
+			n, err = a.Step(ctx)
+			return err
+		}, func(_ int, err error, wait time.Duration) {
+			a.cfg.Log.Warn("sqladapter: batch failed, will retry", "adapter", a.cfg.Name, "backoff", wait, "err", err)
+		})
+		if ctx.Err() != nil {
+			return nil
 		}
-		backoff = time.Second
+		if err != nil {
+			return err
+		}
 		if n > 0 {
 			continue
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(poll):
+		case <-time.After(a.cfg.Poll):
 		}
 	}
 }
@@ -436,7 +439,7 @@ func (a *Adapter) read(ctx context.Context, query string, args []any, op schemas
 		}
 		key := text[n].String
 		b.rows = append(b.rows, row{key: key, updated: updated})
-		ev := &schemas.Event{ID: synth.NewUUID(), Op: op, Key: key, EventTime: now}
+		ev := &schemas.Event{ID: uuid.NewString(), Op: op, Key: key, EventTime: now}
 		if t, ok := updated.(time.Time); ok {
 			ev.EventTime = t.UTC().Truncate(time.Millisecond)
 		}

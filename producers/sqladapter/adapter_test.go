@@ -124,7 +124,7 @@ func testAdapter(t *testing.T, d dialect) {
 		}
 		a, err := sqladapter.New(ctx, sqladapter.Config{Item: it, DB: db, Dialect: d.name, Table: "enterprise",
 			UpdatedColumn: "updated_at", DeletedColumn: "deleted", KeyDiffEvery: time.Nanosecond, Batch: 100, Publisher: pub,
-			Kafka: b.Kafka()})
+			Kafka: b.KafkaOpts()})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,126 @@
+package grants
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/jutong/jutong/access"
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/feed"
+	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/pipeline"
+)
+
+// KafkaACLs reconciles the ACLs of a cluster, as its superuser.
+type KafkaACLs struct {
+	Kafka []kgo.Opt
+}
+
+// Reconcile implements ACLs.
+func (k KafkaACLs) Reconcile(ctx context.Context, want []access.ACL) (added, removed []access.ACL, err error) {
+	cl, err := kafkaconn.NewClient(k.Kafka)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer cl.Close()
+	return access.Reconcile(ctx, kadm.NewClient(cl), want)
+}
+
+// FeedRunner runs the grants' masked feeds, each a feed.Sink driven by a
+// pipeline.Runner (exactly once, from the feed's own ledger).
+type FeedRunner struct {
+	Catalog     *catalog.Catalog
+	Kafka       []kgo.Opt
+	RegistryURL string
+	// Pipeline configures the feeds' runners (Kafka, decoder, metrics).
+	Pipeline pipeline.Config
+	Log      *slog.Logger
+
+	mu    sync.Mutex
+	feeds map[string]*feedRun // by grant id
+}
+
+// feedRun is a grant's running feed.
+type feedRun struct {
+	topic  string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Sync implements Feeds.
+func (f *FeedRunner) Sync(ctx context.Context, want map[string]feed.Grant) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.feeds == nil {
+		f.feeds = map[string]*feedRun{}
+	}
+	if f.Log == nil {
+		f.Log = slog.New(slog.DiscardHandler)
+	}
+	for id, run := range f.feeds {
+		if _, ok := want[id]; !ok {
+			run.stop()
+			delete(f.feeds, id)
+			f.Log.Info("feed stopped", "topic", run.topic)
+		}
+	}
+	for id, g := range want {
+		if _, ok := f.feeds[id]; ok {
+			continue
+		}
+		run, err := f.start(ctx, g)
+		if err != nil {
+			return err
+		}
+		f.feeds[id] = run
+		f.Log.Info("feed started", "topic", run.topic, "grant", id)
+	}
+	return nil
+}
+
+func (f *FeedRunner) start(ctx context.Context, g feed.Grant) (*feedRun, error) {
+	it := f.Catalog.Item(g.Item)
+	sink, err := feed.NewSink(f.Kafka, f.RegistryURL, it, g, f.Catalog.TopicConfig(it))
+	if err != nil {
+		return nil, err
+	}
+	if err := sink.Prepare(ctx, nil); err != nil {
+		sink.Close()
+		return nil, err
+	}
+	r, err := pipeline.New(f.Pipeline, sink)
+	if err != nil {
+		sink.Close()
+		return nil, err
+	}
+	fctx, cancel := context.WithCancel(context.Background())
+	run := &feedRun{topic: sink.FeedTopic(), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(run.done)
+		defer sink.Close()
+		if err := r.Run(fctx); err != nil && !errors.Is(err, context.Canceled) {
+			f.Log.Error("feed stopped", "topic", run.topic, "err", err)
+		}
+	}()
+	return run, nil
+}
+
+func (r *feedRun) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// Close stops every feed.
+func (f *FeedRunner) Close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id, run := range f.feeds {
+		run.stop()
+		delete(f.feeds, id)
+	}
+}

@@ -1,0 +1,107 @@
+package bus
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/jutong/jutong/audit"
+	"github.com/jutong/jutong/control"
+	"github.com/jutong/jutong/internal/app/grants"
+	"github.com/jutong/jutong/internal/kafkaconn"
+)
+
+// startControl opens the control plane, whose grants the reconciler applies
+// (ACLs, feeds) at every change and on open, its tick loop, and the read
+// auditor with the subscriber-lag gauge.
+func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
+	log := b.cfg.Log.With("component", "control")
+	if b.audit, err = audit.NewWriter(b.kopts); err != nil {
+		return err
+	}
+	b.feeds = &grants.FeedRunner{Catalog: b.cfg.Catalog, Kafka: b.kopts, RegistryURL: b.regURL, Pipeline: b.pcfg, Log: log}
+	b.grants = grants.New(grants.Config{Catalog: b.cfg.Catalog, ACLs: grants.KafkaACLs{Kafka: b.kopts}, Feeds: b.feeds, Audit: b.audit, Log: log})
+	b.Control, err = control.Open(ctx, control.Config{
+		Catalog: b.cfg.Catalog, Kafka: b.kopts, Audit: b.audit, Published: b.published,
+		OnGrants: b.grants.Apply, Now: b.cfg.Now, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	b.Metrics.MustRegister(b.Control.Collector())
+	b.registerCatalogMetrics()
+	b.wg.Go(func() { b.Control.Run(rctx, every(b.cfg.ControlEvery)) })
+	if b.reads, err = audit.NewReads(b.kopts, b.grants.ResolveRead); err != nil {
+		return err
+	}
+	b.wg.Go(func() {
+		t := time.NewTicker(every(b.cfg.ReadAuditEvery))
+		defer t.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-t.C:
+				if _, err := b.AuditReads(rctx); err != nil && rctx.Err() == nil {
+					log.Warn("read audit failed", "err", err)
+				}
+			}
+		}
+	})
+	return nil
+}
+
+// every is d, or a minute when unset.
+func every(d time.Duration) time.Duration {
+	if d <= 0 {
+		return time.Minute
+	}
+	return d
+}
+
+// registerCatalogMetrics exports what the catalog expects of each item, and
+// the subscriber-lag gauge.
+func (b *Bus) registerCatalogMetrics() {
+	interval := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "jutong_item_update_interval_seconds",
+		Help: "The longest an item may go without a change under its update frequency (responsibility list), by item, department and frequency."},
+		[]string{"item", "department", "frequency"})
+	for _, it := range b.cfg.Catalog.Items {
+		interval.WithLabelValues(it.Code, it.Source, it.UpdateFrequency).Set(it.UpdateInterval().Seconds())
+	}
+	b.Metrics.MustRegister(interval)
+	b.subLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "jutong_subscriber_lag_records",
+		Help: "Records a department's consumer groups have yet to read, by department and item (feeds counted under their item)."},
+		[]string{"department", "item"})
+	b.Metrics.MustRegister(b.subLag)
+}
+
+// AuditReads audits the departments' reads and updates their lag now (the
+// bus does it every ReadAuditEvery).
+func (b *Bus) AuditReads(ctx context.Context) ([]audit.Event, error) {
+	evs, err := b.reads.Poll(ctx)
+	if lag, lerr := b.grants.SubscriberLag(ctx, b.kopts); lerr == nil {
+		b.subLag.Reset()
+		for k, n := range lag {
+			b.subLag.WithLabelValues(k.Department, k.Item).Set(float64(n))
+		}
+	}
+	return evs, err
+}
+
+// published says whether an item's topic has any record.
+func (b *Bus) published(ctx context.Context, item string) (bool, error) {
+	admin, err := kafkaconn.NewClient(b.kopts)
+	if err != nil {
+		return false, err
+	}
+	defer admin.Close()
+	ends, err := kadm.NewClient(admin).ListEndOffsets(ctx, item)
+	if err != nil {
+		return false, err
+	}
+	any := false
+	ends.Each(func(o kadm.ListedOffset) { any = any || o.Offset > 0 })
+	return any, nil
+}
