@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/bus"
@@ -178,5 +179,30 @@ func TestGatewayToTheTopic(t *testing.T) {
 		if !strings.Contains(string(m), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// TestUnregistrableSchemaFailsTheRequest: when the item's schema cannot be
+// registered (its subject holds an incompatible schema), nothing can be
+// published: the request fails as a whole with 503 and may be retried; it
+// never answers 200 with results that say nothing.
+func TestUnregistrableSchemaFailsTheRequest(t *testing.T) {
+	b, cat := startBus(t)
+	it := cat.Item(item)
+	reg, err := sr.NewClient(sr.URLs(b.RegistryURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	squat := `{"type":"record","name":"Squat","fields":[{"name":"x","type":"int"}]}`
+	if _, err := reg.CreateSchema(context.Background(), it.Subject(), sr.Schema{Schema: squat, Type: sr.TypeAvro}); err != nil {
+		t.Fatal(err)
+	}
+	gen := synth.New(it, 3, time.Now())
+	code, resp, raw := post(t, b.APIURL()+"/v1/items/"+item+"/events", b.Tokens["market_supervision"], line(t, it, gen.Next()))
+	if code != http.StatusServiceUnavailable || len(resp.Results) != 0 || !strings.Contains(raw, "register schema") {
+		t.Fatalf("want 503 naming the registration failure, got %d: %s", code, raw)
+	}
+	if n := count(t, b, item); n != 0 {
+		t.Fatalf("%d records on the item's topic", n)
 	}
 }
