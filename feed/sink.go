@@ -2,6 +2,7 @@ package feed
 
 import (
 	"context"
+	"log/slog"
 	"errors"
 	"fmt"
 	"strconv"
@@ -30,6 +31,7 @@ const LedgerTopic = topicname.FeedLedger
 type Sink struct {
 	name    string
 	topic   string
+	grant   Grant
 	proj    *Projection
 	k       []kgo.Opt
 	reg     *sr.Client
@@ -38,30 +40,57 @@ type Sink struct {
 	id      int
 	parts   int32
 	retainM int64
+	log     *slog.Logger
 
 	mu   sync.Mutex
 	next map[int32]int64
 }
 
-// NewSink makes the feed sink of a grant whose projection is not the identity.
-func NewSink(k []kgo.Opt, registryURL string, it *catalog.Item, g Grant, topicCfg catalog.TopicConfig) (*Sink, error) {
+// Config configures a feed Sink.
+type Config struct {
+	// Kafka connects to the cluster (as the bus: the sink creates the feed
+	// topic and writes it transactionally).
+	Kafka       []kgo.Opt
+	RegistryURL string
+	Item        *catalog.Item
+	Grant       Grant
+	// Topic sets the feed topic's partitions (when the item's topic does not
+	// tell) and retention.
+	Topic catalog.TopicConfig
+	Log   *slog.Logger
+}
+
+// OriginOffset is the header of every feed record holding the offset of the
+// change it projects in the item's topic (the partition is the same).
+const OriginOffset = "jutong.origin.offset"
+
+// New makes the feed sink of a grant whose projection is not the identity.
+// Its name (and consumer group) is feed.<dept>.<item>.<grant>.
+func New(_ context.Context, cfg Config) (*Sink, error) {
+	if cfg.Item == nil || cfg.Grant.ID == "" || len(cfg.Kafka) == 0 {
+		return nil, errors.New("feed: an item, a grant and Kafka options are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	it, g := cfg.Item, cfg.Grant
 	p := Project(it, g)
 	s, err := p.Schema()
 	if err != nil {
 		return nil, err
 	}
-	reg, err := sr.NewClient(sr.URLs(registryURL))
+	reg, err := sr.NewClient(sr.URLs(cfg.RegistryURL))
 	if err != nil {
 		return nil, err
 	}
 	name := "feed." + g.Department + "." + it.Code + "." + g.ID
-	cl, err := kafkaconn.NewClient(k, kgo.TransactionalID("jutong."+name), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+	cl, err := kafkaconn.NewClient(cfg.Kafka, kgo.TransactionalID("jutong."+name), kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.TransactionTimeout(time.Minute))
 	if err != nil {
 		return nil, err
 	}
-	return &Sink{name: name, topic: topicname.Feed(g.Department, it.Code, g.ID), proj: p, k: k, reg: reg, cl: cl, schema: s,
-		parts: topicCfg.Partitions, retainM: topicCfg.RetentionMs, next: map[int32]int64{}}, nil
+	return &Sink{name: name, topic: topicname.Feed(g.Department, it.Code, g.ID), grant: g, proj: p, k: cfg.Kafka, reg: reg, cl: cl, schema: s,
+		parts: cfg.Topic.Partitions, retainM: cfg.Topic.RetentionMs, log: cfg.Log, next: map[int32]int64{}}, nil
 }
 
 // FeedTopic is the topic the sink writes.
@@ -77,8 +106,20 @@ func (s *Sink) Accepts(it *catalog.Item) bool { return it.Code == s.proj.Source.
 func (s *Sink) Close() error { s.cl.Close(); return nil }
 
 // Prepare implements pipeline.Sink: the feed topic, as many partitions as
-// the item's (a key stays in its partition), and its schema.
-func (s *Sink) Prepare(ctx context.Context, _ []*catalog.Item) error {
+// the item's (a key stays in its partition), and its schema. Given the
+// grant's item as the catalog has it now (a field added since, say), the
+// sink projects that version from then on.
+func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
+	for _, it := range items {
+		if it.Code == s.proj.Source.Code && it != s.proj.Source {
+			p := Project(it, s.grant)
+			sc, err := p.Schema()
+			if err != nil {
+				return err
+			}
+			s.proj, s.schema = p, sc
+		}
+	}
 	admin, err := kafkaconn.NewClient(s.k)
 	if err != nil {
 		return err
@@ -88,7 +129,11 @@ func (s *Sink) Prepare(ctx context.Context, _ []*catalog.Item) error {
 	parts := s.parts
 	if offs, err := adm.ListEndOffsets(ctx, s.proj.Source.Topic()); err == nil {
 		n := int32(0)
-		offs.Each(func(kadm.ListedOffset) { n++ })
+		offs.Each(func(o kadm.ListedOffset) {
+			if o.Err == nil {
+				n++
+			}
+		})
 		if n > 0 {
 			parts = n
 		}
@@ -187,7 +232,8 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, _ time.Time) 
 			return err
 		}
 		recs = append(recs, &kgo.Record{Topic: s.topic, Partition: r.Partition, Key: []byte(ev.Key),
-			Value: schemas.Frame(nil, s.id, buf)})
+			Value:   schemas.Frame(nil, s.id, buf),
+			Headers: []kgo.RecordHeader{{Key: OriginOffset, Value: strconv.AppendInt(nil, r.Offset, 10)}}})
 	}
 	for p, n := range moved {
 		recs = append(recs, &kgo.Record{Topic: LedgerTopic, Partition: 0, Key: []byte(s.ledgerKey(p)), Value: []byte(strconv.FormatInt(n, 10))})

@@ -85,7 +85,8 @@ func (f *FeedRunner) Sync(ctx context.Context, want map[string]feed.Grant) error
 
 func (f *FeedRunner) start(ctx context.Context, g feed.Grant) (*feedRun, error) {
 	it := f.Catalog.Item(g.Item)
-	sink, err := feed.NewSink(f.Kafka, f.RegistryURL, it, g, f.Catalog.TopicConfig(it))
+	sink, err := feed.New(ctx, feed.Config{Kafka: f.Kafka, RegistryURL: f.RegistryURL, Item: it, Grant: g,
+		Topic: f.Catalog.TopicConfig(it), Log: f.Log})
 	if err != nil {
 		return nil, err
 	}
