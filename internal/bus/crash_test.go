@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/jutong/jutong/audit"
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/bus"
 	"github.com/jutong/jutong/internal/kafkaconn"
@@ -25,6 +27,7 @@ import (
 	"github.com/jutong/jutong/pipeline/chsink"
 	"github.com/jutong/jutong/pipeline/pgsink"
 	"github.com/jutong/jutong/producers"
+	"github.com/jutong/jutong/quarantine"
 	"github.com/jutong/jutong/schemas"
 )
 
@@ -73,7 +76,15 @@ func crashChild() {
 	if n, err := strconv.Atoi(os.Getenv("JUTONG_CRASH_BATCH")); err == nil && n > 0 {
 		cfg.MaxBatch = n // larger batches widen the window of an insert in flight at the kill
 	}
-	errs := make(chan error, 2)
+	errs := make(chan error, 4)
+	// The ClickHouse copies of the audit trail and the quarantine, as the bus
+	// runs them.
+	for _, t := range []chsink.Table{
+		{Topic: audit.Topic, DDL: audit.TableDDL, Insert: audit.InsertSQL, Row: audit.Row},
+		chsink.RejectsTable(nil),
+	} {
+		go func() { errs <- chsink.Copy(ctx, kopts, os.Getenv(envCH), t, log) }()
+	}
 	for _, s := range []pipeline.Sink{pg, ch} {
 		r, err := pipeline.New(cfg, s)
 		if err != nil {
@@ -88,7 +99,9 @@ func crashChild() {
 // the process running the pipelines is killed with SIGKILL at random moments
 // and started again. Afterwards PostgreSQL (base and theme databases) and
 // ClickHouse (history and current state) hold exactly what was published:
-// every live key at its last change, no row lost, none doubled.
+// every live key at its last change, no row lost, none doubled. The same
+// process copies the audit trail and the quarantine into ClickHouse while
+// both grow: each of their records is in its table exactly once.
 func TestPipelineSurvivesSIGKILL(t *testing.T) {
 	total := 200_000
 	if v, err := strconv.Atoi(os.Getenv(envEvents)); err == nil && v > 0 {
@@ -191,6 +204,46 @@ func TestPipelineSurvivesSIGKILL(t *testing.T) {
 			}
 		})
 	}
+	// Refused records and audit events, while the copies are being killed.
+	pubWG.Go(func() {
+		it := cat.Item("legal_person.enterprise_registration")
+		p := cat.Department(it.Source).Principal
+		pub, err := producers.New(ctx, cat, it.Source, producers.Brokers(b.Kafka().Brokers...),
+			producers.SASL(p, b.Credentials[p]), producers.Registry(b.RegistryURL()))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer pub.Close()
+		aw, err := audit.NewWriter(b.KafkaOpts())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer aw.Close()
+		g := synth.New(it, 7, time.Now())
+		for round := 0; round < 40; round++ {
+			var bad []*schemas.Event
+			for len(bad) < 50 {
+				if ev := g.Corrupt(g.Next()); ev != nil {
+					bad = append(bad, ev)
+				}
+			}
+			if res, _ := pub.Publish(ctx, it.Code, bad...); len(res) != len(bad) {
+				t.Errorf("publish of corrupted events: %d results", len(res))
+				return
+			}
+			evs := make([]audit.Event, 50)
+			for i := range evs {
+				evs[i] = audit.Event{Kind: "crash_test", Detail: fmt.Sprintf("round %d event %d", round, i)}
+			}
+			if err := aw.Write(ctx, evs...); err != nil {
+				t.Error(err)
+				return
+			}
+			time.Sleep(150 * time.Millisecond)
+		}
+	})
 	pubWG.Wait()
 	close(stop)
 	wg.Wait()
@@ -205,6 +258,11 @@ func TestPipelineSurvivesSIGKILL(t *testing.T) {
 	// The last child catches up; the test reads the sinks' own ledgers.
 	pg, ch := testenv.PostgresPool(t, pgDSN), testenv.ClickHouseConn(t, chDSN)
 	caughtUp := func() bool {
+		for table, topic := range map[string]string{"rejects": quarantine.Topic, "audit": audit.Topic} {
+			if chCount(ctx, t, ch, "SELECT count() FROM "+table) < topicSize(ctx, t, b, topic) {
+				return false
+			}
+		}
 		for code, n := range published {
 			if got := chCount(ctx, t, ch, "SELECT count() FROM events WHERE item = '"+code+"'"); got < uint64(n) {
 				return false
@@ -270,6 +328,15 @@ func TestPipelineSurvivesSIGKILL(t *testing.T) {
 		crows.Close()
 		compareState(t, "ClickHouse "+code, got, live)
 	}
+	// The copies: every record of the topic once in its table.
+	for table, topic := range map[string]string{"rejects": quarantine.Topic, "audit": audit.Topic} {
+		want := topicSize(ctx, t, b, topic)
+		rows := chCount(ctx, t, ch, "SELECT count() FROM "+table)
+		distinct := chCount(ctx, t, ch, "SELECT uniqExact(kafka_partition, kafka_offset) FROM "+table)
+		if rows != want || distinct != want {
+			t.Errorf("ClickHouse %s: %d rows, %d distinct positions; the topic holds %d records", table, rows, distinct, want)
+		}
+	}
 	// The theme database reads the same rows.
 	var themeRows int
 	if err := pg.QueryRow(ctx, "SELECT count(*) FROM theme_epidemic.health_vaccination").Scan(&themeRows); err != nil || themeRows != len(want["health.vaccination"]) {
@@ -305,5 +372,23 @@ func chCount(ctx context.Context, t *testing.T, ch driver.Conn, q string) uint64
 	if err := ch.QueryRow(ctx, q).Scan(&n); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
+	return n
+}
+
+// topicSize is the number of records in a topic written without
+// transactions (offsets are contiguous from 0).
+func topicSize(ctx context.Context, t *testing.T, b *bus.Bus, topic string) uint64 {
+	t.Helper()
+	cl, err := kafkaconn.NewClient(b.KafkaOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	ends.Each(func(o kadm.ListedOffset) { n += uint64(o.Offset) })
 	return n
 }
