@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -36,14 +35,14 @@ type conn struct {
 	verbose                                                                bool
 }
 
-func (c *conn) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.catalogDir, "catalog", env("JUTONG_CATALOG", ""), "catalog directory; empty: the sample built into jutong (JUTONG_CATALOG)")
-	fs.StringVar(&c.brokers, "brokers", env("JUTONG_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka brokers (JUTONG_KAFKA_BROKERS)")
-	fs.StringVar(&c.registry, "registry", env("JUTONG_REGISTRY_URL", "http://127.0.0.1:8081"), "schema registry URL (JUTONG_REGISTRY_URL)")
-	fs.StringVar(&c.department, "department", env("JUTONG_DEPARTMENT", ""), "the publishing department; default: the item's source (JUTONG_DEPARTMENT)")
-	fs.StringVar(&c.user, "kafka-user", env("JUTONG_KAFKA_USER", ""), "SASL/SCRAM user; default: the department's principal (JUTONG_KAFKA_USER)")
-	fs.StringVar(&c.password, "kafka-password", env("JUTONG_KAFKA_PASSWORD", ""), "its password; default: from --credentials (JUTONG_KAFKA_PASSWORD)")
-	fs.StringVar(&c.credentials, "credentials", env("JUTONG_CREDENTIALS", filepath.Join(".jutong", "credentials.json")), "the departments' SCRAM passwords, as jutong dev writes them (JUTONG_CREDENTIALS)")
+func (c *conn) register(fs *flagSet) {
+	fs.envStringVar(&c.catalogDir, "catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
+	fs.envStringVar(&c.brokers, "brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers")
+	fs.envStringVar(&c.registry, "registry", "JUTONG_REGISTRY_URL", "http://127.0.0.1:8081", "schema registry URL")
+	fs.envStringVar(&c.department, "department", "JUTONG_DEPARTMENT", "", "the publishing department; default: the item's source")
+	fs.envStringVar(&c.user, "kafka-user", "JUTONG_KAFKA_USER", "", "SASL/SCRAM user; default: the department's principal")
+	fs.envStringVar(&c.password, "kafka-password", "JUTONG_KAFKA_PASSWORD", "", "its password; default: from --credentials")
+	fs.envStringVar(&c.credentials, "credentials", "JUTONG_CREDENTIALS", filepath.Join(".jutong", "credentials.json"), "the departments' SCRAM passwords, as jutong dev writes them")
 	fs.BoolVar(&c.verbose, "v", false, "log progress (info level) to stderr")
 }
 
@@ -98,7 +97,7 @@ func runAdapter(ctx context.Context, args []string, out, errOut io.Writer) error
 	c.register(fs)
 	item := fs.String("item", "", "the catalog item the table holds (required)")
 	driver := fs.String("driver", "postgres", "postgres or mysql (MariaDB)")
-	dsn := fs.String("dsn", env("JUTONG_SOURCE_DSN", ""), "the source database (pgx or go-sql-driver DSN; for mysql add parseTime=true) (JUTONG_SOURCE_DSN)")
+	dsn := fs.envString("dsn", "JUTONG_SOURCE_DSN", "", "the source database (pgx or go-sql-driver DSN; for mysql add parseTime=true)")
 	table := fs.String("table", "", "the table (required)")
 	keyCol := fs.String("key-column", "", "the business key column; default: the item's key field")
 	updCol := fs.String("updated-column", "", "an updated-at or increasing column that orders changes; empty: snapshot only")

@@ -24,8 +24,8 @@ func benchPipeline(ctx context.Context, args []string, out, errOut io.Writer) er
 	item := fs.String("item", "legal_person.enterprise_registration", "the catalog item (the default has 15 fields)")
 	rate := fs.Int("rate", 30_000, "events/s for the latency run")
 	duration := fs.Duration("duration", 10*time.Second, "length of the latency run")
-	pgDSN := fs.String("postgres-dsn", env("JUTONG_POSTGRES_DSN", ""), "PostgreSQL; empty starts a throwaway local server (JUTONG_POSTGRES_DSN)")
-	chDSN := fs.String("clickhouse-dsn", env("JUTONG_CLICKHOUSE_DSN", ""), "ClickHouse; empty starts a throwaway local server (JUTONG_CLICKHOUSE_DSN)")
+	pgDSN := fs.envString("postgres-dsn", "JUTONG_POSTGRES_DSN", "", "PostgreSQL; empty starts a throwaway local server")
+	chDSN := fs.envString("clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "ClickHouse; empty starts a throwaway local server")
 	verbose := fs.Bool("v", false, "log progress (info level) to stderr")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the throughput run to this file")
 	if err := fs.Parse(args); err != nil {

@@ -37,8 +37,8 @@ func benchTopics(ctx context.Context, args []string, out, errOut io.Writer) erro
 	fset := newFlags("bench topics", benchDesc, errOut)
 	counts := fset.String("topics", "100,1000,10000", "the topic counts to measure, comma separated")
 	partitions := fset.Int("partitions", 1, "partitions per topic")
-	pgDSN := fset.String("postgres-dsn", env("JUTONG_POSTGRES_DSN", ""), "PostgreSQL; empty starts a throwaway local server (JUTONG_POSTGRES_DSN)")
-	chDSN := fset.String("clickhouse-dsn", env("JUTONG_CLICKHOUSE_DSN", ""), "ClickHouse; empty starts a throwaway local server (JUTONG_CLICKHOUSE_DSN)")
+	pgDSN := fset.envString("postgres-dsn", "JUTONG_POSTGRES_DSN", "", "PostgreSQL; empty starts a throwaway local server")
+	chDSN := fset.envString("clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "ClickHouse; empty starts a throwaway local server")
 	if err := fset.Parse(args); err != nil {
 		return err
 	}

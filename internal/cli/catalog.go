@@ -53,12 +53,12 @@ func runCatalog(ctx context.Context, args []string, out, errOut io.Writer) error
 	}
 	sub, args := args[0], args[1:]
 	fs := newFlags("catalog "+sub, catalogDesc, errOut)
-	dir := fs.String("catalog", env("JUTONG_CATALOG", ""), "catalog directory; empty: the sample built into jutong (JUTONG_CATALOG)")
+	dir := fs.envString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table (list, show)")
-	regURL := fs.String("registry", env("JUTONG_REGISTRY_URL", ""), "schema registry URL (check: optional; apply: required) (JUTONG_REGISTRY_URL)")
-	brokers := fs.String("brokers", env("JUTONG_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka brokers (apply) (JUTONG_KAFKA_BROKERS)")
-	user := fs.String("kafka-user", env("JUTONG_KAFKA_USER", "jutong"), "SASL/SCRAM user (apply); empty for none (JUTONG_KAFKA_USER)")
-	pass := fs.String("kafka-password", env("JUTONG_KAFKA_PASSWORD", "jutong-dev"), "its password (apply) (JUTONG_KAFKA_PASSWORD)")
+	regURL := fs.envString("registry", "JUTONG_REGISTRY_URL", "", "schema registry URL (check: optional; apply: required)")
+	brokers := fs.envString("brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers (apply)")
+	user := fs.envString("kafka-user", "JUTONG_KAFKA_USER", "jutong", "SASL/SCRAM user (apply); empty for none")
+	pass := fs.envString("kafka-password", "JUTONG_KAFKA_PASSWORD", "jutong-dev", "its password (apply)")
 	dryRun := fs.Bool("dry-run", false, "apply: print the changes without making them")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -70,32 +70,78 @@ func usage(w io.Writer) {
 }
 
 // newFlags makes a flag set whose usage prints the command's description.
-func newFlags(name, desc string, errOut io.Writer) *flag.FlagSet {
+func newFlags(name, desc string, errOut io.Writer) *flagSet {
 	fs := flag.NewFlagSet("jutong "+name, flag.ContinueOnError)
 	fs.SetOutput(errOut)
 	fs.Usage = func() {
 		fmt.Fprintf(errOut, "Usage: jutong %s [flags]\n\n%s\n\nFlags:\n", name, desc)
 		fs.PrintDefaults()
 	}
-	return fs
+	return &flagSet{FlagSet: fs}
 }
 
-// env returns the environment variable or def.
-func env(key, def string) string {
+// flagSet is a command's flags. Those that an environment variable can set
+// declare it once (envString and the like): its value, when set, is the
+// flag's default, and the flag's help names it. Parse takes flags after
+// positional arguments as well ("approve ID --grade 2").
+type flagSet struct {
+	*flag.FlagSet
+	envErr error    // an environment value that is not of its flag's type
+	pos    []string // the positional arguments, after Parse
+}
+
+func (f *flagSet) envString(name, key, def, usage string) *string {
+	p := new(string)
+	f.envStringVar(p, name, key, def, usage)
+	return p
+}
+
+func (f *flagSet) envStringVar(p *string, name, key, def, usage string) {
 	if v, ok := os.LookupEnv(key); ok {
-		return v
+		def = v
 	}
-	return def
+	f.StringVar(p, name, def, usage+" ("+key+")")
 }
 
-func envInt(key string, def int) int {
+func (f *flagSet) envIntVar(p *int, name, key string, def int, usage string) {
 	if v, ok := os.LookupEnv(key); ok {
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
+		n, err := strconv.Atoi(v)
+		if err != nil && f.envErr == nil {
+			f.envErr = fmt.Errorf("%s=%q: not a number", key, v)
 		}
+		def = n
 	}
-	return def
+	f.IntVar(p, name, def, usage+" ("+key+")")
 }
+
+// Parse parses the flags wherever they stand among the positional arguments.
+func (f *flagSet) Parse(args []string) error {
+	if f.envErr != nil {
+		return f.envErr
+	}
+	f.pos = nil
+	for {
+		if err := f.FlagSet.Parse(args); err != nil {
+			return err
+		}
+		if f.FlagSet.NArg() == 0 {
+			return nil
+		}
+		f.pos, args = append(f.pos, f.FlagSet.Arg(0)), f.FlagSet.Args()[1:]
+	}
+}
+
+// Args, Arg and NArg are the positional arguments.
+func (f *flagSet) Args() []string { return f.pos }
+
+func (f *flagSet) Arg(i int) string {
+	if i < 0 || i >= len(f.pos) {
+		return ""
+	}
+	return f.pos[i]
+}
+
+func (f *flagSet) NArg() int { return len(f.pos) }
 
 func parsePorts(s string) ([]int, error) {
 	var out []int

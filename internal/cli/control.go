@@ -1,14 +1,11 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -19,8 +16,8 @@ import (
 	"github.com/jutong/jutong/access"
 	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/feed"
+	"github.com/jutong/jutong/internal/app/grants"
 	"github.com/jutong/jutong/internal/kafkaconn"
-	"github.com/jutong/jutong/topicname"
 )
 
 const controlDesc = `Talks to the control API of a running bus (jutong dev, demo or serve) as a department,
@@ -32,55 +29,31 @@ type controlFlags struct {
 	asJSON                               bool
 }
 
-func (c *controlFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.api, "api", env("JUTONG_API_URL", "http://127.0.0.1:8080"), "the bus's HTTP API (JUTONG_API_URL)")
-	fs.StringVar(&c.dept, "department", env("JUTONG_DEPARTMENT", ""), "the acting department's code (JUTONG_DEPARTMENT)")
-	fs.StringVar(&c.token, "token", env("JUTONG_TOKEN", ""), "its bearer token; default: from --tokens (JUTONG_TOKEN)")
-	fs.StringVar(&c.tokens, "tokens", env("JUTONG_TOKENS", filepath.Join(".jutong", "tokens.json")), "the departments' tokens, as jutong dev writes them (JUTONG_TOKENS)")
-	fs.StringVar(&c.catalogDir, "catalog", env("JUTONG_CATALOG", ""), "catalog directory; empty: the sample built into jutong (JUTONG_CATALOG)")
+func (c *controlFlags) register(fs *flagSet) {
+	fs.envStringVar(&c.api, "api", "JUTONG_API_URL", "http://127.0.0.1:8080", "the bus's HTTP API")
+	fs.envStringVar(&c.dept, "department", "JUTONG_DEPARTMENT", "", "the acting department's code")
+	fs.envStringVar(&c.token, "token", "JUTONG_TOKEN", "", "its bearer token; default: from --tokens")
+	fs.envStringVar(&c.tokens, "tokens", "JUTONG_TOKENS", filepath.Join(".jutong", "tokens.json"), "the departments' tokens, as jutong dev writes them")
+	fs.envStringVar(&c.catalogDir, "catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	fs.BoolVar(&c.asJSON, "json", false, "print JSON")
 }
 
-// call sends a request to the control API and decodes the answer.
-func (c *controlFlags) call(ctx context.Context, method, path string, body, out any) error {
+// client is the control API's client as the acting department.
+func (c *controlFlags) client() (*control.Client, error) {
 	tok := c.token
 	if tok == "" {
 		if c.dept == "" {
-			return errors.New("--department (or JUTONG_DEPARTMENT) is required")
+			return nil, errors.New("--department (or JUTONG_DEPARTMENT) is required")
 		}
 		toks, err := access.ReadCredentials(c.tokens) // the same JSON shape: code -> secret
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if tok = toks[c.dept]; tok == "" {
-			return fmt.Errorf("no token for %s in %s: pass --token", c.dept, c.tokens)
+			return nil, fmt.Errorf("no token for %s in %s: pass --token", c.dept, c.tokens)
 		}
 	}
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.api, "/")+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		var e struct{ Error string }
-		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
-		}
-		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, raw)
-	}
-	return json.Unmarshal(raw, out)
+	return control.NewClient(c.api, tok, nil), nil
 }
 
 func splitList(s string) []string {
@@ -148,14 +121,18 @@ func runApply(ctx context.Context, args []string, out, errOut io.Writer) error {
 		}
 		r.Until = t
 	}
-	var a control.Application
-	if err := c.call(ctx, "POST", "/v1/applications", r, &a); err != nil {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	a, err := cl.Apply(ctx, r)
+	if err != nil {
 		return err
 	}
 	if c.asJSON {
 		return printJSON(out, a)
 	}
-	printApplication(out, &a, c.zone())
+	printApplication(out, a, c.zone())
 	return nil
 }
 
@@ -168,57 +145,28 @@ func runDecide(action string) func(ctx context.Context, args []string, out, errO
 		reason := fs.String("reason", "", "why (required to refuse or revoke)")
 		grade := fs.Int("grade", 0, "approve: lower the grade")
 		fields := fs.String("fields", "", "approve: approve only these of the requested fields")
-		if err := fs.Parse(reorder(fs, args)); err != nil {
+		if err := fs.Parse(args); err != nil {
 			return err
 		}
 		if fs.NArg() != 1 {
 			return fmt.Errorf("usage: jutong %s ID [flags]", action)
 		}
-		var a control.Application
-		v := control.Verdict{Reason: *reason, Grade: *grade, Fields: splitList(*fields)}
-		if err := c.call(ctx, "POST", "/v1/applications/"+fs.Arg(0)+"/"+action, v, &a); err != nil {
+		cl, err := c.client()
+		if err != nil {
+			return err
+		}
+		decide := map[string]func(context.Context, string, control.Verdict) (*control.Application, error){
+			"approve": cl.Approve, "refuse": cl.Refuse, "revoke": cl.Revoke}[action]
+		a, err := decide(ctx, fs.Arg(0), control.Verdict{Reason: *reason, Grade: *grade, Fields: splitList(*fields)})
+		if err != nil {
 			return err
 		}
 		if c.asJSON {
 			return printJSON(out, a)
 		}
-		printApplication(out, &a, c.zone())
+		printApplication(out, a, c.zone())
 		return nil
 	}
-}
-
-// reorder puts flags before the positional argument, so that
-// "approve ID --grade 2" works as well as "approve --grade 2 ID".
-func reorder(fs *flag.FlagSet, args []string) []string {
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if strings.HasPrefix(a, "-") {
-			flags = append(flags, a)
-			if !strings.Contains(a, "=") && i+1 < len(args) && !isBoolFlag(fs, a) {
-				flags = append(flags, args[i+1])
-				i++
-			}
-			continue
-		}
-		pos = append(pos, a)
-	}
-	return append(flags, pos...)
-}
-
-// isBoolFlag says whether the flag a names takes no value, as the FlagSet
-// defines it (-h and -help, which it answers itself, take none either).
-func isBoolFlag(fs *flag.FlagSet, a string) bool {
-	name := strings.TrimLeft(a, "-")
-	if name == "h" || name == "help" {
-		return true
-	}
-	f := fs.Lookup(name)
-	if f == nil {
-		return false
-	}
-	b, ok := f.Value.(interface{ IsBoolFlag() bool })
-	return ok && b.IsBoolFlag()
 }
 
 // runApplications: jutong applications.
@@ -232,12 +180,12 @@ func runApplications(ctx context.Context, args []string, out, errOut io.Writer) 
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	q := "?state=" + *state + "&item=" + *item
-	if *overdue {
-		q += "&overdue=1"
+	cl, err := c.client()
+	if err != nil {
+		return err
 	}
-	var apps []*control.Application
-	if err := c.call(ctx, "GET", "/v1/applications"+q, nil, &apps); err != nil {
+	apps, err := cl.Applications(ctx, control.Filter{State: control.State(*state), Item: *item, Overdue: *overdue})
+	if err != nil {
 		return err
 	}
 	if c.asJSON {
@@ -267,12 +215,16 @@ func runGrants(ctx context.Context, args []string, out, errOut io.Writer) error 
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var grants []control.Grant
-	if err := c.call(ctx, "GET", "/v1/grants", nil, &grants); err != nil {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	list, err := cl.Grants(ctx)
+	if err != nil {
 		return err
 	}
 	if c.asJSON {
-		return printJSON(out, grants)
+		return printJSON(out, list)
 	}
 	cat, err := loadCatalog(c.catalogDir)
 	if err != nil {
@@ -280,16 +232,13 @@ func runGrants(ctx context.Context, args []string, out, errOut io.Writer) error 
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "GRANT\tDEPARTMENT\tITEM\tGRADE\tUNTIL\tREADS FROM")
-	for _, g := range grants {
+	for _, g := range list {
 		it := cat.Item(g.Item)
 		if it == nil {
 			continue
 		}
-		p := feed.Project(it, feed.Grant{ID: g.ID, Department: g.Department, Item: g.Item, Fields: g.Fields, Grade: g.Grade})
-		topic := it.Topic()
-		if !p.Identity() {
-			topic = topicname.Feed(g.Department, g.Item, g.ID)
-		}
+		p := feed.Project(it, grants.FeedGrant(g))
+		topic := grants.Topic(it, g)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", g.ID, g.Department, g.Item, g.Grade, g.Until.Format(time.DateOnly), topic)
 		if *show {
 			tw.Flush()
@@ -302,7 +251,7 @@ func runGrants(ctx context.Context, args []string, out, errOut io.Writer) error 
 // runResponsibilities: jutong responsibilities.
 func runResponsibilities(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fs := newFlags("responsibilities", "Prints the responsibility list: the items each department must publish, and how often.", errOut)
-	catDir := fs.String("catalog", env("JUTONG_CATALOG", ""), "catalog directory; empty: the sample built into jutong (JUTONG_CATALOG)")
+	catDir := fs.envString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -339,12 +288,12 @@ Subcommands:
 		return errors.New("a subcommand is required: list or rotate")
 	}
 	fs := newFlags("dept "+args[0], desc, errOut)
-	catDir := fs.String("catalog", env("JUTONG_CATALOG", ""), "catalog directory; empty: the sample built into jutong (JUTONG_CATALOG)")
-	brokers := fs.String("brokers", env("JUTONG_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka brokers (JUTONG_KAFKA_BROKERS)")
-	user := fs.String("admin-user", env("JUTONG_ADMIN_USER", "jutong"), "a Kafka user allowed to alter SCRAM users (JUTONG_ADMIN_USER)")
-	pass := fs.String("admin-password", env("JUTONG_ADMIN_PASSWORD", "jutong-dev"), "its password (JUTONG_ADMIN_PASSWORD)")
-	creds := fs.String("credentials", env("JUTONG_CREDENTIALS", filepath.Join(".jutong", "credentials.json")), "the departments' SCRAM passwords (JUTONG_CREDENTIALS)")
-	if err := fs.Parse(reorder(fs, args[1:])); err != nil {
+	catDir := fs.envString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
+	brokers := fs.envString("brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers")
+	user := fs.envString("admin-user", "JUTONG_ADMIN_USER", "jutong", "a Kafka user allowed to alter SCRAM users")
+	pass := fs.envString("admin-password", "JUTONG_ADMIN_PASSWORD", "jutong-dev", "its password")
+	creds := fs.envString("credentials", "JUTONG_CREDENTIALS", filepath.Join(".jutong", "credentials.json"), "the departments' SCRAM passwords")
+	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	cat, err := loadCatalog(*catDir)

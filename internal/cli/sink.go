@@ -38,13 +38,13 @@ func runSink(ctx context.Context, args []string, out, errOut io.Writer) error {
 	item := fs.String("item", "", "the catalog item to replay (required)")
 	fromOffset := fs.Int64("from-offset", 0, "replay every partition from this offset (clamped to the log start)")
 	fromTime := fs.String("from-time", "", "replay from the first record at or after this time (RFC 3339, e.g. 2026-11-20T00:00:00+08:00)")
-	brokers := fs.String("brokers", env("JUTONG_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka brokers (JUTONG_KAFKA_BROKERS)")
-	user := fs.String("kafka-user", env("JUTONG_KAFKA_USER", "jutong"), "SASL/SCRAM user allowed to read the item (JUTONG_KAFKA_USER)")
-	pass := fs.String("kafka-password", env("JUTONG_KAFKA_PASSWORD", "jutong-dev"), "its password (JUTONG_KAFKA_PASSWORD)")
-	reg := fs.String("registry", env("JUTONG_REGISTRY_URL", "http://127.0.0.1:8081"), "schema registry URL (JUTONG_REGISTRY_URL)")
-	pgDSN := fs.String("postgres-dsn", env("JUTONG_POSTGRES_DSN", ""), "the PostgreSQL sink's database (JUTONG_POSTGRES_DSN)")
-	chDSN := fs.String("clickhouse-dsn", env("JUTONG_CLICKHOUSE_DSN", ""), "the ClickHouse sink's database (JUTONG_CLICKHOUSE_DSN)")
-	catDir := fs.String("catalog", env("JUTONG_CATALOG", ""), "catalog directory; empty: the sample built into jutong (JUTONG_CATALOG)")
+	brokers := fs.envString("brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers")
+	user := fs.envString("kafka-user", "JUTONG_KAFKA_USER", "jutong", "SASL/SCRAM user allowed to read the item")
+	pass := fs.envString("kafka-password", "JUTONG_KAFKA_PASSWORD", "jutong-dev", "its password")
+	reg := fs.envString("registry", "JUTONG_REGISTRY_URL", "http://127.0.0.1:8081", "schema registry URL")
+	pgDSN := fs.envString("postgres-dsn", "JUTONG_POSTGRES_DSN", "", "the PostgreSQL sink's database")
+	chDSN := fs.envString("clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "the ClickHouse sink's database")
+	catDir := fs.envString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}

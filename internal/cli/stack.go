@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,18 +33,18 @@ type stackFlags struct {
 	verbose       bool
 }
 
-func (s *stackFlags) register(fs *flag.FlagSet, defDataDir string) {
-	fs.StringVar(&s.catalogDir, "catalog", env("JUTONG_CATALOG", ""), "catalog directory; empty: the sample built into jutong (JUTONG_CATALOG)")
+func (s *stackFlags) register(fs *flagSet, defDataDir string) {
+	fs.envStringVar(&s.catalogDir, "catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	fs.BoolVar(&s.apply, "apply", false, "create and update the item topics on start, as 'jutong catalog apply' does")
-	fs.StringVar(&s.dataDir, "data-dir", env("JUTONG_DATA_DIR", defDataDir), "where the embedded Kafka log and the local databases live (JUTONG_DATA_DIR)")
-	fs.IntVar(&s.brokers, "brokers", envInt("JUTONG_BROKERS", 3), "number of embedded Kafka brokers (JUTONG_BROKERS)")
-	fs.StringVar(&s.kafkaPorts, "kafka-ports", env("JUTONG_KAFKA_PORTS", "9092,9093,9094"), "the brokers' ports on 127.0.0.1, one per broker (JUTONG_KAFKA_PORTS)")
-	fs.StringVar(&s.registryAddr, "registry-addr", env("JUTONG_REGISTRY_ADDR", "127.0.0.1:8081"), "where the schema registry listens (JUTONG_REGISTRY_ADDR)")
-	fs.StringVar(&s.apiAddr, "api-addr", env("JUTONG_API_ADDR", "127.0.0.1:8080"), "where the HTTP API listens: the ingest gateway and /metrics (JUTONG_API_ADDR)")
-	fs.StringVar(&s.adminUser, "admin-user", env("JUTONG_ADMIN_USER", "jutong"), "the Kafka superuser (SCRAM-SHA-256) Jutong's components use (JUTONG_ADMIN_USER)")
-	fs.StringVar(&s.adminPassword, "admin-password", env("JUTONG_ADMIN_PASSWORD", "jutong-dev"), "its password (JUTONG_ADMIN_PASSWORD)")
-	fs.StringVar(&s.postgresDSN, "postgres-dsn", env(localsvc.EnvPostgresDSN, ""), "PostgreSQL for the base databases; dev uses the database it names (created if missing); empty starts a local server under --data-dir ("+localsvc.EnvPostgresDSN+")")
-	fs.StringVar(&s.clickhouseDSN, "clickhouse-dsn", env(localsvc.EnvClickHouseDSN, ""), "ClickHouse (native protocol) for analytics; dev uses the database it names (created if missing); empty starts a local server under --data-dir ("+localsvc.EnvClickHouseDSN+")")
+	fs.envStringVar(&s.dataDir, "data-dir", "JUTONG_DATA_DIR", defDataDir, "where the embedded Kafka log and the local databases live")
+	fs.envIntVar(&s.brokers, "brokers", "JUTONG_BROKERS", 3, "number of embedded Kafka brokers")
+	fs.envStringVar(&s.kafkaPorts, "kafka-ports", "JUTONG_KAFKA_PORTS", "9092,9093,9094", "the brokers' ports on 127.0.0.1, one per broker")
+	fs.envStringVar(&s.registryAddr, "registry-addr", "JUTONG_REGISTRY_ADDR", "127.0.0.1:8081", "where the schema registry listens")
+	fs.envStringVar(&s.apiAddr, "api-addr", "JUTONG_API_ADDR", "127.0.0.1:8080", "where the HTTP API listens: the ingest gateway and /metrics")
+	fs.envStringVar(&s.adminUser, "admin-user", "JUTONG_ADMIN_USER", "jutong", "the Kafka superuser (SCRAM-SHA-256) Jutong's components use")
+	fs.envStringVar(&s.adminPassword, "admin-password", "JUTONG_ADMIN_PASSWORD", "jutong-dev", "its password")
+	fs.envStringVar(&s.postgresDSN, "postgres-dsn", localsvc.EnvPostgresDSN, "", "PostgreSQL for the base databases; dev uses the database it names (created if missing); empty starts a local server under --data-dir")
+	fs.envStringVar(&s.clickhouseDSN, "clickhouse-dsn", localsvc.EnvClickHouseDSN, "", "ClickHouse (native protocol) for analytics; dev uses the database it names (created if missing); empty starts a local server under --data-dir")
 	fs.BoolVar(&s.verbose, "v", false, "log progress (info level) to stderr")
 }
 
