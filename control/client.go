@@ -158,4 +158,3 @@ func (c *Client) call(ctx context.Context, method, path string, body, out any) e
 	}
 	return nil
 }
-
