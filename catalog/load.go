@@ -117,10 +117,26 @@ func validShare(s ShareType) bool {
 
 // index builds the lookup maps and validates; all problems are reported, joined.
 func (c *Catalog) index() error {
-	var errs []error
-	add := func(file, item, field, format string, args ...any) {
-		errs = append(errs, &ValidationError{file, item, field, fmt.Sprintf(format, args...)})
-	}
+	var p problems
+	c.indexDepartments(p.add)
+	c.indexItems(p.add)
+	c.indexThemes(p.add)
+	return errors.Join(p...)
+}
+
+// problems collects a catalog's validation errors.
+type problems []error
+
+func (p *problems) add(file, item, field, format string, args ...any) {
+	*p = append(*p, &ValidationError{file, item, field, fmt.Sprintf(format, args...)})
+}
+
+// adder reports one problem: the file, item and field it is about.
+type adder func(file, item, field, format string, args ...any)
+
+// indexDepartments indexes the departments and checks them, the authority
+// and the calendar.
+func (c *Catalog) indexDepartments(add adder) {
 	c.deptByCode = make(map[string]*Department)
 	for i := range c.Departments {
 		d := &c.Departments[i]
@@ -147,10 +163,10 @@ func (c *Catalog) index() error {
 			add("calendar.json", "", "", "timezone %q: %v", c.Calendar.Timezone, err)
 		}
 	}
-	bases := make(map[string]bool)
-	for _, b := range c.Bases {
-		bases[b.Code] = true
-	}
+}
+
+// indexItems indexes the items and their fields and checks them.
+func (c *Catalog) indexItems(add adder) {
 	c.itemByCode = make(map[string]*Item)
 	for _, it := range c.Items {
 		f := it.file
@@ -164,47 +180,61 @@ func (c *Catalog) index() error {
 			add(f, it.Code, "", "duplicate item code (also in %s)", prev.file)
 		}
 		c.itemByCode[it.Code] = it
-		if c.deptByCode[it.Source] == nil {
-			add(f, it.Code, "", "unknown source department %q", it.Source)
-		}
-		if it.Base != "" && !bases[it.Base] {
-			add(f, it.Code, "", "unknown base database %q", it.Base)
-		}
-		if !validShare(it.Share) {
-			add(f, it.Code, "", "share must be unconditional, conditional or none, not %q", it.Share)
-		}
-		if it.Share == ShareNone && strings.TrimSpace(it.LegalBasis) == "" {
-			add(f, it.Code, "", "an item that is not shared needs its legal basis (legal_basis)")
-		}
-		if !validShare(it.Open) {
-			add(f, it.Code, "", "open must be unconditional, conditional or none, not %q", it.Open)
-		}
-		if !frequencies[it.UpdateFrequency] {
-			add(f, it.Code, "", "update_frequency must be realtime, daily, weekly, monthly, quarterly or yearly, not %q", it.UpdateFrequency)
-		}
-		if tc := c.TopicConfig(it); tc.Partitions <= 0 || tc.ReplicationFactor < 0 || !policies[tc.CleanupPolicy] {
-			add(f, it.Code, "", "topic: partitions must be positive (here or in topic_defaults), replication_factor not negative, cleanup_policy delete, compact or \"compact,delete\"")
-		}
-		it.fieldIdx = make(map[string]int, len(it.Fields))
-		for i, fd := range it.Fields {
-			if !fieldNameRe.MatchString(fd.Name) {
-				add(f, it.Code, fd.Name, "field name must be lower case (a-z, 0-9, _) and start with a letter")
-			}
-			if _, dup := it.fieldIdx[fd.Name]; dup {
-				add(f, it.Code, fd.Name, "duplicate field")
-			}
-			it.fieldIdx[fd.Name] = i
-			validateField(fd, func(format string, args ...any) { add(f, it.Code, fd.Name, format, args...) })
-		}
-		switch kf := it.Field(it.Key); {
-		case it.Key == "":
-			add(f, it.Code, "", "no business key: set \"key\" to a field name")
-		case kf == nil:
-			add(f, it.Code, it.Key, "business key field does not exist")
-		case !kf.Required || kf.Type != TypeString:
-			add(f, it.Code, it.Key, "business key field must be a required string")
-		}
+		c.checkItem(it, add)
 	}
+}
+
+// checkItem checks one item and indexes its fields.
+func (c *Catalog) checkItem(it *Item, add adder) {
+	f := it.file
+	bases := make(map[string]bool)
+	for _, b := range c.Bases {
+		bases[b.Code] = true
+	}
+	if c.deptByCode[it.Source] == nil {
+		add(f, it.Code, "", "unknown source department %q", it.Source)
+	}
+	if it.Base != "" && !bases[it.Base] {
+		add(f, it.Code, "", "unknown base database %q", it.Base)
+	}
+	if !validShare(it.Share) {
+		add(f, it.Code, "", "share must be unconditional, conditional or none, not %q", it.Share)
+	}
+	if it.Share == ShareNone && strings.TrimSpace(it.LegalBasis) == "" {
+		add(f, it.Code, "", "an item that is not shared needs its legal basis (legal_basis)")
+	}
+	if !validShare(it.Open) {
+		add(f, it.Code, "", "open must be unconditional, conditional or none, not %q", it.Open)
+	}
+	if !frequencies[it.UpdateFrequency] {
+		add(f, it.Code, "", "update_frequency must be realtime, daily, weekly, monthly, quarterly or yearly, not %q", it.UpdateFrequency)
+	}
+	if tc := c.TopicConfig(it); tc.Partitions <= 0 || tc.ReplicationFactor < 0 || !policies[tc.CleanupPolicy] {
+		add(f, it.Code, "", "topic: partitions must be positive (here or in topic_defaults), replication_factor not negative, cleanup_policy delete, compact or \"compact,delete\"")
+	}
+	it.fieldIdx = make(map[string]int, len(it.Fields))
+	for i, fd := range it.Fields {
+		if !fieldNameRe.MatchString(fd.Name) {
+			add(f, it.Code, fd.Name, "field name must be lower case (a-z, 0-9, _) and start with a letter")
+		}
+		if _, dup := it.fieldIdx[fd.Name]; dup {
+			add(f, it.Code, fd.Name, "duplicate field")
+		}
+		it.fieldIdx[fd.Name] = i
+		validateField(fd, func(format string, args ...any) { add(f, it.Code, fd.Name, format, args...) })
+	}
+	switch kf := it.Field(it.Key); {
+	case it.Key == "":
+		add(f, it.Code, "", "no business key: set \"key\" to a field name")
+	case kf == nil:
+		add(f, it.Code, it.Key, "business key field does not exist")
+	case !kf.Required || kf.Type != TypeString:
+		add(f, it.Code, it.Key, "business key field must be a required string")
+	}
+}
+
+// indexThemes indexes the theme databases and checks them.
+func (c *Catalog) indexThemes(add adder) {
 	c.themeByCode = make(map[string]*Theme)
 	for _, th := range c.Themes {
 		f := th.file
@@ -232,7 +262,6 @@ func (c *Catalog) index() error {
 			}
 		}
 	}
-	return errors.Join(errs...)
 }
 
 func validateField(fd *Field, bad func(string, ...any)) {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/consumers"
-	"github.com/jutong/jutong/internal/bus"
+	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"

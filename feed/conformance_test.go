@@ -16,7 +16,7 @@ import (
 
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/feed"
-	"github.com/jutong/jutong/internal/bus"
+	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/pipeline/sinktest"

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/internal/bus"
+	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/producers/contract"
 	"github.com/jutong/jutong/schemas"

@@ -14,7 +14,7 @@ import (
 	"runtime/pprof"
 	"syscall"
 
-	"github.com/jutong/jutong/internal/cli"
+	"github.com/jutong/jutong/internal/app/cli"
 )
 
 func main() {

@@ -1,4 +1,4 @@
-package cli
+package demo
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/consumers"
 	"github.com/jutong/jutong/control"
+	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/schemas"
 )
 
@@ -17,7 +18,7 @@ import (
 // by the data authority and by public security, and reads its masked feed;
 // tax applies for enterprise registrations (unconditional), is approved by
 // the authority, and reads the item's own topic. Their reads are audited.
-func demoSubscribers(ctx context.Context, out io.Writer, st *stack) error {
+func demoSubscribers(ctx context.Context, out io.Writer, st *stack.Stack) error {
 	type sub struct {
 		dept, item, purpose string
 		fields              []string
@@ -30,15 +31,15 @@ func demoSubscribers(ctx context.Context, out io.Writer, st *stack) error {
 	}
 	fmt.Fprintf(out, "\nSubscribers (applications approved, reads through Kafka ACLs)\n")
 	for _, s := range subs {
-		if st.cat.Item(s.item) == nil {
+		if st.Catalog.Item(s.item) == nil {
 			continue // another catalog
 		}
-		app, err := st.bus.Control.Apply(ctx, s.dept, control.Request{Item: s.item, Purpose: s.purpose, Fields: s.fields, Grade: s.grade})
+		app, err := st.Bus.Control.Apply(ctx, s.dept, control.Request{Item: s.item, Purpose: s.purpose, Fields: s.fields, Grade: s.grade})
 		if err != nil {
 			return err
 		}
 		for _, by := range s.reviewers {
-			if app, err = st.bus.Control.Decide(ctx, app.ID, by, control.Verdict{Approve: true}); err != nil {
+			if app, err = st.Bus.Control.Decide(ctx, app.ID, by, control.Verdict{Approve: true}); err != nil {
 				return err
 			}
 		}
@@ -51,17 +52,17 @@ func demoSubscribers(ctx context.Context, out io.Writer, st *stack) error {
 			fmt.Fprintf(out, "          e.g. %s\n", sample)
 		}
 	}
-	if _, err := st.bus.AuditReads(ctx); err != nil {
+	if _, err := st.Bus.AuditReads(ctx); err != nil {
 		return err
 	}
 	return nil
 }
 
 // demoRead reads what a department's grant lets it read, until it is caught up.
-func demoRead(ctx context.Context, st *stack, dept, item string) (int, string, string, error) {
-	d := st.cat.Department(dept)
-	sub, err := consumers.New(st.cat, dept, []string{item}, consumers.Brokers(st.bus.Kafka().Brokers...),
-		consumers.SASL(d.Principal, st.bus.Credentials[d.Principal]), consumers.Registry(st.bus.RegistryURL()),
+func demoRead(ctx context.Context, st *stack.Stack, dept, item string) (int, string, string, error) {
+	d := st.Catalog.Department(dept)
+	sub, err := consumers.New(st.Catalog, dept, []string{item}, consumers.Brokers(st.Bus.Kafka().Brokers...),
+		consumers.SASL(d.Principal, st.Bus.Credentials[d.Principal]), consumers.Registry(st.Bus.RegistryURL()),
 		consumers.Group("demo"))
 	if err != nil {
 		return 0, "", "", err
@@ -74,7 +75,7 @@ func demoRead(ctx context.Context, st *stack, dept, item string) (int, string, s
 		idle.Reset(2 * time.Second) // stop once nothing came for a while: caught up
 		n++
 		if sample == "" && dl.Event.Data != nil {
-			sample = describe(st.cat.Item(item), dl.Event.Data)
+			sample = describe(st.Catalog.Item(item), dl.Event.Data)
 		}
 		return nil
 	})

@@ -17,6 +17,8 @@ import (
 	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/feed"
 	"github.com/jutong/jutong/internal/app/grants"
+	"github.com/jutong/jutong/internal/app/stack"
+	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/kafkaconn"
 )
 
@@ -29,12 +31,12 @@ type controlFlags struct {
 	asJSON                               bool
 }
 
-func (c *controlFlags) register(fs *flagSet) {
-	fs.envStringVar(&c.api, "api", "JUTONG_API_URL", "http://127.0.0.1:8080", "the bus's HTTP API")
-	fs.envStringVar(&c.dept, "department", "JUTONG_DEPARTMENT", "", "the acting department's code")
-	fs.envStringVar(&c.token, "token", "JUTONG_TOKEN", "", "its bearer token; default: from --tokens")
-	fs.envStringVar(&c.tokens, "tokens", "JUTONG_TOKENS", filepath.Join(".jutong", "tokens.json"), "the departments' tokens, as jutong dev writes them")
-	fs.envStringVar(&c.catalogDir, "catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
+func (c *controlFlags) register(fs *cmdflag.FlagSet) {
+	fs.EnvStringVar(&c.api, "api", "JUTONG_API_URL", "http://127.0.0.1:8080", "the bus's HTTP API")
+	fs.EnvStringVar(&c.dept, "department", "JUTONG_DEPARTMENT", "", "the acting department's code")
+	fs.EnvStringVar(&c.token, "token", "JUTONG_TOKEN", "", "its bearer token; default: from --tokens")
+	fs.EnvStringVar(&c.tokens, "tokens", "JUTONG_TOKENS", filepath.Join(".jutong", "tokens.json"), "the departments' tokens, as jutong dev writes them")
+	fs.EnvStringVar(&c.catalogDir, "catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	fs.BoolVar(&c.asJSON, "json", false, "print JSON")
 }
 
@@ -76,7 +78,7 @@ func printJSON(w io.Writer, v any) error {
 // zone is the catalog calendar's time zone, in which deadlines fall at the
 // end of a working day (Asia/Shanghai unless the catalog says otherwise).
 func (c *controlFlags) zone() *time.Location {
-	if cat, err := loadCatalog(c.catalogDir); err == nil {
+	if cat, err := stack.LoadCatalog(c.catalogDir); err == nil {
 		if cal, err := control.NewCalendar(cat.Calendar); err == nil {
 			return cal.Location()
 		}
@@ -102,7 +104,7 @@ func printApplication(w io.Writer, a *control.Application, zone *time.Location) 
 
 // runApply: jutong apply.
 func runApply(ctx context.Context, args []string, out, errOut io.Writer) error {
-	fs := newFlags("apply", "Applies, as --department, to read a catalog item (the demand list).\n\n"+controlDesc, errOut)
+	fs := cmdflag.New("apply", "Applies, as --department, to read a catalog item (the demand list).\n\n"+controlDesc, errOut)
 	var c controlFlags
 	c.register(fs)
 	item := fs.String("item", "", "the catalog item (required)")
@@ -139,7 +141,7 @@ func runApply(ctx context.Context, args []string, out, errOut io.Writer) error {
 // runDecide: jutong approve | refuse | revoke.
 func runDecide(action string) func(ctx context.Context, args []string, out, errOut io.Writer) error {
 	return func(ctx context.Context, args []string, out, errOut io.Writer) error {
-		fs := newFlags(action+" ID", fmt.Sprintf("%ss an application, as --department (the data authority first, then the item's source).\n\n%s", strings.ToUpper(action[:1])+action[1:], controlDesc), errOut)
+		fs := cmdflag.New(action+" ID", fmt.Sprintf("%ss an application, as --department (the data authority first, then the item's source).\n\n%s", strings.ToUpper(action[:1])+action[1:], controlDesc), errOut)
 		var c controlFlags
 		c.register(fs)
 		reason := fs.String("reason", "", "why (required to refuse or revoke)")
@@ -171,7 +173,7 @@ func runDecide(action string) func(ctx context.Context, args []string, out, errO
 
 // runApplications: jutong applications.
 func runApplications(ctx context.Context, args []string, out, errOut io.Writer) error {
-	fs := newFlags("applications", "Lists applications (the demand list) that --department may see: the data authority all.\n\n"+controlDesc, errOut)
+	fs := cmdflag.New("applications", "Lists applications (the demand list) that --department may see: the data authority all.\n\n"+controlDesc, errOut)
 	var c controlFlags
 	c.register(fs)
 	state := fs.String("state", "", "only this state: authority_review, source_review, granted, refused, revoked, expired")
@@ -208,7 +210,7 @@ func runApplications(ctx context.Context, args []string, out, errOut io.Writer) 
 
 // runGrants: jutong grants.
 func runGrants(ctx context.Context, args []string, out, errOut io.Writer) error {
-	fs := newFlags("grants", "Lists the active grants --department may see, and with --show what each delivers, field by field.\n\n"+controlDesc, errOut)
+	fs := cmdflag.New("grants", "Lists the active grants --department may see, and with --show what each delivers, field by field.\n\n"+controlDesc, errOut)
 	var c controlFlags
 	c.register(fs)
 	show := fs.Bool("show", false, "print each grant's projection: fields in clear, masked and dropped")
@@ -226,7 +228,7 @@ func runGrants(ctx context.Context, args []string, out, errOut io.Writer) error 
 	if c.asJSON {
 		return printJSON(out, list)
 	}
-	cat, err := loadCatalog(c.catalogDir)
+	cat, err := stack.LoadCatalog(c.catalogDir)
 	if err != nil {
 		return err
 	}
@@ -250,13 +252,13 @@ func runGrants(ctx context.Context, args []string, out, errOut io.Writer) error 
 
 // runResponsibilities: jutong responsibilities.
 func runResponsibilities(ctx context.Context, args []string, out, errOut io.Writer) error {
-	fs := newFlags("responsibilities", "Prints the responsibility list: the items each department must publish, and how often.", errOut)
-	catDir := fs.envString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
+	fs := cmdflag.New("responsibilities", "Prints the responsibility list: the items each department must publish, and how often.", errOut)
+	catDir := fs.EnvString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cat, err := loadCatalog(*catDir)
+	cat, err := stack.LoadCatalog(*catDir)
 	if err != nil {
 		return err
 	}
@@ -287,16 +289,16 @@ Subcommands:
 		}
 		return errors.New("a subcommand is required: list or rotate")
 	}
-	fs := newFlags("dept "+args[0], desc, errOut)
-	catDir := fs.envString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
-	brokers := fs.envString("brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers")
-	user := fs.envString("admin-user", "JUTONG_ADMIN_USER", "jutong", "a Kafka user allowed to alter SCRAM users")
-	pass := fs.envString("admin-password", "JUTONG_ADMIN_PASSWORD", "jutong-dev", "its password")
-	creds := fs.envString("credentials", "JUTONG_CREDENTIALS", filepath.Join(".jutong", "credentials.json"), "the departments' SCRAM passwords")
+	fs := cmdflag.New("dept "+args[0], desc, errOut)
+	catDir := fs.EnvString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
+	brokers := fs.EnvString("brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers")
+	user := fs.EnvString("admin-user", "JUTONG_ADMIN_USER", "jutong", "a Kafka user allowed to alter SCRAM users")
+	pass := fs.EnvString("admin-password", "JUTONG_ADMIN_PASSWORD", "jutong-dev", "its password")
+	creds := fs.EnvString("credentials", "JUTONG_CREDENTIALS", filepath.Join(".jutong", "credentials.json"), "the departments' SCRAM passwords")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	cat, err := loadCatalog(*catDir)
+	cat, err := stack.LoadCatalog(*catDir)
 	if err != nil {
 		return err
 	}

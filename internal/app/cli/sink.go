@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/app/stack"
+	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/pipeline/chsink"
@@ -32,23 +34,23 @@ func runSink(ctx context.Context, args []string, out, errOut io.Writer) error {
 		}
 		return errors.New("a subcommand is required: replay")
 	}
-	fs := newFlags("sink replay", sinkDesc, errOut)
+	fs := cmdflag.New("sink replay", sinkDesc, errOut)
 	sinkKind := fs.String("sink", "", "postgres or clickhouse (required)")
 	name := fs.String("sink-name", "", "the sink's name in its ledger; default: postgres or clickhouse, as jutong dev and serve name them")
 	item := fs.String("item", "", "the catalog item to replay (required)")
 	fromOffset := fs.Int64("from-offset", 0, "replay every partition from this offset (clamped to the log start)")
 	fromTime := fs.String("from-time", "", "replay from the first record at or after this time (RFC 3339, e.g. 2026-11-20T00:00:00+08:00)")
-	brokers := fs.envString("brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers")
-	user := fs.envString("kafka-user", "JUTONG_KAFKA_USER", "jutong", "SASL/SCRAM user allowed to read the item")
-	pass := fs.envString("kafka-password", "JUTONG_KAFKA_PASSWORD", "jutong-dev", "its password")
-	reg := fs.envString("registry", "JUTONG_REGISTRY_URL", "http://127.0.0.1:8081", "schema registry URL")
-	pgDSN := fs.envString("postgres-dsn", "JUTONG_POSTGRES_DSN", "", "the PostgreSQL sink's database")
-	chDSN := fs.envString("clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "the ClickHouse sink's database")
-	catDir := fs.envString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
+	brokers := fs.EnvString("brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers")
+	user := fs.EnvString("kafka-user", "JUTONG_KAFKA_USER", "jutong", "SASL/SCRAM user allowed to read the item")
+	pass := fs.EnvString("kafka-password", "JUTONG_KAFKA_PASSWORD", "jutong-dev", "its password")
+	reg := fs.EnvString("registry", "JUTONG_REGISTRY_URL", "http://127.0.0.1:8081", "schema registry URL")
+	pgDSN := fs.EnvString("postgres-dsn", "JUTONG_POSTGRES_DSN", "", "the PostgreSQL sink's database")
+	chDSN := fs.EnvString("clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "the ClickHouse sink's database")
+	catDir := fs.EnvString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	cat, err := loadCatalog(*catDir)
+	cat, err := stack.LoadCatalog(*catDir)
 	if err != nil {
 		return err
 	}

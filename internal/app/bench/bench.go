@@ -1,4 +1,4 @@
-package cli
+package bench
 
 import (
 	"context"
@@ -14,7 +14,8 @@ import (
 	"time"
 
 	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/internal/bus"
+	"github.com/jutong/jutong/internal/app/bus"
+	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/producers/contract"
@@ -32,7 +33,8 @@ Subcommands:
   topics    how the pipeline process's start-up and memory grow with the number of item
             topics (jutong serve in a child process, one event per topic)`
 
-func runBench(ctx context.Context, args []string, out, errOut io.Writer) error {
+// Run runs `jutong bench`.
+func Run(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if len(args) == 0 || (strings.HasPrefix(args[0], "-") && args[0] != "-h" && args[0] != "--help") {
 		return benchPipeline(ctx, args, out, errOut) // plain `jutong bench`: the whole bus
 	}
@@ -49,12 +51,17 @@ func runBench(ctx context.Context, args []string, out, errOut io.Writer) error {
 		}
 		return errors.New("a subcommand is required: publish, pipeline or topics")
 	}
-	fs := newFlags("bench publish", benchDesc, errOut)
+	return benchPublish(ctx, args[1:], out, errOut)
+}
+
+// benchPublish runs `jutong bench publish`.
+func benchPublish(ctx context.Context, args []string, out, errOut io.Writer) error {
+	fs := cmdflag.New("bench publish", benchDesc, errOut)
 	events := fs.Int("events", 1_000_000, "events to publish")
 	item := fs.String("item", "legal_person.enterprise_registration", "the catalog item (the default has 15 fields)")
 	brokers := fs.Int("brokers", 3, "embedded brokers")
 	distinct := fs.Int("distinct", 50_000, "distinct synthetic events, published in turn (bounds the memory the generator takes)")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	cat, err := catalog.Sample()
@@ -89,13 +96,19 @@ func runBench(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fmt.Fprintf(out, "jutong bench publish: %d events of %s (%d fields), %d embedded brokers, GOMAXPROCS %d\n",
 		*events, it.Code, len(it.Fields), *brokers, runtime.GOMAXPROCS(0))
 
-	// 1. The door and the encoder alone, on one core.
+	if err := checkAndEncode(out, it, pool, min(*events, 200_000)); err != nil {
+		return err
+	}
+	return publishAll(ctx, out, pub, it, pool, *events)
+}
+
+// checkAndEncode measures the door and the encoder alone, on one core.
+func checkAndEncode(out io.Writer, it *catalog.Item, pool []*schemas.Event, n int) error {
 	s, err := schemas.For(it)
 	if err != nil {
 		return err
 	}
 	now := time.Now().Add(time.Minute)
-	n := min(*events, 200_000)
 	var buf []byte
 	t0 := time.Now()
 	for i := 0; i < n; i++ {
@@ -110,8 +123,11 @@ func runBench(ctx context.Context, args []string, out, errOut io.Writer) error {
 		}
 	}
 	fmt.Fprintf(out, "  checked + encoded, one core, no Kafka   %10.0f events/s\n", float64(n)/time.Since(t0).Seconds())
+	return nil
+}
 
-	// 2. The whole publish path to the embedded cluster.
+// publishAll measures the whole publish path to the embedded cluster.
+func publishAll(ctx context.Context, out io.Writer, pub *producers.Publisher, it *catalog.Item, pool []*schemas.Event, events int) error {
 	if _, err := pub.Publish(ctx, it.Code, pool[0]); err != nil { // registers the schema
 		return err
 	}
@@ -125,10 +141,10 @@ func runBench(ctx context.Context, args []string, out, errOut io.Writer) error {
 		wg.Done()
 	}
 	before := resourceUsage()
-	t0 = time.Now()
+	t0 := time.Now()
 	const chunk = 2000
-	for sent := 0; sent < *events; sent += chunk {
-		k := min(chunk, *events-sent)
+	for sent := 0; sent < events; sent += chunk {
+		k := min(chunk, events-sent)
 		batch := make([]*schemas.Event, k)
 		for i := range batch {
 			batch[i] = pool[(sent+i)%len(pool)]
@@ -146,9 +162,9 @@ func runBench(ctx context.Context, args []string, out, errOut io.Writer) error {
 	}
 	user, sys := after.user-before.user, after.sys-before.sys
 	fmt.Fprintf(out, "  published and acknowledged              %10.0f events/s  %6.1f MB/s  (%d events in %s)\n",
-		float64(*events)/wall.Seconds(), float64(bytes.Load())/wall.Seconds()/1e6, *events, wall.Round(time.Millisecond))
+		float64(events)/wall.Seconds(), float64(bytes.Load())/wall.Seconds()/1e6, events, wall.Round(time.Millisecond))
 	fmt.Fprintf(out, "  CPU (publisher and brokers together)    user %.2fs  sys %.2fs  = %.2f cores busy, %.1f µs CPU per event\n",
-		user.Seconds(), sys.Seconds(), (user+sys).Seconds()/wall.Seconds(), float64((user+sys).Microseconds())/float64(*events))
+		user.Seconds(), sys.Seconds(), (user+sys).Seconds()/wall.Seconds(), float64((user+sys).Microseconds())/float64(events))
 	fmt.Fprintf(out, "  peak RSS                                %10.0f MiB\n", float64(after.maxRSS)/1024)
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -16,7 +15,9 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/internal/bus"
+	"github.com/jutong/jutong/internal/app/bus"
+	"github.com/jutong/jutong/internal/app/stack"
+	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/topics"
 	"github.com/jutong/jutong/schemas"
@@ -35,14 +36,6 @@ Subcommands:
   apply                create or update one topic per item (partitions, retention, cleanup
                        policy) and register the schemas; a second run changes nothing`
 
-// loadCatalog reads dir, or the embedded sample when dir is empty.
-func loadCatalog(dir string) (*catalog.Catalog, error) {
-	if dir == "" {
-		return catalog.Sample()
-	}
-	return catalog.Load(os.DirFS(dir))
-}
-
 func runCatalog(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprintf(errOut, "Usage: jutong catalog <list|show|check|apply> [flags]\n\n%s\n", catalogDesc)
@@ -52,18 +45,18 @@ func runCatalog(ctx context.Context, args []string, out, errOut io.Writer) error
 		return errors.New("a subcommand is required")
 	}
 	sub, args := args[0], args[1:]
-	fs := newFlags("catalog "+sub, catalogDesc, errOut)
-	dir := fs.envString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
+	fs := cmdflag.New("catalog "+sub, catalogDesc, errOut)
+	dir := fs.EnvString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table (list, show)")
-	regURL := fs.envString("registry", "JUTONG_REGISTRY_URL", "", "schema registry URL (check: optional; apply: required)")
-	brokers := fs.envString("brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers (apply)")
-	user := fs.envString("kafka-user", "JUTONG_KAFKA_USER", "jutong", "SASL/SCRAM user (apply); empty for none")
-	pass := fs.envString("kafka-password", "JUTONG_KAFKA_PASSWORD", "jutong-dev", "its password (apply)")
+	regURL := fs.EnvString("registry", "JUTONG_REGISTRY_URL", "", "schema registry URL (check: optional; apply: required)")
+	brokers := fs.EnvString("brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers (apply)")
+	user := fs.EnvString("kafka-user", "JUTONG_KAFKA_USER", "jutong", "SASL/SCRAM user (apply); empty for none")
+	pass := fs.EnvString("kafka-password", "JUTONG_KAFKA_PASSWORD", "jutong-dev", "its password (apply)")
 	dryRun := fs.Bool("dry-run", false, "apply: print the changes without making them")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cat, err := loadCatalog(*dir)
+	cat, err := stack.LoadCatalog(*dir)
 	if err != nil {
 		return err
 	}

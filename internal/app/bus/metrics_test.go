@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/jutong/jutong/control"
-	"github.com/jutong/jutong/internal/bus"
+	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/producers"

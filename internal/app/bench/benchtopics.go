@@ -1,4 +1,4 @@
-package cli
+package bench
 
 import (
 	"context"
@@ -21,7 +21,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/internal/bus"
+	"github.com/jutong/jutong/internal/app/bus"
+	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/localsvc"
 	"github.com/jutong/jutong/internal/synth"
@@ -34,11 +35,11 @@ import (
 // in a child process; it reports the time until every event landed in both
 // sinks and the child's resident memory.
 func benchTopics(ctx context.Context, args []string, out, errOut io.Writer) error {
-	fset := newFlags("bench topics", benchDesc, errOut)
+	fset := cmdflag.New("bench topics", benchDesc, errOut)
 	counts := fset.String("topics", "100,1000,10000", "the topic counts to measure, comma separated")
 	partitions := fset.Int("partitions", 1, "partitions per topic")
-	pgDSN := fset.envString("postgres-dsn", "JUTONG_POSTGRES_DSN", "", "PostgreSQL; empty starts a throwaway local server")
-	chDSN := fset.envString("clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "ClickHouse; empty starts a throwaway local server")
+	pgDSN := fset.EnvString("postgres-dsn", "JUTONG_POSTGRES_DSN", "", "PostgreSQL; empty starts a throwaway local server")
+	chDSN := fset.EnvString("clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "ClickHouse; empty starts a throwaway local server")
 	if err := fset.Parse(args); err != nil {
 		return err
 	}
@@ -126,62 +127,10 @@ func benchTopicsOnce(ctx context.Context, self, dir string, n, partitions int, p
 	defer b.Close()
 	res.created = time.Since(t0)
 
-	// One event per topic, produced in one go: a producer that discovers
-	// thousands of new topics one at a time spends its time in metadata.
-	reg, err := sr.NewClient(sr.URLs(b.RegistryURL()))
-	if err != nil {
+	if err := produceOnePerTopic(ctx, b, cat); err != nil {
 		return nil, err
 	}
-	var recs []*kgo.Record
-	for i, it := range cat.Items {
-		s, err := schemas.For(it)
-		if err != nil {
-			return nil, err
-		}
-		id, err := reg.RegisterSchema(ctx, it.Subject(), sr.Schema{Schema: s.JSON, Type: sr.TypeAvro}, -1, -1)
-		if err != nil {
-			return nil, err
-		}
-		e := synth.New(it, uint64(i+1), time.Now()).Next()
-		e.Source, e.PublishTime = schemas.Source{Department: it.Source, System: "bench", Adapter: "sdk"}, time.Now()
-		payload, err := s.Encode(e)
-		if err != nil {
-			return nil, err
-		}
-		recs = append(recs, &kgo.Record{Topic: it.Topic(), Key: []byte(e.Key), Value: schemas.Frame(nil, id, payload)})
-	}
-	p := cat.Department(cat.Items[0].Source).Principal
-	k := kafkaconn.Config{Brokers: b.Kafka().Brokers, User: p, Password: b.Credentials[p]}
-	cl, err := k.Client()
-	if err != nil {
-		return nil, err
-	}
-	err = cl.ProduceSync(ctx, recs...).FirstErr()
-	cl.Close()
-	if err != nil {
-		return nil, err
-	}
-
-	cmd := exec.CommandContext(ctx, self, "serve", "--brokers", strings.Join(b.Kafka().Brokers, ","),
-		"--kafka-user", "jutong", "--kafka-password", "bench", "--registry-url", b.RegistryURL(),
-		"--registry-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--secrets-dir", dir,
-		"--catalog", catDir, "--postgres-dsn", pgDSN, "--clickhouse-dsn", chDSN)
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if logPath := os.Getenv("JUTONG_BENCH_CHILD_LOG"); logPath != "" { // the child's log, -v
-		f, err := os.Create(logPath + "." + strconv.Itoa(n))
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		cmd.Args = append(cmd.Args, "-v")
-		cmd.Stderr = f
-	}
-	if prof := os.Getenv("JUTONG_BENCH_CHILD_CPUPROFILE"); prof != "" { // to see where start-up goes
-		cmd.Env = append(os.Environ(), "JUTONG_CPUPROFILE="+prof+"."+strconv.Itoa(n))
-	}
-	if prof := os.Getenv("JUTONG_BENCH_CHILD_MEMPROFILE"); prof != "" { // and the memory
-		cmd.Env = append(os.Environ(), "JUTONG_MEMPROFILE="+prof+"."+strconv.Itoa(n))
-	}
+	cmd := serveCommand(ctx, self, dir, catDir, b, pgDSN, chDSN, n)
 	t0 = time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -190,18 +139,87 @@ func benchTopicsOnce(ctx context.Context, self, dir string, n, partitions int, p
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 	}()
+	if err := waitLanded(ctx, cmd, pgDSN, chDSN, n, t0); err != nil {
+		return nil, err
+	}
+	res.landed = time.Since(t0)
+	res.rss, res.peak = procRSS(cmd.Process.Pid)
+	return res, nil
+}
+
+// produceOnePerTopic produces one event per topic, in one go: a producer
+// that discovers thousands of new topics one at a time spends its time in
+// metadata.
+func produceOnePerTopic(ctx context.Context, b *bus.Bus, cat *catalog.Catalog) error {
+	reg, err := sr.NewClient(sr.URLs(b.RegistryURL()))
+	if err != nil {
+		return err
+	}
+	var recs []*kgo.Record
+	for i, it := range cat.Items {
+		s, err := schemas.For(it)
+		if err != nil {
+			return err
+		}
+		id, err := reg.RegisterSchema(ctx, it.Subject(), sr.Schema{Schema: s.JSON, Type: sr.TypeAvro}, -1, -1)
+		if err != nil {
+			return err
+		}
+		e := synth.New(it, uint64(i+1), time.Now()).Next()
+		e.Source, e.PublishTime = schemas.Source{Department: it.Source, System: "bench", Adapter: "sdk"}, time.Now()
+		payload, err := s.Encode(e)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, &kgo.Record{Topic: it.Topic(), Key: []byte(e.Key), Value: schemas.Frame(nil, id, payload)})
+	}
+	p := cat.Department(cat.Items[0].Source).Principal
+	k := kafkaconn.Config{Brokers: b.Kafka().Brokers, User: p, Password: b.Credentials[p]}
+	cl, err := k.Client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return cl.ProduceSync(ctx, recs...).FirstErr()
+}
+
+// serveCommand is `jutong serve` for the benchmark's catalog, in a child
+// process (this binary), logging and profiling as the environment says.
+func serveCommand(ctx context.Context, self, dir, catDir string, b *bus.Bus, pgDSN, chDSN string, n int) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, self, "serve", "--brokers", strings.Join(b.Kafka().Brokers, ","),
+		"--kafka-user", "jutong", "--kafka-password", "bench", "--registry-url", b.RegistryURL(),
+		"--registry-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--secrets-dir", dir,
+		"--catalog", catDir, "--postgres-dsn", pgDSN, "--clickhouse-dsn", chDSN)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if logPath := os.Getenv("JUTONG_BENCH_CHILD_LOG"); logPath != "" { // the child's log, -v
+		if f, err := os.Create(logPath + "." + strconv.Itoa(n)); err == nil {
+			cmd.Args = append(cmd.Args, "-v")
+			cmd.Stderr = f // closed with the process's descriptors when the benchmark ends
+		}
+	}
+	if prof := os.Getenv("JUTONG_BENCH_CHILD_CPUPROFILE"); prof != "" { // to see where start-up goes
+		cmd.Env = append(os.Environ(), "JUTONG_CPUPROFILE="+prof+"."+strconv.Itoa(n))
+	}
+	if prof := os.Getenv("JUTONG_BENCH_CHILD_MEMPROFILE"); prof != "" { // and the memory
+		cmd.Env = append(os.Environ(), "JUTONG_MEMPROFILE="+prof+"."+strconv.Itoa(n))
+	}
+	return cmd
+}
+
+// waitLanded waits until both sinks of the child hold n events.
+func waitLanded(ctx context.Context, cmd *exec.Cmd, pgDSN, chDSN string, n int, t0 time.Time) error {
 	pgc, err := pgx.Connect(ctx, pgDSN)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer pgc.Close(context.Background())
 	chOpts, err := clickhouse.ParseDSN(chDSN)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	chc, err := clickhouse.Open(chOpts)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer chc.Close()
 	for {
@@ -210,23 +228,20 @@ func benchTopicsOnce(ctx context.Context, self, dir string, n, partitions int, p
 		_ = pgc.QueryRow(ctx, "SELECT coalesce(sum(next_offset), 0) FROM jutong.sink_offsets").Scan(&landedPG)
 		_ = chc.QueryRow(ctx, "SELECT count() FROM events").Scan(&landedCH)
 		if landedPG >= int64(n) && landedCH >= uint64(n) {
-			break
+			return nil
 		}
 		if cmd.ProcessState != nil {
-			return nil, fmt.Errorf("jutong serve exited")
+			return fmt.Errorf("jutong serve exited")
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Since(t0) > 10*time.Minute {
-			return nil, fmt.Errorf("not landed after 10 minutes (PostgreSQL %d, ClickHouse %d of %d)", landedPG, landedCH, n)
+			return fmt.Errorf("not landed after 10 minutes (PostgreSQL %d, ClickHouse %d of %d)", landedPG, landedCH, n)
 		}
 	}
-	res.landed = time.Since(t0)
-	res.rss, res.peak = procRSS(cmd.Process.Pid)
-	return res, nil
 }
 
 // writeBenchCatalog writes a catalog of n copies of the enterprise

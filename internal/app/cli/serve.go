@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/jutong/jutong/internal/bus"
+	"github.com/jutong/jutong/internal/app/bus"
+	"github.com/jutong/jutong/internal/app/stack"
+	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/pipeline"
 )
@@ -19,19 +21,19 @@ instances for availability: the pipelines share the work through their consumer
 groups and resume from the sinks' own ledgers.`
 
 func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
-	fs := newFlags("serve", serveDesc, errOut)
-	brokers := fs.envString("brokers", "JUTONG_KAFKA_BROKERS", "", "Kafka bootstrap brokers, comma separated")
-	user := fs.envString("kafka-user", "JUTONG_KAFKA_USER", "", "SASL/SCRAM-SHA-256 user; empty for no SASL")
-	pass := fs.envString("kafka-password", "JUTONG_KAFKA_PASSWORD", "", "its password")
-	regAddr := fs.envString("registry-addr", "JUTONG_REGISTRY_ADDR", "0.0.0.0:8081", "where the schema registry listens")
-	apiAddr := fs.envString("api-addr", "JUTONG_API_ADDR", "0.0.0.0:8080", "where the HTTP API listens: the ingest gateway and /metrics")
-	secrets := fs.envString("secrets-dir", "JUTONG_SECRETS_DIR", "/var/lib/jutong", "holds credentials.json (departments' SCRAM passwords) and tokens.json (gateway tokens), created when missing")
+	fs := cmdflag.New("serve", serveDesc, errOut)
+	brokers := fs.EnvString("brokers", "JUTONG_KAFKA_BROKERS", "", "Kafka bootstrap brokers, comma separated")
+	user := fs.EnvString("kafka-user", "JUTONG_KAFKA_USER", "", "SASL/SCRAM-SHA-256 user; empty for no SASL")
+	pass := fs.EnvString("kafka-password", "JUTONG_KAFKA_PASSWORD", "", "its password")
+	regAddr := fs.EnvString("registry-addr", "JUTONG_REGISTRY_ADDR", "0.0.0.0:8081", "where the schema registry listens")
+	apiAddr := fs.EnvString("api-addr", "JUTONG_API_ADDR", "0.0.0.0:8080", "where the HTTP API listens: the ingest gateway and /metrics")
+	secrets := fs.EnvString("secrets-dir", "JUTONG_SECRETS_DIR", "/var/lib/jutong", "holds credentials.json (departments' SCRAM passwords) and tokens.json (gateway tokens), created when missing")
 	createUsers := fs.Bool("create-users", false, "create or update each department's SCRAM user from credentials.json (run once, by one instance)")
-	regURL := fs.envString("registry-url", "JUTONG_REGISTRY_URL", "", "use this external Confluent-compatible schema registry instead of serving one")
-	pgDSN := fs.envString("postgres-dsn", "JUTONG_POSTGRES_DSN", "", "PostgreSQL for the base databases; empty: no PostgreSQL sink")
-	chDSN := fs.envString("clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "ClickHouse, native protocol; empty: no ClickHouse sink")
-	instance := fs.envString("instance-id", "JUTONG_INSTANCE_ID", "", "a stable name for this instance (static group membership): restarted under the same name, it takes its partitions back at once")
-	catDir := fs.envString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
+	regURL := fs.EnvString("registry-url", "JUTONG_REGISTRY_URL", "", "use this external Confluent-compatible schema registry instead of serving one")
+	pgDSN := fs.EnvString("postgres-dsn", "JUTONG_POSTGRES_DSN", "", "PostgreSQL for the base databases; empty: no PostgreSQL sink")
+	chDSN := fs.EnvString("clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "ClickHouse, native protocol; empty: no ClickHouse sink")
+	instance := fs.EnvString("instance-id", "JUTONG_INSTANCE_ID", "", "a stable name for this instance (static group membership): restarted under the same name, it takes its partitions back at once")
+	catDir := fs.EnvString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	verbose := fs.Bool("v", false, "log progress (info level) to stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -39,11 +41,11 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if *brokers == "" {
 		return fmt.Errorf("--brokers (or JUTONG_KAFKA_BROKERS) is required; see 'jutong serve --help'")
 	}
-	cat, err := loadCatalog(*catDir)
+	cat, err := stack.LoadCatalog(*catDir)
 	if err != nil {
 		return err
 	}
-	log := newLogger(errOut, *verbose)
+	log := cmdflag.Logger(errOut, *verbose)
 	b, err := bus.Start(ctx, bus.Config{
 		Catalog:      cat,
 		Kafka:        &kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass},

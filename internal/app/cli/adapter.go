@@ -14,6 +14,8 @@ import (
 
 	"github.com/jutong/jutong/access"
 	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/app/stack"
+	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/producers/sqladapter"
@@ -35,21 +37,21 @@ type conn struct {
 	verbose                                                                bool
 }
 
-func (c *conn) register(fs *flagSet) {
-	fs.envStringVar(&c.catalogDir, "catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
-	fs.envStringVar(&c.brokers, "brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers")
-	fs.envStringVar(&c.registry, "registry", "JUTONG_REGISTRY_URL", "http://127.0.0.1:8081", "schema registry URL")
-	fs.envStringVar(&c.department, "department", "JUTONG_DEPARTMENT", "", "the publishing department; default: the item's source")
-	fs.envStringVar(&c.user, "kafka-user", "JUTONG_KAFKA_USER", "", "SASL/SCRAM user; default: the department's principal")
-	fs.envStringVar(&c.password, "kafka-password", "JUTONG_KAFKA_PASSWORD", "", "its password; default: from --credentials")
-	fs.envStringVar(&c.credentials, "credentials", "JUTONG_CREDENTIALS", filepath.Join(".jutong", "credentials.json"), "the departments' SCRAM passwords, as jutong dev writes them")
+func (c *conn) register(fs *cmdflag.FlagSet) {
+	fs.EnvStringVar(&c.catalogDir, "catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
+	fs.EnvStringVar(&c.brokers, "brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers")
+	fs.EnvStringVar(&c.registry, "registry", "JUTONG_REGISTRY_URL", "http://127.0.0.1:8081", "schema registry URL")
+	fs.EnvStringVar(&c.department, "department", "JUTONG_DEPARTMENT", "", "the publishing department; default: the item's source")
+	fs.EnvStringVar(&c.user, "kafka-user", "JUTONG_KAFKA_USER", "", "SASL/SCRAM user; default: the department's principal")
+	fs.EnvStringVar(&c.password, "kafka-password", "JUTONG_KAFKA_PASSWORD", "", "its password; default: from --credentials")
+	fs.EnvStringVar(&c.credentials, "credentials", "JUTONG_CREDENTIALS", filepath.Join(".jutong", "credentials.json"), "the departments' SCRAM passwords, as jutong dev writes them")
 	fs.BoolVar(&c.verbose, "v", false, "log progress (info level) to stderr")
 }
 
 // resolve loads the catalog and the department's Kafka identity.
 func (c *conn) resolve(itemCode string) (*catalog.Catalog, *catalog.Item, kafkaconn.Config, error) {
 	var k kafkaconn.Config
-	cat, err := loadCatalog(c.catalogDir)
+	cat, err := stack.LoadCatalog(c.catalogDir)
 	if err != nil {
 		return nil, nil, k, err
 	}
@@ -92,12 +94,12 @@ func runAdapter(ctx context.Context, args []string, out, errOut io.Writer) error
 	if args[0] == "file" {
 		return runFileAdapter(ctx, args[1:], out, errOut)
 	}
-	fs := newFlags("adapter sql", adapterDesc, errOut)
+	fs := cmdflag.New("adapter sql", adapterDesc, errOut)
 	var c conn
 	c.register(fs)
 	item := fs.String("item", "", "the catalog item the table holds (required)")
 	driver := fs.String("driver", "postgres", "postgres or mysql (MariaDB)")
-	dsn := fs.envString("dsn", "JUTONG_SOURCE_DSN", "", "the source database (pgx or go-sql-driver DSN; for mysql add parseTime=true)")
+	dsn := fs.EnvString("dsn", "JUTONG_SOURCE_DSN", "", "the source database (pgx or go-sql-driver DSN; for mysql add parseTime=true)")
 	table := fs.String("table", "", "the table (required)")
 	keyCol := fs.String("key-column", "", "the business key column; default: the item's key field")
 	updCol := fs.String("updated-column", "", "an updated-at or increasing column that orders changes; empty: snapshot only")
@@ -129,7 +131,7 @@ func runAdapter(ctx context.Context, args []string, out, errOut io.Writer) error
 	if *name == "" {
 		*name = it.Code + "@" + *table
 	}
-	log := newLogger(errOut, c.verbose)
+	log := cmdflag.Logger(errOut, c.verbose)
 	kopts, err := k.Opts()
 	if err != nil {
 		return err

@@ -9,12 +9,13 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/producers/fileadapter"
 )
 
 func runFileAdapter(ctx context.Context, args []string, out, errOut io.Writer) error {
-	fs := newFlags("adapter file", adapterDesc+"\n\nUsage: jutong adapter file --item CODE [flags] EXTRACT...", errOut)
+	fs := cmdflag.New("adapter file", adapterDesc+"\n\nUsage: jutong adapter file --item CODE [flags] EXTRACT...", errOut)
 	var c conn
 	c.register(fs)
 	item := fs.String("item", "", "the catalog item the extracts hold (required)")
@@ -31,7 +32,7 @@ func runFileAdapter(ctx context.Context, args []string, out, errOut io.Writer) e
 		return err
 	}
 	pub, err := producers.New(ctx, cat, c.department, producers.Brokers(k.Brokers...), producers.SASL(k.User, k.Password),
-		producers.Registry(c.registry), producers.Adapter("file"), producers.Logger(newLogger(errOut, c.verbose)))
+		producers.Registry(c.registry), producers.Adapter("file"), producers.Logger(cmdflag.Logger(errOut, c.verbose)))
 	if err != nil {
 		return err
 	}

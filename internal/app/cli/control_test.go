@@ -12,7 +12,7 @@ import (
 
 	"github.com/jutong/jutong/access"
 	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/internal/bus"
+	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/kafkaconn"
 )
 

@@ -5,15 +5,17 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/jutong/jutong/internal/cmdflag"
 )
 
 func TestFlagSet(t *testing.T) {
 	t.Setenv("JUTONG_TEST_NAME", "from-env")
 	t.Setenv("JUTONG_TEST_N", "7")
-	fs := newFlags("test", "", io.Discard)
-	name := fs.envString("name", "JUTONG_TEST_NAME", "default", "a name")
+	fs := cmdflag.New("test", "", io.Discard)
+	name := fs.EnvString("name", "JUTONG_TEST_NAME", "default", "a name")
 	var n int
-	fs.envIntVar(&n, "n", "JUTONG_TEST_N", 1, "a number")
+	fs.EnvIntVar(&n, "n", "JUTONG_TEST_N", 1, "a number")
 	grade := fs.Int("grade", 0, "")
 	if err := fs.Parse([]string{"ID", "--grade", "2", "more"}); err != nil {
 		t.Fatal(err)
@@ -30,8 +32,8 @@ func TestFlagSet(t *testing.T) {
 	}
 	// A value of the wrong type in the environment is an error, not ignored.
 	t.Setenv("JUTONG_TEST_N", "seven")
-	bad := newFlags("test", "", io.Discard)
-	bad.envIntVar(&n, "n", "JUTONG_TEST_N", 1, "a number")
+	bad := cmdflag.New("test", "", io.Discard)
+	bad.EnvIntVar(&n, "n", "JUTONG_TEST_N", 1, "a number")
 	if err := bad.Parse(nil); err == nil || !strings.Contains(err.Error(), "JUTONG_TEST_N") {
 		t.Fatalf("want an error naming JUTONG_TEST_N, got %v", err)
 	}

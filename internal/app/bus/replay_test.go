@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jutong/jutong/internal/bus"
-	"github.com/jutong/jutong/internal/cli"
+	"github.com/jutong/jutong/internal/app/bus"
+	"github.com/jutong/jutong/internal/app/cli"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/schemas"

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+
+	"github.com/jutong/jutong/internal/app/stack"
+	"github.com/jutong/jutong/internal/cmdflag"
 )
 
 const devDesc = `Runs the whole bus on this machine until Ctrl-C (SIGINT) or SIGTERM: an embedded
@@ -14,26 +17,26 @@ starting again keeps every record, every schema and every sink's position.
 Item topics are created by 'jutong catalog apply', or at start with --apply.`
 
 func runDev(ctx context.Context, args []string, out, errOut io.Writer) error {
-	fs := newFlags("dev", devDesc, errOut)
-	var s stackFlags
-	s.register(fs, ".jutong")
+	fs := cmdflag.New("dev", devDesc, errOut)
+	var s stack.Flags
+	s.Register(fs, ".jutong")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log := newLogger(errOut, s.verbose)
-	st, err := startStack(ctx, &s, "jutong", false, log)
+	log := cmdflag.Logger(errOut, s.Verbose)
+	st, err := stack.Start(ctx, &s, "jutong", false, log)
 	if err != nil {
 		return err
 	}
-	defer st.close()
+	defer st.Close()
 	fmt.Fprintln(out, "Jutong is running (Ctrl-C to stop):")
-	st.describe(out)
-	if !s.apply {
+	st.Describe(out)
+	if !s.Apply {
 		fmt.Fprintln(out, "Item topics are created by 'jutong catalog apply' (or start with --apply).")
 	}
 	select {
 	case <-ctx.Done():
-	case err := <-st.bus.Errors():
+	case err := <-st.Bus.Errors():
 		return err
 	}
 	fmt.Fprintln(out, "stopping: finishing open batches, flushing the Kafka log")

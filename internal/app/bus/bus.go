@@ -1,7 +1,10 @@
-// Package bus assembles a running Jutong bus on one machine: the embedded
-// Kafka cluster, the schema registry and its HTTP API, the item topics and
-// the sink pipelines. `jutong dev`, `jutong demo` and the end-to-end tests
-// all start the bus through Start, so they exercise the same wiring.
+// Package bus is the composition root of a running Jutong bus: it wires the
+// embedded (or an existing) Kafka cluster, the schema registry and its HTTP
+// API, the internal topics, the departments' principals, the control plane
+// with its grants reconciler (internal/app/grants), the HTTP API (gateway,
+// control, /metrics), the sink pipelines and the ClickHouse copies. It holds
+// no policy of its own. `jutong dev`, `demo`, `serve` and the end-to-end
+// tests all start the bus through Start, so they exercise the same wiring.
 package bus
 
 import (

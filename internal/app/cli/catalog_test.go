@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/internal/bus"
+	"github.com/jutong/jutong/internal/app/bus"
 )
 
 func run(t *testing.T, args ...string) (string, error) {

@@ -1,0 +1,265 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/app/stack"
+	"github.com/jutong/jutong/internal/cmdflag"
+	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/producers"
+	"github.com/jutong/jutong/schemas"
+)
+
+// benchPipeline measures the whole bus: publishers -> embedded Kafka ->
+// pipelines -> PostgreSQL (base database) and ClickHouse, exactly once.
+func benchPipeline(ctx context.Context, args []string, out, errOut io.Writer) error {
+	fs := cmdflag.New("bench pipeline", benchDesc, errOut)
+	events := fs.Int("events", 500_000, "events for the throughput run (one update per three creates)")
+	item := fs.String("item", "legal_person.enterprise_registration", "the catalog item (the default has 15 fields)")
+	rate := fs.Int("rate", 30_000, "events/s for the latency run")
+	duration := fs.Duration("duration", 10*time.Second, "length of the latency run")
+	pgDSN := fs.EnvString("postgres-dsn", "JUTONG_POSTGRES_DSN", "", "PostgreSQL; empty starts a throwaway local server")
+	chDSN := fs.EnvString("clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "ClickHouse; empty starts a throwaway local server")
+	verbose := fs.Bool("v", false, "log progress (info level) to stderr")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the throughput run to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "jutong-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	st, err := stack.Start(ctx, &stack.Flags{Apply: true, DataDir: dir, Brokers: 3, KafkaPorts: "0,0,0",
+		RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", AdminUser: "jutong", AdminPassword: "bench",
+		PostgresDSN: *pgDSN, ClickHouseDSN: *chDSN}, "jutong_bench", true, cmdflag.Logger(errOut, *verbose))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	it := st.Catalog.Item(*item)
+	if it == nil {
+		return fmt.Errorf("no catalog item %q", *item)
+	}
+	if it.Base == "" {
+		return fmt.Errorf("%s is in no base database", it.Code)
+	}
+	dept := st.Catalog.Department(it.Source)
+	pub, err := producers.New(ctx, st.Catalog, it.Source, producers.Brokers(st.Bus.Kafka().Brokers...),
+		producers.SASL(dept.Principal, st.Bus.Credentials[dept.Principal]), producers.Registry(st.Bus.RegistryURL()))
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+	g := synth.New(it, 3, time.Now())
+	g.UpdateEvery, g.DeleteEvery = 4, 0 // one update per three creates
+	fmt.Fprintf(out, "jutong bench pipeline: %s (%d fields), 3 embedded brokers, %d partitions, PostgreSQL + ClickHouse, GOMAXPROCS %d\n",
+		it.Code, len(it.Fields), st.Catalog.TopicConfig(it).Partitions, runtime.GOMAXPROCS(0))
+	p := &pipe{st: st, out: out, it: it, pub: pub, gen: g}
+	if err := p.throughput(ctx, *events, *cpuProfile); err != nil {
+		return err
+	}
+	latEvents, err := p.latency(ctx, *rate, *duration)
+	if err != nil {
+		return err
+	}
+	return p.exactlyOnce(ctx, *events+latEvents)
+}
+
+// pipe is one run of bench pipeline.
+type pipe struct {
+	st     *stack.Stack
+	out    io.Writer
+	it     *catalog.Item
+	pub    *producers.Publisher
+	gen    *synth.Generator
+	failed atomic.Int64
+	wg     sync.WaitGroup
+}
+
+// publish publishes n fresh events without waiting.
+func (p *pipe) publish(ctx context.Context, n int) error {
+	batch := make([]*schemas.Event, n)
+	for i := range batch {
+		batch[i] = p.gen.Next()
+	}
+	p.wg.Add(len(batch))
+	return p.pub.PublishAsync(ctx, p.it.Code, func(r producers.Result) {
+		if r.Err != nil {
+			p.failed.Add(1)
+		}
+		p.wg.Done()
+	}, batch...)
+}
+
+// watch is what follow saw of the sinks' ledgers: when each caught up, and
+// the largest lag.
+type watch struct {
+	caughtUp map[string]time.Duration
+	maxLag   map[string]int64
+}
+
+// follow watches the sinks until each caught up after until() said the
+// publishing is over.
+func (p *pipe) follow(ctx context.Context, start time.Time, until func() bool) (watch, error) {
+	w := watch{caughtUp: map[string]time.Duration{}, maxLag: map[string]int64{}}
+	for {
+		lag, err := p.st.Bus.Lag(ctx)
+		if err != nil {
+			lag = nil // the sinks are still preparing their ledgers
+		}
+		finished := until()
+		all := len(lag) > 0
+		for s, l := range lag {
+			w.maxLag[s] = max(w.maxLag[s], l)
+			if l == 0 && finished {
+				if _, ok := w.caughtUp[s]; !ok {
+					w.caughtUp[s] = time.Since(start)
+				}
+			}
+			_, ok := w.caughtUp[s]
+			all = all && ok
+		}
+		if all {
+			return w, nil
+		}
+		select {
+		case <-ctx.Done():
+			return w, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// throughput publishes events as fast as the door lets it and times the
+// landing. The events are made as they are published (made beforehand, they
+// would take gigabytes): the generator's CPU, about a tenth of the
+// process's, is counted with the bus.
+func (p *pipe) throughput(ctx context.Context, events int, cpuProfile string) error {
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer f.Close()
+	}
+	before := resourceUsage()
+	start := time.Now()
+	var published atomic.Bool
+	go func() {
+		for sent := 0; sent < events; sent += 2000 {
+			if err := p.publish(ctx, min(2000, events-sent)); err != nil {
+				p.failed.Add(1)
+				break
+			}
+		}
+		p.wg.Wait()
+		published.Store(true)
+	}()
+	w, err := p.follow(ctx, start, published.Load)
+	if err != nil {
+		return err
+	}
+	pubTime := time.Since(start)
+	after := resourceUsage()
+	pprof.StopCPUProfile()
+	if f := p.failed.Load(); f > 0 {
+		return fmt.Errorf("%d events failed to publish", f)
+	}
+	fmt.Fprintf(p.out, "\nThroughput: %d events, published as fast as possible\n", events)
+	for _, s := range []string{"postgres", "clickhouse"} {
+		fmt.Fprintf(p.out, "  landed in %-10s  %10.0f events/s  (all %d in %s; max lag %d)\n", s,
+			float64(events)/w.caughtUp[s].Seconds(), events, w.caughtUp[s].Round(time.Millisecond), w.maxLag[s])
+	}
+	wall := max(w.caughtUp["postgres"], w.caughtUp["clickhouse"], pubTime)
+	user, sys := after.user-before.user, after.sys-before.sys
+	fmt.Fprintf(p.out, "  CPU of this process (publisher, brokers, pipelines): user %.1fs sys %.1fs = %.2f cores\n",
+		user.Seconds(), sys.Seconds(), (user+sys).Seconds()/wall.Seconds())
+	if c, ok := serverCPU(p.st); ok {
+		fmt.Fprintf(p.out, "  CPU of the database servers: %s\n", c)
+	}
+	return nil
+}
+
+// latency publishes at a steady rate for duration and reads the
+// publish-to-landed times from the sinks; it returns the events published.
+func (p *pipe) latency(ctx context.Context, rate int, duration time.Duration) (int, error) {
+	d, n := p.it.Namespace()
+	latStart := time.Now()
+	tick := 10 * time.Millisecond
+	perTick := max(1, rate/100)
+	var stop atomic.Bool
+	latEvents := 0
+	go func() {
+		t := time.NewTicker(tick)
+		defer t.Stop()
+		for end := latStart.Add(duration); time.Now().Before(end); <-t.C {
+			if err := p.publish(ctx, perTick); err != nil {
+				p.failed.Add(1)
+				break
+			}
+			latEvents += perTick
+		}
+		p.wg.Wait()
+		stop.Store(true)
+	}()
+	w, err := p.follow(ctx, latStart, stop.Load)
+	if err != nil {
+		return 0, err
+	}
+	var pg50, pg99 float64
+	if err := p.st.PGPool.QueryRow(ctx, fmt.Sprintf(`SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM _landed_at - _publish_time)),
+		percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM _landed_at - _publish_time)) FROM %q.%q WHERE _publish_time >= $1`, d, n), latStart).Scan(&pg50, &pg99); err != nil {
+		return 0, err
+	}
+	var chq []float64
+	if err := p.st.CHConn.QueryRow(ctx, `SELECT quantilesExact(0.5, 0.99)(toFloat64(landed_time_ms - publish_time_ms) / 1000) FROM events WHERE item = ? AND publish_time_ms >= ?`,
+		p.it.Topic(), latStart.UnixMilli()).Scan(&chq); err != nil {
+		return 0, err
+	}
+	fmt.Fprintf(p.out, "\nLatency: %d events at %d events/s for %s, publish time -> landed (the start of the sink's write)\n", latEvents, rate, duration)
+	fmt.Fprintf(p.out, "  postgres     p50 %6.0f ms   p99 %6.0f ms   max lag %d\n", pg50*1000, pg99*1000, w.maxLag["postgres"])
+	fmt.Fprintf(p.out, "  clickhouse   p50 %6.0f ms   p99 %6.0f ms   max lag %d\n", chq[0]*1000, chq[1]*1000, w.maxLag["clickhouse"])
+	return latEvents, nil
+}
+
+// exactlyOnce checks that the sinks hold what was published, no more.
+func (p *pipe) exactlyOnce(ctx context.Context, total int) error {
+	d, n := p.it.Namespace()
+	var rows int64
+	if err := p.st.PGPool.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %q.%q`, d, n)).Scan(&rows); err != nil {
+		return err
+	}
+	var evs uint64
+	if err := p.st.CHConn.QueryRow(ctx, `SELECT count() FROM events WHERE item = ?`, p.it.Topic()).Scan(&evs); err != nil {
+		return err
+	}
+	fmt.Fprintf(p.out, "\nExactly once: PostgreSQL %d rows (%d live keys), ClickHouse %d events (%d published)\n", rows, p.gen.Live(), evs, total)
+	if rows != int64(p.gen.Live()) || evs != uint64(total) {
+		return fmt.Errorf("the sinks do not hold what was published")
+	}
+	fmt.Fprintf(p.out, "Peak RSS of this process: %.0f MiB\n", float64(resourceUsage().maxRSS)/1024)
+	return nil
+}
+
+// serverCPU reads the CPU time the local database servers used, when this
+// process started them.
+func serverCPU(st *stack.Stack) (string, bool) {
+	pg, ch := st.PG.Pid(), st.CH.Pid()
+	if pg == 0 || ch == 0 {
+		return "", false
+	}
+	return fmt.Sprintf("PostgreSQL %.1fs, ClickHouse %.1fs (since they started)", procCPU(pg).Seconds(), procCPU(ch).Seconds()), true
+}

@@ -1,0 +1,179 @@
+// Package stack starts what `jutong dev`, `jutong demo` and the benchmarks
+// run: the databases (from a DSN, or local servers under the data
+// directory), a database of the bus's in each, and the bus; and prints
+// where everything listens.
+package stack
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/app/bus"
+	"github.com/jutong/jutong/internal/cmdflag"
+	"github.com/jutong/jutong/internal/localsvc"
+)
+
+// LoadCatalog reads dir, or the embedded sample when dir is empty.
+func LoadCatalog(dir string) (*catalog.Catalog, error) {
+	if dir == "" {
+		return catalog.Sample()
+	}
+	return catalog.Load(os.DirFS(dir))
+}
+
+// Flags are the settings shared by dev, demo and the benchmarks.
+type Flags struct {
+	CatalogDir    string
+	Apply         bool
+	DataDir       string
+	Brokers       int
+	KafkaPorts    string
+	RegistryAddr  string
+	APIAddr       string
+	AdminUser     string
+	AdminPassword string
+	PostgresDSN   string
+	ClickHouseDSN string
+	Verbose       bool
+}
+
+// Register declares the flags on fs; defDataDir is --data-dir's default.
+func (s *Flags) Register(fs *cmdflag.FlagSet, defDataDir string) {
+	fs.EnvStringVar(&s.CatalogDir, "catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
+	fs.BoolVar(&s.Apply, "apply", false, "create and update the item topics on start, as 'jutong catalog apply' does")
+	fs.EnvStringVar(&s.DataDir, "data-dir", "JUTONG_DATA_DIR", defDataDir, "where the embedded Kafka log and the local databases live")
+	fs.EnvIntVar(&s.Brokers, "brokers", "JUTONG_BROKERS", 3, "number of embedded Kafka brokers")
+	fs.EnvStringVar(&s.KafkaPorts, "kafka-ports", "JUTONG_KAFKA_PORTS", "9092,9093,9094", "the brokers' ports on 127.0.0.1, one per broker")
+	fs.EnvStringVar(&s.RegistryAddr, "registry-addr", "JUTONG_REGISTRY_ADDR", "127.0.0.1:8081", "where the schema registry listens")
+	fs.EnvStringVar(&s.APIAddr, "api-addr", "JUTONG_API_ADDR", "127.0.0.1:8080", "where the HTTP API listens: the ingest gateway and /metrics")
+	fs.EnvStringVar(&s.AdminUser, "admin-user", "JUTONG_ADMIN_USER", "jutong", "the Kafka superuser (SCRAM-SHA-256) Jutong's components use")
+	fs.EnvStringVar(&s.AdminPassword, "admin-password", "JUTONG_ADMIN_PASSWORD", "jutong-dev", "its password")
+	fs.EnvStringVar(&s.PostgresDSN, "postgres-dsn", localsvc.EnvPostgresDSN, "", "PostgreSQL for the base databases; dev uses the database it names (created if missing); empty starts a local server under --data-dir")
+	fs.EnvStringVar(&s.ClickHouseDSN, "clickhouse-dsn", localsvc.EnvClickHouseDSN, "", "ClickHouse (native protocol) for analytics; dev uses the database it names (created if missing); empty starts a local server under --data-dir")
+	fs.BoolVar(&s.Verbose, "v", false, "log progress (info level) to stderr")
+}
+
+// Stack is a running bus with the databases it writes to.
+type Stack struct {
+	DataDir string
+	Catalog *catalog.Catalog
+	Bus     *bus.Bus
+	PG      *localsvc.Postgres
+	CH      *localsvc.ClickHouse
+	PGDB    string // the PostgreSQL database holding the base databases
+	CHDB    string
+	PGDSN   string
+	CHDSN   string
+	// PGPool and CHConn are the commands' own connections to the bus's
+	// databases (the demo's summary, the benchmarks' checks).
+	PGPool *pgxpool.Pool
+	CHConn driver.Conn
+}
+
+// Start provides the databases (DSN or local servers), creates the
+// database named db in each unless it exists, and starts the bus.
+func Start(ctx context.Context, s *Flags, db string, fresh bool, log *slog.Logger) (_ *Stack, err error) {
+	cat, err := LoadCatalog(s.CatalogDir)
+	if err != nil {
+		return nil, err
+	}
+	ports, err := cmdflag.ParsePorts(s.KafkaPorts)
+	if err != nil {
+		return nil, err
+	}
+	if len(ports) != s.Brokers {
+		return nil, fmt.Errorf("--kafka-ports lists %d ports for %d brokers", len(ports), s.Brokers)
+	}
+	st := &Stack{DataDir: s.DataDir, Catalog: cat, PGDB: db, CHDB: db}
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
+	// dev uses the database a given DSN names (db when it names none);
+	// demo, which drops its database first, always uses its own (db).
+	if s.PostgresDSN != "" {
+		if name := localsvc.PostgresDatabase(s.PostgresDSN); name != "" && !fresh {
+			st.PGDB = name
+		}
+		st.PG = &localsvc.Postgres{DSN: localsvc.PostgresMaintenanceDSN(s.PostgresDSN)}
+	} else if st.PG, err = localsvc.StartPostgres(ctx, log, localsvc.Options{Dir: filepath.Join(s.DataDir, "postgres")}); err != nil {
+		return nil, err
+	}
+	if s.ClickHouseDSN != "" {
+		if name := localsvc.ClickHouseDatabase(s.ClickHouseDSN); name != "" && name != "default" && !fresh {
+			st.CHDB = name
+		}
+		st.CH = &localsvc.ClickHouse{DSN: localsvc.ClickHouseMaintenanceDSN(s.ClickHouseDSN)}
+	} else if st.CH, err = localsvc.StartClickHouse(ctx, log, localsvc.Options{Dir: filepath.Join(s.DataDir, "clickhouse")}); err != nil {
+		return nil, err
+	}
+	if fresh {
+		if err := st.PG.DropDatabase(ctx, st.PGDB); err != nil {
+			return nil, err
+		}
+		if err := st.CH.DropDatabase(ctx, st.CHDB); err != nil {
+			return nil, err
+		}
+	}
+	if st.PGDSN, err = st.PG.EnsureDatabase(ctx, st.PGDB); err != nil {
+		return nil, err
+	}
+	if st.CHDSN, err = st.CH.CreateDatabase(ctx, st.CHDB); err != nil {
+		return nil, err
+	}
+	if st.PGPool, err = pgxpool.New(ctx, st.PGDSN); err != nil {
+		return nil, err
+	}
+	chOpts, err := clickhouse.ParseDSN(st.CHDSN)
+	if err != nil {
+		return nil, err
+	}
+	if st.CHConn, err = clickhouse.Open(chOpts); err != nil {
+		return nil, err
+	}
+	st.Bus, err = bus.Start(ctx, bus.Config{
+		Catalog: cat, ApplyTopics: s.Apply, DataDir: s.DataDir, Brokers: s.Brokers, KafkaPorts: ports,
+		AdminUser: s.AdminUser, AdminPassword: s.AdminPassword, RegistryAddr: s.RegistryAddr, APIAddr: s.APIAddr,
+		PostgresDSN: st.PGDSN, ClickHouseDSN: st.CHDSN, Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (st *Stack) Close() {
+	if st.Bus != nil {
+		st.Bus.Close()
+	}
+	if st.PGPool != nil {
+		st.PGPool.Close()
+	}
+	if st.CHConn != nil {
+		st.CHConn.Close()
+	}
+	st.CH.Stop()
+	st.PG.Stop()
+}
+
+// describe prints where everything listens.
+func (st *Stack) Describe(w io.Writer) {
+	fmt.Fprintf(w, "  Kafka brokers      %s  (SASL/SCRAM-SHA-256)\n", strings.Join(st.Bus.Kafka().Brokers, ","))
+	fmt.Fprintf(w, "  Credentials        %s  (one SCRAM user per department)\n", filepath.Join(st.DataDir, "credentials.json"))
+	fmt.Fprintf(w, "  Schema registry    %s\n", st.Bus.RegistryURL())
+	fmt.Fprintf(w, "  HTTP gateway       %s/v1/items/{code}/events  (tokens: %s)\n", st.Bus.APIURL(), filepath.Join(st.DataDir, "tokens.json"))
+	fmt.Fprintf(w, "  Metrics            %s/metrics\n", st.Bus.APIURL())
+	fmt.Fprintf(w, "  PostgreSQL         %s\n", st.PGDSN)
+	fmt.Fprintf(w, "  ClickHouse         %s\n", st.CHDSN)
+}
