@@ -49,7 +49,7 @@ func Example() {
 	b.Control.Decide(ctx, app.ID, "big_data", control.Verdict{Approve: true})
 	b.Control.Decide(ctx, app.ID, "public_security", control.Verdict{Approve: true})
 
-	sub, err := consumers.New(cat, "health", []string{item},
+	sub, err := consumers.New(ctx, cat, "health", []string{item},
 		consumers.Brokers(b.Kafka().Brokers...),
 		consumers.SASL("dept.health", b.Credentials["dept.health"]),
 		consumers.Registry(b.RegistryURL()),

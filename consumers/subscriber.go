@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/internal/retry"
 	"github.com/jutong/jutong/schemas"
 	"github.com/jutong/jutong/topicname"
 )
@@ -38,40 +38,6 @@ type Delivery struct {
 // Handler processes one delivery; an error stops Run and redelivers.
 type Handler func(ctx context.Context, d Delivery) error
 
-// Opt configures a Subscriber.
-type Opt func(*cfg)
-
-type cfg struct {
-	brokers    []string
-	user, pass string
-	registry   string
-	group      string
-	log        *slog.Logger
-	kafkaOpts  []kgo.Opt
-}
-
-// Brokers sets the Kafka bootstrap brokers.
-func Brokers(addrs ...string) Opt { return func(c *cfg) { c.brokers = addrs } }
-
-// SASL authenticates as the department's SCRAM-SHA-256 principal.
-func SASL(user, pass string) Opt { return func(c *cfg) { c.user, c.pass = user, pass } }
-
-// Registry sets the Confluent-compatible schema registry URL.
-func Registry(url string) Opt { return func(c *cfg) { c.registry = url } }
-
-// Group sets the consumer group (default "<department>.default"); a
-// department's groups share its code and a dot as prefix, so one ACL covers
-// them: the prefix is added when the name lacks it.
-func Group(name string) Opt { return func(c *cfg) { c.group = name } }
-
-// Logger sets the logger.
-func Logger(l *slog.Logger) Opt { return func(c *cfg) { c.log = l } }
-
-// KafkaOpts adds franz-go client options.
-func KafkaOpts(opts ...kgo.Opt) Opt {
-	return func(c *cfg) { c.kafkaOpts = append(c.kafkaOpts, opts...) }
-}
-
 // Subscriber reads items for one department.
 type Subscriber struct {
 	cfg   cfg
@@ -79,19 +45,21 @@ type Subscriber struct {
 	items map[string]*catalog.Item
 	cl    *kgo.Client
 	dec   *schemas.Decoder
+	m     *metrics
 }
 
-// New creates a subscriber of department to the given items.
-func New(cat *catalog.Catalog, department string, items []string, opts ...Opt) (*Subscriber, error) {
-	c := cfg{log: slog.New(slog.DiscardHandler), group: department + ".default"}
+// New creates a subscriber of department to the given items; it asks Kafka
+// which of them the department reads through a masked feed.
+func New(ctx context.Context, cat *catalog.Catalog, department string, items []string, opts ...Opt) (*Subscriber, error) {
+	c := defaultCfg(department)
 	for _, o := range opts {
 		o(&c)
 	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
 	if cat.Department(department) == nil {
 		return nil, fmt.Errorf("consumers: unknown department %q", department)
-	}
-	if c.registry == "" {
-		return nil, errors.New("consumers: no schema registry (use Registry)")
 	}
 	if len(items) == 0 {
 		return nil, errors.New("consumers: no items to subscribe to")
@@ -99,12 +67,12 @@ func New(cat *catalog.Catalog, department string, items []string, opts ...Opt) (
 	if !strings.HasPrefix(c.group, department+".") {
 		c.group = department + "." + c.group
 	}
-	s := &Subscriber{cfg: c, dept: department, items: map[string]*catalog.Item{}}
+	s := &Subscriber{cfg: c, dept: department, items: map[string]*catalog.Item{}, m: newMetrics(c.registerer)}
 	conn, err := kafkaconn.Config{Brokers: c.brokers, User: c.user, Password: c.pass}.Opts()
 	if err != nil {
 		return nil, fmt.Errorf("consumers: %w", err)
 	}
-	feeds, err := grantedFeeds(conn, department)
+	feeds, err := grantedFeeds(ctx, conn, department)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +96,7 @@ func New(cat *catalog.Catalog, department string, items []string, opts ...Opt) (
 	if s.cl, err = kgo.NewClient(append(kopts, c.kafkaOpts...)...); err != nil {
 		return nil, fmt.Errorf("consumers: %w", err)
 	}
-	reg, err := sr.NewClient(sr.URLs(c.registry))
+	reg, err := sr.NewClient(sr.URLs(c.registryURL))
 	if err != nil {
 		s.cl.Close()
 		return nil, fmt.Errorf("consumers: %w", err)
@@ -173,15 +141,29 @@ func (s *Subscriber) deliver(ctx context.Context, fs kgo.Fetches, h Handler) err
 			return
 		}
 		for _, r := range p.Records {
-			ev, err := s.dec.Decode(ctx, r.Value)
-			if err != nil {
-				stop = fmt.Errorf("consumers: %s partition %d offset %d: %w", r.Topic, r.Partition, r.Offset, err)
+			ev, err := s.decode(ctx, r)
+			var bad *schemas.RecordError
+			switch {
+			case errors.As(err, &bad):
+				// A record no schema reads (garbage, an unknown schema id):
+				// it is reported and passed, never a stop for the others.
+				s.m.undecodable.WithLabelValues(s.items[r.Topic].Code).Inc()
+				if herr := s.cfg.onUndecodable(ctx, Undecodable{Item: s.items[r.Topic], Topic: r.Topic, Partition: r.Partition,
+					Offset: r.Offset, Value: r.Value, Err: bad}); herr != nil {
+					stop = herr
+					return
+				}
+				done = append(done, r)
+				continue
+			case err != nil:
+				stop = err // ctx done while the registry could not be reached
 				return
 			}
 			if err := h(ctx, Delivery{Item: s.items[r.Topic], Topic: r.Topic, Event: ev, Partition: r.Partition, Offset: r.Offset}); err != nil {
 				stop = err
 				return
 			}
+			s.m.delivered.WithLabelValues(s.items[r.Topic].Code).Inc()
 			done = append(done, r)
 		}
 	})
@@ -198,6 +180,23 @@ func (s *Subscriber) deliver(ctx context.Context, fs kgo.Fetches, h Handler) err
 		s.rewind(fs)
 	}
 	return stop
+}
+
+// decode decodes a record; a registry that does not answer is waited for
+// (retried), never taken for a bad record.
+func (s *Subscriber) decode(ctx context.Context, r *kgo.Record) (*schemas.Event, error) {
+	var ev *schemas.Event
+	_, err := retry.Do(ctx, retry.Backoff{Min: 200 * time.Millisecond, Max: 10 * time.Second}, func() (err error) {
+		ev, err = s.dec.Decode(ctx, r.Value)
+		var bad *schemas.RecordError
+		if errors.As(err, &bad) {
+			return retry.Permanent(err)
+		}
+		return err
+	}, func(_ int, err error, wait time.Duration) {
+		s.cfg.log.Warn("consumers: cannot decode, will retry", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "backoff", wait, "err", err)
+	})
+	return ev, err
 }
 
 // rewind moves the fetched partitions back to their committed offsets, so
@@ -230,13 +229,13 @@ func (s *Subscriber) Topics() map[string]string {
 
 // grantedFeeds finds the projected feeds the department may read, by item:
 // Kafka lists only the topics a principal may describe.
-func grantedFeeds(k []kgo.Opt, dept string) (map[string]string, error) {
+func grantedFeeds(ctx context.Context, k []kgo.Opt, dept string) (map[string]string, error) {
 	cl, err := kafkaconn.NewClient(k)
 	if err != nil {
 		return nil, fmt.Errorf("consumers: %w", err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	listed, err := kadm.NewClient(cl).ListTopics(ctx)
 	if err != nil {
@@ -251,8 +250,12 @@ func grantedFeeds(k []kgo.Opt, dept string) (map[string]string, error) {
 	return out, nil
 }
 
-// Close leaves the group and closes the client.
+// Close leaves the group and closes the client, waiting at most the
+// CloseTimeout for the group to be left.
 func (s *Subscriber) Close() {
 	s.cl.AllowRebalance()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.closeTimeout)
+	defer cancel()
+	_ = s.cl.LeaveGroupContext(ctx)
 	s.cl.Close()
 }

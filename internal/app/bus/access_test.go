@@ -96,7 +96,7 @@ func publishItem(t *testing.T, b *bus.Bus, cat *catalog.Catalog, code string, n 
 func readAll(t *testing.T, b *bus.Bus, cat *catalog.Catalog, dept, item string, n int, group string) ([]consumers.Delivery, error) {
 	t.Helper()
 	p := cat.Department(dept).Principal
-	sub, err := consumers.New(cat, dept, []string{item}, consumers.Brokers(b.Kafka().Brokers...),
+	sub, err := consumers.New(context.Background(), cat, dept, []string{item}, consumers.Brokers(b.Kafka().Brokers...),
 		consumers.SASL(p, b.Credentials[p]), consumers.Registry(b.RegistryURL()), consumers.Group(group))
 	if err != nil {
 		return nil, err

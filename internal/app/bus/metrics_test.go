@@ -110,14 +110,14 @@ func TestDashboardsAndRules(t *testing.T) {
 		}
 	}
 	used := map[string]string{}
-	for panel, exprs := range testenv.DashboardQueries(t, "../../dashboards") {
+	for panel, exprs := range testenv.DashboardQueries(t, "../../../dashboards") {
 		for _, e := range exprs {
 			for _, m := range metricName.FindAllString(e, -1) {
 				used[m] = panel
 			}
 		}
 	}
-	rules, err := os.ReadFile("../../dashboards/alerts.yml")
+	rules, err := os.ReadFile("../../../dashboards/alerts.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestDashboardsAndRules(t *testing.T) {
 		return
 	}
 	vars := strings.NewReplacer("$department", "market_supervision", "$item", item)
-	for panel, exprs := range testenv.DashboardQueries(t, "../../dashboards") {
+	for panel, exprs := range testenv.DashboardQueries(t, "../../../dashboards") {
 		for _, e := range exprs {
 			q := vars.Replace(e)
 			n, err := testenv.PromQueryEventually(prom, q, 30*time.Second)

@@ -138,7 +138,7 @@ func TestCatalogCheck(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "catalog ok: 9 departments, 22 items, 3 theme databases") {
 		t.Fatalf("check of the sample: %v %s", err, out)
 	}
-	_, err = run(t, "catalog", "check", "--catalog", "../../catalog/testdata/broken/key_field_missing")
+	_, err = run(t, "catalog", "check", "--catalog", "../../../catalog/testdata/broken/key_field_missing")
 	if err == nil || !strings.Contains(err.Error(), "field penalty_no: business key field does not exist") {
 		t.Fatalf("check of a broken catalog: %v", err)
 	}

@@ -73,7 +73,7 @@ func TestDemoDashboards(t *testing.T) {
 	time.Sleep(4 * time.Second) // a few more scrapes: rate() needs two samples
 	vars := strings.NewReplacer("$department", "market_supervision", "$item", "legal_person.enterprise_registration")
 	panels := 0
-	for panel, exprs := range testenv.DashboardQueries(t, "../../dashboards") {
+	for panel, exprs := range testenv.DashboardQueries(t, "../../../dashboards") {
 		panels++
 		for _, e := range exprs {
 			q := vars.Replace(e)

@@ -1,0 +1,100 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/jutong/jutong/catalog"
+)
+
+// Opt configures a Subscriber.
+type Opt func(*cfg)
+
+type cfg struct {
+	brokers       []string
+	user, pass    string
+	registryURL   string
+	group         string
+	log           *slog.Logger
+	kafkaOpts     []kgo.Opt
+	registerer    prometheus.Registerer
+	onUndecodable func(context.Context, Undecodable) error
+	closeTimeout  time.Duration
+}
+
+func defaultCfg(department string) cfg {
+	return cfg{log: slog.New(slog.DiscardHandler), group: department + ".default", closeTimeout: 10 * time.Second}
+}
+
+func (c *cfg) validate() error {
+	if len(c.brokers) == 0 {
+		return errors.New("consumers: no brokers (use Brokers)")
+	}
+	if c.registryURL == "" {
+		return errors.New("consumers: no schema registry (use Registry)")
+	}
+	if c.closeTimeout <= 0 {
+		return errors.New("consumers: CloseTimeout must be positive")
+	}
+	if c.onUndecodable == nil {
+		log := c.log
+		c.onUndecodable = func(_ context.Context, u Undecodable) error {
+			log.Warn("consumers: skipping a record no schema reads", "topic", u.Topic, "partition", u.Partition, "offset", u.Offset, "err", u.Err)
+			return nil
+		}
+	}
+	return nil
+}
+
+// Brokers sets the Kafka bootstrap brokers.
+func Brokers(addrs ...string) Opt { return func(c *cfg) { c.brokers = addrs } }
+
+// SASL authenticates as the department's SCRAM-SHA-256 principal.
+func SASL(user, pass string) Opt { return func(c *cfg) { c.user, c.pass = user, pass } }
+
+// Registry sets the Confluent-compatible schema registry URL.
+func Registry(url string) Opt { return func(c *cfg) { c.registryURL = url } }
+
+// Group sets the consumer group (default "<department>.default"); a
+// department's groups share its code and a dot as prefix, so one ACL covers
+// them: the prefix is added when the name lacks it.
+func Group(name string) Opt { return func(c *cfg) { c.group = name } }
+
+// Logger sets the logger.
+func Logger(l *slog.Logger) Opt { return func(c *cfg) { c.log = l } }
+
+// Metrics registers the subscriber's counters (jutong_subscriber_delivered_total,
+// jutong_subscriber_undecodable_total) on reg, as producers.Metrics does.
+func Metrics(reg prometheus.Registerer) Opt { return func(c *cfg) { c.registerer = reg } }
+
+// KafkaOpts adds franz-go client options (TLS, ...).
+func KafkaOpts(opts ...kgo.Opt) Opt {
+	return func(c *cfg) { c.kafkaOpts = append(c.kafkaOpts, opts...) }
+}
+
+// Undecodable is a record no schema reads: bytes that are not Confluent-
+// framed Avro, or a schema id the registry does not know.
+type Undecodable struct {
+	Item      *catalog.Item
+	Topic     string
+	Partition int32
+	Offset    int64
+	Value     []byte
+	Err       error
+}
+
+// OnUndecodable sets what happens to a record no schema reads. The default
+// logs it, counts it (jutong_subscriber_undecodable_total) and skips it: one
+// bad record never stops a subscriber. A callback that returns an error
+// stops Run with it instead (the record is delivered again next time).
+func OnUndecodable(f func(ctx context.Context, u Undecodable) error) Opt {
+	return func(c *cfg) { c.onUndecodable = f }
+}
+
+// CloseTimeout bounds how long Close waits to leave the group (default 10s).
+func CloseTimeout(d time.Duration) Opt { return func(c *cfg) { c.closeTimeout = d } }

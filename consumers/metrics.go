@@ -1,0 +1,32 @@
+package consumers
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/jutong/jutong/internal/promutil"
+)
+
+// metrics are the subscriber's counters, shared by every subscriber
+// registered on the same registry.
+type metrics struct {
+	delivered   *prometheus.CounterVec
+	undecodable *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jutong_subscriber_delivered_total",
+			Help: "Change events a subscriber's handler took, by item.",
+		}, []string{"item"}),
+		undecodable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jutong_subscriber_undecodable_total",
+			Help: "Records a subscriber could not decode (not framed Avro, unknown schema id) and handed to its OnUndecodable callback, by item.",
+		}, []string{"item"}),
+	}
+	if reg != nil {
+		m.delivered = promutil.Register(reg, m.delivered)
+		m.undecodable = promutil.Register(reg, m.undecodable)
+	}
+	return m
+}
