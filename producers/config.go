@@ -23,10 +23,11 @@ type cfg struct {
 	now         func() time.Time
 	registerer  prometheus.Registerer
 	txnID       string
+	closeFlush  time.Duration
 }
 
 func defaultCfg() cfg {
-	return cfg{adapter: "sdk", system: "unspecified", log: slog.New(slog.DiscardHandler), now: time.Now}
+	return cfg{adapter: "sdk", system: "unspecified", log: slog.New(slog.DiscardHandler), now: time.Now, closeFlush: 30 * time.Second}
 }
 
 func (c *cfg) validate() error {
@@ -35,6 +36,9 @@ func (c *cfg) validate() error {
 	}
 	if c.registryURL == "" {
 		return errors.New("producers: no schema registry (use Registry)")
+	}
+	if c.closeFlush <= 0 {
+		return errors.New("producers: CloseTimeout must be positive")
 	}
 	return nil
 }
@@ -70,3 +74,8 @@ func Transactional(id string) Opt { return func(c *cfg) { c.txnID = id } }
 func KafkaOpts(opts ...kgo.Opt) Opt {
 	return func(c *cfg) { c.kafkaOpts = append(c.kafkaOpts, opts...) }
 }
+
+// CloseTimeout bounds how long Close waits for the events still buffered to
+// be acknowledged (default 30s); those that are not by then fail, and their
+// callers get the error.
+func CloseTimeout(d time.Duration) Opt { return func(c *cfg) { c.closeFlush = d } }

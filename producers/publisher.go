@@ -217,9 +217,14 @@ func (p *Publisher) Publish(ctx context.Context, item string, events ...*schemas
 // Flush waits until every produced event was acknowledged.
 func (p *Publisher) Flush(ctx context.Context) error { return p.cl.Flush(ctx) }
 
-// Close flushes and closes the publisher.
+// Close flushes, for at most the CloseTimeout, and closes the publisher:
+// events not acknowledged by then fail (their callbacks get the error).
 func (p *Publisher) Close() {
-	_ = p.cl.Flush(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.closeFlush)
+	defer cancel()
+	if err := p.cl.Flush(ctx); err != nil {
+		p.cfg.log.Warn("producers: closing with events not acknowledged", "err", err)
+	}
 	p.cl.Close()
 }
 

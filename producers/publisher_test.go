@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/big"
+	"sync"
 	"testing"
 	"time"
 
@@ -218,5 +219,49 @@ func TestNotTheSource(t *testing.T) {
 	}
 	if q := readAll(t, b, producers.QuarantineTopic, 1); len(q) != 1 {
 		t.Fatalf("quarantine has %d records, want 1", len(q))
+	}
+}
+
+// TestCloseIsBounded: with the cluster gone, Close gives up after its
+// CloseTimeout, and every event still buffered gets an error: none is
+// reported published, none hangs its caller.
+func TestCloseIsBounded(t *testing.T) {
+	b, cat := startBus(t)
+	p := cat.Department("market_supervision").Principal
+	pub, err := producers.New(context.Background(), cat, "market_supervision", producers.Brokers(b.Kafka().Brokers...),
+		producers.SASL(p, b.Credentials[p]), producers.Registry(b.RegistryURL()), producers.CloseTimeout(time.Second),
+		producers.KafkaOpts(kgo.RecordDeliveryTimeout(time.Hour), kgo.RecordRetries(1<<30)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := synth.New(cat.Item(item), 4, time.Now())
+	ctx := context.Background()
+	if _, err := pub.Publish(ctx, item, gen.Next()); err != nil { // registers the schema
+		t.Fatal(err)
+	}
+	b.Close() // the brokers are gone
+	var results []producers.Result
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	wg.Add(5)
+	evs := []*schemas.Event{gen.Next(), gen.Next(), gen.Next(), gen.Next(), gen.Next()}
+	if err := pub.PublishAsync(ctx, item, func(r producers.Result) {
+		mu.Lock()
+		results = append(results, r)
+		mu.Unlock()
+		wg.Done()
+	}, evs...); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	pub.Close()
+	wg.Wait()
+	if d := time.Since(began); d > 15*time.Second {
+		t.Fatalf("Close took %s with a 1s CloseTimeout", d)
+	}
+	for _, r := range results {
+		if r.Err == nil {
+			t.Fatalf("event %s reported published to a cluster that is gone", r.Event.ID)
+		}
 	}
 }
