@@ -114,7 +114,9 @@ func pgHome(log *slog.Logger, o Options, cred *syscall.Credential) (dir string, 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", false, err
 	}
-	if reachable(dir, cred) {
+	// dir itself is given to the server's user below; what matters is
+	// whether that user can reach it.
+	if reachable(filepath.Dir(dir), cred) {
 		return dir, false, nil
 	}
 	sum := sha256.Sum256([]byte(dir))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -37,16 +38,22 @@ func TestDemo(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	// As root, PostgreSQL runs as user postgres, which must reach the data
-	// dir: t.TempDir's parent is private, so make one of our own.
-	dir, err := os.MkdirTemp("", "jutong-demo-test-")
+	// A private checkout, as a clone under /root is: as root, PostgreSQL
+	// runs as user postgres, which cannot enter it; the demo must cope.
+	top, err := os.MkdirTemp("", "jutong-demo-test-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
+	t.Cleanup(func() { os.RemoveAll(top) })
+	dir := filepath.Join(top, "checkout", ".jutong", "demo")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(filepath.Join(dir, "postgres", "LOCATION")); err == nil {
+			os.RemoveAll(strings.SplitN(string(b), "\n", 2)[0])
+		}
+	})
 	var out, errOut bytes.Buffer
 	var code int
 	for attempt := 1; attempt <= 3; attempt++ { // a free port may be taken meanwhile by a parallel test
