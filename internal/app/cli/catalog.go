@@ -11,16 +11,14 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/app/apply"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/kafkaconn"
-	"github.com/jutong/jutong/internal/topics"
-	"github.com/jutong/jutong/schemas"
 )
 
 const catalogDesc = `Works with the catalog: the departments, items, base and theme databases that
@@ -197,26 +195,9 @@ func catalogCheck(ctx context.Context, cat *catalog.Catalog, regURL string, out 
 			return err
 		}
 	}
-	var problems []string
-	for _, it := range cat.Items {
-		s, err := schemas.For(it)
-		if err != nil {
-			problems = append(problems, err.Error())
-			continue
-		}
-		if rc == nil {
-			continue
-		}
-		res, err := rc.CheckCompatibility(ctx, it.Subject(), -2, sr.Schema{Schema: s.JSON})
-		var re *sr.ResponseError
-		switch {
-		case errors.As(err, &re) && re.ErrorCode == 40401:
-			// A new item: nothing registered yet.
-		case err != nil:
-			return fmt.Errorf("registry: %s: %w", it.Subject(), err)
-		case !res.Is:
-			problems = append(problems, fmt.Sprintf("item %s: schema incompatible with subject %s: %s", it.Code, it.Subject(), strings.Join(res.Messages, "; ")))
-		}
+	problems, err := apply.Check(ctx, cat, rc)
+	if err != nil {
+		return err
 	}
 	if len(problems) > 0 {
 		return errors.New("catalog check failed:\n  " + strings.Join(problems, "\n  "))
@@ -231,19 +212,7 @@ func catalogCheck(ctx context.Context, cat *catalog.Catalog, regURL string, out 
 
 // catalogApply brings topics and registered schemas in line with the catalog.
 func catalogApply(ctx context.Context, cat *catalog.Catalog, k kafkaconn.Config, regURL string, dryRun bool, out io.Writer) error {
-	cl, err := k.Client()
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	adm := kadm.NewClient(cl)
-	n, err := topics.Brokers(ctx, adm)
-	if err != nil {
-		return err
-	}
-	changes, err := topics.Plan(ctx, adm, topics.Specs(cat, n, bus.InternalTopics()...))
+	kopts, err := k.Opts()
 	if err != nil {
 		return err
 	}
@@ -251,59 +220,35 @@ func catalogApply(ctx context.Context, cat *catalog.Catalog, k kafkaconn.Config,
 	if err != nil {
 		return err
 	}
-	type reg struct {
-		subject, schema string
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	plan, err := apply.NewPlan(ctx, cat, kopts, rc, bus.InternalTopics()...)
+	if err != nil {
+		return err
 	}
-	var regs []reg
-	for _, it := range cat.Items {
-		s, err := schemas.For(it)
-		if err != nil {
-			return err
-		}
-		_, err = rc.LookupSchema(ctx, it.Subject(), sr.Schema{Schema: s.JSON})
-		var re *sr.ResponseError
-		switch {
-		case err == nil:
-			continue // registered already
-		case errors.As(err, &re) && (re.ErrorCode == 40401 || re.ErrorCode == 40403):
-			regs = append(regs, reg{it.Subject(), s.JSON})
-		default:
-			return fmt.Errorf("registry: %s: %w", it.Subject(), err)
-		}
-	}
-	if len(changes) == 0 && len(regs) == 0 {
+	defer plan.Close()
+	if plan.Empty() {
 		fmt.Fprintf(out, "no change: %d topics and %d schemas match the catalog\n", len(cat.Items), len(cat.Items))
 		return nil
 	}
-	for _, c := range changes {
+	for _, c := range plan.Topics {
 		fmt.Fprintln(out, c)
 	}
-	for _, r := range regs {
-		fmt.Fprintf(out, "%-16s %s\n", "register schema", r.subject)
+	for _, r := range plan.Schemas {
+		fmt.Fprintf(out, "%-16s %s\n", "register schema", r.Subject)
 	}
 	if dryRun {
 		fmt.Fprintln(out, "(dry run: nothing changed)")
 		return nil
 	}
-	if err := topics.Apply(ctx, adm, changes); err != nil {
+	if err := plan.Apply(ctx, func(subject string, id int) {
+		fmt.Fprintf(out, "%-16s %s  id %d\n", "registered", subject, id)
+	}); err != nil {
 		return err
 	}
-	for _, r := range regs {
-		id, err := rc.RegisterSchema(ctx, r.subject, sr.Schema{Schema: r.schema}, -1, -1)
-		if err != nil {
-			return fmt.Errorf("register %s: %w", r.subject, err)
-		}
-		fmt.Fprintf(out, "%-16s %s  id %d\n", "registered", r.subject, id)
-	}
-	cannot := 0
-	for _, c := range changes {
-		if c.Action == "cannot" {
-			cannot++
-		}
-	}
-	fmt.Fprintf(out, "applied %d topic changes and %d schema registrations", len(changes)-cannot, len(regs))
-	if cannot > 0 {
-		fmt.Fprintf(out, "; %d differences need an operator (see 'cannot' above)", cannot)
+	fmt.Fprintf(out, "applied %d topic changes and %d schema registrations", len(plan.Topics)-plan.Cannot(), len(plan.Schemas))
+	if n := plan.Cannot(); n > 0 {
+		fmt.Fprintf(out, "; %d differences need an operator (see 'cannot' above)", n)
 	}
 	fmt.Fprintln(out)
 	return nil
