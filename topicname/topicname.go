@@ -16,13 +16,43 @@ const Prefix = "_jutong."
 const (
 	Schemas        = Prefix + "schemas"         // the schema registry's state (compacted)
 	Quarantine     = Prefix + "quarantine"      // records refused at the door, with the rule
-	Checkpoints    = Prefix + "checkpoints"     // the adapters' checkpoints and key logs (compacted)
+	DoorIDs        = Prefix + "door_ids"        // event ids the door accepted, for retries (compact, delete)
 	DeadLetter     = Prefix + "deadletter"      // records a sink can never write, with the error
 	Control        = Prefix + "control"         // applications and grants (compacted)
 	FeedLedger     = Prefix + "feed_offsets"    // every feed's position in its item's topic (compacted)
 	Audit          = Prefix + "audit"           // the audit trail
 	AuditPositions = Prefix + "audit_positions" // the read auditor's positions (compacted)
 )
+
+// InboxPrefix, CheckpointsPrefix and RejectsPrefix start the names of the
+// departments' own topics.
+const (
+	InboxPrefix       = Prefix + "inbox."
+	CheckpointsPrefix = Prefix + "checkpoints."
+	RejectsPrefix     = Prefix + "rejects."
+)
+
+// Inbox is the topic a department publishes to: the only topic it may
+// write besides its checkpoints. The door reads it, checks every record
+// against the contract and forwards it to the item's topic or to the
+// quarantine.
+func Inbox(dept string) string { return InboxPrefix + dept }
+
+// Checkpoints is the compacted topic where a department's adapters keep
+// their positions, written in the same transactions as their inbox records;
+// only the department (and the bus) may read or write it.
+func Checkpoints(dept string) string { return CheckpointsPrefix + dept }
+
+// Rejects is a department's own copy of its quarantined records, readable by
+// the department and the data authority only.
+func Rejects(dept string) string { return RejectsPrefix + dept }
+
+// InboxOwner is the department whose inbox topic is; ok is false for any
+// other topic.
+func InboxOwner(topic string) (dept string, ok bool) {
+	dept, ok = strings.CutPrefix(topic, InboxPrefix)
+	return dept, ok && dept != "" && !strings.Contains(dept, ".")
+}
 
 // FeedPrefix starts every feed topic's name.
 const FeedPrefix = Prefix + "feed."

@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/ident"
@@ -48,8 +49,19 @@ func Check(it *catalog.Item, department string, e *schemas.Event, now time.Time)
 	if strings.TrimSpace(e.Key) == "" {
 		return bad(it.Key, "key.required", "the business key is empty")
 	}
+	if vi := checkText(it.Key, e.Key); vi != nil {
+		vi.Item, vi.Key = it.Code, e.Key
+		return vi
+	}
 	if e.ID == "" {
 		return bad("", "event_id.required", "the event id is empty")
+	}
+	if vi := checkText("event_id", e.ID); vi != nil {
+		vi.Item, vi.Key = it.Code, e.Key
+		return vi
+	}
+	if len(e.ID) > 128 {
+		return bad("event_id", "event_id.length", "the event id has %d bytes, at most 128", len(e.ID))
 	}
 	if e.Op == schemas.OpDelete {
 		if e.Data != nil {
@@ -101,6 +113,9 @@ func checkValue(f *catalog.Field, v any, now time.Time) *Violation {
 		s, ok := v.(string)
 		if !ok {
 			return typeErr("a string")
+		}
+		if vi := checkText(f.Name, s); vi != nil {
+			return vi
 		}
 		if strings.TrimSpace(s) == "" {
 			return &Violation{Field: f.Name, Rule: "blank", Reason: fmt.Sprintf("%s (%s) is empty or blank", f.Name, f.Title)}
@@ -281,6 +296,27 @@ func scaledBounds(f *catalog.Field) (lo, hi *int64, ok bool) {
 		return nil, nil, false
 	}
 	return lo, hi, true
+}
+
+// checkText refuses text that a database cannot keep as it was sent: NUL
+// characters (PostgreSQL refuses them) and bytes that are not UTF-8 (which
+// would otherwise be rewritten somewhere on the way). Never silently fixed.
+func checkText(field, s string) *Violation {
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		return &Violation{Field: field, Rule: "text.nul", Reason: fmt.Sprintf("%s holds a NUL character at byte %d", field, i)}
+	}
+	if !utf8.ValidString(s) {
+		i := 0
+		for i < len(s) {
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && n == 1 {
+				break
+			}
+			i += n
+		}
+		return &Violation{Field: field, Rule: "text.utf8", Reason: fmt.Sprintf("%s is not valid UTF-8 at byte %d", field, i)}
+	}
+	return nil
 }
 
 func checkRules(f *catalog.Field, s string, now time.Time) *Violation {

@@ -2,6 +2,7 @@ package contract_test
 
 import (
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,6 +47,11 @@ func TestContract(t *testing.T) {
 		{"update without data", "market_supervision", "", "data.required", func(e *schemas.Event) { e.Op, e.Data = schemas.OpUpdate, nil }},
 		{"missing required", "market_supervision", "name", "required", func(e *schemas.Event) { delete(e.Data, "name") }},
 		{"blank", "market_supervision", "address", "blank", func(e *schemas.Event) { e.Data["address"] = " \t" }},
+		{"NUL in text", "market_supervision", "name", "text.nul", func(e *schemas.Event) { e.Data["name"] = "重庆\x00公司" }},
+		{"invalid UTF-8", "market_supervision", "address", "text.utf8", func(e *schemas.Event) { e.Data["address"] = "重庆市\xff\xfe路" }},
+		{"NUL in the event id", "market_supervision", "event_id", "text.nul", func(e *schemas.Event) { e.ID = "a\x00b" }},
+		{"invalid UTF-8 key", "market_supervision", "uscc", "text.utf8", func(e *schemas.Event) { e.Key = "9150\xc3" }},
+		{"long event id", "market_supervision", "event_id", "event_id.length", func(e *schemas.Event) { e.ID = strings.Repeat("x", 129) }},
 		{"unknown field", "market_supervision", "color", "schema.unknown_field", func(e *schemas.Event) { e.Data["color"] = "red" }},
 		{"wrong type", "market_supervision", "employees", "schema.type", func(e *schemas.Event) { e.Data["employees"] = "3" }},
 		{"bad enum", "market_supervision", "status", "schema.enum", func(e *schemas.Event) { e.Data["status"] = "ACTIVE" }},
