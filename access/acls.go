@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/topicname"
 )
 
 // PrincipalPrefix marks the principals whose ACLs Jutong owns.
@@ -39,34 +40,43 @@ type Read struct {
 // prefixed ACL covers them all.
 func GroupPrefix(dept string) string { return dept + "." }
 
-// Desired lists the ACLs the catalog and the active grants imply: quarantine
-// is the topic every department may write its rejected records to,
-// checkpoints the one where its adapters keep their positions (written in the
-// same transactions as their events, under transactional ids prefixed with
-// the principal); each read gives READ and DESCRIBE on its topic and READ on
-// the department's consumer groups.
-func Desired(cat *catalog.Catalog, quarantine, checkpoints string, reads ...Read) []ACL {
+// Desired lists the ACLs the catalog and the active grants imply. A
+// department writes only its own inbox (the door forwards what passes to
+// the item topics; no department may write an item topic, the quarantine or
+// any other of Jutong's topics), keeps its adapters' checkpoints in its own
+// checkpoints topic (read and written under transactional ids prefixed with
+// its principal), and reads its own rejects; the data authority reads every
+// department's rejects. Each read gives READ and DESCRIBE on its topic and
+// READ on the department's consumer groups.
+func Desired(cat *catalog.Catalog, reads ...Read) []ACL {
 	var out []ACL
 	lit := kmsg.ACLResourcePatternTypeLiteral
 	for _, d := range cat.Departments {
 		p := "User:" + d.Principal
+		inbox, cps, rejects := topicname.Inbox(d.Code), topicname.Checkpoints(d.Code), topicname.Rejects(d.Code)
 		out = append(out,
 			ACL{p, kmsg.ACLResourceTypeCluster, "kafka-cluster", lit, kmsg.ACLOperationIdempotentWrite},
-			ACL{p, kmsg.ACLResourceTypeTopic, quarantine, lit, kmsg.ACLOperationWrite},
-			ACL{p, kmsg.ACLResourceTypeTopic, quarantine, lit, kmsg.ACLOperationDescribe},
-			ACL{p, kmsg.ACLResourceTypeTopic, checkpoints, lit, kmsg.ACLOperationWrite},
-			ACL{p, kmsg.ACLResourceTypeTopic, checkpoints, lit, kmsg.ACLOperationDescribe},
-			ACL{p, kmsg.ACLResourceTypeTopic, checkpoints, lit, kmsg.ACLOperationRead},
+			ACL{p, kmsg.ACLResourceTypeTopic, inbox, lit, kmsg.ACLOperationWrite},
+			ACL{p, kmsg.ACLResourceTypeTopic, inbox, lit, kmsg.ACLOperationDescribe},
+			ACL{p, kmsg.ACLResourceTypeTopic, cps, lit, kmsg.ACLOperationWrite},
+			ACL{p, kmsg.ACLResourceTypeTopic, cps, lit, kmsg.ACLOperationDescribe},
+			ACL{p, kmsg.ACLResourceTypeTopic, cps, lit, kmsg.ACLOperationRead},
+			ACL{p, kmsg.ACLResourceTypeTopic, rejects, lit, kmsg.ACLOperationRead},
+			ACL{p, kmsg.ACLResourceTypeTopic, rejects, lit, kmsg.ACLOperationDescribe},
 			ACL{p, kmsg.ACLResourceTypeTransactionalId, d.Principal + ".", kmsg.ACLResourcePatternTypePrefixed, kmsg.ACLOperationWrite},
 			ACL{p, kmsg.ACLResourceTypeTransactionalId, d.Principal + ".", kmsg.ACLResourcePatternTypePrefixed, kmsg.ACLOperationDescribe},
 		)
+		if d.Code == cat.Authority {
+			pre := kmsg.ACLResourcePatternTypePrefixed
+			out = append(out,
+				ACL{p, kmsg.ACLResourceTypeTopic, topicname.RejectsPrefix, pre, kmsg.ACLOperationRead},
+				ACL{p, kmsg.ACLResourceTypeTopic, topicname.RejectsPrefix, pre, kmsg.ACLOperationDescribe},
+			)
+		}
 	}
-	for _, it := range cat.Items {
-		p := "User:" + cat.Department(it.Source).Principal
-		out = append(out,
-			ACL{p, kmsg.ACLResourceTypeTopic, it.Topic(), lit, kmsg.ACLOperationWrite},
-			ACL{p, kmsg.ACLResourceTypeTopic, it.Topic(), lit, kmsg.ACLOperationDescribe},
-		)
+	// A department reads its rejects with a consumer group of its own.
+	for _, d := range cat.Departments {
+		out = append(out, ACL{"User:" + d.Principal, kmsg.ACLResourceTypeGroup, GroupPrefix(d.Code), kmsg.ACLResourcePatternTypePrefixed, kmsg.ACLOperationRead})
 	}
 	for _, r := range reads {
 		d := cat.Department(r.Department)

@@ -104,11 +104,29 @@ type Item struct {
 	UpdateFrequency string `json:"update_frequency"`
 	// TopicSettings override the catalog's topic defaults for this item.
 	TopicSettings TopicConfig `json:"topic,omitempty"`
-	Fields        []*Field    `json:"fields"`
+	// MaxRecordBytes bounds one change event as encoded (default
+	// DefaultMaxRecordBytes): a larger one is refused at the door with rule
+	// record.size, and kept in the quarantine as its first bytes and a
+	// SHA-256.
+	MaxRecordBytes int      `json:"max_record_bytes,omitempty"`
+	Fields         []*Field `json:"fields"`
 
 	file     string
 	fieldIdx map[string]int
 	themes   []string
+}
+
+// DefaultMaxRecordBytes is the size limit of an item's change event unless
+// the item sets its own: below Kafka's default message limit (1 MiB), with
+// room for the framing and headers.
+const DefaultMaxRecordBytes = 900 << 10
+
+// RecordLimit is the size limit of one of the item's change events, encoded.
+func (it *Item) RecordLimit() int {
+	if it.MaxRecordBytes > 0 {
+		return it.MaxRecordBytes
+	}
+	return DefaultMaxRecordBytes
 }
 
 // FieldType is a field's logical type; it maps to Avro, PostgreSQL and ClickHouse types.

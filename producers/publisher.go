@@ -11,9 +11,11 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/inbox"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/producers/contract"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/topicname"
 )
 
 // Publisher publishes one department's change events.
@@ -114,25 +116,31 @@ func (e *NotKeptError) Unwrap() []error { return []error{e.Violation, e.Err} }
 // Result is the outcome of publishing one event.
 type Result struct {
 	Event     *schemas.Event
-	Partition int32 // where it landed (or, when refused, where its quarantine record did)
+	Partition int32 // where it landed in the department's inbox
 	Offset    int64
 	Bytes     int // the size of the record's value on the wire
-	// Err is nil when published. A *contract.Violation (errors.As) means the
-	// door refused it and it was kept in QuarantineTopic, unless Err is also
-	// a *NotKeptError: then the quarantine write failed and it is not kept.
+	// Err is nil when the inbox has it. A *contract.Violation (errors.As)
+	// means the client-side check refused it: it was sent all the same and
+	// the door keeps it in QuarantineTopic, unless Err is also a
+	// *NotKeptError: then the inbox write failed and it is not kept.
 	Err error
 }
 
-// record checks and encodes one event; the event's source and publish time
-// are filled in here. A refusal is returned as a *contract.Violation.
-func (p *Publisher) record(pr *prepared, e *schemas.Event) (*kgo.Record, *contract.Violation, error) {
+// record checks and encodes one event for the department's inbox; the
+// event's source and publish time are filled in here (the door sets them
+// again: it, not the client, says who published and when). A refusal is
+// returned as a *contract.Violation with a refusal notice to send all the
+// same, holding the values as they were given (encoding could change them:
+// Avro truncates a decimal with too many places), so that the bus keeps it.
+func (p *Publisher) record(pr *prepared, e *schemas.Event) (*kgo.Record, *contract.Violation) {
 	e.Source = schemas.Source{Department: p.dept, System: p.cfg.system, Adapter: p.cfg.adapter}
 	e.PublishTime = p.cfg.now().UTC().Truncate(1e6)
 	if e.EventTime.IsZero() {
 		e.EventTime = e.PublishTime
 	}
-	if v := contract.Check(pr.schema.Item, p.dept, e, e.PublishTime); v != nil {
-		return nil, v, nil
+	it := pr.schema.Item
+	if v := contract.Check(it, p.dept, e, e.PublishTime); v != nil {
+		return refusalRecord(p.dept, it, e, v, e.PublishTime, nil), v
 	}
 	// Frame first, then append the Avro body: one allocation per record.
 	value := schemas.Frame(make([]byte, 0, 512), pr.id, nil)
@@ -140,49 +148,52 @@ func (p *Publisher) record(pr *prepared, e *schemas.Event) (*kgo.Record, *contra
 	if err != nil {
 		// The checks above make this unreachable for catalog types; keep
 		// the record all the same, as a schema violation.
-		return nil, &contract.Violation{Item: pr.schema.Item.Code, Key: e.Key, Rule: "schema.encode", Reason: err.Error()}, nil
+		v := &contract.Violation{Item: it.Code, Key: e.Key, Rule: "schema.encode", Reason: err.Error()}
+		return refusalRecord(p.dept, it, e, v, e.PublishTime, nil), v
+	}
+	if len(value) > it.RecordLimit() {
+		v := &contract.Violation{Item: it.Code, Key: e.Key, Rule: "record.size",
+			Reason: fmt.Sprintf("the record has %d bytes encoded, the item's limit is %d", len(value), it.RecordLimit())}
+		return refusalRecord(p.dept, it, e, v, e.PublishTime, value), v
 	}
 	return &kgo.Record{
-		Topic: pr.schema.Item.Topic(),
-		Key:   []byte(e.Key),
-		Value: value,
-	}, nil, nil
+		Topic:   topicname.Inbox(p.dept),
+		Key:     []byte(e.Key),
+		Value:   value,
+		Headers: []kgo.RecordHeader{{Key: inbox.HeaderItem, Value: []byte(it.Code)}},
+	}, nil
 }
 
-// PublishAsync checks and produces events of item without waiting; done is
-// called once per event (from another goroutine) with its result. An event
-// refused at the door is not produced to the item's topic: it is written to
-// QuarantineTopic, and done gets its violation once that write is acknowledged.
+// PublishAsync checks and produces events of item to the department's inbox
+// without waiting; done is called once per event (from another goroutine)
+// with its result, once the inbox has it. The bus's door then forwards it to
+// the item's topic, or keeps it in the quarantine. An event this client
+// already finds wrong gets its violation as its result (and is sent all the
+// same, so that the bus keeps it with its reason).
 func (p *Publisher) PublishAsync(ctx context.Context, item string, done func(Result), events ...*schemas.Event) error {
 	pr, err := p.prepare(ctx, item)
 	if err != nil {
 		return err
 	}
 	for _, e := range events {
-		rec, v, err := p.record(pr, e)
-		if err != nil {
-			done(Result{Event: e, Err: err})
-			continue
-		}
+		rec, v := p.record(pr, e)
 		if v != nil {
 			p.m.rejected.WithLabelValues(item, p.dept, v.Rule).Inc()
-			p.cfg.log.Debug("rejected at the door", "item", item, "key", e.Key, "rule", v.Rule, "field", v.Field)
-			p.cl.Produce(ctx, quarantineRecord(pr.schema.Item, e, v, e.PublishTime, nil), func(r *kgo.Record, err error) {
-				var res error = v
-				if err != nil {
-					res = &NotKeptError{Violation: v, Err: err}
-				}
-				done(Result{Event: e, Partition: r.Partition, Offset: r.Offset, Err: res})
-			})
-			continue
+			p.cfg.log.Debug("refused by the client-side check", "item", item, "key", e.Key, "rule", v.Rule, "field", v.Field)
 		}
 		p.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
-			if err != nil {
+			res := Result{Event: e, Partition: r.Partition, Offset: r.Offset, Bytes: len(r.Value), Err: err}
+			switch {
+			case err != nil && v != nil:
+				res.Err = &NotKeptError{Violation: v, Err: err}
+			case err != nil:
 				p.m.failed.WithLabelValues(item, p.dept).Inc()
-			} else {
+			case v != nil:
+				res.Err = v
+			default:
 				p.m.published.WithLabelValues(item, p.dept).Inc()
 			}
-			done(Result{Event: e, Partition: r.Partition, Offset: r.Offset, Bytes: len(r.Value), Err: err})
+			done(res)
 		})
 	}
 	return nil
@@ -229,9 +240,9 @@ func (p *Publisher) Close() {
 }
 
 // Quarantine keeps an event that an adapter could not even turn into typed
-// values (bad JSON, a value of the wrong form): it is written to
-// QuarantineTopic with the violation and the raw input, as the door does for
-// refused events.
+// values (bad JSON, a value of the wrong form): it is sent to the inbox as a
+// refusal, with the violation and the raw input, and the door keeps it in
+// the quarantine as it does the records it refuses itself.
 func (p *Publisher) Quarantine(ctx context.Context, item string, e *schemas.Event, v *contract.Violation, raw []byte) (Result, error) {
 	pr, err := p.prepare(ctx, item)
 	if err != nil {
@@ -244,7 +255,7 @@ func (p *Publisher) Quarantine(ctx context.Context, item string, e *schemas.Even
 		v.Key = e.Key
 	}
 	p.m.rejected.WithLabelValues(item, p.dept, v.Rule).Inc()
-	r := quarantineRecord(pr.schema.Item, e, v, now, raw)
+	r := refusalRecord(p.dept, pr.schema.Item, e, v, now, raw)
 	if err := p.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
 		lost := &NotKeptError{Violation: v, Err: err}
 		return Result{Event: e, Err: lost}, lost
@@ -263,10 +274,11 @@ type Reject struct {
 	Raw       []byte
 }
 
-// PublishTx publishes events of item (refused ones to the quarantine), the
-// rejects to the quarantine, and extra records (an adapter's checkpoint) in
-// one Kafka transaction: read_committed consumers, Jutong's pipelines among
-// them, see all of it or none of it. It needs the Transactional option.
+// PublishTx publishes events of item and the rejects to the department's
+// inbox, and extra records (an adapter's checkpoint, in the department's
+// checkpoints topic) in one Kafka transaction: read_committed consumers, the
+// bus's door among them, see all of it or none of it. It needs the
+// Transactional option.
 // The returned results are in the order of events, then rejects.
 func (p *Publisher) PublishTx(ctx context.Context, item string, events []*schemas.Event, rejects []Reject, extra ...*kgo.Record) ([]Result, error) {
 	if p.cfg.txnID == "" {
@@ -294,14 +306,9 @@ func (p *Publisher) PublishTx(ctx context.Context, item string, events []*schema
 	}
 	now := p.cfg.now().UTC().Truncate(time.Millisecond)
 	for i, e := range events {
-		rec, v, err := p.record(pr, e)
-		if err != nil {
-			note(i, Result{Event: e, Err: err}, err)
-			continue
-		}
+		rec, v := p.record(pr, e)
 		if v != nil {
 			p.m.rejected.WithLabelValues(item, p.dept, v.Rule).Inc()
-			rec = quarantineRecord(pr.schema.Item, e, v, e.PublishTime, nil)
 		}
 		p.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
 			res := Result{Event: e, Partition: r.Partition, Offset: r.Offset, Bytes: len(r.Value), Err: err}
@@ -316,7 +323,7 @@ func (p *Publisher) PublishTx(ctx context.Context, item string, events []*schema
 		rj.Event.Source = schemas.Source{Department: p.dept, System: p.cfg.system, Adapter: p.cfg.adapter}
 		rj.Violation.Item = item
 		p.m.rejected.WithLabelValues(item, p.dept, rj.Violation.Rule).Inc()
-		p.cl.Produce(ctx, quarantineRecord(pr.schema.Item, rj.Event, rj.Violation, now, rj.Raw), func(r *kgo.Record, err error) {
+		p.cl.Produce(ctx, refusalRecord(p.dept, pr.schema.Item, rj.Event, rj.Violation, now, rj.Raw), func(r *kgo.Record, err error) {
 			res := Result{Event: rj.Event, Partition: r.Partition, Offset: r.Offset, Err: rj.Violation}
 			note(i, res, err)
 		})

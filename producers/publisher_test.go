@@ -145,6 +145,12 @@ func TestRejectsAreKept(t *testing.T) {
 	s, _ := schemas.For(cat.Item(item))
 	recs := readAll(t, b, item, len(valid))
 	if len(recs) != len(valid) {
+		for _, r := range recs {
+			_, payload, _ := schemas.Unframe(r.Value)
+			if e, err := schemas.Decode(s.Avro, payload); err == nil && !valid[e.ID] {
+				t.Logf("forwarded although refused (%s): %+v", wantRule[e.ID], e.Data)
+			}
+		}
 		t.Fatalf("item topic has %d records, want %d", len(recs), len(valid))
 	}
 	for _, r := range recs {

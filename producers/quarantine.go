@@ -4,28 +4,28 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/inbox"
 	"github.com/jutong/jutong/producers/contract"
 	"github.com/jutong/jutong/quarantine"
 	"github.com/jutong/jutong/schemas"
 	"github.com/jutong/jutong/topicname"
 )
 
-// QuarantineTopic keeps every record refused at the door, with the reason.
+// QuarantineTopic keeps every record refused at the door, with the reason
+// (written by the bus's door only).
 const QuarantineTopic = quarantine.Topic
-
-// CheckpointTopic keeps the adapters' positions (compacted, keyed by
-// adapter), written in the same transactions as the events they publish.
-const CheckpointTopic = topicname.Checkpoints
 
 // Rejected is a quarantined record as it is stored (JSON) in QuarantineTopic.
 type Rejected = quarantine.Record
 
-// quarantineRecord builds the quarantine record of a refused event.
-func quarantineRecord(it *catalog.Item, e *schemas.Event, v *contract.Violation, at time.Time, raw []byte) *kgo.Record {
+// refusalRecord is the inbox record of an event the publisher refused: the
+// door keeps it in the quarantine with the rule found here.
+func refusalRecord(dept string, it *catalog.Item, e *schemas.Event, v *contract.Violation, at time.Time, raw []byte) *kgo.Record {
 	rec := make(map[string]any, len(e.Data))
 	for k, val := range e.Data {
 		if f := it.Field(k); f != nil {
@@ -41,15 +41,27 @@ func quarantineRecord(it *catalog.Item, e *schemas.Event, v *contract.Violation,
 		Rule: v.Rule, Field: v.Field, Reason: v.Reason, EventID: e.ID, Op: string(e.Op),
 		EventTime: e.EventTime, RejectedAt: at, Record: rec, Raw: string(raw),
 	}
+	if len(raw) > quarantine.PayloadKeep || !utf8.Valid(raw) {
+		// Too large or not text: its first bytes and a SHA-256.
+		r.Raw = ""
+		r.KeepPayload(raw)
+		r.Record = nil
+	}
 	b, _ := json.Marshal(r)
+	if len(b) > it.RecordLimit() {
+		// A refusal as large as the record it refuses: keep its start.
+		whole := b
+		r.Record, r.Raw = nil, ""
+		r.KeepPayload(whole)
+		b, _ = json.Marshal(r)
+	}
 	return &kgo.Record{
-		Topic: QuarantineTopic,
-		Key:   []byte(it.Code + "/" + e.Key),
+		Topic: topicname.Inbox(dept),
+		Key:   []byte(e.Key),
 		Value: b,
 		Headers: []kgo.RecordHeader{
-			{Key: "jutong.item", Value: []byte(it.Code)},
-			{Key: "jutong.rule", Value: []byte(v.Rule)},
-			{Key: "jutong.department", Value: []byte(e.Source.Department)},
+			{Key: inbox.HeaderItem, Value: []byte(it.Code)},
+			{Key: inbox.HeaderKind, Value: []byte(inbox.KindRefused)},
 		},
 	}
 }

@@ -6,6 +6,9 @@
 package quarantine
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"time"
 
 	"github.com/jutong/jutong/topicname"
@@ -29,5 +32,27 @@ type Record struct {
 	EventTime  time.Time      `json:"event_time"`
 	RejectedAt time.Time      `json:"rejected_at"`
 	Record     map[string]any `json:"record"`        // the data as submitted, values in portable form
-	Raw        string         `json:"raw,omitempty"` // the input as received, when it could not be parsed
+	Raw        string         `json:"raw,omitempty"` // the input as received (text), when it could not be parsed
+	// Payload is the record as it reached the door (base64), whole up to
+	// PayloadKeep bytes, else its first PayloadKeep bytes; PayloadSize and
+	// PayloadSHA256 describe the whole.
+	Payload       string `json:"payload,omitempty"`
+	PayloadSize   int    `json:"payload_size,omitempty"`
+	PayloadSHA256 string `json:"payload_sha256,omitempty"`
+	// Position is where the refused record was read (an inbox), when it
+	// came through one.
+	Source string `json:"source,omitempty"`
+}
+
+// PayloadKeep is how much of a refused record's bytes the quarantine keeps.
+const PayloadKeep = 64 << 10
+
+// KeepPayload fills the payload fields from b.
+func (r *Record) KeepPayload(b []byte) {
+	sum := sha256.Sum256(b)
+	r.PayloadSize, r.PayloadSHA256 = len(b), hex.EncodeToString(sum[:])
+	if len(b) > PayloadKeep {
+		b = b[:PayloadKeep]
+	}
+	r.Payload = base64.StdEncoding.EncodeToString(b)
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/jutong/jutong/catalog"
 )
 
 // RecordError marks a record that can never be decoded (not framed, unknown
@@ -30,6 +32,7 @@ type Decoder struct {
 type writerSchema struct {
 	avro     avro.Schema
 	compiled *envelopeDecoder
+	name     string // the envelope's full name: jutong.<item code>.Envelope
 }
 
 // NewDecoder returns a decoder using the registry client reg.
@@ -58,6 +61,25 @@ func (d *Decoder) Decode(ctx context.Context, value []byte) (*Event, error) {
 	return ev, nil
 }
 
+// DecodeItem decodes a record that must be a change event of item it: a
+// value written with another item's schema is a *RecordError, as bad bytes
+// are. The door uses it on the inboxes, where a department chooses the
+// schema id.
+func (d *Decoder) DecodeItem(ctx context.Context, it *catalog.Item, value []byte) (*Event, error) {
+	id, _, err := Unframe(value)
+	if err != nil {
+		return nil, &RecordError{err}
+	}
+	s, err := d.schema(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if want := envelopeNamespace(it) + ".Envelope"; s.name != want {
+		return nil, &RecordError{fmt.Errorf("schema id %d is %s, not a change event of %s", id, s.name, it.Code)}
+	}
+	return d.Decode(ctx, value)
+}
+
 func (d *Decoder) schema(ctx context.Context, id int) (writerSchema, error) {
 	d.mu.Lock()
 	s, ok := d.ids[id]
@@ -80,10 +102,14 @@ func (d *Decoder) schema(ctx context.Context, id int) (writerSchema, error) {
 	// Keep only what decodes: the compiled decoder when it covers the
 	// schema (hamba's parsed schema is garbage then: with thousands of items
 	// it was most of a pipeline's memory), else the parsed schema.
+	var name string
+	if n, ok := parsed.(avro.NamedSchema); ok {
+		name = n.FullName()
+	}
 	if c, err := compileEnvelope(parsed); err == nil {
-		s = writerSchema{compiled: c}
+		s = writerSchema{compiled: c, name: name}
 	} else {
-		s = writerSchema{avro: parsed}
+		s = writerSchema{avro: parsed, name: name}
 	}
 	d.mu.Lock()
 	d.ids[id] = s

@@ -12,15 +12,15 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"slices"
+	"regexp"
 	"strings"
-	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/producers"
+	"github.com/jutong/jutong/door"
 	"github.com/jutong/jutong/producers/contract"
 	"github.com/jutong/jutong/schemas"
 )
@@ -36,37 +36,27 @@ type Config struct {
 	Catalog *catalog.Catalog
 	// Tokens maps department codes to their bearer tokens.
 	Tokens map[string]string
-	// Publishing holds the options every department's publisher shares
-	// (brokers, registry, metrics); the gateway adds the department's
-	// Kafka credentials, so that it publishes as the department itself.
-	Publishing []producers.Opt
-	// Credentials maps the departments' Kafka principals to their passwords.
-	Credentials map[string]string
+	// Door checks and forwards the events, as it does the inboxes': one
+	// door, one set of rules, one idempotency window.
+	Door *door.Door
 	// MaxBodyBytes bounds a request body (default 16 MiB); MaxEvents the
 	// events in one request (default 10,000).
 	MaxBodyBytes int64
 	MaxEvents    int
-	// Remember is how many accepted event ids are kept to answer retries
-	// (default 1,000,000; in memory, so a restart forgets them).
-	Remember   int
-	Log        *slog.Logger
-	Registerer prometheus.Registerer
+	Log          *slog.Logger
+	Registerer   prometheus.Registerer
 }
 
 // Gateway serves the ingest API.
 type Gateway struct {
 	cfg      Config
-	seen     *idCache
 	requests *prometheus.CounterVec
-
-	pubMu sync.Mutex
-	pubs  map[string]*producers.Publisher // by department, created on first use
 }
 
 // New checks cfg and returns a gateway.
 func New(cfg Config) (*Gateway, error) {
-	if cfg.Catalog == nil || len(cfg.Publishing) == 0 {
-		return nil, errors.New("gateway: a catalog and the publishers' options (brokers, registry) are required")
+	if cfg.Catalog == nil || cfg.Door == nil {
+		return nil, errors.New("gateway: a catalog and the door are required")
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 16 << 20
@@ -74,13 +64,10 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.MaxEvents <= 0 {
 		cfg.MaxEvents = 10_000
 	}
-	if cfg.Remember <= 0 {
-		cfg.Remember = 1_000_000
-	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, seen: newIDCache(cfg.Remember), pubs: map[string]*producers.Publisher{},
+	g := &Gateway{cfg: cfg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jutong_gateway_requests_total",
 			Help: "HTTP ingest requests by HTTP status code.",
@@ -91,39 +78,6 @@ func New(cfg Config) (*Gateway, error) {
 		}
 	}
 	return g, nil
-}
-
-// publisher returns the department's publisher, created once and reused.
-func (g *Gateway) publisher(ctx context.Context, dept string) (*producers.Publisher, error) {
-	g.pubMu.Lock()
-	defer g.pubMu.Unlock()
-	if p, ok := g.pubs[dept]; ok {
-		return p, nil
-	}
-	d := g.cfg.Catalog.Department(dept)
-	if d == nil {
-		return nil, fmt.Errorf("gateway: unknown department %q", dept)
-	}
-	opts := append(slices.Clone(g.cfg.Publishing), producers.SASL(d.Principal, g.cfg.Credentials[d.Principal]),
-		producers.Adapter("http"), producers.System("http-gateway"),
-		producers.Logger(g.cfg.Log.With("department", dept)))
-	p, err := producers.New(ctx, g.cfg.Catalog, dept, opts...)
-	if err != nil {
-		return nil, err
-	}
-	g.pubs[dept] = p
-	return p, nil
-}
-
-// Close flushes and closes the departments' publishers (after the HTTP
-// server stopped sending requests).
-func (g *Gateway) Close() {
-	g.pubMu.Lock()
-	defer g.pubMu.Unlock()
-	for dept, p := range g.pubs {
-		p.Close()
-		delete(g.pubs, dept)
-	}
 }
 
 // Handler returns the gateway's routes.
@@ -229,13 +183,7 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request) {
 		g.reply(w, http.StatusRequestEntityTooLarge, apiError{fmt.Sprintf("%d events in one request, at most %d: split it; nothing was published", len(lines), g.cfg.MaxEvents)})
 		return
 	}
-	pub, err := g.publisher(r.Context(), dept)
-	if err != nil {
-		g.cfg.Log.Error("gateway: publisher", "department", dept, "err", err)
-		g.reply(w, http.StatusServiceUnavailable, apiError{"the bus is not reachable; retry later"})
-		return
-	}
-	resp, err := g.process(r.Context(), pub, it, lines)
+	resp, err := g.process(r.Context(), dept, it, lines)
 	if err != nil {
 		g.cfg.Log.Error("gateway: publish", "item", it.Code, "department", dept, "err", err)
 		g.reply(w, http.StatusServiceUnavailable, apiError{"publishing failed: " + err.Error() + "; retry the request: accepted events are not published twice"})
@@ -305,129 +253,71 @@ func (g *Gateway) parse(it *catalog.Item, line int, raw []byte) parsed {
 	return p
 }
 
-func (g *Gateway) process(ctx context.Context, pub *producers.Publisher, it *catalog.Item, lines [][]byte) (*Response, error) {
+func (g *Gateway) process(ctx context.Context, dept string, it *catalog.Item, lines [][]byte) (*Response, error) {
+	cands := make([]door.Candidate, len(lines))
 	resp := &Response{Results: make([]Result, len(lines))}
-	var toPublish []*schemas.Event
-	var idx []int
-	var claimed []string
-	defer func() { g.seen.release(claimed) }()
 	for i, raw := range lines {
-		p := g.parse(it, i+1, raw)
-		res := &resp.Results[i]
-		res.Line, res.EventID = i+1, p.ev.ID
-		if p.bad != nil {
-			if _, err := pub.Quarantine(ctx, it.Code, p.ev, p.bad, p.raw); err != nil {
-				return nil, err
-			}
-			setRejected(res, p.bad)
-			resp.Rejected++
-			continue
-		}
-		key := it.Code + "/" + p.ev.ID
-		if p.ev.ID != "" {
-			if prev, ok := g.seen.claim(key); !ok {
-				res.Status = "duplicate"
-				if prev != nil {
-					res.Partition, res.Offset = &prev.partition, &prev.offset
-				}
-				resp.Duplicate++
-				continue
-			}
-			claimed = append(claimed, key)
-		}
-		toPublish = append(toPublish, p.ev)
-		idx = append(idx, i)
-	}
-	if len(toPublish) == 0 {
-		return resp, nil
-	}
-	results, err := pub.Publish(ctx, it.Code, toPublish...)
-	if results == nil {
-		// Nothing was sent (the item's schema could not be registered, say):
-		// the request fails as a whole and may be retried.
-		return nil, err
-	}
-	for j, r := range results {
-		res := &resp.Results[idx[j]]
-		var v *contract.Violation
+		c := door.Candidate{Department: dept, Item: it.Code, Raw: raw}
 		switch {
-		case r.Err == nil:
-			res.Status = "accepted"
-			part, off := r.Partition, r.Offset
-			res.Partition, res.Offset = &part, &off
-			resp.Accepted++
-			g.seen.remember(it.Code+"/"+r.Event.ID, part, off)
-		case errors.As(r.Err, &v):
-			setRejected(res, v)
-			resp.Rejected++
-			var lost *producers.NotKeptError
-			if errors.As(r.Err, &lost) {
-				return nil, r.Err
-			}
+		case len(raw) > it.RecordLimit():
+			c.Bad = &contract.Violation{Rule: "record.size", Reason: fmt.Sprintf("line %d has %d bytes, the item's limit is %d", i+1, len(raw), it.RecordLimit())}
+		case !utf8.Valid(raw):
+			c.Bad = invalidUTF8(i+1, raw)
 		default:
-			return nil, r.Err // Kafka did not take it: the client retries the request
+			p := g.parse(it, i+1, raw)
+			c.Event, c.Bad = p.ev, p.bad
+			if p.ev != nil {
+				p.ev.Source.System, p.ev.Source.Adapter = "http-gateway", "http"
+				resp.Results[i].EventID = p.ev.ID
+			}
+		}
+		cands[i] = c
+	}
+	outs, err := g.cfg.Door.Admit(ctx, cands)
+	if err != nil {
+		return nil, err // nothing of the request is visible: it may be retried as a whole
+	}
+	for i, o := range outs {
+		res := &resp.Results[i]
+		res.Line, res.Status = i+1, o.Status
+		switch o.Status {
+		case door.Accepted, door.Duplicate:
+			part, off := o.Partition, o.Offset
+			res.Partition, res.Offset = &part, &off
+			if o.Status == door.Accepted {
+				resp.Accepted++
+			} else {
+				resp.Duplicate++
+			}
+		case door.Rejected:
+			setRejected(res, o.Violation)
+			resp.Rejected++
 		}
 	}
 	return resp, nil
 }
 
+// invalidUTF8 names the rule, and the field when it can be told: the JSON
+// decoder would otherwise replace the bad bytes with U+FFFD, silently.
+func invalidUTF8(line int, raw []byte) *contract.Violation {
+	at := 0
+	for at < len(raw) {
+		r, n := utf8.DecodeRune(raw[at:])
+		if r == utf8.RuneError && n == 1 {
+			break
+		}
+		at += n
+	}
+	field := ""
+	if m := lastKey.FindAllSubmatch(raw[:at], -1); len(m) > 0 {
+		field = string(m[len(m)-1][1])
+	}
+	return &contract.Violation{Field: field, Rule: "text.utf8", Reason: fmt.Sprintf("line %d is not valid UTF-8 at byte %d", line, at)}
+}
+
+// lastKey finds JSON object keys ("name":) before a position.
+var lastKey = regexp.MustCompile(`"([A-Za-z_][A-Za-z0-9_]*)"\s*:`)
+
 func setRejected(res *Result, v *contract.Violation) {
 	res.Status, res.Rule, res.Field, res.Reason = "rejected", v.Rule, v.Field, v.Reason
-}
-
-// idCache remembers accepted event ids (and claims ids in flight) so that a
-// retried request publishes nothing twice.
-type idCache struct {
-	mu     sync.Mutex
-	max    int
-	order  []string
-	next   int
-	done   map[string]*position
-	flight map[string]bool
-}
-
-type position struct {
-	partition int32
-	offset    int64
-}
-
-func newIDCache(max int) *idCache {
-	return &idCache{max: max, done: map[string]*position{}, flight: map[string]bool{}}
-}
-
-// claim reserves key for publishing; false when it was accepted before (its
-// position) or is being published by another request (nil position).
-func (c *idCache) claim(key string) (*position, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if p, ok := c.done[key]; ok {
-		return p, false
-	}
-	if c.flight[key] {
-		return nil, false
-	}
-	c.flight[key] = true
-	return nil, true
-}
-
-// release ends the claims of a request (accepted ids stay remembered).
-func (c *idCache) release(keys []string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, k := range keys {
-		delete(c.flight, k)
-	}
-}
-
-func (c *idCache) remember(key string, partition int32, offset int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.order) < c.max {
-		c.order = append(c.order, key)
-	} else {
-		delete(c.done, c.order[c.next])
-		c.order[c.next] = key
-		c.next = (c.next + 1) % c.max
-	}
-	c.done[key] = &position{partition, offset}
 }

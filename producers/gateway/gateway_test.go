@@ -172,8 +172,8 @@ func TestGatewayToTheTopic(t *testing.T) {
 	m, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
-		`jutong_published_events_total{department="market_supervision",item="legal_person.enterprise_registration"} 50`,
-		`jutong_rejected_events_total{department="market_supervision",item="legal_person.enterprise_registration",rule="json.syntax"} 2`,
+		`jutong_door_records_total{department="market_supervision",item="legal_person.enterprise_registration",outcome="accepted",path="gateway",rule=""} 50`,
+		`jutong_door_records_total{department="market_supervision",item="legal_person.enterprise_registration",outcome="rejected",path="gateway",rule="json.syntax"} 2`,
 		`jutong_gateway_requests_total{code="401"} 2`,
 	} {
 		if !strings.Contains(string(m), want) {
@@ -199,7 +199,7 @@ func TestUnregistrableSchemaFailsTheRequest(t *testing.T) {
 	}
 	gen := synth.New(it, 3, time.Now())
 	code, resp, raw := post(t, b.APIURL()+"/v1/items/"+item+"/events", b.Tokens["market_supervision"], line(t, it, gen.Next()))
-	if code != http.StatusServiceUnavailable || len(resp.Results) != 0 || !strings.Contains(raw, "register schema") {
+	if code != http.StatusServiceUnavailable || len(resp.Results) != 0 || !strings.Contains(raw, "register the schema") {
 		t.Fatalf("want 503 naming the registration failure, got %d: %s", code, raw)
 	}
 	if n := count(t, b, item); n != 0 {

@@ -21,6 +21,7 @@ import (
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/producers/contract"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/topicname"
 )
 
 // Dialect is the SQL dialect of the source database.
@@ -60,7 +61,7 @@ type Config struct {
 	Poll time.Duration
 	// Publisher must be Transactional.
 	Publisher *producers.Publisher
-	// Kafka reads the checkpoint topic.
+	// Kafka reads the department's checkpoints topic (as the department).
 	Kafka []kgo.Opt
 	Log   *slog.Logger
 }
@@ -190,7 +191,7 @@ func (a *Adapter) Checkpoint() Checkpoint { return a.cp }
 // load reads the adapter's last committed checkpoint.
 func (a *Adapter) load(ctx context.Context) error {
 	found := false
-	err := kafkaconn.ReadAll(ctx, a.cfg.Kafka, producers.CheckpointTopic, func(r *kgo.Record) {
+	err := kafkaconn.ReadAll(ctx, a.cfg.Kafka, topicname.Checkpoints(a.cfg.Publisher.Department()), func(r *kgo.Record) {
 		switch {
 		case string(r.Key) == a.cfg.Name:
 			var cp Checkpoint
@@ -508,7 +509,7 @@ func (a *Adapter) commit(ctx context.Context, cp Checkpoint, b *readBatch) error
 				return err
 			}
 			cp.KeyLog++
-			extra = append(extra, &kgo.Record{Topic: producers.CheckpointTopic,
+			extra = append(extra, &kgo.Record{Topic: topicname.Checkpoints(a.cfg.Publisher.Department()),
 				Key: fmt.Appendf(nil, "%s%d", a.keyLogPrefix(), cp.KeyLog), Value: v})
 		}
 	}
@@ -516,7 +517,7 @@ func (a *Adapter) commit(ctx context.Context, cp Checkpoint, b *readBatch) error
 	if err != nil {
 		return err
 	}
-	extra = append(extra, &kgo.Record{Topic: producers.CheckpointTopic, Key: []byte(a.cfg.Name), Value: val})
+	extra = append(extra, &kgo.Record{Topic: topicname.Checkpoints(a.cfg.Publisher.Department()), Key: []byte(a.cfg.Name), Value: val})
 	if _, err := a.cfg.Publisher.PublishTx(ctx, a.cfg.Item.Code, b.events, b.rejects, extra...); err != nil {
 		return err
 	}

@@ -30,6 +30,8 @@ Subcommands:
   pipeline  the whole bus: publishers -> embedded Kafka -> pipelines -> PostgreSQL base
             database and ClickHouse, exactly once: events/s landed per sink, latency
             (p50/p99 publish -> landed) at a steady rate, lag, CPU, peak RSS
+  door      the door alone: a department's inbox filled beforehand, then checked and
+            forwarded, exactly once, to the item's topic
   topics    how the pipeline process's start-up and memory grow with the number of item
             topics (jutong serve in a child process, one event per topic)`
 
@@ -43,13 +45,15 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return benchPipeline(ctx, args[1:], out, errOut)
 	case "topics":
 		return benchTopics(ctx, args[1:], out, errOut)
+	case "door":
+		return benchDoor(ctx, args[1:], out, errOut)
 	}
 	if len(args) == 0 || args[0] != "publish" {
-		fmt.Fprintf(errOut, "Usage: jutong bench [publish|pipeline|topics] [flags]   (no subcommand: pipeline)\n\n%s\n", benchDesc)
+		fmt.Fprintf(errOut, "Usage: jutong bench [publish|pipeline|door|topics] [flags]   (no subcommand: pipeline)\n\n%s\n", benchDesc)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
-		return errors.New("a subcommand is required: publish, pipeline or topics")
+		return errors.New("a subcommand is required: publish, pipeline, door or topics")
 	}
 	return benchPublish(ctx, args[1:], out, errOut)
 }

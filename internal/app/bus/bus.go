@@ -30,6 +30,7 @@ import (
 	"github.com/jutong/jutong/audit"
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/control"
+	"github.com/jutong/jutong/door"
 	"github.com/jutong/jutong/feed"
 	"github.com/jutong/jutong/internal/app/grants"
 	"github.com/jutong/jutong/internal/embedded"
@@ -39,11 +40,11 @@ import (
 	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/pipeline/chsink"
 	"github.com/jutong/jutong/pipeline/pgsink"
-	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/producers/gateway"
 	"github.com/jutong/jutong/quarantine"
 	"github.com/jutong/jutong/registry"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/topicname"
 )
 
 // Config configures a bus.
@@ -83,6 +84,10 @@ type Config struct {
 	// escalated; ReadAuditEvery how often the departments' reads are
 	// audited (both 1 minute by default).
 	ControlEvery, ReadAuditEvery time.Duration
+	// NoDoor starts the bus without the door on the inboxes (the door
+	// benchmark fills them first, then runs a door of its own); the gateway
+	// still has one.
+	NoDoor bool
 	// Now is the control plane's clock (tests move it).
 	Now func() time.Time
 	Log *slog.Logger
@@ -109,6 +114,7 @@ type Bus struct {
 	apiURL  string
 	servers []*http.Server // the registry's and the API's
 	gw      *gateway.Gateway
+	door    *door.Door
 	grants  *grants.Reconciler
 	feeds   *grants.FeedRunner
 	audit   *audit.Writer
@@ -150,6 +156,9 @@ func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}
+	}
+	if err := b.startDoor(ctx, rctx); err != nil {
+		return nil, err
 	}
 	// The control plane: applications and grants. Opening it reconciles the
 	// ACLs (the catalog's and the grants') and starts the grants' feeds.
@@ -194,7 +203,7 @@ func (b *Bus) ensureTopics(ctx context.Context) error {
 	if !b.cfg.ApplyTopics {
 		scope = &catalog.Catalog{} // internal topics only
 	}
-	changes, err := topics.Ensure(ctx, kadm.NewClient(admin), scope, InternalTopics()...)
+	changes, err := topics.Ensure(ctx, kadm.NewClient(admin), scope, InternalTopics(b.cfg.Catalog)...)
 	if err != nil {
 		return err
 	}
@@ -290,12 +299,31 @@ func (b *Bus) pipelineConfig(context.Context) error {
 	return nil
 }
 
+// startDoor opens the door (its id index) and runs it on the inboxes.
+func (b *Bus) startDoor(ctx, rctx context.Context) (err error) {
+	dcfg := b.DoorConfig()
+	dcfg.InstanceID = b.cfg.Pipeline.InstanceID
+	b.door, err = door.New(ctx, dcfg)
+	if err != nil {
+		return err
+	}
+	if b.cfg.NoDoor {
+		return nil
+	}
+	b.wg.Go(func() {
+		if err := b.door.Run(rctx); err != nil {
+			b.cfg.Log.Error("door stopped", "err", err)
+			b.errs <- fmt.Errorf("door: %w", err)
+		}
+	})
+	return nil
+}
+
 // serveAPI serves the ingest gateway, the control API and /metrics on APIAddr.
 func (b *Bus) serveAPI() (err error) {
 	b.gw, err = gateway.New(gateway.Config{
-		Catalog: b.cfg.Catalog, Tokens: b.Tokens, Credentials: b.Credentials,
-		Publishing: []producers.Opt{producers.Brokers(b.kafka.Brokers...), producers.Registry(b.regURL), producers.Metrics(b.Metrics)},
-		Log:        b.cfg.Log.With("component", "gateway"), Registerer: b.Metrics,
+		Catalog: b.cfg.Catalog, Tokens: b.Tokens, Door: b.door,
+		Log: b.cfg.Log.With("component", "gateway"), Registerer: b.Metrics,
 	})
 	if err != nil {
 		return err
@@ -371,17 +399,32 @@ func (b *Bus) startCopies(rctx context.Context) {
 func (b *Bus) APIURL() string { return b.apiURL }
 
 // InternalTopics are the topics Jutong itself needs besides the items' (the
-// registry creates its own).
-func InternalTopics() []topics.Spec {
-	return []topics.Spec{
-		{Name: pipeline.DeadLetterTopic, Partitions: 3, Configs: map[string]string{"retention.ms": "-1", "cleanup.policy": "delete"}},
-		{Name: producers.QuarantineTopic, Partitions: 3, Configs: map[string]string{"retention.ms": "-1", "cleanup.policy": "delete"}},
-		{Name: producers.CheckpointTopic, Partitions: 1, Configs: map[string]string{"cleanup.policy": "compact"}},
-		{Name: control.Topic, Partitions: 1, Configs: map[string]string{"cleanup.policy": "compact"}},
-		{Name: feed.LedgerTopic, Partitions: 1, Configs: map[string]string{"cleanup.policy": "compact"}},
-		{Name: audit.Topic, Partitions: 1, Configs: map[string]string{"retention.ms": "-1", "cleanup.policy": "delete"}},
-		{Name: audit.PositionsTopic, Partitions: 1, Configs: map[string]string{"cleanup.policy": "compact"}},
+// registry creates its own): its state and audit topics, and each
+// department's inbox, checkpoints and rejects.
+func InternalTopics(cat *catalog.Catalog) []topics.Spec {
+	keep := map[string]string{"retention.ms": "-1", "cleanup.policy": "delete"}
+	compact := map[string]string{"cleanup.policy": "compact"}
+	out := []topics.Spec{
+		{Name: pipeline.DeadLetterTopic, Partitions: 3, Configs: keep},
+		{Name: topicname.Quarantine, Partitions: 3, Configs: keep},
+		{Name: control.Topic, Partitions: 1, Configs: compact},
+		{Name: feed.LedgerTopic, Partitions: 1, Configs: compact},
+		{Name: audit.Topic, Partitions: 1, Configs: keep},
+		{Name: audit.PositionsTopic, Partitions: 1, Configs: compact},
+		// The door's accepted ids: compacted, and gone after twice the
+		// default window (a longer window needs a longer retention).
+		{Name: topicname.DoorIDs, Partitions: 3, Configs: map[string]string{"cleanup.policy": "compact,delete", "retention.ms": "172800000"}},
 	}
+	for _, d := range cat.Departments {
+		out = append(out,
+			// A week of inbox: the door forwards within seconds; what it
+			// refused is in the quarantine for good.
+			topics.Spec{Name: topicname.Inbox(d.Code), Partitions: 6, Configs: map[string]string{"retention.ms": "604800000", "cleanup.policy": "delete"}},
+			topics.Spec{Name: topicname.Checkpoints(d.Code), Partitions: 1, Configs: compact},
+			topics.Spec{Name: topicname.Rejects(d.Code), Partitions: 1, Configs: keep},
+		)
+	}
+	return out
 }
 
 // RegistryURL is the schema registry's base URL.
@@ -395,29 +438,42 @@ func (b *Bus) Kafka() kafkaconn.Config { return b.kafka }
 func (b *Bus) PostgresDSN() string   { return b.cfg.PostgresDSN }
 func (b *Bus) ClickHouseDSN() string { return b.cfg.ClickHouseDSN }
 
+// DoorConfig is the configuration of the bus's door, for a door of one's
+// own (with NoDoor).
+func (b *Bus) DoorConfig() door.Config {
+	return door.Config{Catalog: b.cfg.Catalog, Kafka: b.kopts, RegistryURL: b.regURL, Decoder: b.pcfg.Decoder,
+		Log: b.cfg.Log.With("component", "door"), Metrics: b.Metrics}
+}
+
 // KafkaOpts returns the same settings as franz-go client options.
 func (b *Bus) KafkaOpts() []kgo.Opt { return b.kopts }
 
 // Errors delivers pipeline failures (a pipeline that stopped for good).
 func (b *Bus) Errors() <-chan error { return b.errs }
 
-// Lag returns, per sink, how many records of the item topics are not yet in
-// the sink's ledger.
+// Lag returns how many records are yet to be passed on: per sink, the
+// records of the item topics not yet in its ledger, and under "door" those
+// of the inboxes the door has not yet forwarded. Transaction markers, which
+// take offsets no consumer sees, do not count.
 func (b *Bus) Lag(ctx context.Context) (map[string]int64, error) {
 	admin, err := kafkaconn.NewClient(b.kopts)
 	if err != nil {
 		return nil, err
 	}
 	defer admin.Close()
+	adm := kadm.NewClient(admin)
 	var names []string
 	for _, it := range b.cfg.Catalog.Items {
 		names = append(names, it.Topic())
 	}
-	ends, err := kadm.NewClient(admin).ListEndOffsets(ctx, names...)
+	for _, d := range b.cfg.Catalog.Departments {
+		names = append(names, topicname.Inbox(d.Code))
+	}
+	ends, err := adm.ListEndOffsets(ctx, names...)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]int64{}
+	positions := map[string]kafkaconn.Offsets{}
 	for _, s := range b.sinks {
 		var accepted []string
 		for _, it := range b.cfg.Catalog.Items {
@@ -429,17 +485,60 @@ func (b *Bus) Lag(ctx context.Context) (map[string]int64, error) {
 		if err != nil {
 			return nil, err
 		}
-		var lag int64
-		for _, t := range accepted {
-			ends.Each(func(o kadm.ListedOffset) {
-				if o.Topic == t {
-					lag += max(0, o.Offset-ledger[t][o.Partition])
-				}
-			})
+		positions[s.Name()] = kafkaconn.Offsets(ledger)
+	}
+	committed, err := adm.FetchOffsets(ctx, b.door.Group())
+	if err != nil {
+		return nil, err
+	}
+	doorPos := kafkaconn.Offsets{}
+	committed.Each(func(o kadm.OffsetResponse) {
+		if doorPos[o.Topic] == nil {
+			doorPos[o.Topic] = map[int32]int64{}
 		}
-		out[s.Name()] = lag
+		doorPos[o.Topic][o.Partition] = o.At
+	})
+	positions["door"] = doorPos
+	out := map[string]int64{}
+	for name, pos := range positions {
+		spans := map[string]map[int32]kafkaconn.Span{}
+		ends.Each(func(o kadm.ListedOffset) {
+			_, isInbox := topicname.InboxOwner(o.Topic)
+			if (name == "door") != isInbox {
+				return
+			}
+			if name != "door" && pos[o.Topic] == nil && !b.accepts(name, o.Topic) {
+				return
+			}
+			if spans[o.Topic] == nil {
+				spans[o.Topic] = map[int32]kafkaconn.Span{}
+			}
+			spans[o.Topic][o.Partition] = kafkaconn.Span{From: pos[o.Topic][o.Partition], End: o.Offset}
+		})
+		pending, err := kafkaconn.Pending(ctx, b.kopts, spans, 1<<20, 2*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		var lag int64
+		for _, ps := range pending {
+			for _, n := range ps {
+				lag += n
+			}
+		}
+		out[name] = lag
 	}
 	return out, nil
+}
+
+// accepts says whether the sink named name writes the item whose topic is topic.
+func (b *Bus) accepts(name, topic string) bool {
+	it := b.cfg.Catalog.Item(topic)
+	for _, s := range b.sinks {
+		if s.Name() == name && it != nil {
+			return s.Accepts(it)
+		}
+	}
+	return false
 }
 
 // WaitCaughtUp waits until every sink's ledger reached the end of every topic.
@@ -486,8 +585,8 @@ func (b *Bus) Close() {
 		_ = srv.Shutdown(ctx)
 		cancel()
 	}
-	if b.gw != nil {
-		b.gw.Close()
+	if b.door != nil {
+		b.door.Close()
 	}
 	if b.Registry != nil {
 		b.Registry.Close()

@@ -222,7 +222,7 @@ func catalogApply(ctx context.Context, cat *catalog.Catalog, k kafkaconn.Config,
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	plan, err := apply.NewPlan(ctx, cat, kopts, rc, bus.InternalTopics()...)
+	plan, err := apply.NewPlan(ctx, cat, kopts, rc, bus.InternalTopics(cat)...)
 	if err != nil {
 		return err
 	}

@@ -90,7 +90,7 @@ func (r *Reconciler) Apply(ctx context.Context, grants []control.Grant) error {
 	if err := r.cfg.Feeds.Sync(ctx, feeds); err != nil {
 		return err
 	}
-	added, removed, err := r.cfg.ACLs.Reconcile(ctx, access.Desired(r.cfg.Catalog, topicname.Quarantine, topicname.Checkpoints, reads...))
+	added, removed, err := r.cfg.ACLs.Reconcile(ctx, access.Desired(r.cfg.Catalog, reads...))
 	if err != nil {
 		return err
 	}
