@@ -1,0 +1,260 @@
+package bus_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/inbox"
+	"github.com/jutong/jutong/internal/app/bus"
+	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/quarantine"
+	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/topicname"
+)
+
+// rawAs is a plain franz-go client with a department's own credentials:
+// what a hostile department holds, whatever SDK it was given.
+func rawAs(t *testing.T, b *bus.Bus, cat *catalog.Catalog, dept string, extra ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	p := cat.Department(dept).Principal
+	k := kafkaconn.Config{Brokers: b.Kafka().Brokers, User: p, Password: b.Credentials[p]}
+	cl, err := k.Client(append([]kgo.Opt{kgo.RecordRetries(1), kgo.RequestRetries(1)}, extra...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// TestHostileDepartment plays market supervision holding its own Kafka
+// credentials and a raw client: every write the bus's rules forbid is
+// refused by Kafka itself, and every record it sends to its inbox that
+// breaks a rule is quarantined with that rule and never reaches a sink,
+// while what the record claims about who sent it and when is overwritten.
+func TestHostileDepartment(t *testing.T) {
+	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
+	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ClickHouseDSN: chDSN})
+	t.Cleanup(b.Close)
+	cat := sample(t)
+	const dept = "market_supervision"
+	it := cat.Item(item)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl := rawAs(t, b, cat, dept)
+
+	t.Run("forbidden writes", func(t *testing.T) {
+		for _, topic := range []string{item, topicname.Quarantine, topicname.DeadLetter, topicname.Checkpoints("tax"),
+			topicname.Inbox("tax"), topicname.Rejects(dept), topicname.Control, topicname.Audit, topicname.Schemas,
+			topicname.DoorIDs, topicname.FeedLedger} {
+			err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("k"), Value: []byte("forged")}).FirstErr()
+			if !errors.Is(err, kerr.TopicAuthorizationFailed) {
+				t.Errorf("%s wrote to %s: %v", dept, topic, err)
+			}
+		}
+		if haveKcat(t) {
+			if out, err := kcatProduce(t, b, cat, dept, item); err == nil {
+				t.Errorf("kcat wrote to the item topic %s: %s", item, out)
+			}
+			if out, err := kcatProduce(t, b, cat, dept, topicname.Quarantine); err == nil {
+				t.Errorf("kcat wrote to the quarantine: %s", out)
+			}
+		}
+	})
+
+	t.Run("forbidden reads", func(t *testing.T) {
+		for _, topic := range []string{topicname.Checkpoints("tax"), topicname.Rejects("tax"), topicname.Inbox("tax"), topicname.Quarantine} {
+			c := rawAs(t, b, cat, dept, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+			fs := c.PollFetches(rctx)
+			rcancel()
+			denied := false
+			fs.EachError(func(_ string, _ int32, err error) { denied = denied || errors.Is(err, kerr.TopicAuthorizationFailed) })
+			if !denied {
+				t.Errorf("%s read %s: %d records, %v", dept, topic, fs.NumRecords(), fs.Err0())
+			}
+		}
+	})
+
+	// Records to its own inbox, framed with the item's real schema.
+	reg, err := sr.NewClient(sr.URLs(b.RegistryURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := schemas.For(it)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The bus registers the item's schema on catalog apply; as the bus here.
+	id, err := reg.RegisterSchema(ctx, it.Subject(), sr.Schema{Schema: s.JSON, Type: sr.TypeAvro}, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := synth.New(it, 11, time.Now())
+	gen.DeleteEvery, gen.UpdateEvery = 0, 0
+	valid := func() *schemas.Event {
+		e := gen.Next()
+		e.Source = schemas.Source{Department: dept, System: "hostile", Adapter: "raw"}
+		e.PublishTime = time.Now().UTC().Truncate(time.Millisecond)
+		return e
+	}
+	send := func(e *schemas.Event, itemCode string) {
+		t.Helper()
+		payload, err := s.Encode(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := &kgo.Record{Topic: topicname.Inbox(dept), Key: []byte(e.Key), Value: schemas.Frame(nil, id, payload),
+			Headers: []kgo.RecordHeader{{Key: inbox.HeaderItem, Value: []byte(itemCode)}}}
+		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantRule := map[string]string{} // event id -> rule
+	breakers := []struct {
+		rule  string
+		field string
+		fn    func(e *schemas.Event)
+	}{
+		{"citizen_id.checksum", "legal_representative_id", func(e *schemas.Event) { e.Data["legal_representative_id"] = "110105194912310021" }},
+		{"blank", "name", func(e *schemas.Event) { e.Data["name"] = "  " }},
+		{"citizen_id.birth_date", "legal_representative_id", func(e *schemas.Event) { e.Data["legal_representative_id"] = "500103209901010014" }},
+		{"division.province", "division_code", func(e *schemas.Event) { e.Data["division_code"] = "999999" }},
+		{"key.match", "uscc", func(e *schemas.Event) { e.Key = "91500000MA5U7CQ96X" }},
+		{"text.nul", "address", func(e *schemas.Event) { e.Data["address"] = "重庆\x00路" }},
+		{"text.utf8", "address", func(e *schemas.Event) { e.Data["address"] = "重庆\xff路" }},
+	}
+	for _, br := range breakers {
+		e := valid()
+		br.fn(e)
+		wantRule[e.ID] = br.rule
+		send(e, item)
+	}
+	// Forged claims: another department as the source, a publish time in 2030.
+	forged := valid()
+	forged.Source.Department = "tax"
+	forged.PublishTime = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	send(forged, item)
+	// Another department's item, in its own inbox.
+	other := cat.Item("population.resident_registration")
+	ge := synth.New(other, 3, time.Now()).Next()
+	so, _ := schemas.For(other)
+	oid, err := reg.RegisterSchema(ctx, other.Subject(), sr.Schema{Schema: so.JSON, Type: sr.TypeAvro}, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, _ := so.Encode(ge)
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topicname.Inbox(dept), Key: []byte(ge.Key), Value: schemas.Frame(nil, oid, op),
+		Headers: []kgo.RecordHeader{{Key: inbox.HeaderItem, Value: []byte(other.Code)}}}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	// Garbage, an unknown schema id, another item's schema under this item.
+	for _, v := range [][]byte{[]byte("garbage, not avro"), schemas.Frame(nil, 987654, []byte{1, 2, 3}), schemas.Frame(nil, oid, op)} {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topicname.Inbox(dept), Key: []byte("x"), Value: v,
+			Headers: []kgo.RecordHeader{{Key: inbox.HeaderItem, Value: []byte(item)}}}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ok := valid()
+	send(ok, item)
+
+	if err := b.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The item topic holds the forged record (with the truth stamped) and the valid one, nothing else.
+	dec := schemas.NewDecoder(reg)
+	var landed []*schemas.Event
+	if err := kafkaconn.ReadAll(ctx, b.KafkaOpts(), item, func(r *kgo.Record) {
+		e, err := dec.Decode(ctx, r.Value)
+		if err != nil {
+			t.Errorf("item topic: %v", err)
+			return
+		}
+		landed = append(landed, e)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(landed) != 2 || landed[0].ID != forged.ID || landed[1].ID != ok.ID {
+		t.Fatalf("the item topic holds %d records, want the forged one and the valid one", len(landed))
+	}
+	if got := landed[0]; got.Source.Department != dept || got.PublishTime.Year() == 2030 || time.Since(got.PublishTime) > time.Minute {
+		t.Errorf("forged claims survived the door: source %q, publish time %s", got.Source.Department, got.PublishTime)
+	}
+	// The quarantine holds every refusal, with its rule, in the sender's name.
+	byRule := map[string]quarantine.Record{}
+	if err := kafkaconn.ReadAll(ctx, b.KafkaOpts(), topicname.Quarantine, func(r *kgo.Record) {
+		var q quarantine.Record
+		if err := json.Unmarshal(r.Value, &q); err != nil {
+			t.Errorf("quarantine: %v", err)
+			return
+		}
+		if q.Department != dept {
+			t.Errorf("a refusal in the name of %q", q.Department)
+		}
+		if want, ok := wantRule[q.EventID]; ok && q.Rule != want {
+			t.Errorf("event %s: rule %s, want %s", q.EventID, q.Rule, want)
+		}
+		byRule[q.Rule] = q
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, br := range breakers {
+		q, found := byRule[br.rule]
+		if !found || q.Field != br.field || q.Reason == "" {
+			t.Errorf("rule %s: quarantined %v with field %q, want field %s", br.rule, found, q.Field, br.field)
+		}
+	}
+	for _, rule := range []string{"source.owner", "schema.decode"} {
+		if q, found := byRule[rule]; !found || q.PayloadSHA256 == "" && rule == "schema.decode" {
+			t.Errorf("no %s refusal with its payload: %+v", rule, q)
+		}
+	}
+	// The sinks hold the two, nothing else.
+	var pgRows int
+	if err := testenv.PostgresPool(t, pgDSN).QueryRow(ctx, "SELECT count(*) FROM legal_person.enterprise_registration").Scan(&pgRows); err != nil || pgRows != 2 {
+		t.Errorf("PostgreSQL holds %d rows (%v), want 2", pgRows, err)
+	}
+	var chRows uint64
+	if err := testenv.ClickHouseConn(t, chDSN).QueryRow(ctx, "SELECT count() FROM events").Scan(&chRows); err != nil || chRows != 2 {
+		t.Errorf("ClickHouse holds %d events (%v), want 2", chRows, err)
+	}
+
+	t.Run("own rejects", func(t *testing.T) {
+		c := rawAs(t, b, cat, dept, kgo.ConsumeTopics(topicname.Rejects(dept)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+		seen := 0
+		for seen < len(breakers) && ctx.Err() == nil {
+			fs := c.PollFetches(ctx)
+			if err := fs.Err0(); err != nil {
+				t.Fatalf("%s cannot read its own rejects: %v", dept, err)
+			}
+			fs.EachRecord(func(r *kgo.Record) {
+				var q quarantine.Record
+				if json.Unmarshal(r.Value, &q) == nil && wantRule[q.EventID] != "" && q.Rule == wantRule[q.EventID] && q.Payload != "" {
+					seen++
+				}
+			})
+		}
+		if seen < len(breakers) {
+			t.Fatalf("%s's rejects show %d of its %d refused records with rule and payload", dept, seen, len(breakers))
+		}
+		tax := rawAs(t, b, cat, "tax", kgo.ConsumeTopics(topicname.Rejects(dept)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer rcancel()
+		fs := tax.PollFetches(rctx)
+		denied := false
+		fs.EachError(func(_ string, _ int32, err error) { denied = denied || errors.Is(err, kerr.TopicAuthorizationFailed) })
+		if !denied || fs.NumRecords() > 0 {
+			t.Fatalf("tax read market supervision's rejects (%d records)", fs.NumRecords())
+		}
+	})
+}
