@@ -222,7 +222,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		t0 := time.Now()
 		landed := t0.UTC()
-		if err := r.retry(ctx, "write", func() error { landed = time.Now().UTC(); return r.sink.Write(ctx, batch, landed) }); err != nil {
+		if err := r.retry(ctx, "write", func() error { landed = time.Now().UTC(); return r.write(ctx, dlq, batch, landed) }); err != nil {
 			cl.AllowRebalance()
 			return nil // ctx done: the batch is abandoned, the ledger did not move
 		}
@@ -231,6 +231,35 @@ func (r *Runner) Run(ctx context.Context) error {
 		cl.CommitUncommittedOffsets(ctx) //nolint:errcheck
 		cl.AllowRebalance()
 	}
+}
+
+// write writes a batch; when the sink blames records (a RecordFault), it
+// writes halves until each refused record is alone, dead-letters it and
+// passes it, so that the others land and the partition moves on. Halves are
+// written in order, so per-key order holds; an outage part-way is retried
+// from the start, the sink's ledger skipping what landed.
+func (r *Runner) write(ctx context.Context, dlq *kgo.Client, batch []Record, landed time.Time) error {
+	err := r.sink.Write(ctx, batch, landed)
+	if err == nil || !IsRecordFault(err) {
+		return err
+	}
+	if len(batch) > 1 {
+		mid := len(batch) / 2
+		if err := r.write(ctx, dlq, batch[:mid], landed); err != nil {
+			return err
+		}
+		return r.write(ctx, dlq, batch[mid:], landed)
+	}
+	rec := batch[0]
+	r.log.Error("dead-lettering a record the sink refuses", "topic", rec.Item.Topic(), "partition", rec.Partition, "offset", rec.Offset, "err", err)
+	if rec.Raw != nil {
+		if perr := dlq.ProduceSync(ctx, deadLetter(rec.Raw, r.sink.Name(), err)).FirstErr(); perr != nil {
+			return perr // retried: the record is not passed before it is kept
+		}
+	}
+	r.m.dead.WithLabelValues(r.sink.Name(), rec.Item.Code).Inc()
+	rec.Event, rec.DeadLetter = nil, err.Error()
+	return r.sink.Write(ctx, []Record{rec}, landed)
 }
 
 // watermarks notes each fetched partition's high watermark, for the lag.
@@ -355,7 +384,7 @@ func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record
 	out := make([]Record, len(recs))
 	var dead []*kgo.Record
 	for i, kr := range recs {
-		out[i] = Record{Item: r.items[kr.Topic], Partition: kr.Partition, Offset: kr.Offset}
+		out[i] = Record{Item: r.items[kr.Topic], Partition: kr.Partition, Offset: kr.Offset, Raw: kr}
 		var ev *schemas.Event
 		var bad *schemas.RecordError
 		err := r.retry(ctx, "decode", func() (err error) {

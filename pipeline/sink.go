@@ -2,7 +2,10 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/schemas"
@@ -18,6 +21,26 @@ type Record struct {
 	Event *schemas.Event
 	// DeadLetter is why the record was dead-lettered (when Event is nil).
 	DeadLetter string
+	// Raw is the record as read from Kafka, for the dead-letter topic.
+	Raw *kgo.Record
+}
+
+// RecordFault is a sink's error that blames the records, not the database:
+// the database refused them for what they hold (a value it cannot store, a
+// constraint), so that writing them again can never succeed. The runner
+// then finds the refused records (it writes halves of the batch until one
+// record is left), sends each to the dead-letter topic and passes it; an
+// error that is not a RecordFault is an outage, retried without limit. In
+// the spirit of franz-go's kerr.Error.Retriable.
+type RecordFault struct{ Err error }
+
+func (e *RecordFault) Error() string { return "record refused by the sink: " + e.Err.Error() }
+func (e *RecordFault) Unwrap() error { return e.Err }
+
+// IsRecordFault reports whether err blames the records (a *RecordFault).
+func IsRecordFault(err error) bool {
+	var rf *RecordFault
+	return errors.As(err, &rf)
 }
 
 // Offsets maps topic -> partition -> the next offset to read.

@@ -262,7 +262,24 @@ func (s *Sink) offsets(ctx context.Context, topics []string, out pipeline.Offset
 // as one INSERT block, then the positions of its dead-lettered records.
 // Written in that order, a failure part-way leaves the ledger (the highest
 // position written) at or behind what landed, never ahead of it.
-func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.Time) (err error) {
+func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.Time) error {
+	return classify(s.write(ctx, batch, landed))
+}
+
+// recordFaultCodes are ClickHouse's exceptions that blame the data: cannot
+// parse, type mismatch, argument out of bound, cannot convert, string too large.
+var recordFaultCodes = map[int32]bool{6: true, 27: true, 41: true, 53: true, 69: true, 70: true, 131: true}
+
+// classify tells a refusal of the records from an outage.
+func classify(err error) error {
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) && recordFaultCodes[ex.Code] {
+		return &pipeline.RecordFault{Err: err}
+	}
+	return err
+}
+
+func (s *Sink) write(ctx context.Context, batch []pipeline.Record, landed time.Time) (err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.dirty {

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"math/big"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -212,6 +214,21 @@ type tp struct {
 // topic of its own, so each transaction still moves the ledger of exactly
 // the records it wrote.
 func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.Time) error {
+	return classify(s.writeChunks(ctx, batch, landed))
+}
+
+// classify tells a refusal of the records (SQLSTATE class 22, data
+// exception, such as a NUL byte in text; class 23, integrity constraint;
+// 54000, a row or value too large) from an outage.
+func classify(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23") || pe.Code == "54000") {
+		return &pipeline.RecordFault{Err: err}
+	}
+	return err
+}
+
+func (s *Sink) writeChunks(ctx context.Context, batch []pipeline.Record, landed time.Time) error {
 	const itemsPerTx = 200
 	items := map[*catalog.Item]int{}
 	for _, r := range batch {
