@@ -16,9 +16,12 @@ import (
 
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/app/bus"
+	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/producers/gateway"
+	"github.com/jutong/jutong/quarantine"
 	"github.com/jutong/jutong/schemas"
 )
 
@@ -206,3 +209,101 @@ func TestUnregistrableSchemaFailsTheRequest(t *testing.T) {
 		t.Fatalf("%d records on the item's topic", n)
 	}
 }
+
+// TestTextSizeAndRetries: NUL, invalid UTF-8 and an oversized line are each
+// refused with their named rule and kept, in a 200 answering per line; the
+// same request (a valid line and an oversized one) sent three times, and
+// once more after the bus restarted, lands the valid event once in
+// PostgreSQL and once in ClickHouse's history.
+func TestTextSizeAndRetries(t *testing.T) {
+	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
+	cat, err := catalog.Sample()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	start := func() *bus.Bus {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		b, err := bus.Start(ctx, bus.Config{Catalog: cat, KafkaPorts: []int{0}, Brokers: 1, ApplyTopics: true, DataDir: dir,
+			AdminUser: "jutong", AdminPassword: "pw", RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
+			PostgresDSN: pgDSN, ClickHouseDSN: chDSN, Log: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	b := start()
+	it := cat.Item(item)
+	gen := synth.New(it, 8, time.Now())
+	gen.DeleteEvery = 0
+	url := func() string { return b.APIURL() + "/v1/items/" + item + "/events" }
+	tok := b.Tokens["market_supervision"]
+	withName := func(name string) string {
+		e := gen.Next()
+		e.Data["name"] = name
+		return line(t, it, e)
+	}
+	nul := withName("重庆\u0000公司") // the JSON escape \u0000
+	nul = strings.Replace(nul, "\x00", `\u0000`, 1)
+	badUTF8 := strings.Replace(withName("重庆PLACEHOLDER公司"), "PLACEHOLDER", "\xff\xfe", 1)
+	huge := withName(strings.Repeat("大", 4<<20)) // 12 MiB of name
+	code, r, raw := post(t, url(), tok, strings.Join([]string{nul, badUTF8, huge}, "\n"))
+	if code != 200 || r.Rejected != 3 {
+		t.Fatalf("want 200 with three refusals, got %d: %.500s", code, raw)
+	}
+	for i, want := range []struct{ rule, field string }{{"text.nul", "name"}, {"text.utf8", "name"}, {"record.size", ""}} {
+		if res := r.Results[i]; res.Status != "rejected" || res.Rule != want.rule || res.Field != want.field {
+			t.Errorf("line %d: %+v, want rule %s field %q", i+1, res, want.rule, want.field)
+		}
+	}
+	// Each is kept in the quarantine; the oversized one as its start and a SHA-256.
+	var kept []quarantine.Record
+	if err := kafkaconn.ReadAll(context.Background(), b.KafkaOpts(), quarantine.Topic, func(rec *kgo.Record) {
+		var q quarantine.Record
+		if json.Unmarshal(rec.Value, &q) == nil {
+			kept = append(kept, q)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(kept) != 3 || kept[2].Rule != "record.size" || kept[2].PayloadSHA256 == "" || kept[2].PayloadSize < 12<<20 || len(kept[2].Payload) == 0 {
+		t.Fatalf("quarantine: %d records; the oversized one: rule %s, size %d", len(kept), kept[len(kept)-1].Rule, kept[len(kept)-1].PayloadSize)
+	}
+
+	// One valid line and one oversized, sent three times.
+	valid := gen.Next()
+	body := line(t, it, valid) + "\n" + huge + "\n"
+	for i := 0; i < 3; i++ {
+		code, r, raw := post(t, url(), tok, body)
+		want := "accepted"
+		if i > 0 {
+			want = "duplicate"
+		}
+		if code != 200 || r.Results[0].Status != want || r.Results[1].Rule != "record.size" {
+			t.Fatalf("attempt %d: %d %.300s", i+1, code, raw)
+		}
+	}
+	b.Close()
+	b = start() // a restart of the bus: the door still knows the id
+	t.Cleanup(b.Close)
+	code, r, raw = post(t, url(), tok, body)
+	if code != 200 || r.Results[0].Status != "duplicate" || r.Results[0].Offset == nil {
+		t.Fatalf("after a restart: %d %.300s", code, raw)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := b.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var pgRows int
+	if err := testenv.PostgresPool(t, pgDSN).QueryRow(ctx, "SELECT count(*) FROM legal_person.enterprise_registration WHERE _event_id = $1", valid.ID).Scan(&pgRows); err != nil || pgRows != 1 {
+		t.Errorf("PostgreSQL holds the event %d times (%v)", pgRows, err)
+	}
+	var chRows uint64
+	if err := testenv.ClickHouseConn(t, chDSN).QueryRow(ctx, "SELECT count() FROM events WHERE event_id = ?", valid.ID).Scan(&chRows); err != nil || chRows != 1 {
+		t.Errorf("ClickHouse's history holds the event %d times (%v)", chRows, err)
+	}
+}
+
+func TestMain(m *testing.M) { testenv.Main(m) }
