@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/plugin/kprom"
@@ -50,6 +51,10 @@ type Config struct {
 	// Decoder, when set, is shared with other runners of the process (one
 	// cache of writer schemas instead of one per sink).
 	Decoder *schemas.Decoder
+	// LagEvery is how often the lag gauge is refreshed from the topics' ends
+	// (default 10s), so that it grows while a batch is held by an outage and
+	// no fetch happens.
+	LagEvery time.Duration
 	// ClientMetrics adds the Kafka client's own metrics (franz-go's kprom,
 	// jutong_kafka_*, labelled client="sink.<name>") to Metrics.
 	ClientMetrics bool
@@ -73,6 +78,9 @@ func (c *Config) defaults() {
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.LagEvery <= 0 {
+		c.LagEvery = 10 * time.Second
 	}
 }
 
@@ -192,6 +200,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		cl.AllowRebalance()
 		cl.Close() // leaves the group
 	}()
+	lagCtx, stopLag := context.WithCancel(ctx)
+	defer stopLag()
+	go r.refreshLag(lagCtx)
 	r.log.Info("pipeline running", "group", r.Group(), "topics", len(r.items))
 	for {
 		fs := cl.PollRecords(ctx, r.cfg.MaxBatch)
@@ -260,6 +271,42 @@ func (r *Runner) write(ctx context.Context, dlq *kgo.Client, batch []Record, lan
 	r.m.dead.WithLabelValues(r.sink.Name(), rec.Item.Code).Inc()
 	rec.Event, rec.DeadLetter = nil, err.Error()
 	return r.sink.Write(ctx, []Record{rec}, landed)
+}
+
+// refreshLag reads the topics' ends every LagEvery and updates the lag
+// gauge: fetches stop while a batch waits for a database that is down, and
+// the records piling up must show all the same.
+func (r *Runner) refreshLag(ctx context.Context) {
+	admin, err := kafkaconn.NewClient(r.cfg.Kafka)
+	if err != nil {
+		return
+	}
+	defer admin.Close()
+	adm := kadm.NewClient(admin)
+	t := time.NewTicker(r.cfg.LagEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ends, err := adm.ListEndOffsets(ctx, r.Topics()...)
+		if err != nil {
+			continue
+		}
+		r.statMu.Lock()
+		ends.Each(func(o kadm.ListedOffset) {
+			k := tp{o.Topic, o.Partition}
+			_, fetched := r.hw[k]
+			_, written := r.pos[k]
+			if o.Err == nil && (fetched || written) { // this instance's partitions only
+				r.hw[k] = max(r.hw[k], o.Offset)
+			}
+		})
+		r.updateLag()
+		r.statMu.Unlock()
+	}
 }
 
 // watermarks notes each fetched partition's high watermark, for the lag.

@@ -523,7 +523,7 @@ func TestPostgresOutage(t *testing.T) {
 	}
 	proxy := testenv.NewProxy(t, u.Host)
 	u.Host = proxy.Addr()
-	b := startBus(t, bus.Config{PostgresDSN: u.String(), Pipeline: pipeline.Config{RetryMax: 2 * time.Second}})
+	b := startBus(t, bus.Config{PostgresDSN: u.String(), Pipeline: pipeline.Config{RetryMax: 2 * time.Second, LagEvery: 500 * time.Millisecond}})
 	t.Cleanup(b.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -554,6 +554,11 @@ func TestPostgresOutage(t *testing.T) {
 	}
 	if v := gauge(t, b, "jutong_sink_failing", "postgres"); v != 1 {
 		t.Errorf("jutong_sink_failing{sink=postgres} = %v while PostgreSQL is down", v)
+	}
+	// The lag grows with the records waiting, though no fetch happens (the
+	// batch is held): about 15,000 were published while it was down.
+	if v := gauge(t, b, "jutong_sink_lag_records", "postgres"); v < 10000 {
+		t.Errorf("jutong_sink_lag_records{sink=postgres} = %v after 30 s of outage with ~15,000 records waiting", v)
 	}
 	proxy.Unblock()
 	if err := b.WaitCaughtUp(ctx); err != nil {
