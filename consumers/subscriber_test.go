@@ -22,11 +22,9 @@ import (
 
 const item = "legal_person.enterprise_registration"
 
-// TestHandlerErrorRedelivers: a failing handler stops Run; the next Run
-// delivers the failed event again and then everything after it, in order.
-func TestHandlerErrorRedelivers(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+// start runs a bus (no sinks) and a publisher of market supervision's items.
+func start(ctx context.Context, t *testing.T) (*bus.Bus, *catalog.Catalog, *producers.Publisher) {
+	t.Helper()
 	cat, err := catalog.Sample()
 	if err != nil {
 		t.Fatal(err)
@@ -36,14 +34,24 @@ func TestHandlerErrorRedelivers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	t.Cleanup(b.Close)
 	k := b.Kafka()
 	pub, err := producers.New(ctx, cat, "market_supervision", producers.Brokers(k.Brokers...),
 		producers.SASL(k.User, k.Password), producers.Registry(b.RegistryURL()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pub.Close()
+	t.Cleanup(pub.Close)
+	return b, cat, pub
+}
+
+// TestHandlerErrorRedelivers: a failing handler stops Run; the next Run
+// delivers the failed event again and then everything after it, in order.
+func TestHandlerErrorRedelivers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, cat, pub := start(ctx, t)
+	k := b.Kafka()
 	gen := synth.New(cat.Item(item), 3, time.Now())
 	var events []*schemas.Event
 	for i := 0; i < 200; i++ {
@@ -64,7 +72,7 @@ func TestHandlerErrorRedelivers(t *testing.T) {
 	boom := errors.New("handler failed")
 	var got []string
 	s := sub()
-	err = s.Run(ctx, func(_ context.Context, d consumers.Delivery) error {
+	err := s.Run(ctx, func(_ context.Context, d consumers.Delivery) error {
 		if len(got) == 120 {
 			return boom
 		}
@@ -117,23 +125,8 @@ func TestHandlerErrorRedelivers(t *testing.T) {
 func TestGarbageRecordIsSkipped(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cat, err := catalog.Sample()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bus.Start(ctx, bus.Config{Catalog: cat, KafkaPorts: []int{0}, Brokers: 1,
-		AdminUser: "jutong", AdminPassword: "pw", RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", ApplyTopics: true, Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b, cat, pub := start(ctx, t)
 	k := b.Kafka()
-	pub, err := producers.New(ctx, cat, "market_supervision", producers.Brokers(k.Brokers...),
-		producers.SASL(k.User, k.Password), producers.Registry(b.RegistryURL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
 	gen := synth.New(cat.Item(item), 5, time.Now())
 	var want []string
 	publish := func(n int) {

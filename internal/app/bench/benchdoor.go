@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/door"
-	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/producers"
@@ -36,19 +34,11 @@ func benchDoor(ctx context.Context, args []string, out, errOut io.Writer) error 
 	if it == nil {
 		return fmt.Errorf("no catalog item %q", *item)
 	}
-	b, err := bus.Start(ctx, bus.Config{Catalog: cat, Brokers: 3, KafkaPorts: []int{0, 0, 0}, ApplyTopics: true, NoDoor: true,
-		AdminUser: "jutong", AdminPassword: "bench", RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
-		Log: slog.New(slog.DiscardHandler)})
+	b, pub, err := benchBus(ctx, cat, it, 3)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	dept := cat.Department(it.Source)
-	pub, err := producers.New(ctx, cat, it.Source, producers.Brokers(b.Kafka().Brokers...),
-		producers.SASL(dept.Principal, b.Credentials[dept.Principal]), producers.Registry(b.RegistryURL()))
-	if err != nil {
-		return err
-	}
 	defer pub.Close()
 	g := synth.New(it, 1, time.Now())
 	g.DeleteEvery = 0
