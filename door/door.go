@@ -46,6 +46,10 @@ type Config struct {
 	Metrics    prometheus.Registerer
 }
 
+// MaxWindow is the longest idempotency window: the retention of the id
+// index topic (topicname.DoorIDs).
+const MaxWindow = 48 * time.Hour
+
 // Door checks records against the contract and forwards them.
 type Door struct {
 	cfg Config
@@ -74,6 +78,9 @@ func New(ctx context.Context, cfg Config) (*Door, error) {
 	}
 	if cfg.Window <= 0 {
 		cfg.Window = 24 * time.Hour
+	}
+	if cfg.Window > MaxWindow {
+		return nil, fmt.Errorf("door: an idempotency window of %s is longer than the %s that %s keeps ids", cfg.Window, MaxWindow, topicname.DoorIDs)
 	}
 	if cfg.Group == "" {
 		cfg.Group = "jutong.door"

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // New makes a flag set whose usage prints the command's description.
@@ -61,6 +62,19 @@ func (f *FlagSet) EnvIntVar(p *int, name, key string, def int, usage string) {
 		def = n
 	}
 	f.IntVar(p, name, def, usage+" ("+key+")")
+}
+
+// EnvDurationVar declares a duration flag that key can set; a value that is
+// not a duration fails Parse.
+func (f *FlagSet) EnvDurationVar(p *time.Duration, name, key string, def time.Duration, usage string) {
+	if v, ok := os.LookupEnv(key); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil && f.envErr == nil {
+			f.envErr = fmt.Errorf("%s=%q: not a duration", key, v)
+		}
+		def = d
+	}
+	f.DurationVar(p, name, def, usage+" ("+key+")")
 }
 
 // Parse parses the flags wherever they stand among the positional arguments.

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"sync"
 	"time"
 
@@ -84,6 +85,9 @@ type Config struct {
 	// escalated; ReadAuditEvery how often the departments' reads are
 	// audited (both 1 minute by default).
 	ControlEvery, ReadAuditEvery time.Duration
+	// IdempotencyWindow is how long the door remembers an accepted event id
+	// (default 24h; at most 48h, the retention of _jutong.door_ids).
+	IdempotencyWindow time.Duration
 	// NoDoor starts the bus without the door on the inboxes (the door
 	// benchmark fills them first, then runs a door of its own); the gateway
 	// still has one.
@@ -413,7 +417,7 @@ func InternalTopics(cat *catalog.Catalog) []topics.Spec {
 		{Name: audit.PositionsTopic, Partitions: 1, Configs: compact},
 		// The door's accepted ids: compacted, and gone after twice the
 		// default window (a longer window needs a longer retention).
-		{Name: topicname.DoorIDs, Partitions: 3, Configs: map[string]string{"cleanup.policy": "compact,delete", "retention.ms": "172800000"}},
+		{Name: topicname.DoorIDs, Partitions: 3, Configs: map[string]string{"cleanup.policy": "compact,delete", "retention.ms": strconv.FormatInt(door.MaxWindow.Milliseconds(), 10)}},
 	}
 	for _, d := range cat.Departments {
 		out = append(out,
@@ -442,7 +446,7 @@ func (b *Bus) ClickHouseDSN() string { return b.cfg.ClickHouseDSN }
 // own (with NoDoor).
 func (b *Bus) DoorConfig() door.Config {
 	return door.Config{Catalog: b.cfg.Catalog, Kafka: b.kopts, RegistryURL: b.regURL, Decoder: b.pcfg.Decoder,
-		Log: b.cfg.Log.With("component", "door"), Metrics: b.Metrics}
+		Window: b.cfg.IdempotencyWindow, Log: b.cfg.Log.With("component", "door"), Metrics: b.Metrics}
 }
 
 // KafkaOpts returns the same settings as franz-go client options.

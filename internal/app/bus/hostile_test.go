@@ -158,8 +158,10 @@ func TestHostileDepartment(t *testing.T) {
 		Headers: []kgo.RecordHeader{{Key: inbox.HeaderItem, Value: []byte(other.Code)}}}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	// Garbage, an unknown schema id, another item's schema under this item.
-	for _, v := range [][]byte{[]byte("garbage, not avro"), schemas.Frame(nil, 987654, []byte{1, 2, 3}), schemas.Frame(nil, oid, op)} {
+	// Garbage, an unknown schema id, another item's schema under this item,
+	// and a record over the item's size limit.
+	huge := schemas.Frame(nil, id, make([]byte, 950<<10))
+	for _, v := range [][]byte{[]byte("garbage, not avro"), schemas.Frame(nil, 987654, []byte{1, 2, 3}), schemas.Frame(nil, oid, op), huge} {
 		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topicname.Inbox(dept), Key: []byte("x"), Value: v,
 			Headers: []kgo.RecordHeader{{Key: inbox.HeaderItem, Value: []byte(item)}}}).FirstErr(); err != nil {
 			t.Fatal(err)
@@ -214,10 +216,13 @@ func TestHostileDepartment(t *testing.T) {
 			t.Errorf("rule %s: quarantined %v with field %q, want field %s", br.rule, found, q.Field, br.field)
 		}
 	}
-	for _, rule := range []string{"source.owner", "schema.decode"} {
-		if q, found := byRule[rule]; !found || q.PayloadSHA256 == "" && rule == "schema.decode" {
-			t.Errorf("no %s refusal with its payload: %+v", rule, q)
+	for _, rule := range []string{"source.owner", "schema.decode", "record.size"} {
+		if q, found := byRule[rule]; !found || (rule != "source.owner" && q.PayloadSHA256 == "") {
+			t.Errorf("no %s refusal with its payload: %+v", rule, q.Rule)
 		}
+	}
+	if q := byRule["record.size"]; q.PayloadSize != len(huge) || len(q.Payload) == 0 || len(q.Payload) > 100<<10 {
+		t.Errorf("the oversized record is not kept as its start, its size and a SHA-256: size %d, payload %d bytes", q.PayloadSize, len(q.Payload))
 	}
 	// The sinks hold the two, nothing else.
 	var pgRows int

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/app/stack"
@@ -35,6 +36,8 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	instance := fs.EnvString("instance-id", "JUTONG_INSTANCE_ID", "", "a stable name for this instance (static group membership): restarted under the same name, it takes its partitions back at once")
 	catDir := fs.EnvString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	verbose := fs.Bool("v", false, "log progress (info level) to stderr")
+	var window time.Duration
+	fs.EnvDurationVar(&window, "idempotency-window", "JUTONG_IDEMPOTENCY_WINDOW", 24*time.Hour, "how long the door answers a repeated event id 'duplicate' (at most 48h)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,7 +53,7 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 		Catalog:      cat,
 		Kafka:        &kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass},
 		RegistryAddr: *regAddr, RegistryURL: *regURL, APIAddr: *apiAddr, SecretsDir: *secrets, CreateUsers: *createUsers, PostgresDSN: *pgDSN, ClickHouseDSN: *chDSN, Log: log,
-		Pipeline: pipeline.Config{InstanceID: *instance},
+		Pipeline: pipeline.Config{InstanceID: *instance}, IdempotencyWindow: window,
 	})
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -45,6 +46,8 @@ type Flags struct {
 	PostgresDSN   string
 	ClickHouseDSN string
 	Verbose       bool
+	// IdempotencyWindow is how long the door remembers accepted event ids.
+	IdempotencyWindow time.Duration
 }
 
 // Register declares the flags on fs; defDataDir is --data-dir's default.
@@ -61,6 +64,7 @@ func (s *Flags) Register(fs *cmdflag.FlagSet, defDataDir string) {
 	fs.EnvStringVar(&s.PostgresDSN, "postgres-dsn", localsvc.EnvPostgresDSN, "", "PostgreSQL for the base databases; dev uses the database it names (created if missing); empty starts a local server under --data-dir")
 	fs.EnvStringVar(&s.ClickHouseDSN, "clickhouse-dsn", localsvc.EnvClickHouseDSN, "", "ClickHouse (native protocol) for analytics; dev uses the database it names (created if missing); empty starts a local server under --data-dir")
 	fs.BoolVar(&s.Verbose, "v", false, "log progress (info level) to stderr")
+	fs.EnvDurationVar(&s.IdempotencyWindow, "idempotency-window", "JUTONG_IDEMPOTENCY_WINDOW", 24*time.Hour, "how long the door answers a repeated event id 'duplicate' (at most 48h)")
 }
 
 // Stack is a running bus with the databases it writes to.
@@ -145,7 +149,7 @@ func Start(ctx context.Context, s *Flags, db string, fresh bool, log *slog.Logge
 	st.Bus, err = bus.Start(ctx, bus.Config{
 		Catalog: cat, ApplyTopics: s.Apply, DataDir: s.DataDir, Brokers: s.Brokers, KafkaPorts: ports,
 		AdminUser: s.AdminUser, AdminPassword: s.AdminPassword, RegistryAddr: s.RegistryAddr, APIAddr: s.APIAddr,
-		PostgresDSN: st.PGDSN, ClickHouseDSN: st.CHDSN, Log: log,
+		PostgresDSN: st.PGDSN, ClickHouseDSN: st.CHDSN, IdempotencyWindow: s.IdempotencyWindow, Log: log,
 	})
 	if err != nil {
 		return nil, err
