@@ -108,113 +108,143 @@ func TestPipelineSurvivesSIGKILL(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv(envEvents)); err == nil && v > 0 {
 		total = v
 	}
-	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
-	b := startBus(t, bus.Config{}) // Kafka and the registry only: the pipelines run in the child
-	t.Cleanup(b.Close)
-	cat := sample(t)
+	c := &crashRun{t: t, pgDSN: testenv.Postgres(t), chDSN: testenv.ClickHouse(t), cat: sample(t), published: map[string]int{}}
+	c.b = startBus(t, bus.Config{}) // Kafka, the registry and the door only: the pipelines run in the child
+	t.Cleanup(c.b.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	t.Cleanup(c.kill)
+	stop := c.killLoop()
+	var wg sync.WaitGroup
+	c.publish(ctx, &wg, "legal_person.enterprise_registration", total*3/4)
+	c.publish(ctx, &wg, "health.vaccination", total-total*3/4)
+	c.refusalsAndAudit(ctx, &wg)
+	wg.Wait()
+	n := stop()
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("published %v while killing the pipeline process %d times", c.published, n)
+	if n < 3 {
+		t.Errorf("only %d kills while events flowed", n)
+	}
+	// The last child catches up; the test reads the sinks' own ledgers.
+	want, ends := c.expected(ctx)
+	c.waitLanded(ctx, ends)
+	c.kill()
+	c.verify(ctx, want)
+}
 
-	// The child, started and killed in a loop until stop is closed; then
-	// started once more to catch up.
-	var mu sync.Mutex
-	var child *exec.Cmd
-	start := func() {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), envChild+"=1", envBrokers+"="+strings.Join(b.Kafka().Brokers, ","),
-			envRegistry+"="+b.RegistryURL(), envPG+"="+pgDSN, envCH+"="+chDSN)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Error(err)
-			return
-		}
-		mu.Lock()
-		child = cmd
-		mu.Unlock()
+// crashRun is one run of the crash test: the bus, the databases, the child
+// running the pipelines, and what was published.
+type crashRun struct {
+	t            *testing.T
+	b            *bus.Bus
+	cat          *catalog.Catalog
+	pgDSN, chDSN string
+
+	mu        sync.Mutex
+	child     *exec.Cmd
+	published map[string]int // events by item
+}
+
+// startChild starts the pipelines' process.
+func (c *crashRun) startChild() {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envChild+"=1", envBrokers+"="+strings.Join(c.b.Kafka().Brokers, ","),
+		envRegistry+"="+c.b.RegistryURL(), envPG+"="+c.pgDSN, envCH+"="+c.chDSN)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		c.t.Error(err)
+		return
 	}
-	kill := func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if child != nil {
-			_ = child.Process.Signal(syscall.SIGKILL)
-			_ = child.Wait()
-			child = nil
-		}
+	c.mu.Lock()
+	c.child = cmd
+	c.mu.Unlock()
+}
+
+// kill kills the child with SIGKILL.
+func (c *crashRun) kill() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.child != nil {
+		_ = c.child.Process.Signal(syscall.SIGKILL)
+		_ = c.child.Wait()
+		c.child = nil
 	}
-	t.Cleanup(kill)
-	stop := make(chan struct{})
-	kills := 0
+}
+
+// killLoop starts the child and kills it at random moments until stop,
+// which starts it once more (to catch up) and returns the number of kills.
+func (c *crashRun) killLoop() (stop func() int) {
+	done := make(chan struct{})
+	n := 0
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 		for {
-			start()
+			c.startChild()
 			select {
-			case <-stop:
+			case <-done:
 				return
 			case <-time.After(time.Duration(300+rng.IntN(2200)) * time.Millisecond):
 			}
-			kill()
-			kills++
+			c.kill()
+			n++
 		}
 	})
+	return func() int { close(done); wg.Wait(); return n }
+}
 
-	// Publish, paced so that the kills land while events flow.
-	type item struct {
-		code string
-		n    int
+// publisher is the item's source department's publisher.
+func (c *crashRun) publisher(ctx context.Context, it *catalog.Item) *producers.Publisher {
+	p := c.cat.Department(it.Source).Principal
+	pub, err := producers.New(ctx, c.cat, it.Source, producers.Brokers(c.b.Kafka().Brokers...),
+		producers.SASL(p, c.b.Credentials[p]), producers.Registry(c.b.RegistryURL()))
+	if err != nil {
+		c.t.Fatal(err)
 	}
-	want := map[string]map[string]int64{} // item -> live key -> offset of its last change
-	published := map[string]int{}
-	var pubWG sync.WaitGroup
-	var pubMu sync.Mutex
-	for _, spec := range []item{{"legal_person.enterprise_registration", total * 3 / 4}, {"health.vaccination", total - total*3/4}} {
-		it := cat.Item(spec.code)
-		p := cat.Department(it.Source).Principal
-		pub, err := producers.New(ctx, cat, it.Source, producers.Brokers(b.Kafka().Brokers...),
-			producers.SASL(p, b.Credentials[p]), producers.Registry(b.RegistryURL()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pub.Close()
-		want[spec.code] = map[string]int64{}
-		pubWG.Go(func() {
-			g := synth.New(it, 99, time.Now())
-			const chunk = 2000
-			for sent := 0; sent < spec.n; sent += chunk {
-				evs := make([]*schemas.Event, min(chunk, spec.n-sent))
-				for i := range evs {
-					evs[i] = g.Next()
-				}
-				res, err := pub.Publish(ctx, spec.code, evs...)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				pubMu.Lock()
-				published[spec.code] += len(res)
-				pubMu.Unlock()
-				time.Sleep(120 * time.Millisecond)
+	c.t.Cleanup(pub.Close)
+	return pub
+}
+
+// publish publishes n events of code, paced so that the kills land while
+// events flow.
+func (c *crashRun) publish(ctx context.Context, wg *sync.WaitGroup, code string, n int) {
+	it := c.cat.Item(code)
+	pub := c.publisher(ctx, it)
+	wg.Go(func() {
+		g := synth.New(it, 99, time.Now())
+		const chunk = 2000
+		for sent := 0; sent < n; sent += chunk {
+			evs := make([]*schemas.Event, min(chunk, n-sent))
+			for i := range evs {
+				evs[i] = g.Next()
 			}
-		})
+			res, err := pub.Publish(ctx, code, evs...)
+			if err != nil {
+				c.t.Error(err)
+				return
+			}
+			c.mu.Lock()
+			c.published[code] += len(res)
+			c.mu.Unlock()
+			time.Sleep(120 * time.Millisecond)
+		}
+	})
+}
+
+// refusalsAndAudit sends refused records and audit events, while the copies
+// are being killed.
+func (c *crashRun) refusalsAndAudit(ctx context.Context, wg *sync.WaitGroup) {
+	it := c.cat.Item("legal_person.enterprise_registration")
+	pub := c.publisher(ctx, it)
+	aw, err := audit.NewWriter(c.b.KafkaOpts())
+	if err != nil {
+		c.t.Fatal(err)
 	}
-	// Refused records and audit events, while the copies are being killed.
-	pubWG.Go(func() {
-		it := cat.Item("legal_person.enterprise_registration")
-		p := cat.Department(it.Source).Principal
-		pub, err := producers.New(ctx, cat, it.Source, producers.Brokers(b.Kafka().Brokers...),
-			producers.SASL(p, b.Credentials[p]), producers.Registry(b.RegistryURL()))
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer pub.Close()
-		aw, err := audit.NewWriter(b.KafkaOpts())
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer aw.Close()
+	c.t.Cleanup(aw.Close)
+	wg.Go(func() {
 		g := synth.New(it, 7, time.Now())
 		for round := 0; round < 40; round++ {
 			var bad []*schemas.Event
@@ -224,7 +254,7 @@ func TestPipelineSurvivesSIGKILL(t *testing.T) {
 				}
 			}
 			if res, _ := pub.Publish(ctx, it.Code, bad...); len(res) != len(bad) {
-				t.Errorf("publish of corrupted events: %d results", len(res))
+				c.t.Errorf("publish of corrupted events: %d results", len(res))
 				return
 			}
 			evs := make([]audit.Event, 50)
@@ -232,63 +262,32 @@ func TestPipelineSurvivesSIGKILL(t *testing.T) {
 				evs[i] = audit.Event{Kind: "crash_test", Detail: fmt.Sprintf("round %d event %d", round, i)}
 			}
 			if err := aw.Write(ctx, evs...); err != nil {
-				t.Error(err)
+				c.t.Error(err)
 				return
 			}
 			time.Sleep(150 * time.Millisecond)
 		}
 	})
-	pubWG.Wait()
-	close(stop)
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
-	t.Logf("published %v while killing the pipeline process %d times", published, kills)
-	if kills < 3 {
-		t.Errorf("only %d kills while events flowed", kills)
-	}
+}
 
-	// The last child catches up; the test reads the sinks' own ledgers.
-	pg, ch := testenv.PostgresPool(t, pgDSN), testenv.ClickHouseConn(t, chDSN)
-	lastOffsets := map[string]int64{} // item -> sum over partitions of (last record offset + 1)
-	caughtUp := func() bool {
-		for table, topic := range map[string]string{"rejects": quarantine.Topic, "audit": audit.Topic} {
-			if chCount(ctx, t, ch, "SELECT count() FROM "+table) < topicSize(ctx, t, b, topic) {
-				return false
-			}
-		}
-		for code, n := range published {
-			if got := chCount(ctx, t, ch, "SELECT count() FROM events WHERE item = '"+code+"'"); got < uint64(n) {
-				return false
-			}
-			// The door writes the item topics in transactions: their
-			// markers take offsets too, so the ledger is compared with the
-			// offset after the topic's last record.
-			var pgN int64
-			if err := pg.QueryRow(ctx, `SELECT coalesce(sum(next_offset), 0) FROM jutong.sink_offsets WHERE sink = 'postgres' AND topic = $1`, code).Scan(&pgN); err != nil {
-				return false
-			}
-			if pgN < lastOffsets[code] {
-				return false
-			}
-		}
-		return true
-	}
-	// What the item topics hold once the door forwarded every event: each
-	// live key at the offset of its last change.
-	reg, err := sr.NewClient(sr.URLs(b.RegistryURL()))
+// expected reads what the item topics hold once the door forwarded every
+// event: each live key at the offset of its last change, and, per item, the
+// sum over partitions of the offset after the last record (the door writes
+// in transactions, whose markers take offsets too).
+func (c *crashRun) expected(ctx context.Context) (want map[string]map[string]int64, ends map[string]int64) {
+	reg, err := sr.NewClient(sr.URLs(c.b.RegistryURL()))
 	if err != nil {
-		t.Fatal(err)
+		c.t.Fatal(err)
 	}
 	dec := schemas.NewDecoder(reg)
-	for code, n := range published {
+	want, ends = map[string]map[string]int64{}, map[string]int64{}
+	for code, n := range c.published {
 		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
 			live, next, count := map[string]int64{}, map[int32]int64{}, 0
-			err := kafkaconn.ReadAll(ctx, b.KafkaOpts(), code, func(r *kgo.Record) {
+			err := kafkaconn.ReadAll(ctx, c.b.KafkaOpts(), code, func(r *kgo.Record) {
 				ev, err := dec.Decode(ctx, r.Value)
 				if err != nil {
-					t.Errorf("%s: %v", code, err)
+					c.t.Errorf("%s: %v", code, err)
 					return
 				}
 				count++
@@ -300,31 +299,61 @@ func TestPipelineSurvivesSIGKILL(t *testing.T) {
 				}
 			})
 			if err != nil {
-				t.Fatal(err)
+				c.t.Fatal(err)
 			}
 			if count == n {
 				want[code] = live
 				for _, o := range next {
-					lastOffsets[code] += o
+					ends[code] += o
 				}
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: the door forwarded %d of %d events", code, count, n)
+				c.t.Fatalf("%s: the door forwarded %d of %d events", code, count, n)
 			}
 		}
+	}
+	return want, ends
+}
+
+// waitLanded waits until the sinks and the copies hold everything.
+func (c *crashRun) waitLanded(ctx context.Context, ends map[string]int64) {
+	pg, ch := testenv.PostgresPool(c.t, c.pgDSN), testenv.ClickHouseConn(c.t, c.chDSN)
+	caughtUp := func() bool {
+		for table, topic := range map[string]string{"rejects": quarantine.Topic, "audit": audit.Topic} {
+			if chCount(ctx, c.t, ch, "SELECT count() FROM "+table) < topicSize(ctx, c.t, c.b, topic) {
+				return false
+			}
+		}
+		for code, n := range c.published {
+			if got := chCount(ctx, c.t, ch, "SELECT count() FROM events WHERE item = '"+code+"'"); got < uint64(n) {
+				return false
+			}
+			var pgN int64
+			if err := pg.QueryRow(ctx, `SELECT coalesce(sum(next_offset), 0) FROM jutong.sink_offsets WHERE sink = 'postgres' AND topic = $1`, code).Scan(&pgN); err != nil {
+				return false
+			}
+			if pgN < ends[code] {
+				return false
+			}
+		}
+		return true
 	}
 	for !caughtUp() {
 		select {
 		case <-ctx.Done():
-			t.Fatal("the sinks did not catch up")
+			c.t.Fatal("the sinks did not catch up")
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	kill()
+}
 
+// verify compares the sinks and the copies with what was published.
+func (c *crashRun) verify(ctx context.Context, want map[string]map[string]int64) {
+	t := c.t
+	pg, ch := testenv.PostgresPool(t, c.pgDSN), testenv.ClickHouseConn(t, c.chDSN)
 	for code, live := range want {
-		it := cat.Item(code)
+		it := c.cat.Item(code)
 		d, n := it.Namespace()
 		// PostgreSQL: each live key at its last change, nothing else.
 		rows, err := pg.Query(ctx, fmt.Sprintf(`SELECT %q, _offset FROM %q.%q`, it.Key, d, n))
@@ -346,8 +375,8 @@ func TestPipelineSurvivesSIGKILL(t *testing.T) {
 		// ClickHouse: every event exactly once, and the same current state.
 		evs := chCount(ctx, t, ch, "SELECT count() FROM events WHERE item = '"+code+"'")
 		distinct := chCount(ctx, t, ch, "SELECT uniqExact(kafka_partition, kafka_offset) FROM events WHERE item = '"+code+"'")
-		if evs != uint64(published[code]) || distinct != evs {
-			t.Errorf("ClickHouse %s: %d events, %d distinct positions; %d published", code, evs, distinct, published[code])
+		if evs != uint64(c.published[code]) || distinct != evs {
+			t.Errorf("ClickHouse %s: %d events, %d distinct positions; %d published", code, evs, distinct, c.published[code])
 		}
 		crows, err := ch.Query(ctx, "SELECT key, version FROM current_state FINAL WHERE item = ? AND deleted = 0", code)
 		if err != nil {
@@ -367,7 +396,7 @@ func TestPipelineSurvivesSIGKILL(t *testing.T) {
 	}
 	// The copies: every record of the topic once in its table.
 	for table, topic := range map[string]string{"rejects": quarantine.Topic, "audit": audit.Topic} {
-		want := topicSize(ctx, t, b, topic)
+		want := topicSize(ctx, t, c.b, topic)
 		rows := chCount(ctx, t, ch, "SELECT count() FROM "+table)
 		distinct := chCount(ctx, t, ch, "SELECT uniqExact(kafka_partition, kafka_offset) FROM "+table)
 		if rows != want || distinct != want {
