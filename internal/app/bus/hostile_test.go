@@ -53,38 +53,9 @@ func TestHostileDepartment(t *testing.T) {
 	defer cancel()
 	cl := rawAs(t, b, cat, dept)
 
-	t.Run("forbidden writes", func(t *testing.T) {
-		for _, topic := range []string{item, topicname.Quarantine, topicname.DeadLetter, topicname.Checkpoints("tax"),
-			topicname.Inbox("tax"), topicname.Rejects(dept), topicname.Control, topicname.Audit, topicname.Schemas,
-			topicname.DoorIDs, topicname.FeedLedger} {
-			err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("k"), Value: []byte("forged")}).FirstErr()
-			if !errors.Is(err, kerr.TopicAuthorizationFailed) {
-				t.Errorf("%s wrote to %s: %v", dept, topic, err)
-			}
-		}
-		if haveKcat(t) {
-			if out, err := kcatProduce(t, b, cat, dept, item); err == nil {
-				t.Errorf("kcat wrote to the item topic %s: %s", item, out)
-			}
-			if out, err := kcatProduce(t, b, cat, dept, topicname.Quarantine); err == nil {
-				t.Errorf("kcat wrote to the quarantine: %s", out)
-			}
-		}
-	})
+	t.Run("forbidden writes", func(t *testing.T) { forbiddenWrites(ctx, t, b, cat, dept, cl) })
 
-	t.Run("forbidden reads", func(t *testing.T) {
-		for _, topic := range []string{topicname.Checkpoints("tax"), topicname.Rejects("tax"), topicname.Inbox("tax"), topicname.Quarantine} {
-			c := rawAs(t, b, cat, dept, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-			fs := c.PollFetches(rctx)
-			rcancel()
-			denied := false
-			fs.EachError(func(_ string, _ int32, err error) { denied = denied || errors.Is(err, kerr.TopicAuthorizationFailed) })
-			if !denied {
-				t.Errorf("%s read %s: %d records, %v", dept, topic, fs.NumRecords(), fs.Err0())
-			}
-		}
-	})
+	t.Run("forbidden reads", func(t *testing.T) { forbiddenReads(ctx, t, b, cat, dept) })
 
 	// Records to its own inbox, framed with the item's real schema.
 	reg, err := sr.NewClient(sr.URLs(b.RegistryURL()))
@@ -234,35 +205,7 @@ func TestHostileDepartment(t *testing.T) {
 		t.Errorf("ClickHouse holds %d events (%v), want 2", chRows, err)
 	}
 
-	t.Run("own rejects", func(t *testing.T) {
-		c := rawAs(t, b, cat, dept, kgo.ConsumeTopics(topicname.Rejects(dept)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-			kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-		seen := 0
-		for seen < len(breakers) && ctx.Err() == nil {
-			fs := c.PollFetches(ctx)
-			if err := fs.Err0(); err != nil {
-				t.Fatalf("%s cannot read its own rejects: %v", dept, err)
-			}
-			fs.EachRecord(func(r *kgo.Record) {
-				var q quarantine.Record
-				if json.Unmarshal(r.Value, &q) == nil && wantRule[q.EventID] != "" && q.Rule == wantRule[q.EventID] && q.Payload != "" {
-					seen++
-				}
-			})
-		}
-		if seen < len(breakers) {
-			t.Fatalf("%s's rejects show %d of its %d refused records with rule and payload", dept, seen, len(breakers))
-		}
-		tax := rawAs(t, b, cat, "tax", kgo.ConsumeTopics(topicname.Rejects(dept)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-		defer rcancel()
-		fs := tax.PollFetches(rctx)
-		denied := false
-		fs.EachError(func(_ string, _ int32, err error) { denied = denied || errors.Is(err, kerr.TopicAuthorizationFailed) })
-		if !denied || fs.NumRecords() > 0 {
-			t.Fatalf("tax read market supervision's rejects (%d records)", fs.NumRecords())
-		}
-	})
+	t.Run("own rejects", func(t *testing.T) { ownRejects(ctx, t, b, cat, dept, len(breakers), wantRule) })
 }
 
 // TestRecordTheDatabaseRefuses: a record PostgreSQL refuses for its content
@@ -341,5 +284,72 @@ func TestRecordTheDatabaseRefuses(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("the refused record is not in the dead-letter topic with the sink and the error")
+	}
+}
+
+// forbiddenWrites: Kafka refuses dept every write outside its inbox.
+func forbiddenWrites(ctx context.Context, t *testing.T, b *bus.Bus, cat *catalog.Catalog, dept string, cl *kgo.Client) {
+	for _, topic := range []string{item, topicname.Quarantine, topicname.DeadLetter, topicname.Checkpoints("tax"),
+		topicname.Inbox("tax"), topicname.Rejects(dept), topicname.Control, topicname.Audit, topicname.Schemas,
+		topicname.DoorIDs, topicname.FeedLedger} {
+		err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("k"), Value: []byte("forged")}).FirstErr()
+		if !errors.Is(err, kerr.TopicAuthorizationFailed) {
+			t.Errorf("%s wrote to %s: %v", dept, topic, err)
+		}
+	}
+	if haveKcat(t) {
+		if out, err := kcatProduce(t, b, cat, dept, item); err == nil {
+			t.Errorf("kcat wrote to the item topic %s: %s", item, out)
+		}
+		if out, err := kcatProduce(t, b, cat, dept, topicname.Quarantine); err == nil {
+			t.Errorf("kcat wrote to the quarantine: %s", out)
+		}
+	}
+}
+
+// forbiddenReads: Kafka refuses dept the reads of other departments' topics.
+func forbiddenReads(ctx context.Context, t *testing.T, b *bus.Bus, cat *catalog.Catalog, dept string) {
+	for _, topic := range []string{topicname.Checkpoints("tax"), topicname.Rejects("tax"), topicname.Inbox("tax"), topicname.Quarantine} {
+		c := rawAs(t, b, cat, dept, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		fs := c.PollFetches(rctx)
+		rcancel()
+		denied := false
+		fs.EachError(func(_ string, _ int32, err error) { denied = denied || errors.Is(err, kerr.TopicAuthorizationFailed) })
+		if !denied {
+			t.Errorf("%s read %s: %d records, %v", dept, topic, fs.NumRecords(), fs.Err0())
+		}
+	}
+}
+
+// ownRejects: dept reads its own refused records, with rule and payload;
+// another department cannot.
+func ownRejects(ctx context.Context, t *testing.T, b *bus.Bus, cat *catalog.Catalog, dept string, refused int, wantRule map[string]string) {
+	c := rawAs(t, b, cat, dept, kgo.ConsumeTopics(topicname.Rejects(dept)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	seen := 0
+	for seen < refused && ctx.Err() == nil {
+		fs := c.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("%s cannot read its own rejects: %v", dept, err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			var q quarantine.Record
+			if json.Unmarshal(r.Value, &q) == nil && wantRule[q.EventID] != "" && q.Rule == wantRule[q.EventID] && q.Payload != "" {
+				seen++
+			}
+		})
+	}
+	if seen < refused {
+		t.Fatalf("%s's rejects show %d of its %d refused records with rule and payload", dept, seen, refused)
+	}
+	tax := rawAs(t, b, cat, "tax", kgo.ConsumeTopics(topicname.Rejects(dept)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer rcancel()
+	fs := tax.PollFetches(rctx)
+	denied := false
+	fs.EachError(func(_ string, _ int32, err error) { denied = denied || errors.Is(err, kerr.TopicAuthorizationFailed) })
+	if !denied || fs.NumRecords() > 0 {
+		t.Fatalf("tax read market supervision's rejects (%d records)", fs.NumRecords())
 	}
 }
