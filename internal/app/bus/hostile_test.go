@@ -145,42 +145,14 @@ func TestHostileDepartment(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The item topic holds the forged record (with the truth stamped) and the valid one, nothing else.
-	dec := schemas.NewDecoder(reg)
-	var landed []*schemas.Event
-	if err := kafkaconn.ReadAll(ctx, b.KafkaOpts(), item, func(r *kgo.Record) {
-		e, err := dec.Decode(ctx, r.Value)
-		if err != nil {
-			t.Errorf("item topic: %v", err)
-			return
-		}
-		landed = append(landed, e)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	landed := itemRecords(ctx, t, b, reg)
 	if len(landed) != 2 || landed[0].ID != forged.ID || landed[1].ID != ok.ID {
 		t.Fatalf("the item topic holds %d records, want the forged one and the valid one", len(landed))
 	}
 	if got := landed[0]; got.Source.Department != dept || got.PublishTime.Year() == 2030 || time.Since(got.PublishTime) > time.Minute {
 		t.Errorf("forged claims survived the door: source %q, publish time %s", got.Source.Department, got.PublishTime)
 	}
-	// The quarantine holds every refusal, with its rule, in the sender's name.
-	byRule := map[string]quarantine.Record{}
-	if err := kafkaconn.ReadAll(ctx, b.KafkaOpts(), topicname.Quarantine, func(r *kgo.Record) {
-		var q quarantine.Record
-		if err := json.Unmarshal(r.Value, &q); err != nil {
-			t.Errorf("quarantine: %v", err)
-			return
-		}
-		if q.Department != dept {
-			t.Errorf("a refusal in the name of %q", q.Department)
-		}
-		if want, ok := wantRule[q.EventID]; ok && q.Rule != want {
-			t.Errorf("event %s: rule %s, want %s", q.EventID, q.Rule, want)
-		}
-		byRule[q.Rule] = q
-	}); err != nil {
-		t.Fatal(err)
-	}
+	byRule := quarantinedByRule(ctx, t, b, dept, wantRule)
 	for _, br := range breakers {
 		q, found := byRule[br.rule]
 		if !found || q.Field != br.field || q.Reason == "" {
@@ -352,4 +324,44 @@ func ownRejects(ctx context.Context, t *testing.T, b *bus.Bus, cat *catalog.Cata
 	if !denied || fs.NumRecords() > 0 {
 		t.Fatalf("tax read market supervision's rejects (%d records)", fs.NumRecords())
 	}
+}
+
+// quarantinedByRule reads the quarantine: every refusal must be in the
+// sender's name, with the rule its event was broken by.
+func quarantinedByRule(ctx context.Context, t *testing.T, b *bus.Bus, dept string, wantRule map[string]string) map[string]quarantine.Record {
+	byRule := map[string]quarantine.Record{}
+	if err := kafkaconn.ReadAll(ctx, b.KafkaOpts(), topicname.Quarantine, func(r *kgo.Record) {
+		var q quarantine.Record
+		if err := json.Unmarshal(r.Value, &q); err != nil {
+			t.Errorf("quarantine: %v", err)
+			return
+		}
+		if q.Department != dept {
+			t.Errorf("a refusal in the name of %q", q.Department)
+		}
+		if want, ok := wantRule[q.EventID]; ok && q.Rule != want {
+			t.Errorf("event %s: rule %s, want %s", q.EventID, q.Rule, want)
+		}
+		byRule[q.Rule] = q
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return byRule
+}
+
+// itemRecords decodes every record of the item's topic.
+func itemRecords(ctx context.Context, t *testing.T, b *bus.Bus, reg *sr.Client) []*schemas.Event {
+	dec := schemas.NewDecoder(reg)
+	var landed []*schemas.Event
+	if err := kafkaconn.ReadAll(ctx, b.KafkaOpts(), item, func(r *kgo.Record) {
+		e, err := dec.Decode(ctx, r.Value)
+		if err != nil {
+			t.Errorf("item topic: %v", err)
+			return
+		}
+		landed = append(landed, e)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return landed
 }
