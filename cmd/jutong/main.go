@@ -18,6 +18,10 @@ import (
 )
 
 func main() {
+	// Whatever jutong writes is its owner's alone: the embedded cluster's
+	// SASL state and partitions (unmasked citizen IDs), the departments'
+	// credentials and tokens, the local databases' files.
+	syscall.Umask(0o077)
 	if path := os.Getenv("JUTONG_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)
 		if err == nil {

@@ -79,6 +79,7 @@ const chConfig = `<?xml version="1.0"?>
   <default_database>default</default_database>
   <timezone>UTC</timezone>
   <mlock_executable>false</mlock_executable>
+  <umask>077</umask>
 </yandex>
 `
 

@@ -276,7 +276,10 @@ func (b *Bus) serve(addr string, h http.Handler, what string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: listen on %s: %w", what, addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	// Bounded everywhere: a slow client cannot hold a connection open
+	// (the gateway's bodies are also bounded in size).
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
+		WriteTimeout: 3 * time.Minute, IdleTimeout: 2 * time.Minute}
 	b.servers = append(b.servers, srv)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

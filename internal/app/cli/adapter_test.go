@@ -20,6 +20,7 @@ import (
 func TestMain(m *testing.M) {
 	// The test binary run again as `jutong` itself (see startDevProcess).
 	if args := os.Getenv(envChildArgs); args != "" {
+		syscall.Umask(0o077) // as cmd/jutong does
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		code := Run(ctx, strings.Split(args, "\n"), os.Stdout, os.Stderr)
 		stop()

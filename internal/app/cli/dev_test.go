@@ -205,6 +205,7 @@ func devRestart(t *testing.T, sigkill bool) {
 		addrs, kill := startDevProcess(t, args)
 		publish(addrs, 300)
 		waitCounts(addrs, 300)
+		privateFiles(t, dir)
 		kill()
 	} else {
 		addrs, stop := startDev(t, args)
@@ -269,5 +270,26 @@ func TestDevUsesTheDSNDatabase(t *testing.T) {
 			t.Fatal("no base-database tables in the database the DSN names")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// privateFiles checks that everything jutong dev wrote under dir (the
+// embedded cluster's SASL state and partitions, the credentials, the
+// tokens, the local ClickHouse's files) is its owner's alone.
+func privateFiles(t *testing.T, dir string) {
+	t.Helper()
+	n := 0
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return nil // a file removed meanwhile
+		}
+		n++
+		if fi.Mode().Perm()&0o077 != 0 && fi.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("%s is mode %v: others may read it", p, fi.Mode().Perm())
+		}
+		return nil
+	})
+	if err != nil || n < 10 {
+		t.Fatalf("walked %d files under %s: %v", n, dir, err)
 	}
 }
