@@ -164,3 +164,24 @@ func TestBenchPublishPrints(t *testing.T) {
 		}
 	}
 }
+
+// TestServeRefusesWeakCredentials: jutong serve does not start with no SASL
+// user, an empty password or a known default one, unless told it is a lab.
+func TestServeRefusesWeakCredentials(t *testing.T) {
+	for _, args := range [][]string{
+		{"--kafka-user", "jutong", "--kafka-password", "jutong-dev"},
+		{"--kafka-user", "jutong", "--kafka-password", "change-me"},
+		{"--kafka-user", "jutong", "--kafka-password", ""},
+		{"--kafka-user", "", "--kafka-password", "a-long-enough-secret"},
+		{"--kafka-user", "jutong", "--kafka-password", "short"},
+	} {
+		var out, errOut bytes.Buffer
+		code := Run(context.Background(), append([]string{"serve", "--brokers", "127.0.0.1:1"}, args...), &out, &errOut)
+		if code == 0 || !strings.Contains(errOut.String(), "refusing to start") {
+			t.Errorf("serve %v: exit %d, %s", args, code, errOut.String())
+		}
+	}
+	if weakCredentials("jutong", "Vk3-hq9Zr-Lp2x-Ww7") != "" {
+		t.Error("a strong password was refused")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/jutong/jutong/internal/app/bus"
@@ -36,6 +37,7 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	instance := fs.EnvString("instance-id", "JUTONG_INSTANCE_ID", "", "a stable name for this instance (static group membership): restarted under the same name, it takes its partitions back at once")
 	catDir := fs.EnvString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	verbose := fs.Bool("v", false, "log progress (info level) to stderr")
+	lab := fs.Bool("insecure-lab", false, "start even with no SASL user, an empty password or a known default one (a lab, never production; logged at every start)")
 	var window time.Duration
 	fs.EnvDurationVar(&window, "idempotency-window", "JUTONG_IDEMPOTENCY_WINDOW", 24*time.Hour, "how long the door answers a repeated event id 'duplicate' (at most 48h)")
 	if err := fs.Parse(args); err != nil {
@@ -49,6 +51,12 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return err
 	}
 	log := cmdflag.Logger(errOut, *verbose)
+	if weak := weakCredentials(*user, *pass); weak != "" {
+		if !*lab {
+			return fmt.Errorf("refusing to start: %s (set JUTONG_KAFKA_USER and a password of your own in JUTONG_KAFKA_PASSWORD; --insecure-lab starts all the same, for a lab)", weak)
+		}
+		log.Warn("INSECURE: starting with weak Kafka credentials because of --insecure-lab", "why", weak)
+	}
 	b, err := bus.Start(ctx, bus.Config{
 		Catalog:      cat,
 		Kafka:        &kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass},
@@ -66,4 +74,24 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	case err := <-b.Errors():
 		return err
 	}
+}
+
+// knownPasswords are passwords that ship in examples and development
+// defaults: anyone who read them can log in.
+var knownPasswords = map[string]bool{"jutong-dev": true, "change-me": true, "changeme": true, "password": true,
+	"admin": true, "jutong": true, "secret": true, "bench": true, "pw": true, "test-secret": true}
+
+// weakCredentials says why Kafka credentials are unfit for production ("" when they are fit).
+func weakCredentials(user, pass string) string {
+	switch {
+	case user == "":
+		return "no SASL user: anyone who reaches the brokers is trusted"
+	case pass == "":
+		return "an empty Kafka password"
+	case knownPasswords[strings.ToLower(pass)]:
+		return "a known default Kafka password"
+	case len(pass) < 12:
+		return "a Kafka password shorter than 12 characters"
+	}
+	return ""
 }
