@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -291,5 +293,63 @@ func privateFiles(t *testing.T, dir string) {
 	})
 	if err != nil || n < 10 {
 		t.Fatalf("walked %d files under %s: %v", n, dir, err)
+	}
+}
+
+// TestNoSecretInLogsOrMetrics: a verbose jutong dev, with traffic, writes no
+// password or token in its output and logs, and serves none at /metrics.
+func TestNoSecretInLogsOrMetrics(t *testing.T) {
+	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
+	dir := t.TempDir()
+	const admin = "an-admin-password-of-our-own"
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, []string{"dev", "-v", "--apply", "--data-dir", dir, "--kafka-ports", freePorts(t, 3),
+			"--registry-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--admin-password", admin,
+			"--postgres-dsn", pgDSN, "--clickhouse-dsn", chDSN}, &out, &errOut)
+	}()
+	addrs := waitAddrs(t, &out, &errOut, done)
+	defer func() { cancel(); <-done }()
+	cat, _ := catalog.Sample()
+	creds, err := access.LoadOrCreate(addrs["Credentials"], cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, err := access.LoadOrCreateTokens(filepath.Join(dir, "tokens.json"), cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Some traffic: the gateway with a good and a bad token.
+	api := strings.TrimSuffix(addrs["HTTP gateway"], "/v1/items/{code}/events")
+	for _, tok := range []string{toks["market_supervision"], "a-forged-token-value"} {
+		req, _ := http.NewRequest(http.MethodPost, api+"/v1/items/legal_person.enterprise_registration/events", strings.NewReader("{not json"))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
+	resp, err := http.Get(api + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	secrets := map[string]string{"the admin password": admin}
+	for p, pw := range creds {
+		secrets["the password of "+p] = pw
+	}
+	for d, tok := range toks {
+		secrets["the token of "+d] = tok
+	}
+	text := out.String() + errOut.String() + string(metrics)
+	if !strings.Contains(errOut.String(), "level=INFO") {
+		t.Fatal("the verbose log is empty: nothing was checked")
+	}
+	for what, secret := range secrets {
+		if secret != "" && strings.Contains(text, secret) {
+			t.Errorf("%s appears in the output, the logs or /metrics", what)
+		}
 	}
 }
