@@ -13,8 +13,9 @@ import (
 // ReadAll reads a topic (a compacted state topic, typically) from its start
 // up to the end it has when called, read-committed, calling fn for each
 // record in partition order. Transaction markers and aborted records take
-// offsets a consumer never sees, so a read also ends when nothing came for
-// two seconds.
+// offsets a consumer never sees: markers are read (and not handed to fn)
+// so that a partition ending in one is seen to end; a read also ends when
+// nothing came for two seconds.
 func ReadAll(ctx context.Context, opts []kgo.Opt, topic string, fn func(*kgo.Record)) error {
 	admin, err := NewClient(opts)
 	if err != nil {
@@ -40,8 +41,10 @@ func ReadAll(ctx context.Context, opts []kgo.Opt, topic string, fn func(*kgo.Rec
 	if len(want) == 0 {
 		return nil
 	}
+	// Control records (transaction markers) are kept so that a partition
+	// ending in one is seen to end; they are not handed to fn.
 	cl, err := NewClient(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
 	if err != nil {
 		return err
 	}
@@ -59,13 +62,15 @@ func ReadAll(ctx context.Context, opts []kgo.Opt, topic string, fn func(*kgo.Rec
 			}
 		}
 		if fs.NumRecords() == 0 {
-			return nil // the rest are markers
+			return nil // nothing for two seconds: what is left was aborted
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
 				delete(want, r.Partition)
 			}
-			fn(r)
+			if !r.Attrs.IsControl() {
+				fn(r)
+			}
 		})
 	}
 	return nil
