@@ -272,7 +272,7 @@ func (d *Door) rejectVerdict(c Candidate, it *catalog.Item, ev *schemas.Event, v
 			v.Key = ev.Key
 		}
 		if it != nil && ev.Data != nil {
-			q.Record = portable(it, ev.Data)
+			q.Record = schemas.PortableRecord(it, ev.Data)
 		}
 	}
 	if c.Value != nil && c.Refused == nil {
@@ -285,22 +285,6 @@ func (d *Door) rejectVerdict(c Candidate, it *catalog.Item, ev *schemas.Event, v
 		q.KeepPayload(raw)
 	}
 	return verdict{status: Rejected, it: it, ev: ev, v: v, q: &q}
-}
-
-// portable renders data for the quarantine's JSON, keeping what cannot be
-// carried as text.
-func portable(it *catalog.Item, data map[string]any) map[string]any {
-	out := make(map[string]any, len(data))
-	for k, val := range data {
-		if f := it.Field(k); f != nil {
-			val = schemas.PortableValue(f, val)
-		}
-		if _, err := json.Marshal(val); err != nil {
-			val = fmt.Sprintf("%v", val)
-		}
-		out[k] = val
-	}
-	return out
 }
 
 // quarantineRecords are the records of a refusal: the quarantine's, and the

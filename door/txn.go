@@ -99,13 +99,13 @@ func write(ctx context.Context, p producer, vs []verdict, now time.Time) ([]Outc
 	}
 	// A duplicate of an id accepted earlier in this very transaction takes
 	// that record's position.
+	byID := make(map[string]Position, len(ids))
+	for _, a := range ids {
+		byID[idKey(a.item, a.id)] = a.pos
+	}
 	for i, v := range vs {
 		if v.status == Duplicate && v.pos.Partition < 0 {
-			for _, a := range ids {
-				if a.item == v.it.Code && a.id == v.ev.ID {
-					out[i].Position = a.pos
-				}
-			}
+			out[i].Position = byID[idKey(v.it.Code, v.ev.ID)]
 		}
 	}
 	return out, ids, nil

@@ -2,7 +2,6 @@ package producers
 
 import (
 	"encoding/json"
-	"fmt"
 	"time"
 	"unicode/utf8"
 
@@ -26,16 +25,7 @@ type Rejected = quarantine.Record
 // refusalRecord is the inbox record of an event the publisher refused: the
 // door keeps it in the quarantine with the rule found here.
 func refusalRecord(dept string, it *catalog.Item, e *schemas.Event, v *contract.Violation, at time.Time, raw []byte) *kgo.Record {
-	rec := make(map[string]any, len(e.Data))
-	for k, val := range e.Data {
-		if f := it.Field(k); f != nil {
-			val = schemas.PortableValue(f, val)
-		}
-		if _, err := json.Marshal(val); err != nil {
-			val = fmt.Sprintf("%v", val) // keep what was sent, even if JSON cannot carry its type
-		}
-		rec[k] = val
-	}
+	rec := schemas.PortableRecord(it, e.Data)
 	r := Rejected{
 		Item: it.Code, Key: e.Key, Department: e.Source.Department, System: e.Source.System, Adapter: e.Source.Adapter,
 		Rule: v.Rule, Field: v.Field, Reason: v.Reason, EventID: e.ID, Op: string(e.Op),

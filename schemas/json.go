@@ -122,6 +122,23 @@ func appendJSONString(buf []byte, s string) []byte {
 	return append(buf, '"')
 }
 
+// PortableRecord converts a record's values to JSON-friendly exact forms,
+// keeping as text what JSON cannot carry (what the quarantine keeps of a
+// refused record: as it was given, whatever its types).
+func PortableRecord(it *catalog.Item, data map[string]any) map[string]any {
+	out := make(map[string]any, len(data))
+	for k, val := range data {
+		if f := it.Field(k); f != nil {
+			val = PortableValue(f, val)
+		}
+		if _, err := json.Marshal(val); err != nil {
+			val = fmt.Sprintf("%v", val)
+		}
+		out[k] = val
+	}
+	return out
+}
+
 // PortableValue converts one field value to a JSON-friendly exact form.
 func PortableValue(f *catalog.Field, v any) any {
 	switch x := v.(type) {

@@ -7,7 +7,10 @@
 // An item's own topic is its catalog code (catalog.Item.Topic).
 package topicname
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Prefix starts the name of every topic that Jutong itself owns.
 const Prefix = "_jutong."
@@ -74,19 +77,10 @@ func ParseFeed(topic string) (dept, item, grant string, ok bool) {
 		return "", "", "", false
 	}
 	parts := strings.Split(rest, ".")
-	if len(parts) != 4 || slicesHasEmpty(parts) { // dept, domain, name, grant
+	if len(parts) != 4 || slices.Contains(parts, "") { // dept, domain, name, grant
 		return "", "", "", false
 	}
 	return parts[0], parts[1] + "." + parts[2], parts[3], true
-}
-
-func slicesHasEmpty(parts []string) bool {
-	for _, p := range parts {
-		if p == "" {
-			return true
-		}
-	}
-	return false
 }
 
 // Internal reports whether a topic is one of Jutong's own.

@@ -45,6 +45,7 @@ func (f fence) tag(ctx context.Context) context.Context {
 
 // wait returns once no insert under the fence runs on the server.
 func (f fence) wait(ctx context.Context) error {
+	logged := false
 	for deadline := time.Now().Add(2 * time.Minute); ; {
 		var n uint64
 		if err := f.conn.QueryRow(ctx, "SELECT count() FROM system.processes WHERE startsWith(query_id, ?)", f.prefix).Scan(&n); err != nil {
@@ -53,7 +54,10 @@ func (f fence) wait(ctx context.Context) error {
 		if n == 0 {
 			return nil
 		}
-		f.log.Info("chsink: waiting for inserts of an earlier run to end before reading the position", "writer", f.writer, "running", n)
+		if !logged {
+			f.log.Info("chsink: waiting for inserts of an earlier run to end before reading the position", "writer", f.writer, "running", n)
+			logged = true
+		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("chsink: %d inserts of %s still running after 2 minutes", n, f.writer)
 		}

@@ -38,14 +38,12 @@ type Config struct {
 
 // Sink writes items into one PostgreSQL database.
 type Sink struct {
-	name       string
-	log        *slog.Logger
-	pool       *pgxpool.Pool
-	bases      map[string]bool
-	themes     []*catalog.Theme
-	themesOnly bool
-	themeItems map[string]bool
-	known      map[string]*catalog.Item // every item prepared so far, by code
+	name   string
+	log    *slog.Logger
+	pool   *pgxpool.Pool
+	themes []*catalog.Theme
+	cfg    Config
+	known  map[string]*catalog.Item // every item prepared so far, by code
 }
 
 // New connects to the database.
@@ -65,15 +63,7 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgsink: %w", err)
 	}
-	s := &Sink{name: cfg.Name, log: cfg.Log, pool: pool, bases: map[string]bool{}, themes: cfg.Themes, themesOnly: cfg.ThemesOnly, themeItems: map[string]bool{}, known: map[string]*catalog.Item{}}
-	for _, b := range cfg.Bases {
-		s.bases[b] = true
-	}
-	for _, th := range cfg.Themes {
-		for _, code := range th.Items {
-			s.themeItems[code] = true
-		}
-	}
+	s := &Sink{name: cfg.Name, log: cfg.Log, pool: pool, cfg: cfg, themes: cfg.Themes, known: map[string]*catalog.Item{}}
 	return s, nil
 }
 
@@ -82,18 +72,10 @@ func (s *Sink) Name() string { return s.name }
 
 // Accepts implements pipeline.Sink: items of the sink's base databases and
 // of its theme databases.
-func (s *Sink) Accepts(it *catalog.Item) bool {
-	if s.themeItems[it.Code] {
-		return true
-	}
-	if it.Base == "" || s.themesOnly {
-		return false
-	}
-	return len(s.bases) == 0 || s.bases[it.Base]
-}
+func (s *Sink) Accepts(it *catalog.Item) bool { return s.cfg.Holds(it) }
 
-// Holds says whether a sink configured with cfg writes item it (as its
-// Accepts does), for code that reads the database without a sink.
+// Holds says whether a sink configured with cfg writes item it (its
+// Accepts), for code that reads the database without a sink too.
 func (cfg Config) Holds(it *catalog.Item) bool {
 	for _, th := range cfg.Themes {
 		if slices.Contains(th.Items, it.Code) {

@@ -68,13 +68,9 @@ func benchPublish(ctx context.Context, args []string, out, errOut io.Writer) err
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cat, err := catalog.Sample()
+	cat, it, err := sampleItem(*item)
 	if err != nil {
 		return err
-	}
-	it := cat.Item(*item)
-	if it == nil {
-		return fmt.Errorf("no catalog item %q", *item)
 	}
 	b, pub, err := benchBus(ctx, cat, it, *brokers)
 	if err != nil {
@@ -95,6 +91,19 @@ func benchPublish(ctx context.Context, args []string, out, errOut io.Writer) err
 		return err
 	}
 	return publishAll(ctx, out, pub, it, pool, *events)
+}
+
+// sampleItem is an item of the sample catalog.
+func sampleItem(code string) (*catalog.Catalog, *catalog.Item, error) {
+	cat, err := catalog.Sample()
+	if err != nil {
+		return nil, nil, err
+	}
+	it := cat.Item(code)
+	if it == nil {
+		return nil, nil, fmt.Errorf("no catalog item %q", code)
+	}
+	return cat, it, nil
 }
 
 // benchBus starts an embedded bus without a door on the inboxes (what is

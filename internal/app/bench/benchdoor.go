@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/door"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/synth"
@@ -26,13 +25,9 @@ func benchDoor(ctx context.Context, args []string, out, errOut io.Writer) error 
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cat, err := catalog.Sample()
+	cat, it, err := sampleItem(*item)
 	if err != nil {
 		return err
-	}
-	it := cat.Item(*item)
-	if it == nil {
-		return fmt.Errorf("no catalog item %q", *item)
 	}
 	b, pub, err := benchBus(ctx, cat, it, 3)
 	if err != nil {

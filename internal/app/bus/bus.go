@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"reflect"
 	"strconv"
 	"sync"
 	"time"
@@ -480,72 +479,68 @@ func (b *Bus) Lag(ctx context.Context) (map[string]int64, error) {
 	if err != nil {
 		return nil, err
 	}
-	positions := map[string]kafkaconn.Offsets{}
+	// Each counter's topics and its positions: a sink's ledger over the
+	// items it accepts, the door's committed offsets over the inboxes.
+	type counter struct {
+		topics map[string]bool
+		pos    kafkaconn.Offsets
+	}
+	counters := map[string]counter{}
 	for _, s := range b.sinks {
+		c := counter{topics: map[string]bool{}}
 		var accepted []string
 		for _, it := range b.cfg.Catalog.Items {
 			if s.Accepts(it) {
 				accepted = append(accepted, it.Topic())
+				c.topics[it.Topic()] = true
 			}
 		}
 		ledger, err := s.Offsets(ctx, accepted)
 		if err != nil {
 			return nil, err
 		}
-		positions[s.Name()] = kafkaconn.Offsets(ledger)
+		c.pos = kafkaconn.Offsets(ledger)
+		counters[s.Name()] = c
 	}
 	committed, err := adm.FetchOffsets(ctx, b.door.Group())
 	if err != nil {
 		return nil, err
 	}
-	doorPos := kafkaconn.Offsets{}
+	door := counter{topics: map[string]bool{}, pos: kafkaconn.Offsets{}}
+	for _, d := range b.cfg.Catalog.Departments {
+		door.topics[topicname.Inbox(d.Code)] = true
+	}
 	committed.Each(func(o kadm.OffsetResponse) {
-		if doorPos[o.Topic] == nil {
-			doorPos[o.Topic] = map[int32]int64{}
+		if door.pos[o.Topic] == nil {
+			door.pos[o.Topic] = map[int32]int64{}
 		}
-		doorPos[o.Topic][o.Partition] = o.At
+		door.pos[o.Topic][o.Partition] = o.At
 	})
-	positions["door"] = doorPos
+	counters["door"] = door
 	out := map[string]int64{}
-	for name, pos := range positions {
+	for name, c := range counters {
+		out[name] = 0
 		spans := map[string]map[int32]kafkaconn.Span{}
 		ends.Each(func(o kadm.ListedOffset) {
-			_, isInbox := topicname.InboxOwner(o.Topic)
-			if (name == "door") != isInbox {
-				return
-			}
-			if name != "door" && pos[o.Topic] == nil && !b.accepts(name, o.Topic) {
+			if !c.topics[o.Topic] {
 				return
 			}
 			if spans[o.Topic] == nil {
 				spans[o.Topic] = map[int32]kafkaconn.Span{}
 			}
-			spans[o.Topic][o.Partition] = kafkaconn.Span{From: pos[o.Topic][o.Partition], End: o.Offset}
+			spans[o.Topic][o.Partition] = kafkaconn.Span{From: c.pos[o.Topic][o.Partition], End: o.Offset}
 		})
 		pending, err := kafkaconn.Pending(ctx, b.kopts, spans, 1<<20, 2*time.Second)
 		if err != nil {
 			return nil, err
 		}
-		var lag int64
 		for _, ps := range pending {
 			for _, n := range ps {
-				lag += n
+				out[name] += n
 			}
 		}
-		out[name] = lag
 	}
 	return out, nil
-}
-
-// accepts says whether the sink named name writes the item whose topic is topic.
-func (b *Bus) accepts(name, topic string) bool {
-	it := b.cfg.Catalog.Item(topic)
-	for _, s := range b.sinks {
-		if s.Name() == name && it != nil {
-			return s.Accepts(it)
-		}
-	}
-	return false
 }
 
 // WaitCaughtUp waits until every sink's ledger reached the end of every topic.
@@ -582,10 +577,14 @@ func (b *Bus) Close() {
 	if b.feeds != nil {
 		b.feeds.Close()
 	}
-	for _, c := range []interface{ Close() }{b.Control, b.reads, b.audit} {
-		if c != nil && !reflect.ValueOf(c).IsNil() {
-			c.Close()
-		}
+	if b.Control != nil {
+		b.Control.Close()
+	}
+	if b.reads != nil {
+		b.reads.Close()
+	}
+	if b.audit != nil {
+		b.audit.Close()
 	}
 	for _, srv := range b.servers {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
