@@ -55,8 +55,9 @@ type Door struct {
 	cfg Config
 	reg *sr.Client
 	dec *schemas.Decoder
-	ids idIndex
-	m   *metrics
+	ids    idIndex
+	topics *topicSet
+	m      *metrics
 
 	mu       sync.Mutex
 	prepared map[string]*prepared // by item code
@@ -101,6 +102,7 @@ func New(ctx context.Context, cfg Config) (*Door, error) {
 		return nil, fmt.Errorf("door: %w", err)
 	}
 	d := &Door{cfg: cfg, reg: reg, dec: cfg.Decoder, ids: idIndex{window: cfg.Window}, m: newMetrics(cfg.Metrics),
+		topics: &topicSet{kafka: cfg.Kafka, have: map[string]bool{}},
 		prepared: map[string]*prepared{}}
 	if d.dec == nil {
 		d.dec = schemas.NewDecoder(reg)
@@ -235,6 +237,12 @@ func (d *Door) judge(ctx context.Context, c Candidate, now time.Time, seen map[s
 	if seen[idKey(it.Code, ev.ID)] {
 		return verdict{status: Duplicate, it: it, ev: ev, pos: Position{-1, -1}}, nil
 	}
+	if ok, err := d.topics.exists(ctx, it.Topic()); err != nil {
+		return verdict{}, err
+	} else if !ok {
+		return reject(it, ev, &contract.Violation{Item: it.Code, Key: ev.Key, Rule: "item.no_topic",
+			Reason: fmt.Sprintf("the item's topic %s does not exist yet (jutong catalog apply creates it)", it.Topic())}), nil
+	}
 	p, err := d.prepare(ctx, it)
 	if err != nil {
 		return verdict{}, err
@@ -287,10 +295,24 @@ func (d *Door) rejectVerdict(c Candidate, it *catalog.Item, ev *schemas.Event, v
 	return verdict{status: Rejected, it: it, ev: ev, v: v, q: &q}
 }
 
+// maxQuarantineBytes bounds a quarantine record, well below Kafka's message
+// limit.
+const maxQuarantineBytes = 512 << 10
+
 // quarantineRecords are the records of a refusal: the quarantine's, and the
 // department's own copy.
 func quarantineRecords(q *quarantine.Record) []*kgo.Record {
 	b, _ := json.Marshal(q)
+	if len(b) > maxQuarantineBytes {
+		// As large as the record it refuses: keep the start of it, its size
+		// and its hash, so that the refusal itself always fits in Kafka.
+		small := *q
+		small.Record, small.Raw = nil, ""
+		if small.Payload == "" {
+			small.KeepPayload(b)
+		}
+		b, _ = json.Marshal(&small)
+	}
 	key := []byte(q.Item + "/" + q.Key)
 	hdr := []kgo.RecordHeader{
 		{Key: inbox.HeaderItem, Value: []byte(q.Item)},

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -364,4 +365,52 @@ func itemRecords(ctx context.Context, t *testing.T, b *bus.Bus, reg *sr.Client) 
 		t.Fatal(err)
 	}
 	return landed
+}
+
+// TestItemWithoutTopicStopsNothing: records of an item whose topic was
+// never created (catalog apply not run yet) are refused with their reason,
+// and the door keeps forwarding everyone else's.
+func TestItemWithoutTopicStopsNothing(t *testing.T) {
+	cat := sample(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := bus.Start(ctx, bus.Config{Catalog: cat, KafkaPorts: []int{0}, Brokers: 1, AdminUser: "jutong", AdminPassword: "pw",
+		RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", Log: testenv.Logger(t)}) // no item topic
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	admin, err := b.Kafka().Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	const other = "health.vaccination"
+	if _, err := kadm.NewClient(admin).CreateTopic(ctx, 1, 1, nil, other); err != nil {
+		t.Fatal(err)
+	}
+	publishItem(t, b, cat, item, 5, 1)  // market supervision: no topic
+	publishItem(t, b, cat, other, 5, 2) // health: its topic exists
+	if err := b.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if err := kafkaconn.ReadAll(ctx, b.KafkaOpts(), other, func(*kgo.Record) { n++ }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 5 {
+		t.Fatalf("%s holds %d records, want 5", other, n)
+	}
+	refused := 0
+	if err := kafkaconn.ReadAll(ctx, b.KafkaOpts(), topicname.Quarantine, func(r *kgo.Record) {
+		var q quarantine.Record
+		if json.Unmarshal(r.Value, &q) == nil && q.Rule == "item.no_topic" && q.Item == item {
+			refused++
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if refused != 5 {
+		t.Fatalf("%d records refused with item.no_topic, want 5", refused)
+	}
 }
