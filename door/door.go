@@ -52,9 +52,9 @@ const MaxWindow = 48 * time.Hour
 
 // Door checks records against the contract and forwards them.
 type Door struct {
-	cfg Config
-	reg *sr.Client
-	dec *schemas.Decoder
+	cfg    Config
+	reg    *sr.Client
+	dec    *schemas.Decoder
 	ids    idIndex
 	topics *topicSet
 	m      *metrics
@@ -102,7 +102,7 @@ func New(ctx context.Context, cfg Config) (*Door, error) {
 		return nil, fmt.Errorf("door: %w", err)
 	}
 	d := &Door{cfg: cfg, reg: reg, dec: cfg.Decoder, ids: idIndex{window: cfg.Window}, m: newMetrics(cfg.Metrics),
-		topics: &topicSet{kafka: cfg.Kafka, have: map[string]bool{}},
+		topics:   &topicSet{kafka: cfg.Kafka, have: map[string]bool{}},
 		prepared: map[string]*prepared{}}
 	if d.dec == nil {
 		d.dec = schemas.NewDecoder(reg)
