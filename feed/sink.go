@@ -229,7 +229,9 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, _ time.Time) 
 		ev.Key = s.proj.Key(ev.Key)
 		ev.Data = s.proj.Apply(ev.Data)
 		if buf, err = s.schema.AppendEncode(buf[:0], &ev); err != nil {
-			return err
+			// The record cannot be projected: it, not Kafka, is at fault;
+			// the runner dead-letters it alone.
+			return &pipeline.RecordFault{Err: fmt.Errorf("feed %s: %s partition %d offset %d: %w", s.topic, r.Item.Topic(), r.Partition, r.Offset, err)}
 		}
 		recs = append(recs, &kgo.Record{Topic: s.topic, Partition: r.Partition, Key: []byte(ev.Key),
 			Value:   schemas.Frame(nil, s.id, buf),
