@@ -475,6 +475,13 @@ func (b *Bus) Lag(ctx context.Context) (map[string]int64, error) {
 	for _, d := range b.cfg.Catalog.Departments {
 		names = append(names, topicname.Inbox(d.Code))
 	}
+	// The door's position is read before the ends: whatever the door had
+	// committed then is already in the item topics' ends read after it, so
+	// a door commit between the two reads cannot hide records from a sink.
+	committed, err := adm.FetchOffsets(ctx, b.door.Group())
+	if err != nil {
+		return nil, err
+	}
 	ends, err := adm.ListEndOffsets(ctx, names...)
 	if err != nil {
 		return nil, err
@@ -501,10 +508,6 @@ func (b *Bus) Lag(ctx context.Context) (map[string]int64, error) {
 		}
 		c.pos = kafkaconn.Offsets(ledger)
 		counters[s.Name()] = c
-	}
-	committed, err := adm.FetchOffsets(ctx, b.door.Group())
-	if err != nil {
-		return nil, err
 	}
 	door := counter{topics: map[string]bool{}, pos: kafkaconn.Offsets{}}
 	for _, d := range b.cfg.Catalog.Departments {
