@@ -44,6 +44,17 @@ func ReadCredentials(path string) (Credentials, error) {
 	return c, nil
 }
 
+// LoadOrCreateAdmin reads the password of the bus's admin user from the
+// secrets file at path, or makes a random one and writes it (0600). jutong
+// dev and demo use it so that no known default password ever runs.
+func LoadOrCreateAdmin(path, user string) (string, error) {
+	m, err := loadOrCreateSecrets(path, []string{user})
+	if err != nil {
+		return "", err
+	}
+	return m[user], nil
+}
+
 // Tokens maps a department's code to its bearer token for the HTTP gateway.
 type Tokens map[string]string
 
@@ -80,7 +91,7 @@ func loadOrCreateSecrets(path string, keys []string) (map[string]string, error) 
 		}
 	}
 	if added && path != "" {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, err
 		}
 		b, _ := json.MarshalIndent(creds, "", "  ")

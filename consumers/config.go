@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/jutong/jutong/catalog"
 )
@@ -19,6 +20,7 @@ type cfg struct {
 	brokers       []string
 	user, pass    string
 	registryURL   string
+	registryOpts  []sr.ClientOpt
 	group         string
 	log           *slog.Logger
 	kafkaOpts     []kgo.Opt
@@ -57,8 +59,26 @@ func Brokers(addrs ...string) Opt { return func(c *cfg) { c.brokers = addrs } }
 // SASL authenticates as the department's SCRAM-SHA-256 principal.
 func SASL(user, pass string) Opt { return func(c *cfg) { c.user, c.pass = user, pass } }
 
-// Registry sets the Confluent-compatible schema registry URL.
+// Registry sets the Confluent-compatible schema registry URL. The client
+// authenticates to it with the SASL user and password (HTTP basic auth, as
+// Confluent's basic.auth.credentials.source=SASL_INHERIT) unless
+// RegistryOpts says otherwise.
 func Registry(url string) Opt { return func(c *cfg) { c.registryURL = url } }
+
+// RegistryOpts adds schema registry client options: sr.DialTLSConfig for
+// HTTPS with a private CA, sr.BasicAuth for other credentials.
+func RegistryOpts(opts ...sr.ClientOpt) Opt {
+	return func(c *cfg) { c.registryOpts = append(c.registryOpts, opts...) }
+}
+
+// registry is how the client reaches the registry.
+func (c *cfg) registry() []sr.ClientOpt {
+	opts := []sr.ClientOpt{sr.URLs(c.registryURL)}
+	if c.user != "" {
+		opts = append(opts, sr.BasicAuth(c.user, c.pass))
+	}
+	return append(opts, c.registryOpts...)
+}
 
 // Group sets the consumer group (default "<department>.default"); a
 // department's groups share its code and a dot as prefix, so one ACL covers

@@ -96,7 +96,7 @@ func New(ctx context.Context, cat *catalog.Catalog, department string, items []s
 	if s.cl, err = kgo.NewClient(append(kopts, c.kafkaOpts...)...); err != nil {
 		return nil, fmt.Errorf("consumers: %w", err)
 	}
-	reg, err := sr.NewClient(sr.URLs(c.registryURL))
+	reg, err := sr.NewClient(c.registry()...)
 	if err != nil {
 		s.cl.Close()
 		return nil, fmt.Errorf("consumers: %w", err)

@@ -124,6 +124,9 @@ func newApplication(cat *catalog.Catalog, cal *Calendar, dept string, r Request,
 	if strings.TrimSpace(r.Purpose) == "" {
 		return nil, &RequestError{"purpose", "required: say what the data is for"}
 	}
+	if it.Source == dept {
+		return nil, &RequestError{"item", fmt.Sprintf("%s is %s's own item: its source does not apply to read it", it.Code, dept)}
+	}
 	fields := r.Fields
 	if len(fields) == 0 {
 		for _, f := range it.Fields {
@@ -166,6 +169,11 @@ func newApplication(cat *catalog.Catalog, cal *Calendar, dept string, r Request,
 		return a, nil
 	}
 	a.State, a.Due = AuthorityReview, cal.Deadline(now, AuthorityDays)
+	if dept == cat.Authority {
+		// Nobody decides their own application: the authority's own go
+		// to the item's source, whatever the item's sharing.
+		a.State, a.Due = SourceReview, cal.Deadline(now, SourceDays)
+	}
 	return a, nil
 }
 
@@ -183,6 +191,9 @@ type Verdict struct {
 // item has any record yet (an unpublished item gives its source 10 days).
 func (a *Application) decide(cat *catalog.Catalog, cal *Calendar, by string, v Verdict, published bool, now time.Time) error {
 	it := cat.Item(a.Item)
+	if by == a.Department {
+		return fmt.Errorf("%w: %s applied for application %s and cannot decide it (separation of duties)", ErrForbidden, by, a.ID)
+	}
 	switch a.State {
 	case AuthorityReview:
 		if by != cat.Authority {

@@ -11,8 +11,10 @@ import (
 	"github.com/jutong/jutong/catalog"
 )
 
-// Handler serves the control API; every call authenticates a department by
-// its bearer token (the data authority's token acts as the authority):
+// Handler serves the control API; every call authenticates a department's
+// officer by the officer's bearer token (tokens: department code -> token;
+// the data authority's officers act as the authority). Publishing tokens
+// are not officers' and are refused here:
 //
 //	POST /v1/applications                 apply (body: Request)
 //	GET  /v1/applications[?state=&item=&overdue=1]  the demand list: the authority
@@ -80,7 +82,7 @@ func (h *api) auth(next func(http.ResponseWriter, *http.Request, string)) http.H
 			}
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="jutong"`)
-		h.reply(w, http.StatusUnauthorized, apiError{Error: "a department's bearer token is required (Authorization: Bearer ...)"})
+		h.reply(w, http.StatusUnauthorized, apiError{Error: "a department officer's bearer token is required (Authorization: Bearer ...); a publishing token does not decide applications"})
 	}
 }
 

@@ -29,8 +29,10 @@ type Config struct {
 	Catalog *catalog.Catalog
 	// Kafka connects as the bus: the door reads the inboxes and writes the
 	// item topics, the quarantine, the rejects topics and its id index.
-	Kafka       []kgo.Opt
-	RegistryURL string
+	Kafka []kgo.Opt
+	// Registry reaches the schema registry as the bus: sr.URLs, sr.BasicAuth,
+	// sr.DialTLSConfig.
+	Registry []sr.ClientOpt
 	// Decoder, when set, is shared with the pipelines (one schema cache).
 	Decoder *schemas.Decoder
 	// Window is how long an accepted event id is remembered (default 24h).
@@ -74,7 +76,7 @@ type prepared struct {
 // New loads the id index and returns a door; Run consumes the inboxes,
 // Admit serves the gateway; Close releases it.
 func New(ctx context.Context, cfg Config) (*Door, error) {
-	if cfg.Catalog == nil || len(cfg.Kafka) == 0 || cfg.RegistryURL == "" {
+	if cfg.Catalog == nil || len(cfg.Kafka) == 0 || len(cfg.Registry) == 0 {
 		return nil, errors.New("door: a catalog, Kafka options and a registry URL are required")
 	}
 	if cfg.Window <= 0 {
@@ -97,7 +99,7 @@ func New(ctx context.Context, cfg Config) (*Door, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	reg, err := sr.NewClient(sr.URLs(cfg.RegistryURL))
+	reg, err := sr.NewClient(cfg.Registry...)
 	if err != nil {
 		return nil, fmt.Errorf("door: %w", err)
 	}

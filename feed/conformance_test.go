@@ -43,7 +43,7 @@ func TestConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	reg, err := sr.NewClient(sr.URLs(b.RegistryURL()))
+	reg, err := sr.NewClient(b.RegistryOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestConformance(t *testing.T) {
 			}
 			g := feed.Grant{ID: "g" + hex.EncodeToString(id[:]), Department: "tax", Item: it.Code, Fields: fields, Grade: 1}
 			return func() pipeline.Sink {
-				s, err := feed.New(context.Background(), feed.Config{Kafka: b.KafkaOpts(), RegistryURL: b.RegistryURL(),
+				s, err := feed.New(context.Background(), feed.Config{Kafka: b.KafkaOpts(), Registry: b.RegistryOpts(),
 					Item: it, Grant: g, Topic: cat.TopicConfig(it)})
 				if err != nil {
 					t.Fatal(err)

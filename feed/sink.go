@@ -50,10 +50,12 @@ type Sink struct {
 type Config struct {
 	// Kafka connects to the cluster (as the bus: the sink creates the feed
 	// topic and writes it transactionally).
-	Kafka       []kgo.Opt
-	RegistryURL string
-	Item        *catalog.Item
-	Grant       Grant
+	Kafka []kgo.Opt
+	// Registry reaches the schema registry as the bus (the sink registers
+	// the feed's projected schema).
+	Registry []sr.ClientOpt
+	Item     *catalog.Item
+	Grant    Grant
 	// Topic sets the feed topic's partitions (when the item's topic does not
 	// tell) and retention.
 	Topic catalog.TopicConfig
@@ -79,7 +81,7 @@ func New(_ context.Context, cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	reg, err := sr.NewClient(sr.URLs(cfg.RegistryURL))
+	reg, err := sr.NewClient(cfg.Registry...)
 	if err != nil {
 		return nil, err
 	}

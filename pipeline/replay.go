@@ -55,7 +55,7 @@ func Replay(ctx context.Context, cfg Config, sink Replayer, it *catalog.Item, fr
 	if progress == nil {
 		progress = func(ReplayProgress) {}
 	}
-	reg, err := sr.NewClient(sr.URLs(cfg.RegistryURL))
+	reg, err := sr.NewClient(cfg.Registry...)
 	if err != nil {
 		return 0, fmt.Errorf("replay: registry: %w", err)
 	}

@@ -29,9 +29,11 @@ const DeadLetterTopic = topicname.DeadLetter
 // Config configures a Runner.
 type Config struct {
 	// Kafka connects to the cluster: seed brokers, SASL, TLS.
-	Kafka       []kgo.Opt
-	RegistryURL string
-	Catalog     *catalog.Catalog
+	Kafka []kgo.Opt
+	// Registry reaches the schema registry: sr.URLs, sr.BasicAuth,
+	// sr.DialTLSConfig.
+	Registry []sr.ClientOpt
+	Catalog  *catalog.Catalog
 	// GroupPrefix prefixes the consumer group: <prefix><sink name>.
 	GroupPrefix string
 	// InstanceID, when set, gives this pipeline instance static membership
@@ -111,7 +113,7 @@ func New(cfg Config, sink Sink) (*Runner, error) {
 	}
 	dec := cfg.Decoder
 	if dec == nil {
-		reg, err := sr.NewClient(sr.URLs(cfg.RegistryURL))
+		reg, err := sr.NewClient(cfg.Registry...)
 		if err != nil {
 			return nil, fmt.Errorf("pipeline: registry: %w", err)
 		}

@@ -7,23 +7,25 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 )
 
 // Opt configures a Publisher.
 type Opt func(*cfg)
 
 type cfg struct {
-	brokers     []string
-	user, pass  string
-	registryURL string
-	system      string
-	adapter     string
-	log         *slog.Logger
-	kafkaOpts   []kgo.Opt
-	now         func() time.Time
-	registerer  prometheus.Registerer
-	txnID       string
-	closeFlush  time.Duration
+	brokers      []string
+	user, pass   string
+	registryURL  string
+	registryOpts []sr.ClientOpt
+	system       string
+	adapter      string
+	log          *slog.Logger
+	kafkaOpts    []kgo.Opt
+	now          func() time.Time
+	registerer   prometheus.Registerer
+	txnID        string
+	closeFlush   time.Duration
 }
 
 func defaultCfg() cfg {
@@ -49,8 +51,26 @@ func Brokers(addrs ...string) Opt { return func(c *cfg) { c.brokers = addrs } }
 // SASL authenticates as the department's SCRAM-SHA-256 principal.
 func SASL(user, pass string) Opt { return func(c *cfg) { c.user, c.pass = user, pass } }
 
-// Registry sets the Confluent-compatible schema registry URL.
+// Registry sets the Confluent-compatible schema registry URL. The client
+// authenticates to it with the SASL user and password (HTTP basic auth, as
+// Confluent's basic.auth.credentials.source=SASL_INHERIT) unless
+// RegistryOpts says otherwise.
 func Registry(url string) Opt { return func(c *cfg) { c.registryURL = url } }
+
+// RegistryOpts adds schema registry client options: sr.DialTLSConfig for
+// HTTPS with a private CA, sr.BasicAuth for other credentials.
+func RegistryOpts(opts ...sr.ClientOpt) Opt {
+	return func(c *cfg) { c.registryOpts = append(c.registryOpts, opts...) }
+}
+
+// registry is how the client reaches the registry.
+func (c *cfg) registry() []sr.ClientOpt {
+	opts := []sr.ClientOpt{sr.URLs(c.registryURL)}
+	if c.user != "" {
+		opts = append(opts, sr.BasicAuth(c.user, c.pass))
+	}
+	return append(opts, c.registryOpts...)
+}
 
 // System names the department system the events come from (recorded in each event's source).
 func System(name string) Opt { return func(c *cfg) { c.system = name } }

@@ -65,7 +65,7 @@ func New(ctx context.Context, cat *catalog.Catalog, department string, opts ...O
 	if err != nil {
 		return nil, fmt.Errorf("producers: %w", err)
 	}
-	reg, err := sr.NewClient(sr.URLs(c.registryURL))
+	reg, err := sr.NewClient(c.registry()...)
 	if err != nil {
 		cl.Close()
 		return nil, fmt.Errorf("producers: registry: %w", err)
@@ -73,7 +73,7 @@ func New(ctx context.Context, cat *catalog.Catalog, department string, opts ...O
 	return &Publisher{cfg: c, cat: cat, dept: department, cl: cl, reg: reg, m: newMetrics(c.registerer), prepared: make(map[string]*prepared)}, nil
 }
 
-// prepare finds the item and registers (or looks up) its schema once.
+// prepare finds the item and looks its schema up once.
 func (p *Publisher) prepare(ctx context.Context, code string) (*prepared, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -88,11 +88,17 @@ func (p *Publisher) prepare(ctx context.Context, code string) (*prepared, error)
 	if err != nil {
 		return nil, err
 	}
-	id, err := p.reg.RegisterSchema(ctx, it.Subject(), sr.Schema{Schema: s.JSON, Type: sr.TypeAvro}, -1, -1)
-	if err != nil {
-		return nil, fmt.Errorf("producers: register schema of %s: %w", code, err)
+	// Departments read the registry, they never write it: the bus's admin
+	// registers the catalog's schemas (jutong catalog apply).
+	ss, err := p.reg.LookupSchema(ctx, it.Subject(), sr.Schema{Schema: s.JSON, Type: sr.TypeAvro})
+	var re *sr.ResponseError
+	switch {
+	case errors.As(err, &re) && (re.ErrorCode == 40401 || re.ErrorCode == 40403):
+		return nil, fmt.Errorf("producers: the schema of %s (this catalog's) is not registered under %s: the bus's admin registers it with 'jutong catalog apply': %w", code, it.Subject(), err)
+	case err != nil:
+		return nil, fmt.Errorf("producers: look up the schema of %s: %w", code, err)
 	}
-	pr := &prepared{schema: s, id: id}
+	pr := &prepared{schema: s, id: ss.ID}
 	p.prepared[code] = pr
 	return pr, nil
 }

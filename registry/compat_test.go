@@ -161,7 +161,7 @@ func TestHambaClientDecodesJutongRecords(t *testing.T) {
 	defer c.Close()
 	_, url := openURL(t, c)
 	ctx := context.Background()
-	hc, err := hregistry.NewClient(url)
+	hc, err := hregistry.NewClient(url, hregistry.WithBasicAuth(adminUser, adminPass))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,9 @@ import (
 	"github.com/jutong/jutong/schemas"
 )
 
-// Handler serves the Confluent Schema Registry REST API subset backed by s.
-func Handler(s *Store, log *slog.Logger) http.Handler {
+// Handler serves the Confluent Schema Registry REST API subset backed by s,
+// to the principals acc lets in.
+func Handler(s *Store, acc Access, log *slog.Logger) http.Handler {
 	h := &handler{s: s, log: log}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /subjects", h.subjects)
@@ -35,7 +36,7 @@ func Handler(s *Store, log *slog.Logger) http.Handler {
 	mux.HandleFunc("GET /schemas/ids/{id}/versions", h.usages)
 	mux.HandleFunc("GET /schemas/types", func(w http.ResponseWriter, r *http.Request) { h.reply(w, []string{"AVRO"}) })
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { h.reply(w, map[string]any{}) })
-	return mux
+	return acc.guard(mux, log)
 }
 
 type handler struct {

@@ -18,10 +18,23 @@ import (
 	"github.com/jutong/jutong/schemas"
 )
 
+// The registry's principals in these tests: the bus's admin and one reader.
+const (
+	adminUser, adminPass   = "jutong", "admin-secret-for-tests"
+	readerUser, readerPass = "tax", "reader-secret-for-tests"
+)
+
+var testAccess = registry.Access{Admin: adminUser, AdminPassword: adminPass, Reader: func(u string) (string, bool) {
+	if u == readerUser {
+		return readerPass, true
+	}
+	return "", false
+}}
+
 func open(t *testing.T, c *kfake.Cluster) (*registry.Store, *sr.Client) {
 	t.Helper()
 	st, url := openURL(t, c)
-	rc, err := sr.NewClient(sr.URLs(url))
+	rc, err := sr.NewClient(sr.URLs(url), sr.BasicAuth(adminUser, adminPass))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +56,7 @@ func openURL(t *testing.T, c *kfake.Cluster) (*registry.Store, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	srv := httptest.NewServer(registry.Handler(st, slog.New(slog.DiscardHandler)))
+	srv := httptest.NewServer(registry.Handler(st, testAccess, slog.New(slog.DiscardHandler)))
 	t.Cleanup(srv.Close)
 	return st, srv.URL
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sort"
 	"strings"
 	"sync"
@@ -278,7 +279,16 @@ func (s *Store) Register(ctx context.Context, subject, schema string) (*Version,
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	for attempt := 0; attempt < 5; attempt++ {
+	for attempt := 0; attempt < 30; attempt++ {
+		if attempt > 0 {
+			// Lost a race to another instance: back off a random while so
+			// that the two stop taking the same numbers in step.
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Duration(rand.Int64N(int64(10*time.Millisecond) * int64(min(attempt, 10))))):
+			}
+		}
 		if v, err := s.Lookup(subject, schema); err == nil {
 			return v, nil
 		}

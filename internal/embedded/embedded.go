@@ -69,7 +69,7 @@ func Start(_ context.Context, cfg Config, log *slog.Logger) (*Cluster, error) {
 	}
 	if cfg.DataDir != "" {
 		dir := filepath.Join(cfg.DataDir, "kafka")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, err
 		}
 		opts = append(opts, kfake.DataDir(dir))

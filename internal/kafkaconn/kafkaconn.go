@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"github.com/twmb/franz-go/pkg/sr"
 )
 
 // Config is how to reach and authenticate to a Kafka cluster.
@@ -51,6 +52,17 @@ func NewClient(opts []kgo.Opt, extra ...kgo.Opt) (*kgo.Client, error) {
 		return nil, fmt.Errorf("kafka: no connection options (seed brokers) given")
 	}
 	return kgo.NewClient(append(slices.Clone(opts), extra...)...)
+}
+
+// RegistryOpts reach the schema registry at url as the same principal
+// (HTTP basic auth with the SASL user and password, as Confluent's
+// basic.auth.credentials.source=SASL_INHERIT).
+func (c Config) RegistryOpts(url string) []sr.ClientOpt {
+	opts := []sr.ClientOpt{sr.URLs(url)}
+	if c.User != "" {
+		opts = append(opts, sr.BasicAuth(c.User, c.Password))
+	}
+	return opts
 }
 
 // Client creates a client for c with extra options.

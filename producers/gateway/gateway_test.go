@@ -186,18 +186,25 @@ func TestGatewayToTheTopic(t *testing.T) {
 }
 
 // TestUnregistrableSchemaFailsTheRequest: when the item's schema cannot be
-// registered (its subject holds an incompatible schema), nothing can be
-// published: the request fails as a whole with 503 and may be retried; it
-// never answers 200 with results that say nothing.
+// registered (an admin's mistake replaced its subject with an incompatible
+// schema; departments cannot write the registry), nothing can be published:
+// the request fails as a whole with 503 and may be retried; it never
+// answers 200 with results that say nothing.
 func TestUnregistrableSchemaFailsTheRequest(t *testing.T) {
 	b, cat := startBus(t)
 	it := cat.Item(item)
-	reg, err := sr.NewClient(sr.URLs(b.RegistryURL()))
+	reg, err := sr.NewClient(b.RegistryOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx := context.Background()
+	for _, how := range []sr.DeleteHow{sr.SoftDelete, sr.HardDelete} {
+		if _, err := reg.DeleteSubject(ctx, it.Subject(), how); err != nil {
+			t.Fatal(err)
+		}
+	}
 	squat := `{"type":"record","name":"Squat","fields":[{"name":"x","type":"int"}]}`
-	if _, err := reg.CreateSchema(context.Background(), it.Subject(), sr.Schema{Schema: squat, Type: sr.TypeAvro}); err != nil {
+	if _, err := reg.CreateSchema(ctx, it.Subject(), sr.Schema{Schema: squat, Type: sr.TypeAvro}); err != nil {
 		t.Fatal(err)
 	}
 	gen := synth.New(it, 3, time.Now())

@@ -151,7 +151,7 @@ func benchTopicsOnce(ctx context.Context, self, dir string, n, partitions int, p
 // that discovers thousands of new topics one at a time spends its time in
 // metadata.
 func produceOnePerTopic(ctx context.Context, b *bus.Bus, cat *catalog.Catalog) error {
-	reg, err := sr.NewClient(sr.URLs(b.RegistryURL()))
+	reg, err := sr.NewClient(b.RegistryOpts()...)
 	if err != nil {
 		return err
 	}

@@ -51,7 +51,7 @@ func (c controlClient) call(dept, method, path string, body any, out any) int {
 		rd = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, c.url+path, rd)
-	req.Header.Set("Authorization", "Bearer "+c.b.Tokens[dept])
+	req.Header.Set("Authorization", "Bearer "+c.b.Officers[dept])
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.t.Fatal(err)

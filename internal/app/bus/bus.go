@@ -74,7 +74,8 @@ type Config struct {
 	// from credentials.json (always done on the embedded cluster).
 	CreateUsers bool
 	// SecretsDir holds credentials.json (the departments' SCRAM passwords)
-	// and tokens.json (their gateway tokens); default DataDir, or memory.
+	// tokens.json (their publishing tokens) and officers.json (their
+	// officers' tokens); default DataDir, or memory.
 	SecretsDir string
 	// PostgresDSN and ClickHouseDSN select the sinks; empty skips one.
 	PostgresDSN, ClickHouseDSN string
@@ -101,10 +102,13 @@ type Bus struct {
 	cfg   Config
 	kafka kafkaconn.Config
 	kopts []kgo.Opt // kafka as client options, for the components
-	// Credentials are the departments' SCRAM passwords; Tokens their gateway
-	// bearer tokens.
+	// Credentials are the departments' SCRAM passwords; Tokens their
+	// publishing (gateway) bearer tokens; Officers their officers' bearer
+	// tokens for the control API (apply, approve, refuse, revoke). A
+	// publishing token cannot act as an officer, nor an officer's publish.
 	Credentials access.Credentials
 	Tokens      access.Tokens
+	Officers    access.Tokens
 	// Metrics is the registry every component registers on, served at /metrics.
 	Metrics *prometheus.Registry
 	// Registry is the schema registry's store (nil with an external registry).
@@ -154,7 +158,7 @@ func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
 		}
 	}()
 	for _, step := range []func(context.Context) error{
-		b.startKafka, b.ensureTopics, b.loadPrincipals, b.serveRegistry, b.pipelineConfig,
+		b.startKafka, b.ensureTopics, b.loadPrincipals, b.serveRegistry, b.registerSchemas, b.pipelineConfig,
 	} {
 		if err := step(ctx); err != nil {
 			return nil, err
@@ -223,14 +227,17 @@ func (b *Bus) ensureTopics(ctx context.Context) error {
 // loadPrincipals loads (or creates) the departments' credentials and tokens,
 // and sets their SCRAM users.
 func (b *Bus) loadPrincipals(ctx context.Context) (err error) {
-	credPath, tokPath := "", ""
-	if b.cfg.SecretsDir != "" {
-		credPath, tokPath = filepath.Join(b.cfg.SecretsDir, "credentials.json"), filepath.Join(b.cfg.SecretsDir, "tokens.json")
+	credPath, tokPath, offPath := "", "", ""
+	if d := b.cfg.SecretsDir; d != "" {
+		credPath, tokPath, offPath = filepath.Join(d, "credentials.json"), filepath.Join(d, "tokens.json"), filepath.Join(d, "officers.json")
 	}
 	if b.Credentials, err = access.LoadOrCreate(credPath, b.cfg.Catalog); err != nil {
 		return err
 	}
 	if b.Tokens, err = access.LoadOrCreateTokens(tokPath, b.cfg.Catalog); err != nil {
+		return err
+	}
+	if b.Officers, err = access.LoadOrCreateTokens(offPath, b.cfg.Catalog); err != nil {
 		return err
 	}
 	// On the embedded cluster Jutong owns the departments' users. On a real
@@ -264,9 +271,37 @@ func (b *Bus) serveRegistry(ctx context.Context) (err error) {
 	if b.Registry, err = registry.Open(ctx, admin, registry.DefaultTopic, log.With("component", "registry")); err != nil {
 		return err
 	}
-	url, err := b.serve(b.cfg.RegistryAddr, httpmetrics.Wrap(registry.Handler(b.Registry, log), b.Metrics, "registry"), "schema registry")
+	// The bus's admin writes; a department's principal, with its Kafka
+	// password, reads.
+	acc := registry.Access{Admin: b.kafka.User, AdminPassword: b.kafka.Password, Reader: func(user string) (string, bool) {
+		p, ok := b.Credentials[user]
+		return p, ok
+	}}
+	url, err := b.serve(b.cfg.RegistryAddr, httpmetrics.Wrap(registry.Handler(b.Registry, acc, log), b.Metrics, "registry"), "schema registry")
 	b.regURL = url
 	return err
+}
+
+// registerSchemas registers the items' schemas with ApplyTopics, as
+// `jutong catalog apply` does: the departments' clients only look them up.
+func (b *Bus) registerSchemas(ctx context.Context) error {
+	if !b.cfg.ApplyTopics {
+		return nil
+	}
+	rc, err := sr.NewClient(b.RegistryOpts()...)
+	if err != nil {
+		return err
+	}
+	for _, it := range b.cfg.Catalog.Items {
+		s, err := schemas.For(it)
+		if err != nil {
+			return err
+		}
+		if _, err := rc.RegisterSchema(ctx, it.Subject(), sr.Schema{Schema: s.JSON, Type: sr.TypeAvro}, -1, -1); err != nil {
+			return fmt.Errorf("register %s: %w", it.Subject(), err)
+		}
+	}
+	return nil
 }
 
 // serve serves h on addr until Close, and returns its base URL.
@@ -293,12 +328,12 @@ func (b *Bus) serve(addr string, h http.Handler, what string) (string, error) {
 // pipelineConfig is what every runner of the bus shares: one schema cache
 // for every pipeline.
 func (b *Bus) pipelineConfig(context.Context) error {
-	reg, err := sr.NewClient(sr.URLs(b.regURL))
+	reg, err := sr.NewClient(b.RegistryOpts()...)
 	if err != nil {
 		return err
 	}
 	b.pcfg = b.cfg.Pipeline
-	b.pcfg.Kafka, b.pcfg.RegistryURL, b.pcfg.Catalog = b.kopts, b.regURL, b.cfg.Catalog
+	b.pcfg.Kafka, b.pcfg.Registry, b.pcfg.Catalog = b.kopts, b.RegistryOpts(), b.cfg.Catalog
 	b.pcfg.Log = b.cfg.Log.With("component", "pipeline")
 	b.pcfg.Metrics = b.Metrics
 	b.pcfg.Decoder = schemas.NewDecoder(reg)
@@ -336,7 +371,7 @@ func (b *Bus) serveAPI() (err error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(b.Metrics, promhttp.HandlerOpts{Registry: b.Metrics}))
-	ctl := httpmetrics.Wrap(control.Handler(b.Control, b.Tokens, b.cfg.Log.With("component", "control")), b.Metrics, "control")
+	ctl := httpmetrics.Wrap(control.Handler(b.Control, b.Officers, b.cfg.Log.With("component", "control")), b.Metrics, "control")
 	for _, route := range []string{"/v1/applications", "/v1/applications/", "/v1/grants", "/v1/responsibilities"} {
 		mux.Handle(route, ctl)
 	}
@@ -436,6 +471,10 @@ func InternalTopics(cat *catalog.Catalog) []topics.Spec {
 // RegistryURL is the schema registry's base URL.
 func (b *Bus) RegistryURL() string { return b.regURL }
 
+// RegistryOpts reach the schema registry as the bus's admin (its Kafka
+// user and password, for Jutong's registry and an external one alike).
+func (b *Bus) RegistryOpts() []sr.ClientOpt { return b.kafka.RegistryOpts(b.regURL) }
+
 // Kafka returns the connection settings Jutong's components use.
 func (b *Bus) Kafka() kafkaconn.Config { return b.kafka }
 
@@ -447,7 +486,7 @@ func (b *Bus) ClickHouseDSN() string { return b.cfg.ClickHouseDSN }
 // DoorConfig is the configuration of the bus's door, for a door of one's
 // own (with NoDoor).
 func (b *Bus) DoorConfig() door.Config {
-	return door.Config{Catalog: b.cfg.Catalog, Kafka: b.kopts, RegistryURL: b.regURL, Decoder: b.pcfg.Decoder,
+	return door.Config{Catalog: b.cfg.Catalog, Kafka: b.kopts, Registry: b.RegistryOpts(), Decoder: b.pcfg.Decoder,
 		Window: b.cfg.IdempotencyWindow, Log: b.cfg.Log.With("component", "door"), Metrics: b.Metrics}
 }
 

@@ -65,13 +65,14 @@ func crashChild() {
 	if err != nil {
 		fail(err)
 	}
-	kopts, err := kafkaconn.Config{Brokers: strings.Split(os.Getenv(envBrokers), ","), User: "jutong", Password: "test-secret"}.Opts()
+	k := kafkaconn.Config{Brokers: strings.Split(os.Getenv(envBrokers), ","), User: "jutong", Password: "test-secret"}
+	kopts, err := k.Opts()
 	if err != nil {
 		fail(err)
 	}
 	cfg := pipeline.Config{
-		Kafka:       kopts,
-		RegistryURL: os.Getenv(envRegistry), Catalog: cat, InstanceID: "crash-child", Log: log,
+		Kafka:    kopts,
+		Registry: k.RegistryOpts(os.Getenv(envRegistry)), Catalog: cat, InstanceID: "crash-child", Log: log,
 		MaxBatch: 5000,
 	}
 	if n, err := strconv.Atoi(os.Getenv("JUTONG_CRASH_BATCH")); err == nil && n > 0 {
@@ -275,7 +276,7 @@ func (c *crashRun) refusalsAndAudit(ctx context.Context, wg *sync.WaitGroup) {
 // sum over partitions of the offset after the last record (the door writes
 // in transactions, whose markers take offsets too).
 func (c *crashRun) expected(ctx context.Context) (want map[string]map[string]int64, ends map[string]int64) {
-	reg, err := sr.NewClient(sr.URLs(c.b.RegistryURL()))
+	reg, err := sr.NewClient(c.b.RegistryOpts()...)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func TestHostileDepartment(t *testing.T) {
 	t.Run("forbidden reads", func(t *testing.T) { forbiddenReads(ctx, t, b, cat, dept) })
 
 	// Records to its own inbox, framed with the item's real schema.
-	reg, err := sr.NewClient(sr.URLs(b.RegistryURL()))
+	reg, err := sr.NewClient(b.RegistryOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestRecordTheDatabaseRefuses(t *testing.T) {
 	it := cat.Item(item)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	reg, err := sr.NewClient(sr.URLs(b.RegistryURL()))
+	reg, err := sr.NewClient(b.RegistryOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,6 +388,20 @@ func TestItemWithoutTopicStopsNothing(t *testing.T) {
 	const other = "health.vaccination"
 	if _, err := kadm.NewClient(admin).CreateTopic(ctx, 1, 1, nil, other); err != nil {
 		t.Fatal(err)
+	}
+	// Both schemas registered, as by an apply that failed half-way.
+	reg, err := sr.NewClient(b.RegistryOpts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, code := range []string{item, other} {
+		s, err := schemas.For(cat.Item(code))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.CreateSchema(ctx, cat.Item(code).Subject(), sr.Schema{Schema: s.JSON}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	publishItem(t, b, cat, item, 5, 1)  // market supervision: no topic
 	publishItem(t, b, cat, other, 5, 2) // health: its topic exists

@@ -48,8 +48,8 @@ func runCatalog(ctx context.Context, args []string, out, errOut io.Writer) error
 	asJSON := fs.Bool("json", false, "print JSON instead of a table (list, show)")
 	regURL := fs.EnvString("registry", "JUTONG_REGISTRY_URL", "", "schema registry URL (check: optional; apply: required)")
 	brokers := fs.EnvString("brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers (apply)")
-	user := fs.EnvString("kafka-user", "JUTONG_KAFKA_USER", "jutong", "SASL/SCRAM user (apply); empty for none")
-	pass := fs.EnvString("kafka-password", "JUTONG_KAFKA_PASSWORD", "jutong-dev", "its password (apply)")
+	user := fs.EnvString("kafka-user", "JUTONG_ADMIN_USER", "jutong", "the bus's admin: SASL/SCRAM user for apply, registry user for check and apply")
+	pass := fs.EnvString("kafka-password", "JUTONG_ADMIN_PASSWORD", "", "its password (jutong dev writes it to --data-dir/jutong.env)")
 	dryRun := fs.Bool("dry-run", false, "apply: print the changes without making them")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -67,7 +67,8 @@ func runCatalog(ctx context.Context, args []string, out, errOut io.Writer) error
 		}
 		return catalogShow(cat, fs.Arg(0), *asJSON, out)
 	case "check":
-		return catalogCheck(ctx, cat, *regURL, out)
+		k := kafkaconn.Config{User: *user, Password: *pass}
+		return catalogCheck(ctx, cat, k, *regURL, out)
 	case "apply":
 		if *regURL == "" {
 			*regURL = "http://127.0.0.1:8081"
@@ -187,11 +188,11 @@ func or(s, def string) string {
 }
 
 // catalogCheck validates (done by loading) and checks every schema.
-func catalogCheck(ctx context.Context, cat *catalog.Catalog, regURL string, out io.Writer) error {
+func catalogCheck(ctx context.Context, cat *catalog.Catalog, k kafkaconn.Config, regURL string, out io.Writer) error {
 	var rc *sr.Client
 	if regURL != "" {
 		var err error
-		if rc, err = sr.NewClient(sr.URLs(regURL)); err != nil {
+		if rc, err = sr.NewClient(k.RegistryOpts(regURL)...); err != nil {
 			return err
 		}
 	}
@@ -216,7 +217,7 @@ func catalogApply(ctx context.Context, cat *catalog.Catalog, k kafkaconn.Config,
 	if err != nil {
 		return err
 	}
-	rc, err := sr.NewClient(sr.URLs(regURL))
+	rc, err := sr.NewClient(k.RegistryOpts(regURL)...)
 	if err != nil {
 		return err
 	}

@@ -66,7 +66,7 @@ func TestCatalogApplyIsIdempotent(t *testing.T) {
 		t.Fatalf("second apply: %v\n%s", err, out)
 	}
 	// A catalog change that adds a required field is refused by check.
-	out, err = run(t, "catalog", "check", "--registry", b.RegistryURL())
+	out, err = run(t, "catalog", "check", "--registry", b.RegistryURL(), "--kafka-user", "jutong", "--kafka-password", "pw")
 	if err != nil || !strings.Contains(out, "schemas compatible with") {
 		t.Fatalf("check against the registry: %v %s", err, out)
 	}
@@ -81,7 +81,7 @@ func TestCatalogApplyIsIdempotent(t *testing.T) {
 	if err := os.WriteFile(path, []byte(changed), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = run(t, "catalog", "check", "--catalog", dir, "--registry", b.RegistryURL())
+	_, err = run(t, "catalog", "check", "--catalog", dir, "--registry", b.RegistryURL(), "--kafka-user", "jutong", "--kafka-password", "pw")
 	if err == nil || !strings.Contains(err.Error(), "item legal_person.tax_credit_rating") || !strings.Contains(err.Error(), "field data.tax_office: added without a default") {
 		t.Fatalf("check of an incompatible change: %v", err)
 	}

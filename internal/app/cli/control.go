@@ -22,8 +22,8 @@ import (
 	"github.com/jutong/jutong/internal/kafkaconn"
 )
 
-const controlDesc = `Talks to the control API of a running bus (jutong dev, demo or serve) as a department,
-authenticated by its bearer token.`
+const controlDesc = `Talks to the control API of a running bus (jutong dev, demo or serve) as a department's
+officer, authenticated by the officer's bearer token (not the publishing token).`
 
 // controlFlags are what every control command takes.
 type controlFlags struct {
@@ -34,8 +34,8 @@ type controlFlags struct {
 func (c *controlFlags) register(fs *cmdflag.FlagSet) {
 	fs.EnvStringVar(&c.api, "api", "JUTONG_API_URL", "http://127.0.0.1:8080", "the bus's HTTP API")
 	fs.EnvStringVar(&c.dept, "department", "JUTONG_DEPARTMENT", "", "the acting department's code")
-	fs.EnvStringVar(&c.token, "token", "JUTONG_TOKEN", "", "its bearer token; default: from --tokens")
-	fs.EnvStringVar(&c.tokens, "tokens", "JUTONG_TOKENS", filepath.Join(".jutong", "tokens.json"), "the departments' tokens, as jutong dev writes them")
+	fs.EnvStringVar(&c.token, "token", "JUTONG_OFFICER_TOKEN", "", "its officer's bearer token; default: from --officers")
+	fs.EnvStringVar(&c.tokens, "officers", "JUTONG_OFFICERS", filepath.Join(".jutong", "officers.json"), "the departments' officer tokens, as jutong dev writes them")
 	fs.EnvStringVar(&c.catalogDir, "catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	fs.BoolVar(&c.asJSON, "json", false, "print JSON")
 }
@@ -293,7 +293,7 @@ Subcommands:
 	catDir := fs.EnvString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	brokers := fs.EnvString("brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers")
 	user := fs.EnvString("admin-user", "JUTONG_ADMIN_USER", "jutong", "a Kafka user allowed to alter SCRAM users")
-	pass := fs.EnvString("admin-password", "JUTONG_ADMIN_PASSWORD", "jutong-dev", "its password")
+	pass := fs.EnvString("admin-password", "JUTONG_ADMIN_PASSWORD", "", "its password (jutong dev writes it to --data-dir/jutong.env)")
 	creds := fs.EnvString("credentials", "JUTONG_CREDENTIALS", filepath.Join(".jutong", "credentials.json"), "the departments' SCRAM passwords")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err

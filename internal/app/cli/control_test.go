@@ -33,7 +33,7 @@ func TestControlCommands(t *testing.T) {
 	run := func(dept string, args ...string) string {
 		t.Helper()
 		var out, errOut bytes.Buffer
-		args = append(args, "--api", b.APIURL(), "--tokens", filepath.Join(secrets, "tokens.json"), "--department", dept)
+		args = append(args, "--api", b.APIURL(), "--officers", filepath.Join(secrets, "officers.json"), "--department", dept)
 		if code := Run(ctx, args, &out, &errOut); code != 0 {
 			t.Fatalf("jutong %s: exit %d: %s", strings.Join(args, " "), code, errOut.String())
 		}
@@ -63,9 +63,9 @@ func TestControlCommands(t *testing.T) {
 	}
 	// A refusal without a reason is refused, naming the field.
 	var o, e bytes.Buffer
-	out = run("tax", "apply", "--item", "legal_person.tax_credit_rating", "--purpose", "融资授信")
+	out = run("civil_affairs", "apply", "--item", "legal_person.tax_credit_rating", "--purpose", "低保资格核查")
 	id2 := regexp.MustCompile(`application (app-[0-9a-f]+)`).FindStringSubmatch(out)[1]
-	if code := Run(ctx, []string{"refuse", id2, "--api", b.APIURL(), "--tokens", filepath.Join(secrets, "tokens.json"), "--department", "big_data"}, &o, &e); code == 0 || !strings.Contains(e.String(), "reason") {
+	if code := Run(ctx, []string{"refuse", id2, "--api", b.APIURL(), "--officers", filepath.Join(secrets, "officers.json"), "--department", "big_data"}, &o, &e); code == 0 || !strings.Contains(e.String(), "reason") {
 		t.Fatalf("a refusal without a reason: exit %d, %s", code, e.String())
 	}
 	var rout, rerr bytes.Buffer

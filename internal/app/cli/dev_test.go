@@ -218,7 +218,12 @@ func devRestart(t *testing.T, sigkill bool) {
 
 	addrs, stop := startDev(t, args)
 	defer stop()
-	k := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(addrs["Kafka brokers"]), User: "jutong", Password: "jutong-dev"}
+	// No default password: dev made one, kept for the CLI in jutong.env.
+	env := readEnv(t, filepath.Join(dir, "jutong.env"))
+	if env["JUTONG_ADMIN_PASSWORD"] == "" || env["JUTONG_ADMIN_PASSWORD"] == "jutong-dev" {
+		t.Fatalf("dev's admin password is %q", env["JUTONG_ADMIN_PASSWORD"])
+	}
+	k := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(addrs["Kafka brokers"]), User: env["JUTONG_ADMIN_USER"], Password: env["JUTONG_ADMIN_PASSWORD"]}
 	cl, err := k.Client(kgo.ConsumeTopics(item), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -352,4 +357,20 @@ func TestNoSecretInLogsOrMetrics(t *testing.T) {
 			t.Errorf("%s appears in the output, the logs or /metrics", what)
 		}
 	}
+}
+
+// readEnv reads a KEY=VALUE file as jutong dev writes jutong.env.
+func readEnv(t *testing.T, path string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok && !strings.HasPrefix(l, "#") {
+			env[k] = v
+		}
+	}
+	return env
 }

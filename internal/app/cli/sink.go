@@ -41,8 +41,8 @@ func runSink(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fromOffset := fs.Int64("from-offset", 0, "replay every partition from this offset (clamped to the log start)")
 	fromTime := fs.String("from-time", "", "replay from the first record at or after this time (RFC 3339, e.g. 2026-11-20T00:00:00+08:00)")
 	brokers := fs.EnvString("brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers")
-	user := fs.EnvString("kafka-user", "JUTONG_KAFKA_USER", "jutong", "SASL/SCRAM user allowed to read the item")
-	pass := fs.EnvString("kafka-password", "JUTONG_KAFKA_PASSWORD", "jutong-dev", "its password")
+	user := fs.EnvString("kafka-user", "JUTONG_ADMIN_USER", "jutong", "SASL/SCRAM user allowed to read the item (and the registry)")
+	pass := fs.EnvString("kafka-password", "JUTONG_ADMIN_PASSWORD", "", "its password (jutong dev writes the admin's to --data-dir/jutong.env)")
 	reg := fs.EnvString("registry", "JUTONG_REGISTRY_URL", "http://127.0.0.1:8081", "schema registry URL")
 	pgDSN := fs.EnvString("postgres-dsn", "JUTONG_POSTGRES_DSN", "", "the PostgreSQL sink's database")
 	chDSN := fs.EnvString("clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "the ClickHouse sink's database")
@@ -93,11 +93,12 @@ func runSink(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return fmt.Errorf("--sink %q: want postgres or clickhouse", *sinkKind)
 	}
 	defer sink.Close()
-	kopts, err := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass}.Opts()
+	k := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass}
+	kopts, err := k.Opts()
 	if err != nil {
 		return err
 	}
-	return replay(ctx, out, errOut, sink, it, from, pipeline.Config{Kafka: kopts, RegistryURL: *reg, Catalog: cat})
+	return replay(ctx, out, errOut, sink, it, from, pipeline.Config{Kafka: kopts, Registry: k.RegistryOpts(*reg), Catalog: cat})
 }
 
 func replay(ctx context.Context, out, errOut io.Writer, sink pipeline.Replayer, it *catalog.Item, from pipeline.From, cfg pipeline.Config) error {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/jutong/jutong/access"
 	"github.com/jutong/jutong/catalog"
@@ -34,9 +35,9 @@ func (k KafkaACLs) Reconcile(ctx context.Context, want []access.ACL) (added, rem
 // FeedRunner runs the grants' masked feeds, each a feed.Sink driven by a
 // pipeline.Runner (exactly once, from the feed's own ledger).
 type FeedRunner struct {
-	Catalog     *catalog.Catalog
-	Kafka       []kgo.Opt
-	RegistryURL string
+	Catalog  *catalog.Catalog
+	Kafka    []kgo.Opt
+	Registry []sr.ClientOpt
 	// Pipeline configures the feeds' runners (Kafka, decoder, metrics).
 	Pipeline pipeline.Config
 	Log      *slog.Logger
@@ -85,7 +86,7 @@ func (f *FeedRunner) Sync(ctx context.Context, want map[string]feed.Grant) error
 
 func (f *FeedRunner) start(ctx context.Context, g feed.Grant) (*feedRun, error) {
 	it := f.Catalog.Item(g.Item)
-	sink, err := feed.New(ctx, feed.Config{Kafka: f.Kafka, RegistryURL: f.RegistryURL, Item: it, Grant: g,
+	sink, err := feed.New(ctx, feed.Config{Kafka: f.Kafka, Registry: f.Registry, Item: it, Grant: g,
 		Topic: f.Catalog.TopicConfig(it), Log: f.Log})
 	if err != nil {
 		return nil, err

@@ -18,6 +18,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/jutong/jutong/access"
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/cmdflag"
@@ -60,7 +61,7 @@ func (s *Flags) Register(fs *cmdflag.FlagSet, defDataDir string) {
 	fs.EnvStringVar(&s.RegistryAddr, "registry-addr", "JUTONG_REGISTRY_ADDR", "127.0.0.1:8081", "where the schema registry listens")
 	fs.EnvStringVar(&s.APIAddr, "api-addr", "JUTONG_API_ADDR", "127.0.0.1:8080", "where the HTTP API listens: the ingest gateway and /metrics")
 	fs.EnvStringVar(&s.AdminUser, "admin-user", "JUTONG_ADMIN_USER", "jutong", "the Kafka superuser (SCRAM-SHA-256) Jutong's components use")
-	fs.EnvStringVar(&s.AdminPassword, "admin-password", "JUTONG_ADMIN_PASSWORD", "jutong-dev", "its password")
+	fs.EnvStringVar(&s.AdminPassword, "admin-password", "JUTONG_ADMIN_PASSWORD", "", "its password; empty: a random one kept in --data-dir/admin.json")
 	fs.EnvStringVar(&s.PostgresDSN, "postgres-dsn", localsvc.EnvPostgresDSN, "", "PostgreSQL for the base databases; dev uses the database it names (created if missing); empty starts a local server under --data-dir")
 	fs.EnvStringVar(&s.ClickHouseDSN, "clickhouse-dsn", localsvc.EnvClickHouseDSN, "", "ClickHouse (native protocol) for analytics; dev uses the database it names (created if missing); empty starts a local server under --data-dir")
 	fs.BoolVar(&s.Verbose, "v", false, "log progress (info level) to stderr")
@@ -82,6 +83,8 @@ type Stack struct {
 	// databases (the demo's summary, the benchmarks' checks).
 	PGPool *pgxpool.Pool
 	CHConn driver.Conn
+
+	admin, adminPassword string
 }
 
 // Start provides the databases (DSN or local servers), creates the
@@ -98,7 +101,20 @@ func Start(ctx context.Context, s *Flags, db string, fresh bool, log *slog.Logge
 	if len(ports) != s.Brokers {
 		return nil, fmt.Errorf("--kafka-ports lists %d ports for %d brokers", len(ports), s.Brokers)
 	}
-	st := &Stack{DataDir: s.DataDir, Catalog: cat, PGDB: db, CHDB: db}
+	// The data directory holds partitions with personal data and every
+	// secret of the bus: its owner's alone.
+	if err := os.MkdirAll(s.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(s.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	if s.AdminPassword == "" {
+		if s.AdminPassword, err = access.LoadOrCreateAdmin(filepath.Join(s.DataDir, "admin.json"), s.AdminUser); err != nil {
+			return nil, err
+		}
+	}
+	st := &Stack{DataDir: s.DataDir, Catalog: cat, PGDB: db, CHDB: db, admin: s.AdminUser, adminPassword: s.AdminPassword}
 	defer func() {
 		if err != nil {
 			st.Close()
@@ -154,7 +170,31 @@ func Start(ctx context.Context, s *Flags, db string, fresh bool, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
+	if err := st.writeEnv(); err != nil {
+		return nil, err
+	}
 	return st, nil
+}
+
+// EnvFile is where dev and demo write the admin's settings for the CLI.
+func (st *Stack) EnvFile() string { return filepath.Join(st.DataDir, "jutong.env") }
+
+// writeEnv writes the settings the jutong CLI needs to act as the bus's
+// admin (catalog apply, grants, dept rotate, sink replay) to EnvFile
+// (0600): the secrets stay out of the printed summary and the logs.
+func (st *Stack) writeEnv() error {
+	k := st.Bus.Kafka()
+	lines := []string{
+		"# The bus's admin for the jutong CLI: set -a; . " + st.EnvFile() + "; set +a",
+		"# Private: it holds the Kafka superuser's password.",
+		"JUTONG_KAFKA_BROKERS=" + strings.Join(k.Brokers, ","),
+		"JUTONG_ADMIN_USER=" + st.admin,
+		"JUTONG_ADMIN_PASSWORD=" + st.adminPassword,
+		"JUTONG_REGISTRY_URL=" + st.Bus.RegistryURL(),
+		"JUTONG_API_URL=" + st.Bus.APIURL(),
+		"JUTONG_CREDENTIALS=" + filepath.Join(st.DataDir, "credentials.json"),
+	}
+	return os.WriteFile(st.EnvFile(), []byte(strings.Join(lines, "\n")+"\n"), 0o600)
 }
 
 func (st *Stack) Close() {
@@ -175,6 +215,7 @@ func (st *Stack) Close() {
 func (st *Stack) Describe(w io.Writer) {
 	fmt.Fprintf(w, "  Kafka brokers      %s  (SASL/SCRAM-SHA-256)\n", strings.Join(st.Bus.Kafka().Brokers, ","))
 	fmt.Fprintf(w, "  Credentials        %s  (one SCRAM user per department)\n", filepath.Join(st.DataDir, "credentials.json"))
+	fmt.Fprintf(w, "  Admin (CLI)        set -a; . %s; set +a  (the superuser's password, for jutong catalog/grant/dept/sink)\n", st.EnvFile())
 	fmt.Fprintf(w, "  Schema registry    %s\n", st.Bus.RegistryURL())
 	fmt.Fprintf(w, "  HTTP gateway       %s/v1/items/{code}/events  (tokens: %s)\n", st.Bus.APIURL(), filepath.Join(st.DataDir, "tokens.json"))
 	fmt.Fprintf(w, "  Metrics            %s/metrics\n", st.Bus.APIURL())
