@@ -2,6 +2,7 @@ package consumers
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"time"
@@ -69,6 +70,16 @@ func Registry(url string) Opt { return func(c *cfg) { c.registryURL = url } }
 // HTTPS with a private CA, sr.BasicAuth for other credentials.
 func RegistryOpts(opts ...sr.ClientOpt) Opt {
 	return func(c *cfg) { c.registryOpts = append(c.registryOpts, opts...) }
+}
+
+// TLS connects to Kafka (SASL_SSL) and to the registry (HTTPS) with c:
+// for a bus whose certificates a private CA signed, a config whose RootCAs
+// hold that CA (jutong dev prints where its ca.pem is).
+func TLS(c *tls.Config) Opt {
+	return func(cfg *cfg) {
+		cfg.kafkaOpts = append(cfg.kafkaOpts, kgo.DialTLSConfig(c.Clone()))
+		cfg.registryOpts = append(cfg.registryOpts, sr.DialTLSConfig(c.Clone()))
+	}
 }
 
 // registry is how the client reaches the registry.

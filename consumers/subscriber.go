@@ -72,6 +72,7 @@ func New(ctx context.Context, cat *catalog.Catalog, department string, items []s
 	if err != nil {
 		return nil, fmt.Errorf("consumers: %w", err)
 	}
+	conn = append(conn, c.kafkaOpts...) // TLS and the caller's own
 	feeds, err := grantedFeeds(ctx, conn, department)
 	if err != nil {
 		return nil, err

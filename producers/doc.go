@@ -9,7 +9,7 @@
 //
 //	pub, err := producers.New(ctx, cat, "market_supervision",
 //		producers.Brokers("127.0.0.1:9092"), producers.SASL(user, pass),
-//		producers.Registry("http://127.0.0.1:8081"))
+//		producers.Registry("https://127.0.0.1:8081"))
 //	...
 //	err = pub.Publish(ctx, "legal_person.enterprise_registration", events...)
 package producers

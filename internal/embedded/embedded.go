@@ -6,6 +6,7 @@ package embedded
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"os"
@@ -25,6 +26,11 @@ type Config struct {
 	// AdminUser and AdminPassword are the SCRAM-SHA-256 superuser that
 	// Jutong's own components use.
 	AdminUser, AdminPassword string
+	// TLS, when set, makes every listener SASL_SSL with the certificate
+	// in it (there is then no plaintext listener); CAFile is the CA the
+	// admin's clients trust.
+	TLS    *tls.Config
+	CAFile string
 }
 
 // Cluster is a running embedded cluster.
@@ -67,6 +73,9 @@ func Start(_ context.Context, cfg Config, log *slog.Logger) (*Cluster, error) {
 		kfake.DefaultNumPartitions(6),
 		kfake.WithLogger(slogLogger{log.With("component", "kafka")}),
 	}
+	if cfg.TLS != nil {
+		opts = append(opts, kfake.TLS(cfg.TLS))
+	}
 	if cfg.DataDir != "" {
 		dir := filepath.Join(cfg.DataDir, "kafka")
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -78,8 +87,8 @@ func Start(_ context.Context, cfg Config, log *slog.Logger) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded kafka on ports %v: %w", cfg.Ports, err)
 	}
-	cl := &Cluster{c: c, admin: kafkaconn.Config{Brokers: c.ListenAddrs(), User: cfg.AdminUser, Password: cfg.AdminPassword}}
-	log.Info("embedded kafka started", "brokers", c.ListenAddrs(), "data_dir", cfg.DataDir)
+	cl := &Cluster{c: c, admin: kafkaconn.Config{Brokers: c.ListenAddrs(), User: cfg.AdminUser, Password: cfg.AdminPassword, CAFile: cfg.CAFile}}
+	log.Info("embedded kafka started", "brokers", c.ListenAddrs(), "data_dir", cfg.DataDir, "tls", cfg.TLS != nil)
 	return cl, nil
 }
 

@@ -5,6 +5,7 @@
 package kafkaconn
 
 import (
+	"crypto/tls"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/jutong/jutong/internal/tlsca"
 )
 
 // Config is how to reach and authenticate to a Kafka cluster.
@@ -19,6 +22,17 @@ type Config struct {
 	Brokers  []string
 	User     string // SASL/SCRAM-SHA-256 user; empty means no SASL
 	Password string
+	// CAFile, when set, turns TLS on (SASL_SSL) for Kafka and the schema
+	// registry, trusting the CA certificate(s) in it.
+	CAFile string
+}
+
+// TLS is the client TLS configuration (nil without CAFile).
+func (c Config) TLS() (*tls.Config, error) {
+	if c.CAFile == "" {
+		return nil, nil
+	}
+	return tlsca.Client(c.CAFile)
 }
 
 // ParseBrokers splits a comma-separated broker list.
@@ -38,6 +52,13 @@ func (c Config) Opts() ([]kgo.Opt, error) {
 		return nil, fmt.Errorf("kafka: no brokers configured")
 	}
 	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...)}
+	tc, err := c.TLS()
+	if err != nil {
+		return nil, err
+	}
+	if tc != nil {
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
 	if c.User != "" {
 		opts = append(opts, kgo.SASL(scram.Auth{User: c.User, Pass: c.Password}.AsSha256Mechanism()))
 	}
@@ -57,10 +78,15 @@ func NewClient(opts []kgo.Opt, extra ...kgo.Opt) (*kgo.Client, error) {
 // RegistryOpts reach the schema registry at url as the same principal
 // (HTTP basic auth with the SASL user and password, as Confluent's
 // basic.auth.credentials.source=SASL_INHERIT).
+// With CAFile it trusts the same CA (a CA file that cannot be read fails
+// the client's first request, and Opts, with the reason).
 func (c Config) RegistryOpts(url string) []sr.ClientOpt {
 	opts := []sr.ClientOpt{sr.URLs(url)}
 	if c.User != "" {
 		opts = append(opts, sr.BasicAuth(c.User, c.Password))
+	}
+	if tc, err := c.TLS(); err == nil && tc != nil {
+		opts = append(opts, sr.DialTLSConfig(tc))
 	}
 	return opts
 }

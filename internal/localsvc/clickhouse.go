@@ -2,6 +2,8 @@ package localsvc
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -86,7 +88,7 @@ const chConfig = `<?xml version="1.0"?>
 const chUsers = `<?xml version="1.0"?>
 <yandex>
   <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
-  <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+  <users><default><password_sha256_hex>{{sha}}</password_sha256_hex><networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></default></users>
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
 </yandex>
 `
@@ -128,7 +130,19 @@ func startLocalClickHouse(ctx context.Context, log *slog.Logger, bin string, o O
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return fail(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(chUsers), 0o600); err != nil {
+	// The default user needs a password (its SHA-256 in users.xml); a
+	// server on a directory of its own keeps it there (0600).
+	pwPath := ""
+	if !throwaway {
+		pwPath = filepath.Join(dir, "jutong-password")
+	}
+	pw, err := password(pwPath)
+	if err != nil {
+		return fail(err)
+	}
+	sum := sha256.Sum256([]byte(pw))
+	users := strings.ReplaceAll(chUsers, "{{sha}}", hex.EncodeToString(sum[:]))
+	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(users), 0o600); err != nil {
 		return fail(err)
 	}
 	// An earlier run killed before it stopped its server left it running.
@@ -153,8 +167,8 @@ func startLocalClickHouse(ctx context.Context, log *slog.Logger, bin string, o O
 		return nil, fmt.Errorf("clickhouse: %v (logs in %s): %s%s", err, filepath.Join(dir, "log"),
 			tail(filepath.Join(dir, "log", "error.log"), 2000), tail(logPath, 1000))
 	}
-	c.DSN = "clickhouse://" + addr + "/default"
-	log.Info("started local ClickHouse", "dsn", c.DSN, "dir", dir, "throwaway", throwaway)
+	c.DSN = (&url.URL{Scheme: "clickhouse", User: url.UserPassword("default", pw), Host: addr, Path: "/default"}).String()
+	log.Info("started local ClickHouse", "dsn", Redact(c.DSN), "dir", dir, "throwaway", throwaway)
 	return c, nil
 }
 

@@ -178,6 +178,21 @@ func startLocalPostgres(ctx context.Context, log *slog.Logger, bin string, o Opt
 			return fail(fmt.Errorf("initdb in %s: %v: %s", data, err, out))
 		}
 	}
+	pwPath := ""
+	if !throwaway {
+		pwPath = filepath.Join(dir, "jutong-password")
+	}
+	pw, err := password(pwPath)
+	if err != nil {
+		return fail(err)
+	}
+	// Every login needs the password (SCRAM), on TCP and on the socket,
+	// except while Jutong sets it: then the socket, in a directory only the
+	// server's user can enter, trusts (see setPassword).
+	hba := filepath.Join(dir, "pg_hba.conf")
+	if err := writeHBA(hba, cred, true); err != nil {
+		return fail(err)
+	}
 	port := o.Port
 	if port == 0 {
 		if port, err = freePort(); err != nil {
@@ -185,6 +200,7 @@ func startLocalPostgres(ctx context.Context, log *slog.Logger, bin string, o Opt
 		}
 	}
 	args := []string{"-D", data, "-p", strconv.Itoa(port), "-k", dir, "-c", "listen_addresses=127.0.0.1",
+		"-c", "hba_file=" + hba, "-c", "unix_socket_permissions=0700", "-c", "password_encryption=scram-sha-256",
 		"-c", "max_connections=200", "-c", "shared_buffers=256MB", "-c", "max_wal_size=2GB"}
 	if throwaway {
 		// A throwaway server trades durability for speed: it holds test
@@ -202,24 +218,64 @@ func startLocalPostgres(ctx context.Context, log *slog.Logger, bin string, o Opt
 		p.Stop()
 		return nil, fmt.Errorf("postgres: %v (log %s): %s", err, logPath, tail(logPath, 2000))
 	}
-	p.DSN = fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", addr)
+	if err := setPassword(ctx, dir, port, pw, hba, cred); err != nil {
+		p.Stop()
+		return nil, err
+	}
+	p.DSN = (&url.URL{Scheme: "postgres", User: url.UserPassword("postgres", pw), Host: addr, Path: "/postgres", RawQuery: "sslmode=disable"}).String()
+	log.Info("started local PostgreSQL", "dsn", Redact(p.DSN), "dir", dir, "throwaway", throwaway)
+	return p, nil
+}
+
+// writeHBA writes the server's authentication rules: SCRAM everywhere, and
+// with bootstrap also trust on the socket (whose directory only the
+// server's user, and root, can enter).
+func writeHBA(path string, cred *syscall.Credential, bootstrap bool) error {
+	rules := "local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n"
+	if bootstrap {
+		rules = "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n"
+	}
+	if err := os.WriteFile(path, []byte("# written by jutong (localsvc)\n"+rules), 0o600); err != nil {
+		return err
+	}
+	if cred != nil {
+		return os.Chown(path, int(cred.Uid), int(cred.Gid))
+	}
+	return nil
+}
+
+// setPassword sets the superuser's password over the socket, then turns
+// the socket to SCRAM too and reloads: from then on every login needs it.
+func setPassword(ctx context.Context, dir string, port int, pw, hba string, cred *syscall.Credential) error {
+	sock := fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable", dir, port)
 	// The port accepts before the server finishes recovery; wait for a query.
 	deadline := time.Now().Add(30 * time.Second)
+	var conn *pgx.Conn
 	for {
-		conn, err := pgx.Connect(ctx, p.DSN)
-		if err == nil {
-			conn.Close(ctx)
+		var err error
+		if conn, err = pgx.Connect(ctx, sock); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			p.Stop()
-			return nil, fmt.Errorf("postgres not ready: %w", err)
+			return fmt.Errorf("postgres not ready: %w", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	log.Info("started local PostgreSQL", "dsn", p.DSN, "dir", dir, "throwaway", throwaway)
-	return p, nil
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "ALTER ROLE postgres PASSWORD "+quoteLiteral(pw)); err != nil {
+		return fmt.Errorf("postgres: set the password: %w", err)
+	}
+	if err := writeHBA(hba, cred, false); err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+		return fmt.Errorf("postgres: reload: %w", err)
+	}
+	return nil
 }
+
+// quoteLiteral quotes s as an SQL string literal.
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // Dir is where a local server keeps its files ("" for a server from a DSN).
 func (p *Postgres) Dir() string { return p.dir }

@@ -9,6 +9,7 @@ package bus
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,7 @@ import (
 	"github.com/jutong/jutong/access"
 	"github.com/jutong/jutong/audit"
 	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/consumers"
 	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/door"
 	"github.com/jutong/jutong/feed"
@@ -36,10 +38,12 @@ import (
 	"github.com/jutong/jutong/internal/embedded"
 	"github.com/jutong/jutong/internal/httpmetrics"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/internal/tlsca"
 	"github.com/jutong/jutong/internal/topics"
 	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/pipeline/chsink"
 	"github.com/jutong/jutong/pipeline/pgsink"
+	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/producers/gateway"
 	"github.com/jutong/jutong/quarantine"
 	"github.com/jutong/jutong/registry"
@@ -85,6 +89,13 @@ type Config struct {
 	// escalated; ReadAuditEvery how often the departments' reads are
 	// audited (both 1 minute by default).
 	ControlEvery, ReadAuditEvery time.Duration
+	// TLS, when set, serves the registry and the API over HTTPS with its
+	// certificate, makes the embedded cluster's listeners SASL_SSL, and has
+	// the bus's clients trust its CA.
+	TLS *tlsca.Files
+	// HTTPReadTimeout bounds the time to read a request, body included, on
+	// the registry and the API (default 2 minutes): a slow body is cut off.
+	HTTPReadTimeout time.Duration
 	// IdempotencyWindow is how long the door remembers an accepted event id
 	// (default 24h; at most 48h, the retention of _jutong.door_ids).
 	IdempotencyWindow time.Duration
@@ -186,10 +197,17 @@ func (b *Bus) startKafka(ctx context.Context) (err error) {
 	if b.cfg.Kafka != nil {
 		b.kafka = *b.cfg.Kafka
 	} else {
-		b.cluster, err = embedded.Start(ctx, embedded.Config{
+		ecfg := embedded.Config{
 			Brokers: b.cfg.Brokers, Ports: b.cfg.KafkaPorts, DataDir: b.cfg.DataDir,
 			AdminUser: b.cfg.AdminUser, AdminPassword: b.cfg.AdminPassword,
-		}, b.cfg.Log)
+		}
+		if b.cfg.TLS != nil {
+			if ecfg.TLS, err = tlsca.Server(b.cfg.TLS.Cert, b.cfg.TLS.Key); err != nil {
+				return err
+			}
+			ecfg.CAFile = b.cfg.TLS.CA
+		}
+		b.cluster, err = embedded.Start(ctx, ecfg, b.cfg.Log)
 		if err != nil {
 			return err
 		}
@@ -312,15 +330,28 @@ func (b *Bus) serve(addr string, h http.Handler, what string) (string, error) {
 	}
 	// Bounded everywhere: a slow client cannot hold a connection open
 	// (the gateway's bodies are also bounded in size).
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
-		WriteTimeout: 3 * time.Minute, IdleTimeout: 2 * time.Minute}
+	read := b.cfg.HTTPReadTimeout
+	if read <= 0 {
+		read = 2 * time.Minute
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: min(10*time.Second, read), ReadTimeout: read,
+		WriteTimeout: read + time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	scheme := "http"
+	if t := b.cfg.TLS; t != nil && t.Cert != "" {
+		tc, err := tlsca.Server(t.Cert, t.Key)
+		if err != nil {
+			ln.Close()
+			return "", err
+		}
+		ln, scheme = tls.NewListener(ln, tc), "https"
+	}
 	b.servers = append(b.servers, srv)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			b.cfg.Log.Error(what+" stopped", "err", err)
 		}
 	}()
-	url := "http://" + ln.Addr().String()
+	url := scheme + "://" + ln.Addr().String()
 	b.cfg.Log.Info(what+" listening", "url", url)
 	return url, nil
 }
@@ -473,7 +504,59 @@ func (b *Bus) RegistryURL() string { return b.regURL }
 
 // RegistryOpts reach the schema registry as the bus's admin (its Kafka
 // user and password, for Jutong's registry and an external one alike).
-func (b *Bus) RegistryOpts() []sr.ClientOpt { return b.kafka.RegistryOpts(b.regURL) }
+func (b *Bus) RegistryOpts() []sr.ClientOpt {
+	opts := b.kafka.RegistryOpts(b.regURL)
+	if tc := b.ClientTLS(); tc != nil {
+		opts = append(opts, sr.DialTLSConfig(tc))
+	}
+	return opts
+}
+
+// ClientTLS is the TLS configuration that trusts the bus's CA (nil
+// without TLS).
+func (b *Bus) ClientTLS() *tls.Config {
+	if b.cfg.TLS == nil || b.cfg.TLS.CA == "" {
+		return nil
+	}
+	tc, err := tlsca.Client(b.cfg.TLS.CA)
+	if err != nil {
+		return nil // Start loaded it already
+	}
+	return tc
+}
+
+// PublisherOpts connect a department's publisher to this bus: brokers,
+// its SCRAM user, the registry and TLS.
+func (b *Bus) PublisherOpts(dept string) []producers.Opt {
+	principal := b.cfg.Catalog.Department(dept).Principal
+	opts := []producers.Opt{producers.Brokers(b.kafka.Brokers...), producers.SASL(principal, b.Credentials[principal]), producers.Registry(b.regURL)}
+	if tc := b.ClientTLS(); tc != nil {
+		opts = append(opts, producers.TLS(tc))
+	}
+	return opts
+}
+
+// SubscriberOpts connect a department's subscriber to this bus.
+func (b *Bus) SubscriberOpts(dept string) []consumers.Opt {
+	principal := b.cfg.Catalog.Department(dept).Principal
+	opts := []consumers.Opt{consumers.Brokers(b.kafka.Brokers...), consumers.SASL(principal, b.Credentials[principal]), consumers.Registry(b.regURL)}
+	if tc := b.ClientTLS(); tc != nil {
+		opts = append(opts, consumers.TLS(tc))
+	}
+	return opts
+}
+
+// HTTPClient is an HTTP client for the bus's registry and API (trusting
+// its CA with TLS).
+func (b *Bus) HTTPClient() *http.Client {
+	tc := b.ClientTLS()
+	if tc == nil {
+		return http.DefaultClient
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = tc
+	return &http.Client{Transport: t, Timeout: 5 * time.Minute}
+}
 
 // Kafka returns the connection settings Jutong's components use.
 func (b *Bus) Kafka() kafkaconn.Config { return b.kafka }

@@ -33,18 +33,19 @@ Subcommands:
 
 // conn are the connection flags every adapter takes.
 type conn struct {
-	catalogDir, brokers, registry, department, user, password, credentials string
-	verbose                                                                bool
+	catalogDir, brokers, registry, department, user, password, credentials, ca string
+	verbose                                                                    bool
 }
 
 func (c *conn) register(fs *cmdflag.FlagSet) {
 	fs.EnvStringVar(&c.catalogDir, "catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	fs.EnvStringVar(&c.brokers, "brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers")
-	fs.EnvStringVar(&c.registry, "registry", "JUTONG_REGISTRY_URL", "http://127.0.0.1:8081", "schema registry URL")
+	fs.EnvStringVar(&c.registry, "registry", "JUTONG_REGISTRY_URL", "https://127.0.0.1:8081", "schema registry URL")
 	fs.EnvStringVar(&c.department, "department", "JUTONG_DEPARTMENT", "", "the publishing department; default: the item's source")
 	fs.EnvStringVar(&c.user, "kafka-user", "JUTONG_KAFKA_USER", "", "SASL/SCRAM user; default: the department's principal")
 	fs.EnvStringVar(&c.password, "kafka-password", "JUTONG_KAFKA_PASSWORD", "", "its password; default: from --credentials")
 	fs.EnvStringVar(&c.credentials, "credentials", "JUTONG_CREDENTIALS", filepath.Join(".jutong", "credentials.json"), "the departments' SCRAM passwords, as jutong dev writes them")
+	fs.EnvStringVar(&c.ca, "ca", "JUTONG_CA_FILE", "", "CA certificate to trust: TLS (SASL_SSL, HTTPS) to the bus; jutong dev makes one in --data-dir/tls/ca.pem")
 	fs.BoolVar(&c.verbose, "v", false, "log progress (info level) to stderr")
 }
 
@@ -66,7 +67,7 @@ func (c *conn) resolve(itemCode string) (*catalog.Catalog, *catalog.Item, kafkac
 	if d == nil {
 		return nil, nil, k, fmt.Errorf("no department %q", c.department)
 	}
-	k = kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(c.brokers), User: c.user, Password: c.password}
+	k = kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(c.brokers), User: c.user, Password: c.password, CAFile: c.ca}
 	if k.User == "" {
 		k.User = d.Principal
 	}
@@ -81,6 +82,19 @@ func (c *conn) resolve(itemCode string) (*catalog.Catalog, *catalog.Item, kafkac
 		}
 	}
 	return cat, it, k, nil
+}
+
+// publisherOpts connect a publisher as k, over TLS with --ca.
+func (c *conn) publisherOpts(k kafkaconn.Config) ([]producers.Opt, error) {
+	opts := []producers.Opt{producers.Brokers(k.Brokers...), producers.SASL(k.User, k.Password), producers.Registry(c.registry)}
+	tc, err := k.TLS()
+	if err != nil {
+		return nil, err
+	}
+	if tc != nil {
+		opts = append(opts, producers.TLS(tc))
+	}
+	return opts, nil
 }
 
 func runAdapter(ctx context.Context, args []string, out, errOut io.Writer) error {
@@ -136,9 +150,12 @@ func runAdapter(ctx context.Context, args []string, out, errOut io.Writer) error
 	if err != nil {
 		return err
 	}
-	pub, err := producers.New(ctx, cat, c.department, producers.Brokers(k.Brokers...), producers.SASL(k.User, k.Password),
-		producers.Registry(c.registry), producers.Adapter("sql"), producers.System(*table),
-		producers.Transactional(k.User+".sql."+*name), producers.Logger(log))
+	popts, err := c.publisherOpts(k)
+	if err != nil {
+		return err
+	}
+	pub, err := producers.New(ctx, cat, c.department, append(popts, producers.Adapter("sql"), producers.System(*table),
+		producers.Transactional(k.User+".sql."+*name), producers.Logger(log))...)
 	if err != nil {
 		return err
 	}

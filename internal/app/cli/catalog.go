@@ -50,6 +50,7 @@ func runCatalog(ctx context.Context, args []string, out, errOut io.Writer) error
 	brokers := fs.EnvString("brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers (apply)")
 	user := fs.EnvString("kafka-user", "JUTONG_ADMIN_USER", "jutong", "the bus's admin: SASL/SCRAM user for apply, registry user for check and apply")
 	pass := fs.EnvString("kafka-password", "JUTONG_ADMIN_PASSWORD", "", "its password (jutong dev writes it to --data-dir/jutong.env)")
+	ca := fs.EnvString("ca", "JUTONG_CA_FILE", "", "CA certificate to trust: TLS (SASL_SSL, HTTPS) to the bus; jutong dev makes one in --data-dir/tls/ca.pem")
 	dryRun := fs.Bool("dry-run", false, "apply: print the changes without making them")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -67,13 +68,13 @@ func runCatalog(ctx context.Context, args []string, out, errOut io.Writer) error
 		}
 		return catalogShow(cat, fs.Arg(0), *asJSON, out)
 	case "check":
-		k := kafkaconn.Config{User: *user, Password: *pass}
+		k := kafkaconn.Config{User: *user, Password: *pass, CAFile: *ca}
 		return catalogCheck(ctx, cat, k, *regURL, out)
 	case "apply":
 		if *regURL == "" {
-			*regURL = "http://127.0.0.1:8081"
+			*regURL = "https://127.0.0.1:8081"
 		}
-		k := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass}
+		k := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass, CAFile: *ca}
 		return catalogApply(ctx, cat, k, *regURL, *dryRun, out)
 	}
 	return fmt.Errorf("unknown subcommand %q (list, show, check, apply)", sub)

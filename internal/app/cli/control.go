@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -20,6 +21,7 @@ import (
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/internal/tlsca"
 )
 
 const controlDesc = `Talks to the control API of a running bus (jutong dev, demo or serve) as a department's
@@ -27,16 +29,17 @@ officer, authenticated by the officer's bearer token (not the publishing token).
 
 // controlFlags are what every control command takes.
 type controlFlags struct {
-	api, dept, token, tokens, catalogDir string
-	asJSON                               bool
+	api, dept, token, tokens, catalogDir, ca string
+	asJSON                                   bool
 }
 
 func (c *controlFlags) register(fs *cmdflag.FlagSet) {
-	fs.EnvStringVar(&c.api, "api", "JUTONG_API_URL", "http://127.0.0.1:8080", "the bus's HTTP API")
+	fs.EnvStringVar(&c.api, "api", "JUTONG_API_URL", "https://127.0.0.1:8080", "the bus's HTTP API")
 	fs.EnvStringVar(&c.dept, "department", "JUTONG_DEPARTMENT", "", "the acting department's code")
 	fs.EnvStringVar(&c.token, "token", "JUTONG_OFFICER_TOKEN", "", "its officer's bearer token; default: from --officers")
 	fs.EnvStringVar(&c.tokens, "officers", "JUTONG_OFFICERS", filepath.Join(".jutong", "officers.json"), "the departments' officer tokens, as jutong dev writes them")
 	fs.EnvStringVar(&c.catalogDir, "catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
+	fs.EnvStringVar(&c.ca, "ca", "JUTONG_CA_FILE", "", "CA certificate to trust for an https API; jutong dev makes one in --data-dir/tls/ca.pem")
 	fs.BoolVar(&c.asJSON, "json", false, "print JSON")
 }
 
@@ -55,7 +58,17 @@ func (c *controlFlags) client() (*control.Client, error) {
 			return nil, fmt.Errorf("no token for %s in %s: pass --token", c.dept, c.tokens)
 		}
 	}
-	return control.NewClient(c.api, tok, nil), nil
+	var hc *http.Client
+	if c.ca != "" {
+		tc, err := tlsca.Client(c.ca)
+		if err != nil {
+			return nil, err
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tc
+		hc = &http.Client{Transport: tr, Timeout: time.Minute}
+	}
+	return control.NewClient(c.api, tok, hc), nil
 }
 
 func splitList(s string) []string {
@@ -294,6 +307,7 @@ Subcommands:
 	brokers := fs.EnvString("brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers")
 	user := fs.EnvString("admin-user", "JUTONG_ADMIN_USER", "jutong", "a Kafka user allowed to alter SCRAM users")
 	pass := fs.EnvString("admin-password", "JUTONG_ADMIN_PASSWORD", "", "its password (jutong dev writes it to --data-dir/jutong.env)")
+	ca := fs.EnvString("ca", "JUTONG_CA_FILE", "", "CA certificate to trust: TLS (SASL_SSL, HTTPS) to the bus; jutong dev makes one in --data-dir/tls/ca.pem")
 	creds := fs.EnvString("credentials", "JUTONG_CREDENTIALS", filepath.Join(".jutong", "credentials.json"), "the departments' SCRAM passwords")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -317,7 +331,7 @@ Subcommands:
 	if fs.NArg() != 1 || cat.Department(fs.Arg(0)) == nil {
 		return errors.New("usage: jutong dept rotate CODE (see jutong dept list)")
 	}
-	cl, err := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass}.Client()
+	cl, err := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass, CAFile: *ca}.Client()
 	if err != nil {
 		return err
 	}

@@ -76,8 +76,9 @@ func TestDemo(t *testing.T) {
 		regexp.MustCompile(`(?m)^  population.resident_registration\s+public_security\s+\d+`),
 		regexp.MustCompile(`(?m)^  health.vaccination\s+health\s+\d+\s+(\d+)\s+\d+\s+\d+`), // no base database, but the epidemic theme holds it
 		regexp.MustCompile(`ClickHouse events\s+5000 \(events published: 5000\) ok`),
-		regexp.MustCompile(`(?m)^  psql 'postgres://[^']+/jutong_demo\?sslmode=disable' -c`),
-		regexp.MustCompile(`(?m)^  clickhouse-client --host 127.0.0.1 --port \d+ --database jutong_demo`),
+		// No password on a command line: pgpass and a client configuration hold them.
+		regexp.MustCompile(`(?m)^  PGPASSFILE=\S+/pgpass psql 'postgres://postgres@[^':]+:\d+/jutong_demo\?sslmode=disable' -c`),
+		regexp.MustCompile(`(?m)^  clickhouse-client --config-file \S+/clickhouse-client.xml --database jutong_demo`),
 		regexp.MustCompile(`\(5 rows\)`),                     // psql ran and printed enterprises
 		regexp.MustCompile(`(?m)^market_supervision\t\d+\t`), // clickhouse-client ran
 		regexp.MustCompile(`refused at the door\s+(\d+) of (\d+) corrupted records`),

@@ -3,8 +3,10 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +26,7 @@ import (
 	"github.com/jutong/jutong/internal/localsvc"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/internal/tlsca"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
 )
@@ -163,8 +166,9 @@ func devRestart(t *testing.T, sigkill bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		tc, _ := devTLS(t, dir)
 		pub, err := producers.New(ctx, cat, "market_supervision", producers.Brokers(kafkaconn.ParseBrokers(addrs["Kafka brokers"])...),
-			producers.SASL("dept.market_supervision", creds["dept.market_supervision"]), producers.Registry(addrs["Schema registry"]))
+			producers.SASL("dept.market_supervision", creds["dept.market_supervision"]), producers.Registry(addrs["Schema registry"]), producers.TLS(tc))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -179,12 +183,13 @@ func devRestart(t *testing.T, sigkill bool) {
 	}
 	// waitCounts waits until PostgreSQL and ClickHouse hold the expected state.
 	waitCounts := func(addrs map[string]string, events int) {
-		pg, err := pgx.Connect(ctx, addrs["PostgreSQL"])
+		env := readEnv(t, filepath.Join(dir, "jutong.env"))
+		pg, err := pgx.Connect(ctx, env["JUTONG_PG_URL"])
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer pg.Close(ctx)
-		opts, _ := clickhouse.ParseDSN(addrs["ClickHouse"])
+		opts, _ := clickhouse.ParseDSN(env["JUTONG_CH_URL"])
 		ch, err := clickhouse.Open(opts)
 		if err != nil {
 			t.Fatal(err)
@@ -223,7 +228,7 @@ func devRestart(t *testing.T, sigkill bool) {
 	if env["JUTONG_ADMIN_PASSWORD"] == "" || env["JUTONG_ADMIN_PASSWORD"] == "jutong-dev" {
 		t.Fatalf("dev's admin password is %q", env["JUTONG_ADMIN_PASSWORD"])
 	}
-	k := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(addrs["Kafka brokers"]), User: env["JUTONG_ADMIN_USER"], Password: env["JUTONG_ADMIN_PASSWORD"]}
+	k := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(addrs["Kafka brokers"]), User: env["JUTONG_ADMIN_USER"], Password: env["JUTONG_ADMIN_PASSWORD"], CAFile: env["JUTONG_CA_FILE"]}
 	cl, err := k.Client(kgo.ConsumeTopics(item), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -327,21 +332,29 @@ func TestNoSecretInLogsOrMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Some traffic: the gateway with a good and a bad token.
+	_, hc := devTLS(t, dir)
 	api := strings.TrimSuffix(addrs["HTTP gateway"], "/v1/items/{code}/events")
 	for _, tok := range []string{toks["market_supervision"], "a-forged-token-value"} {
 		req, _ := http.NewRequest(http.MethodPost, api+"/v1/items/legal_person.enterprise_registration/events", strings.NewReader("{not json"))
 		req.Header.Set("Authorization", "Bearer "+tok)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
+		if resp, err := hc.Do(req); err == nil {
 			resp.Body.Close()
 		}
 	}
-	resp, err := http.Get(api + "/metrics")
+	resp, err := hc.Get(api + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	secrets := map[string]string{"the admin password": admin}
+	for _, dsn := range []string{pgDSN, chDSN} {
+		if u, err := url.Parse(dsn); err == nil {
+			if pw, ok := u.User.Password(); ok {
+				secrets["the password of "+u.Scheme] = pw
+			}
+		}
+	}
 	for p, pw := range creds {
 		secrets["the password of "+p] = pw
 	}
@@ -373,4 +386,17 @@ func readEnv(t *testing.T, path string) map[string]string {
 		}
 	}
 	return env
+}
+
+// devTLS is a TLS configuration and an HTTP client trusting the CA that
+// jutong dev made in dir.
+func devTLS(t *testing.T, dir string) (*tls.Config, *http.Client) {
+	t.Helper()
+	tc, err := tlsca.Client(filepath.Join(dir, "tls", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	return tc, &http.Client{Transport: tr, Timeout: time.Minute}
 }

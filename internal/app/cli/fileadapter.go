@@ -31,8 +31,11 @@ func runFileAdapter(ctx context.Context, args []string, out, errOut io.Writer) e
 	if err != nil {
 		return err
 	}
-	pub, err := producers.New(ctx, cat, c.department, producers.Brokers(k.Brokers...), producers.SASL(k.User, k.Password),
-		producers.Registry(c.registry), producers.Adapter("file"), producers.Logger(cmdflag.Logger(errOut, c.verbose)))
+	popts, err := c.publisherOpts(k)
+	if err != nil {
+		return err
+	}
+	pub, err := producers.New(ctx, cat, c.department, append(popts, producers.Adapter("file"), producers.Logger(cmdflag.Logger(errOut, c.verbose)))...)
 	if err != nil {
 		return err
 	}

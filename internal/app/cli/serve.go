@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/internal/tlsca"
 	"github.com/jutong/jutong/pipeline"
 )
 
@@ -27,9 +29,9 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	brokers := fs.EnvString("brokers", "JUTONG_KAFKA_BROKERS", "", "Kafka bootstrap brokers, comma separated")
 	user := fs.EnvString("kafka-user", "JUTONG_KAFKA_USER", "", "SASL/SCRAM-SHA-256 user; empty for no SASL")
 	pass := fs.EnvString("kafka-password", "JUTONG_KAFKA_PASSWORD", "", "its password")
-	regAddr := fs.EnvString("registry-addr", "JUTONG_REGISTRY_ADDR", "127.0.0.1:8081", "where the schema registry listens (loopback unless told otherwise: it has no authentication yet)")
+	regAddr := fs.EnvString("registry-addr", "JUTONG_REGISTRY_ADDR", "127.0.0.1:8081", "where the schema registry listens (loopback unless told otherwise); HTTP basic auth: departments read, the admin writes")
 	apiAddr := fs.EnvString("api-addr", "JUTONG_API_ADDR", "127.0.0.1:8080", "where the HTTP API listens: the ingest gateway, the control API and /metrics (loopback unless told otherwise)")
-	secrets := fs.EnvString("secrets-dir", "JUTONG_SECRETS_DIR", "/var/lib/jutong", "holds credentials.json (departments' SCRAM passwords) and tokens.json (gateway tokens), created when missing")
+	secrets := fs.EnvString("secrets-dir", "JUTONG_SECRETS_DIR", "/var/lib/jutong", "holds credentials.json (departments' SCRAM passwords), tokens.json (publishing tokens) and officers.json (officers' tokens), created when missing")
 	createUsers := fs.Bool("create-users", false, "create or update each department's SCRAM user from credentials.json (run once, by one instance)")
 	regURL := fs.EnvString("registry-url", "JUTONG_REGISTRY_URL", "", "use this external Confluent-compatible schema registry instead of serving one")
 	pgDSN := fs.EnvString("postgres-dsn", "JUTONG_POSTGRES_DSN", "", "PostgreSQL for the base databases; empty: no PostgreSQL sink")
@@ -37,8 +39,12 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	instance := fs.EnvString("instance-id", "JUTONG_INSTANCE_ID", "", "a stable name for this instance (static group membership): restarted under the same name, it takes its partitions back at once")
 	catDir := fs.EnvString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	verbose := fs.Bool("v", false, "log progress (info level) to stderr")
+	cert := fs.EnvString("tls-cert", "JUTONG_TLS_CERT", "", "certificate (PEM) the registry and the API serve HTTPS with")
+	key := fs.EnvString("tls-key", "JUTONG_TLS_KEY", "", "its private key (PEM)")
+	ca := fs.EnvString("tls-ca", "JUTONG_CA_FILE", "", "CA certificate(s) to trust: connects to Kafka over SASL_SSL, and to the registry over HTTPS")
 	lab := fs.Bool("insecure-lab", false, "start even with no SASL user, an empty password or a known default one (a lab, never production; logged at every start)")
-	var window time.Duration
+	var window, readTimeout time.Duration
+	fs.EnvDurationVar(&readTimeout, "http-read-timeout", "JUTONG_HTTP_READ_TIMEOUT", 2*time.Minute, "the most time a client may take to send a request, body included (registry and API)")
 	fs.EnvDurationVar(&window, "idempotency-window", "JUTONG_IDEMPOTENCY_WINDOW", 24*time.Hour, "how long the door answers a repeated event id 'duplicate' (at most 48h)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -57,11 +63,25 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 		}
 		log.Warn("INSECURE: starting with weak Kafka credentials because of --insecure-lab", "why", weak)
 	}
+	if (*cert == "") != (*key == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if *cert == "" || *ca == "" {
+		if !*lab {
+			return errors.New("refusing to start without TLS: give --tls-cert/--tls-key (HTTPS for the registry and the API) and --tls-ca (SASL_SSL to Kafka); --insecure-lab starts in plaintext, for a lab")
+		}
+		log.Warn("INSECURE: starting without TLS because of --insecure-lab: passwords and tokens cross the network in clear", "https", *cert != "", "kafka_tls", *ca != "")
+	}
+	var certs *tlsca.Files
+	if *cert != "" || *ca != "" {
+		certs = &tlsca.Files{Cert: *cert, Key: *key, CA: *ca}
+	}
 	b, err := bus.Start(ctx, bus.Config{
 		Catalog:      cat,
-		Kafka:        &kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass},
+		Kafka:        &kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass, CAFile: *ca},
+		TLS:          certs,
 		RegistryAddr: *regAddr, RegistryURL: *regURL, APIAddr: *apiAddr, SecretsDir: *secrets, CreateUsers: *createUsers, PostgresDSN: *pgDSN, ClickHouseDSN: *chDSN, Log: log,
-		Pipeline: pipeline.Config{InstanceID: *instance}, IdempotencyWindow: window,
+		Pipeline: pipeline.Config{InstanceID: *instance}, IdempotencyWindow: window, HTTPReadTimeout: readTimeout,
 	})
 	if err != nil {
 		return err

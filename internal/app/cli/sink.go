@@ -43,7 +43,8 @@ func runSink(ctx context.Context, args []string, out, errOut io.Writer) error {
 	brokers := fs.EnvString("brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers")
 	user := fs.EnvString("kafka-user", "JUTONG_ADMIN_USER", "jutong", "SASL/SCRAM user allowed to read the item (and the registry)")
 	pass := fs.EnvString("kafka-password", "JUTONG_ADMIN_PASSWORD", "", "its password (jutong dev writes the admin's to --data-dir/jutong.env)")
-	reg := fs.EnvString("registry", "JUTONG_REGISTRY_URL", "http://127.0.0.1:8081", "schema registry URL")
+	ca := fs.EnvString("ca", "JUTONG_CA_FILE", "", "CA certificate to trust: TLS (SASL_SSL, HTTPS) to the bus; jutong dev makes one in --data-dir/tls/ca.pem")
+	reg := fs.EnvString("registry", "JUTONG_REGISTRY_URL", "https://127.0.0.1:8081", "schema registry URL")
 	pgDSN := fs.EnvString("postgres-dsn", "JUTONG_POSTGRES_DSN", "", "the PostgreSQL sink's database")
 	chDSN := fs.EnvString("clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "the ClickHouse sink's database")
 	catDir := fs.EnvString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
@@ -93,7 +94,7 @@ func runSink(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return fmt.Errorf("--sink %q: want postgres or clickhouse", *sinkKind)
 	}
 	defer sink.Close()
-	k := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass}
+	k := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass, CAFile: *ca}
 	kopts, err := k.Opts()
 	if err != nil {
 		return err

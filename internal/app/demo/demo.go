@@ -82,8 +82,7 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if err := demoSubscribers(ctx, out, st); err != nil {
 		return err
 	}
-	audit := []string{"clickhouse-client", "--host", "127.0.0.1", "--port", st.CH.Port(), "--database", st.CHDB, "--query",
-		"SELECT department, item, grant, sum(records) FROM audit WHERE kind = 'read' GROUP BY department, item, grant"}
+	audit := st.ClickHouseClient("--query", "SELECT department, item, grant, sum(records) FROM audit WHERE kind = 'read' GROUP BY department, item, grant")
 	fmt.Fprintf(out, "  who read what, under which grant (audit):\n  %s\n", shellQuote(audit))
 	if *exit {
 		fmt.Fprintln(out, "\n--exit: stopping (the local databases stop with the demo; their files stay under "+s.DataDir+").")
@@ -122,17 +121,14 @@ func (d *run) close() {
 // each), the corrupted records half through the SDK and half through the
 // gateway, and waits until both sinks caught up.
 func (d *run) play(ctx context.Context) error {
-	cat, k := d.st.Catalog, d.st.Bus.Kafka()
+	cat := d.st.Catalog
 	d.pubs = map[string]*producers.Publisher{}
 	for _, it := range cat.Items {
 		if d.pubs[it.Source] != nil {
 			continue
 		}
-		principal := cat.Department(it.Source).Principal
-		pub, err := producers.New(ctx, cat, it.Source,
-			producers.Brokers(k.Brokers...), producers.SASL(principal, d.st.Bus.Credentials[principal]),
-			producers.Registry(d.st.Bus.RegistryURL()), producers.System(it.Source+"-system"), producers.Adapter("demo"),
-			producers.Metrics(d.st.Bus.Metrics))
+		pub, err := producers.New(ctx, cat, it.Source, append(d.st.Bus.PublisherOpts(it.Source),
+			producers.System(it.Source+"-system"), producers.Adapter("demo"), producers.Metrics(d.st.Bus.Metrics))...)
 		if err != nil {
 			return err
 		}
@@ -159,7 +155,7 @@ func (d *run) play(ctx context.Context) error {
 		if len(evs) == 0 {
 			continue
 		}
-		n, err := postToGateway(ctx, d.st.Bus.APIURL(), d.st.Bus.Tokens[d.gens[i].Item().Source], d.gens[i].Item(), evs)
+		n, err := postToGateway(ctx, d.st.Bus.HTTPClient(), d.st.Bus.APIURL(), d.st.Bus.Tokens[d.gens[i].Item().Source], d.gens[i].Item(), evs)
 		if err != nil {
 			return err
 		}
@@ -317,12 +313,12 @@ func (d *run) clickhouseCounts(ctx context.Context) (map[string]uint64, uint64, 
 // the data, and runs each whose client is installed.
 func (d *run) lookCommands(ctx context.Context) error {
 	st, out := d.st, d.out
-	psql := []string{"psql", st.PGDSN, "-c", "SELECT uscc, name, legal_representative, registered_capital, established_on, status FROM legal_person.enterprise_registration LIMIT 5"}
-	chc := []string{"clickhouse-client", "--host", "127.0.0.1", "--port", st.CH.Port(), "--database", st.CHDB, "--query",
-		"SELECT source_department, count() AS events, countIf(op = 'DELETE') AS deletes, round(avg(landed_time_ms - publish_time_ms)) AS avg_landing_ms FROM events GROUP BY source_department ORDER BY events DESC"}
-	score := []string{"clickhouse-client", "--host", "127.0.0.1", "--port", st.CH.Port(), "--database", st.CHDB, "--format", "PrettyCompactNoEscapes", "--query",
-		"SELECT department, accepted, rejected, reject_rate FROM scorecard_reject_rate ORDER BY department"}
-	fmt.Fprintf(out, "\n  %s\n  %s\n  %s\n", shellQuote(psql), shellQuote(chc), shellQuote(score))
+	psql, pgEnv := st.PSQL("-c", "SELECT uscc, name, legal_representative, registered_capital, established_on, status FROM legal_person.enterprise_registration LIMIT 5")
+	chc := st.ClickHouseClient("--query",
+		"SELECT source_department, count() AS events, countIf(op = 'DELETE') AS deletes, round(avg(landed_time_ms - publish_time_ms)) AS avg_landing_ms FROM events GROUP BY source_department ORDER BY events DESC")
+	score := st.ClickHouseClient("--format", "PrettyCompactNoEscapes", "--query",
+		"SELECT department, accepted, rejected, reject_rate FROM scorecard_reject_rate ORDER BY department")
+	fmt.Fprintf(out, "\n  %s %s\n  %s\n  %s\n", pgEnv, shellQuote(psql), shellQuote(chc), shellQuote(score))
 	// The quarantine reaches ClickHouse's rejects table on its own copy.
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		var n uint64
@@ -334,7 +330,9 @@ func (d *run) lookCommands(ctx context.Context) error {
 		if _, err := exec.LookPath(c[0]); err != nil {
 			continue
 		}
-		res, err := exec.CommandContext(ctx, c[0], c[1:]...).CombinedOutput()
+		cmd := exec.CommandContext(ctx, c[0], c[1:]...)
+		cmd.Env = append(os.Environ(), pgEnv)
+		res, err := cmd.CombinedOutput()
 		fmt.Fprintf(out, "\n$ %s\n%s", c[0]+" ...", res)
 		if err != nil {
 			return fmt.Errorf("%s: %v", c[0], err)
@@ -345,7 +343,7 @@ func (d *run) lookCommands(ctx context.Context) error {
 
 // postToGateway posts events as NDJSON to the ingest gateway and returns
 // how many it refused.
-func postToGateway(ctx context.Context, api, token string, it *catalog.Item, evs []*schemas.Event) (int, error) {
+func postToGateway(ctx context.Context, hc *http.Client, api, token string, it *catalog.Item, evs []*schemas.Event) (int, error) {
 	var body bytes.Buffer
 	for _, e := range evs {
 		data := map[string]any{}
@@ -362,7 +360,7 @@ func postToGateway(ctx context.Context, api, token string, it *catalog.Item, evs
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/x-ndjson")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, err
 	}

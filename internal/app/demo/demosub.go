@@ -60,10 +60,7 @@ func demoSubscribers(ctx context.Context, out io.Writer, st *stack.Stack) error 
 
 // demoRead reads what a department's grant lets it read, until it is caught up.
 func demoRead(ctx context.Context, st *stack.Stack, dept, item string) (int, string, string, error) {
-	d := st.Catalog.Department(dept)
-	sub, err := consumers.New(ctx, st.Catalog, dept, []string{item}, consumers.Brokers(st.Bus.Kafka().Brokers...),
-		consumers.SASL(d.Principal, st.Bus.Credentials[d.Principal]), consumers.Registry(st.Bus.RegistryURL()),
-		consumers.Group("demo"))
+	sub, err := consumers.New(ctx, st.Catalog, dept, []string{item}, append(st.Bus.SubscriberOpts(dept), consumers.Group("demo"))...)
 	if err != nil {
 		return 0, "", "", err
 	}

@@ -6,9 +6,11 @@ package stack
 
 import (
 	"context"
+	"encoding/xml"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +25,7 @@ import (
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/localsvc"
+	"github.com/jutong/jutong/internal/tlsca"
 )
 
 // LoadCatalog reads dir, or the embedded sample when dir is empty.
@@ -49,6 +52,11 @@ type Flags struct {
 	Verbose       bool
 	// IdempotencyWindow is how long the door remembers accepted event ids.
 	IdempotencyWindow time.Duration
+	// HTTPReadTimeout bounds reading a request on the registry and the API.
+	HTTPReadTimeout time.Duration
+	// TLS serves Kafka (SASL_SSL), the registry and the API (HTTPS) with a
+	// certificate of a local CA kept in DataDir/tls.
+	TLS bool
 }
 
 // Register declares the flags on fs; defDataDir is --data-dir's default.
@@ -64,7 +72,9 @@ func (s *Flags) Register(fs *cmdflag.FlagSet, defDataDir string) {
 	fs.EnvStringVar(&s.AdminPassword, "admin-password", "JUTONG_ADMIN_PASSWORD", "", "its password; empty: a random one kept in --data-dir/admin.json")
 	fs.EnvStringVar(&s.PostgresDSN, "postgres-dsn", localsvc.EnvPostgresDSN, "", "PostgreSQL for the base databases; dev uses the database it names (created if missing); empty starts a local server under --data-dir")
 	fs.EnvStringVar(&s.ClickHouseDSN, "clickhouse-dsn", localsvc.EnvClickHouseDSN, "", "ClickHouse (native protocol) for analytics; dev uses the database it names (created if missing); empty starts a local server under --data-dir")
+	fs.BoolVar(&s.TLS, "tls", true, "serve Kafka over SASL_SSL and the registry and API over HTTPS, with certificates of a local CA made in --data-dir/tls (--tls=false: plaintext, for a lab)")
 	fs.BoolVar(&s.Verbose, "v", false, "log progress (info level) to stderr")
+	fs.EnvDurationVar(&s.HTTPReadTimeout, "http-read-timeout", "JUTONG_HTTP_READ_TIMEOUT", 2*time.Minute, "the most time a client may take to send a request, body included (registry and API)")
 	fs.EnvDurationVar(&s.IdempotencyWindow, "idempotency-window", "JUTONG_IDEMPOTENCY_WINDOW", 24*time.Hour, "how long the door answers a repeated event id 'duplicate' (at most 48h)")
 }
 
@@ -83,6 +93,8 @@ type Stack struct {
 	// databases (the demo's summary, the benchmarks' checks).
 	PGPool *pgxpool.Pool
 	CHConn driver.Conn
+	// TLS are the bus's certificates (nil without TLS).
+	TLS *tlsca.Files
 
 	admin, adminPassword string
 }
@@ -114,7 +126,15 @@ func Start(ctx context.Context, s *Flags, db string, fresh bool, log *slog.Logge
 			return nil, err
 		}
 	}
-	st := &Stack{DataDir: s.DataDir, Catalog: cat, PGDB: db, CHDB: db, admin: s.AdminUser, adminPassword: s.AdminPassword}
+	var certs *tlsca.Files
+	if s.TLS {
+		f, err := tlsca.Ensure(filepath.Join(s.DataDir, "tls"))
+		if err != nil {
+			return nil, err
+		}
+		certs = &f
+	}
+	st := &Stack{DataDir: s.DataDir, Catalog: cat, PGDB: db, CHDB: db, admin: s.AdminUser, adminPassword: s.AdminPassword, TLS: certs}
 	defer func() {
 		if err != nil {
 			st.Close()
@@ -165,7 +185,7 @@ func Start(ctx context.Context, s *Flags, db string, fresh bool, log *slog.Logge
 	st.Bus, err = bus.Start(ctx, bus.Config{
 		Catalog: cat, ApplyTopics: s.Apply, DataDir: s.DataDir, Brokers: s.Brokers, KafkaPorts: ports,
 		AdminUser: s.AdminUser, AdminPassword: s.AdminPassword, RegistryAddr: s.RegistryAddr, APIAddr: s.APIAddr,
-		PostgresDSN: st.PGDSN, ClickHouseDSN: st.CHDSN, IdempotencyWindow: s.IdempotencyWindow, Log: log,
+		PostgresDSN: st.PGDSN, ClickHouseDSN: st.CHDSN, IdempotencyWindow: s.IdempotencyWindow, HTTPReadTimeout: s.HTTPReadTimeout, TLS: certs, Log: log,
 	})
 	if err != nil {
 		return nil, err
@@ -174,6 +194,14 @@ func Start(ctx context.Context, s *Flags, db string, fresh bool, log *slog.Logge
 		return nil, err
 	}
 	return st, nil
+}
+
+// CAFile is the CA certificate clients trust ("" without TLS).
+func (st *Stack) CAFile() string {
+	if st.TLS == nil {
+		return ""
+	}
+	return st.TLS.CA
 }
 
 // EnvFile is where dev and demo write the admin's settings for the CLI.
@@ -193,8 +221,57 @@ func (st *Stack) writeEnv() error {
 		"JUTONG_REGISTRY_URL=" + st.Bus.RegistryURL(),
 		"JUTONG_API_URL=" + st.Bus.APIURL(),
 		"JUTONG_CREDENTIALS=" + filepath.Join(st.DataDir, "credentials.json"),
+		"JUTONG_OFFICERS=" + filepath.Join(st.DataDir, "officers.json"),
+		"JUTONG_CA_FILE=" + st.CAFile(),
+		"# The databases, for psql and clickhouse-client (not read by jutong).",
+		"JUTONG_PG_URL=" + st.PGDSN,
+		"JUTONG_CH_URL=" + st.CHDSN,
 	}
-	return os.WriteFile(st.EnvFile(), []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+	if err := os.WriteFile(st.EnvFile(), []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		return err
+	}
+	return st.writeClientFiles()
+}
+
+// writeClientFiles writes a pgpass file and a clickhouse-client
+// configuration (0600) so that psql and clickhouse-client log in without
+// a password on their command line (where other users could read it).
+func (st *Stack) writeClientFiles() error {
+	if u, err := url.Parse(st.PGDSN); err == nil {
+		if pw, ok := u.User.Password(); ok {
+			line := fmt.Sprintf("%s:%s:*:%s:%s\n", u.Hostname(), u.Port(), u.User.Username(), pw)
+			if err := os.WriteFile(filepath.Join(st.DataDir, "pgpass"), []byte(line), 0o600); err != nil {
+				return err
+			}
+		}
+	}
+	u, err := url.Parse(st.CHDSN)
+	if err != nil {
+		return nil
+	}
+	pw, _ := u.User.Password()
+	var x strings.Builder
+	_ = xml.EscapeText(&x, []byte(pw))
+	cfg := fmt.Sprintf("<config><host>%s</host><port>%s</port><user>%s</user><password>%s</password></config>\n", u.Hostname(), u.Port(), u.User.Username(), x.String())
+	return os.WriteFile(filepath.Join(st.DataDir, "clickhouse-client.xml"), []byte(cfg), 0o600)
+}
+
+// PSQL is a psql command line on the bus's PostgreSQL database, without the
+// password (it is in the pgpass file its environment names); env is that
+// environment entry.
+func (st *Stack) PSQL(args ...string) (cmd []string, env string) {
+	dsn := st.PGDSN
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		u.User = url.User(u.User.Username())
+		dsn = u.String()
+	}
+	return append([]string{"psql", dsn}, args...), "PGPASSFILE=" + filepath.Join(st.DataDir, "pgpass")
+}
+
+// ClickHouseClient is a clickhouse-client command line on the bus's
+// ClickHouse database (its login in a private configuration file).
+func (st *Stack) ClickHouseClient(args ...string) []string {
+	return append([]string{"clickhouse-client", "--config-file", filepath.Join(st.DataDir, "clickhouse-client.xml"), "--database", st.CHDB}, args...)
 }
 
 func (st *Stack) Close() {
@@ -213,12 +290,19 @@ func (st *Stack) Close() {
 
 // describe prints where everything listens.
 func (st *Stack) Describe(w io.Writer) {
-	fmt.Fprintf(w, "  Kafka brokers      %s  (SASL/SCRAM-SHA-256)\n", strings.Join(st.Bus.Kafka().Brokers, ","))
+	proto := "SASL_PLAINTEXT, SCRAM-SHA-256: no TLS"
+	if st.TLS != nil {
+		proto = "SASL_SSL, SCRAM-SHA-256"
+	}
+	fmt.Fprintf(w, "  Kafka brokers      %s  (%s)\n", strings.Join(st.Bus.Kafka().Brokers, ","), proto)
+	if st.TLS != nil {
+		fmt.Fprintf(w, "  TLS CA             %s  (clients trust this certificate: kcat -X ssl.ca.location=..., JUTONG_CA_FILE)\n", st.TLS.CA)
+	}
 	fmt.Fprintf(w, "  Credentials        %s  (one SCRAM user per department)\n", filepath.Join(st.DataDir, "credentials.json"))
 	fmt.Fprintf(w, "  Admin (CLI)        set -a; . %s; set +a  (the superuser's password, for jutong catalog/grant/dept/sink)\n", st.EnvFile())
 	fmt.Fprintf(w, "  Schema registry    %s\n", st.Bus.RegistryURL())
 	fmt.Fprintf(w, "  HTTP gateway       %s/v1/items/{code}/events  (tokens: %s)\n", st.Bus.APIURL(), filepath.Join(st.DataDir, "tokens.json"))
 	fmt.Fprintf(w, "  Metrics            %s/metrics\n", st.Bus.APIURL())
-	fmt.Fprintf(w, "  PostgreSQL         %s\n", st.PGDSN)
-	fmt.Fprintf(w, "  ClickHouse         %s\n", st.CHDSN)
+	fmt.Fprintf(w, "  PostgreSQL         %s  (password: JUTONG_PG_URL in the admin file)\n", localsvc.Redact(st.PGDSN))
+	fmt.Fprintf(w, "  ClickHouse         %s  (password: JUTONG_CH_URL in the admin file)\n", localsvc.Redact(st.CHDSN))
 }
