@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"net"
 	"sync"
@@ -15,14 +16,21 @@ import (
 // ApiVersions responses, so that librdkafka clients authenticate against the
 // embedded cluster; requests and every other byte pass untouched.
 
-// compatListen listens like net.Listen, with connections that advertise
-// SASLHandshake from v0.
-func compatListen(network, address string) (net.Listener, error) {
-	ln, err := net.Listen(network, address)
-	if err != nil {
-		return nil, err
+// compatListen returns a listen function like net.Listen, with
+// connections that advertise SASLHandshake from v0; with tc, over TLS (the
+// rewriting sees the decrypted stream, so it is done here rather than by
+// kfake's own TLS option, which would wrap it from outside).
+func compatListen(tc *tls.Config) func(network, address string) (net.Listener, error) {
+	return func(network, address string) (net.Listener, error) {
+		ln, err := net.Listen(network, address)
+		if err != nil {
+			return nil, err
+		}
+		if tc != nil {
+			ln = tls.NewListener(ln, tc)
+		}
+		return compatListener{ln}, nil
 	}
-	return compatListener{ln}, nil
 }
 
 type compatListener struct{ net.Listener }

@@ -65,16 +65,13 @@ func Start(_ context.Context, cfg Config, log *slog.Logger) (*Cluster, error) {
 	opts := []kfake.Opt{
 		kfake.NumBrokers(cfg.Brokers),
 		kfake.Ports(cfg.Ports...),
-		kfake.ListenFn(compatListen), // librdkafka clients authenticate too
+		kfake.ListenFn(compatListen(cfg.TLS)), // librdkafka clients authenticate too
 		kfake.ClusterID("jutong-embedded"),
 		kfake.EnableSASL(),
 		kfake.Superuser("SCRAM-SHA-256", cfg.AdminUser, cfg.AdminPassword),
 		kfake.EnableACLs(),
 		kfake.DefaultNumPartitions(6),
 		kfake.WithLogger(slogLogger{log.With("component", "kafka")}),
-	}
-	if cfg.TLS != nil {
-		opts = append(opts, kfake.TLS(cfg.TLS))
 	}
 	if cfg.DataDir != "" {
 		dir := filepath.Join(cfg.DataDir, "kafka")
