@@ -35,9 +35,15 @@ deps:
 test: deps vet check-compose check-rules
 	$(GO) test -count=1 -timeout 45m ./...
 
+# docker-compose.yml must be valid with its passwords given, and refuse to
+# render without them (no default password to fall back on).
+COMPOSE_SECRETS := JUTONG_KAFKA_PASSWORD JUTONG_BROKER_PASSWORD JUTONG_POSTGRES_PASSWORD JUTONG_CLICKHOUSE_PASSWORD GRAFANA_PASSWORD
 check-compose:
 	@if command -v docker-compose >/dev/null 2>&1; then \
-		docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"; \
+		if env $(addprefix -u ,$(COMPOSE_SECRETS)) docker-compose -f docker-compose.yml config -q 2>/dev/null; then \
+			echo "docker-compose.yml renders without its passwords: a default must have crept in"; exit 1; fi; \
+		env $(addsuffix =check-only,$(COMPOSE_SECRETS)) docker-compose -f docker-compose.yml config -q && \
+			echo "docker-compose.yml: valid (and refuses to render without its passwords)"; \
 	else echo "docker-compose not installed: skipping docker-compose.yml validation"; fi
 
 # The alert rules must load in a real Prometheus (Debian package prometheus).

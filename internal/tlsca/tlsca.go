@@ -20,20 +20,25 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
 // Files are a server's certificate and key, and the CA that signed it.
-type Files struct{ CA, Cert, Key string }
+// Bundle holds the key, the certificate and the CA's in one PEM file, as
+// Kafka's PEM keystores want them.
+type Files struct{ CA, Cert, Key, Bundle string }
 
-// Ensure returns the certificates in dir, making them when missing (or
-// when the server certificate expires within 30 days).
-func Ensure(dir string) (Files, error) {
-	f := Files{CA: filepath.Join(dir, "ca.pem"), Cert: filepath.Join(dir, "server.pem"), Key: filepath.Join(dir, "server-key.pem")}
+// Ensure returns the certificates in dir, making them when missing, when
+// the server certificate expires within 30 days or does not name every one
+// of hosts (besides localhost, the host's name and the loopback addresses).
+func Ensure(dir string, hosts ...string) (Files, error) {
+	f := Files{CA: filepath.Join(dir, "ca.pem"), Cert: filepath.Join(dir, "server.pem"), Key: filepath.Join(dir, "server-key.pem"),
+		Bundle: filepath.Join(dir, "server-bundle.pem")}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return f, err
 	}
-	if fresh(f.Cert) && exists(f.CA) && exists(f.Key) {
+	if fresh(f.Cert, hosts) && exists(f.CA) && exists(f.Key) && exists(f.Bundle) {
 		return f, nil
 	}
 	caKeyPath := filepath.Join(dir, "ca-key.pem")
@@ -43,7 +48,7 @@ func Ensure(dir string) (Files, error) {
 			return f, err
 		}
 	}
-	return f, newServer(f, ca, caKey)
+	return f, newServer(f, ca, caKey, hosts)
 }
 
 // Server is a server's TLS configuration from its certificate and key.
@@ -70,8 +75,9 @@ func Client(caFile string) (*tls.Config, error) {
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
-// fresh says whether the certificate in path is valid for 30 more days.
-func fresh(path string) bool {
+// fresh says whether the certificate in path is valid for 30 more days
+// and names every one of hosts.
+func fresh(path string, hosts []string) bool {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return false
@@ -81,7 +87,15 @@ func fresh(path string) bool {
 		return false
 	}
 	c, err := x509.ParseCertificate(blk.Bytes)
-	return err == nil && time.Until(c.NotAfter) > 30*24*time.Hour
+	if err != nil || time.Until(c.NotAfter) < 30*24*time.Hour {
+		return false
+	}
+	for _, h := range hosts {
+		if c.VerifyHostname(h) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func loadCA(certPath, keyPath string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
@@ -101,8 +115,9 @@ func loadCA(certPath, keyPath string) (*x509.Certificate, *ecdsa.PrivateKey, err
 	if err != nil {
 		return nil, nil, err
 	}
-	key, err := x509.ParseECPrivateKey(kblk.Bytes)
-	if err != nil || time.Until(ca.NotAfter) < 60*24*time.Hour {
+	parsed, err := x509.ParsePKCS8PrivateKey(kblk.Bytes)
+	key, ok := parsed.(*ecdsa.PrivateKey)
+	if err != nil || !ok || time.Until(ca.NotAfter) < 60*24*time.Hour {
 		return nil, nil, errors.New("tls: CA unusable or expiring")
 	}
 	return ca, key, nil
@@ -128,13 +143,13 @@ func newCA(certPath, keyPath string) (*x509.Certificate, *ecdsa.PrivateKey, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := writePEM(keyPath, "EC PRIVATE KEY", mustMarshal(key), 0o600); err != nil {
+	if err := writePEM(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: mustMarshal(key)})); err != nil {
 		return nil, nil, err
 	}
-	return ca, key, writePEM(certPath, "CERTIFICATE", der, 0o600)
+	return ca, key, writePEM(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
-func newServer(f Files, ca *x509.Certificate, caKey *ecdsa.PrivateKey) error {
+func newServer(f Files, ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -143,24 +158,40 @@ func newServer(f Files, ca *x509.Certificate, caKey *ecdsa.PrivateKey) error {
 	if h, err := os.Hostname(); err == nil && h != "" {
 		names = append(names, h)
 	}
+	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			ips = append(ips, ip)
+		} else if h != "" {
+			names = append(names, h)
+		}
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(), Subject: pkix.Name{CommonName: "jutong", Organization: []string{"Jutong"}},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames: names, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		DNSNames: names, IPAddresses: ips,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
 		return err
 	}
-	if err := writePEM(f.Key, "EC PRIVATE KEY", mustMarshal(key), 0o600); err != nil {
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: mustMarshal(key)})
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
+	if err := writePEM(f.Key, keyPEM); err != nil {
 		return err
 	}
-	return writePEM(f.Cert, "CERTIFICATE", der, 0o600)
+	if err := writePEM(f.Bundle, slices.Concat(keyPEM, certPEM, caPEM)); err != nil {
+		return err
+	}
+	return writePEM(f.Cert, slices.Concat(certPEM, caPEM))
 }
 
+// mustMarshal is k in PKCS #8 (which Go, Kafka's PEM keystores and
+// librdkafka all read).
 func mustMarshal(k *ecdsa.PrivateKey) []byte {
-	b, err := x509.MarshalECPrivateKey(k)
+	b, err := x509.MarshalPKCS8PrivateKey(k)
 	if err != nil {
 		panic(err) // a P-256 key always marshals
 	}
@@ -172,10 +203,10 @@ func serial() *big.Int {
 	return n
 }
 
-// writePEM writes one PEM block atomically with the given mode.
-func writePEM(path, typ string, der []byte, mode os.FileMode) error {
+// writePEM writes PEM data atomically, its owner's alone.
+func writePEM(path string, data []byte) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode); err != nil {
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)

@@ -351,7 +351,13 @@ func (b *Bus) serve(addr string, h http.Handler, what string) (string, error) {
 			b.cfg.Log.Error(what+" stopped", "err", err)
 		}
 	}()
-	url := scheme + "://" + ln.Addr().String()
+	// The bus's own clients reach a wildcard listener on loopback (which
+	// its certificate names).
+	host := ln.Addr().String()
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsUnspecified() {
+		host = net.JoinHostPort("127.0.0.1", strconv.Itoa(a.Port))
+	}
+	url := scheme + "://" + host
 	b.cfg.Log.Info(what+" listening", "url", url)
 	return url, nil
 }

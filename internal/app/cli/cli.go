@@ -25,6 +25,7 @@ func commands() []command {
 		{"dev", "run the whole bus on this machine until Ctrl-C (embedded Kafka, registry, pipelines)", runDev},
 		{"demo", "run the bus with synthetic departments publishing, and print where the data landed", demo.Run},
 		{"serve", "run the registry and pipelines against an existing Kafka cluster and databases", runServe},
+		{"certs", "make a private CA and a server certificate for TLS (what dev and demo do in their data directory)", runCerts},
 		{"catalog", "list, show, check and apply the catalog (topics and schemas)", runCatalog},
 		{"adapter", "publish a department's table (adapter sql) or file extracts (adapter file)", runAdapter},
 		{"sink", "operate on the sinks: replay an item into a sink (sink replay)", runSink},
