@@ -120,4 +120,32 @@ func TestClientAgainstHandler(t *testing.T) {
 	if _, err := control.NewClient(srv.URL, "forged", nil).Grants(ctx); !errors.As(err, &ae) || ae.Status != 401 {
 		t.Fatalf("a forged token: want HTTP 401, got %v", err)
 	}
+
+	// Separation of duties. A source does not apply for its own item.
+	if _, err := as("public_security").Apply(ctx, control.Request{Item: item, Purpose: "x"}); !errors.As(err, &re) || re.Field != "item" {
+		t.Fatalf("the source applied for its own item: %v", err)
+	}
+	// The authority's own application skips its own review and waits on the
+	// source; the authority cannot decide it, the source can.
+	own, err := as(cat.Authority).Apply(ctx, control.Request{Item: item, Purpose: "人口统计"})
+	if err != nil || own.State != control.SourceReview {
+		t.Fatalf("the authority's own application: %+v %v", own, err)
+	}
+	if _, err := as(cat.Authority).Approve(ctx, own.ID, control.Verdict{}); !errors.Is(err, control.ErrForbidden) {
+		t.Fatalf("the authority approved its own application: %v", err)
+	}
+	if own, err = as("public_security").Approve(ctx, own.ID, control.Verdict{}); err != nil || own.State != control.Granted {
+		t.Fatalf("the source approves the authority's application: %+v %v", own, err)
+	}
+	// An applicant never decides its own application, at either stage.
+	b, err := as("health").Apply(ctx, control.Request{Item: item, Purpose: "疫苗接种通知"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := as("health").Approve(ctx, b.ID, control.Verdict{}); !errors.Is(err, control.ErrForbidden) {
+		t.Fatalf("health approved its own application: %v", err)
+	}
+	if _, err := as("health").Refuse(ctx, b.ID, control.Verdict{Reason: "x"}); !errors.Is(err, control.ErrForbidden) {
+		t.Fatalf("health decided its own application: %v", err)
+	}
 }

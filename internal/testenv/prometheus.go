@@ -16,8 +16,9 @@ import (
 
 // Prometheus starts Debian's prometheus scraping target (host:port,
 // /metrics) every second and returns its URL; "" when it is not installed
-// and CI is not set (with CI=true the test fails instead).
-func Prometheus(t testing.TB, target string) string {
+// and CI is not set (with CI=true the test fails instead). With caFile the
+// target is scraped over HTTPS, trusting that CA.
+func Prometheus(t testing.TB, target, caFile string) string {
 	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
@@ -28,7 +29,11 @@ func Prometheus(t testing.TB, target string) string {
 		return ""
 	}
 	dir := t.TempDir()
-	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: jutong\n    static_configs:\n      - targets: ['%s']\n", target)
+	tlsCfg := ""
+	if caFile != "" {
+		tlsCfg = fmt.Sprintf("    scheme: https\n    tls_config:\n      ca_file: '%s'\n", caFile)
+	}
+	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: jutong\n%s    static_configs:\n      - targets: ['%s']\n", tlsCfg, target)
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ func TestDashboardsAndRules(t *testing.T) {
 	cat := sample(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	prom := testenv.Prometheus(t, strings.TrimPrefix(b.APIURL(), "http://"))
+	prom := testenv.Prometheus(t, strings.TrimPrefix(b.APIURL(), "http://"), "")
 
 	// Traffic: market supervision publishes (one record refused), the
 	// gateway takes one event, tax applies, is granted and reads.

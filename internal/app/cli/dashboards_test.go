@@ -4,12 +4,14 @@ import (
 	"context"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jutong/jutong/internal/localsvc"
 	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/internal/tlsca"
 )
 
 // waitServing waits until the demo serves; retry says it ended because one
@@ -39,10 +41,6 @@ func TestDemoDashboards(t *testing.T) {
 	}
 	api := l.Addr().String()
 	l.Close()
-	prom := testenv.Prometheus(t, api)
-	if prom == "" {
-		t.Skip("prometheus is not installed")
-	}
 	dir, err := os.MkdirTemp("", "jutong-demo-dash-")
 	if err != nil {
 		t.Fatal(err)
@@ -50,6 +48,16 @@ func TestDemoDashboards(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	// The demo serves /metrics over HTTPS with its CA, made here first so
+	// that Prometheus trusts it from its start (the demo keeps it).
+	certs, err := tlsca.Ensure(filepath.Join(dir, "tls"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prom := testenv.Prometheus(t, api, certs.CA)
+	if prom == "" {
+		t.Skip("prometheus is not installed")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
