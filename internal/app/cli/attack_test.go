@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -110,20 +111,25 @@ func startDevChild(t *testing.T, args []string) (map[string]string, func()) {
 		t.Fatal(err)
 	}
 	done := make(chan int, 1)
-	go func() { _ = cmd.Wait(); done <- cmd.ProcessState.ExitCode() }()
-	addrs := waitAddrs(t, &out, &errOut, done)
-	return addrs, func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("jutong dev exited %d: %s", code, errOut.String())
+	go func() { _ = cmd.Wait(); done <- cmd.ProcessState.ExitCode(); close(done) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(os.Interrupt)
+			select {
+			case code := <-done:
+				if code != 0 {
+					t.Errorf("jutong dev exited %d: %s", code, errOut.String())
+				}
+			case <-time.After(time.Minute):
+				_ = cmd.Process.Kill()
+				t.Error("jutong dev did not stop on SIGINT")
 			}
-		case <-time.After(time.Minute):
-			_ = cmd.Process.Kill()
-			t.Error("jutong dev did not stop on SIGINT")
-		}
+		})
 	}
+	t.Cleanup(stop) // also when waitAddrs fails the test
+	addrs := waitAddrs(t, &out, &errOut, done)
+	return addrs, stop
 }
 
 // do sends a request with basic auth (user "" for none) and returns the status.

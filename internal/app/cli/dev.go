@@ -14,7 +14,13 @@ Kafka cluster (franz-go's kfake) with SASL/SCRAM and ACLs on, the schema registr
 one topic per catalog item, and the pipelines into PostgreSQL (the base databases)
 and ClickHouse (analytics). Everything is kept under --data-dir, so stopping and
 starting again keeps every record, every schema and every sink's position.
-Item topics are created by 'jutong catalog apply', or at start with --apply.`
+Item topics are created by 'jutong catalog apply', or at start with --apply.
+
+Secure by default: Kafka speaks SASL_SSL only and the registry and the API HTTPS
+only, with certificates of a private CA made in --data-dir/tls (clients trust
+ca.pem); the admin's password is made at the first start and kept, with what the
+CLI needs to act as the admin, in --data-dir/jutong.env (0600); the local
+databases get passwords of their own. See docs/security.md.`
 
 func runDev(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fs := cmdflag.New("dev", devDesc, errOut)

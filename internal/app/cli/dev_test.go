@@ -83,17 +83,27 @@ func startDev(t *testing.T, args []string) (addrs map[string]string, stop func()
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errOut syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- Run(ctx, append([]string{"dev"}, args...), &out, &errOut) }()
-	addrs = waitAddrs(t, &out, &errOut, done)
-	return addrs, func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("jutong dev exited %d on Ctrl-C: %s", code, errOut.String())
-		}
-		if !strings.Contains(out.String(), "stopping:") {
-			t.Errorf("no clean shutdown message: %s", out.String())
-		}
+	go func() {
+		done <- Run(ctx, append([]string{"dev"}, args...), &out, &errOut)
+		close(done) // a stop after waitAddrs saw the exit does not wait
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if code := <-done; code != 0 {
+				t.Errorf("jutong dev exited %d on Ctrl-C: %s", code, errOut.String())
+			}
+			if !strings.Contains(out.String(), "stopping:") {
+				t.Errorf("no clean shutdown message: %s", out.String())
+			}
+		})
 	}
+	// A test that fails before it stops dev must not leave its local
+	// databases running.
+	t.Cleanup(stop)
+	addrs = waitAddrs(t, &out, &errOut, done)
+	return addrs, stop
 }
 
 // startDevProcess runs `jutong dev` in a process of its own (this test
@@ -108,9 +118,23 @@ func startDevProcess(t *testing.T, args []string) (addrs map[string]string, kill
 		t.Fatal(err)
 	}
 	done := make(chan int, 1)
-	go func() { _ = cmd.Wait(); done <- cmd.ProcessState.ExitCode() }()
+	go func() { _ = cmd.Wait(); done <- cmd.ProcessState.ExitCode(); close(done) }()
+	killed := false
+	// A test that fails before it kills dev stops it as Ctrl-C does, so
+	// that its local databases do not outlive the test.
+	t.Cleanup(func() {
+		if !killed {
+			_ = cmd.Process.Signal(os.Interrupt)
+			select {
+			case <-done:
+			case <-time.After(time.Minute):
+				_ = cmd.Process.Kill()
+			}
+		}
+	})
 	addrs = waitAddrs(t, &out, &errOut, done)
 	return addrs, func() {
+		killed = true
 		_ = cmd.Process.Kill()
 		<-done
 	}

@@ -22,7 +22,11 @@ topics are created by 'jutong catalog apply', a governed change), serves
 the schema registry (state in the compacted topic _jutong.schemas) and runs the
 pipelines into PostgreSQL and ClickHouse until SIGINT or SIGTERM. Run several
 instances for availability: the pipelines share the work through their consumer
-groups and resume from the sinks' own ledgers.`
+groups and resume from the sinks' own ledgers.
+
+It refuses to start with weak Kafka credentials or without TLS (--tls-cert and
+--tls-key for HTTPS on the registry and the API, --tls-ca for SASL_SSL to Kafka);
+--insecure-lab starts anyway, for a lab, and logs INSECURE at every start.`
 
 func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fs := cmdflag.New("serve", serveDesc, errOut)
