@@ -231,6 +231,16 @@ func (c *Catalog) checkItem(it *Item, add adder) {
 	case !kf.Required || kf.Type != TypeString:
 		add(f, it.Code, it.Key, "business key field must be a required string")
 	}
+	for _, name := range it.Lookup {
+		switch lf := it.Field(name); {
+		case lf == nil:
+			add(f, it.Code, name, "lookup field does not exist")
+		case name == it.Key:
+			add(f, it.Code, name, "the business key is always a lookup: do not list it in \"lookup\"")
+		case lf.Type != TypeString:
+			add(f, it.Code, name, "a lookup field must be a string (an identifier)")
+		}
+	}
 }
 
 // indexThemes indexes the theme databases and checks them.

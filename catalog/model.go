@@ -88,12 +88,16 @@ const (
 // Item is a catalog item: one kind of record owned by one source department,
 // published on its own topic.
 type Item struct {
-	Code   string    `json:"code"` // <base or domain>.<name>, e.g. legal_person.enterprise_registration
-	Name   string    `json:"name"` // Chinese name
-	NameEN string    `json:"name_en"`
-	Source string    `json:"source"` // department code: the one authoritative source
-	Base   string    `json:"base,omitempty"`
-	Key    string    `json:"key"` // the business key field
+	Code   string `json:"code"` // <base or domain>.<name>, e.g. legal_person.enterprise_registration
+	Name   string `json:"name"` // Chinese name
+	NameEN string `json:"name_en"`
+	Source string `json:"source"` // department code: the one authoritative source
+	Base   string `json:"base,omitempty"`
+	Key    string `json:"key"` // the business key field
+	// Lookup lists the other fields a granted department may query the
+	// current state by (identifiers: a citizen ID, a USCC); each is indexed
+	// in PostgreSQL. The business key always is.
+	Lookup []string  `json:"lookup,omitempty"`
 	Share  ShareType `json:"share"`
 	// LegalBasis is required when Share is none (不予共享须有法律依据).
 	LegalBasis string `json:"legal_basis,omitempty"`

@@ -2,6 +2,8 @@ package pgsink
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 
@@ -54,6 +56,52 @@ func tableName(it *catalog.Item) string {
 	return pgx.Identifier{d, n}.Sanitize()
 }
 
+// lookupIndex names the index of one of an item's lookup fields (unique
+// in the item's schema, within PostgreSQL's 63 bytes).
+func lookupIndex(it *catalog.Item, field string) string {
+	_, n := it.Namespace()
+	name := n + "_" + field + "_lookup"
+	if len(name) > 63 {
+		sum := sha256.Sum256([]byte(name))
+		name = name[:50] + "_" + hex.EncodeToString(sum[:6])
+	}
+	return name
+}
+
+// lookupDDL creates the indexes of the item's lookup fields that idx (as
+// "schema.index") lacks.
+func lookupDDL(it *catalog.Item, idx map[string]bool) string {
+	d, _ := it.Namespace()
+	var b strings.Builder
+	for _, f := range it.Lookup {
+		name := lookupIndex(it, f)
+		if idx[d+"."+name] {
+			continue
+		}
+		fmt.Fprintf(&b, "CREATE INDEX IF NOT EXISTS %s ON %s (%s);\n", pgx.Identifier{name}.Sanitize(), tableName(it), pgx.Identifier{f}.Sanitize())
+	}
+	return b.String()
+}
+
+// existingIndexes lists the indexes in the items' schemas, as "schema.index".
+func existingIndexes(ctx context.Context, tx interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, items []*catalog.Item) (map[string]bool, error) {
+	var list []string
+	for _, it := range items {
+		d, _ := it.Namespace()
+		list = append(list, d)
+	}
+	rows, err := tx.Query(ctx, `SELECT schemaname || '.' || indexname FROM pg_indexes WHERE schemaname = ANY($1)`, list)
+	if err != nil {
+		return nil, fmt.Errorf("pgsink: read the indexes: %w", err)
+	}
+	out := map[string]bool{}
+	var name string
+	_, err = pgx.ForEachRow(rows, []any{&name}, func() error { out[name] = true; return nil })
+	return out, err
+}
+
 func tableDDL(it *catalog.Item) string {
 	d, _ := it.Namespace()
 	var b strings.Builder
@@ -103,11 +151,11 @@ func existingColumns(ctx context.Context, tx interface {
 // evolveDDL creates an item's table when it does not exist, or adds the
 // columns of fields added to the catalog since (optional, as compatibility
 // requires); "" when the table is as the catalog says.
-func evolveDDL(it *catalog.Item, have map[string]map[string]bool) string {
+func evolveDDL(it *catalog.Item, have map[string]map[string]bool, idx map[string]bool) string {
 	d, n := it.Namespace()
 	cols, ok := have[d+"."+n]
 	if !ok {
-		return tableDDL(it) + commentsDDL(it)
+		return tableDDL(it) + commentsDDL(it) + lookupDDL(it, idx)
 	}
 	var b strings.Builder
 	for _, f := range it.Fields {
@@ -117,6 +165,7 @@ func evolveDDL(it *catalog.Item, have map[string]map[string]bool) string {
 		fmt.Fprintf(&b, "ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s;\n", tableName(it), pgx.Identifier{f.Name}.Sanitize(), columnType(f))
 		fmt.Fprintf(&b, "COMMENT ON COLUMN %s.%s IS %s;\n", tableName(it), pgx.Identifier{f.Name}.Sanitize(), quoteLiteral(f.Title))
 	}
+	b.WriteString(lookupDDL(it, idx))
 	return b.String()
 }
 

@@ -117,11 +117,15 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 	if err != nil {
 		return err
 	}
+	idx, err := existingIndexes(ctx, conn, items)
+	if err != nil {
+		return err
+	}
 	var ddl []string
 	var codes []string
 	for _, it := range items {
 		byCode[it.Code] = it
-		if d := evolveDDL(it, have); d != "" {
+		if d := evolveDDL(it, have, idx); d != "" {
 			ddl, codes = append(ddl, d), append(codes, it.Code)
 		}
 	}
