@@ -21,16 +21,18 @@ const Topic = topicname.Audit
 
 // The kinds of audit events.
 const (
-	Applied   = "applied"
-	Decided   = "decided"
-	Granted   = "granted"
-	Refused   = "refused"
-	Revoked   = "revoked"
-	Expired   = "expired"
-	Escalated = "escalated"
-	ACLAdded  = "acl_added"
-	ACLRemove = "acl_removed"
-	Read      = "read"
+	Applied       = "applied"
+	Decided       = "decided"
+	Granted       = "granted"
+	Refused       = "refused"
+	Revoked       = "revoked"
+	Expired       = "expired"
+	Escalated     = "escalated"
+	ACLAdded      = "acl_added"
+	ACLRemove     = "acl_removed"
+	Read          = "read"
+	Lookup        = "lookup"         // a query of the current state (records: how many found)
+	LookupRefused = "lookup_refused" // one refused (no grant, another purpose): detail says why
 )
 
 // Event is one audited fact.
@@ -48,6 +50,9 @@ type Event struct {
 	WindowStart time.Time `json:"window_start,omitzero"`
 	WindowEnd   time.Time `json:"window_end,omitzero"`
 	Group       string    `json:"group,omitempty"`
+	// Lookups: the purpose stated and the keys (or field=value) asked.
+	Purpose string   `json:"purpose,omitempty"`
+	Keys    []string `json:"keys,omitempty"`
 }
 
 // Writer appends events to the audit topic.

@@ -11,6 +11,11 @@ import (
 //	SELECT department, grant, sum(records) FROM audit
 //	WHERE kind = 'read' AND item = 'population.resident_registration'
 //	  AND time >= now() - INTERVAL 7 DAY GROUP BY department, grant
+//
+// or who looked a citizen up, for what:
+//
+//	SELECT time, department, item, grant, purpose, records AS found FROM audit
+//	WHERE kind = 'lookup' AND has(keys, '110101199003070018')
 const TableDDL = `CREATE TABLE IF NOT EXISTS audit (
   time DateTime,
   time_ms Int64,
@@ -25,6 +30,8 @@ const TableDDL = `CREATE TABLE IF NOT EXISTS audit (
   window_start DateTime,
   window_end DateTime,
   consumer_group String,
+  purpose String,
+  keys Array(String),
   kafka_partition Int32,
   kafka_offset Int64
 ) ENGINE = MergeTree
@@ -33,7 +40,11 @@ ORDER BY (kind, item, time, kafka_partition, kafka_offset)`
 
 // InsertSQL inserts rows of TableDDL, the positions last (for chsink.Copy).
 const InsertSQL = `INSERT INTO audit (time, time_ms, kind, department, item, application, grant, actor, detail, records,
-  window_start, window_end, consumer_group, kafka_partition, kafka_offset)`
+  window_start, window_end, consumer_group, purpose, keys, kafka_partition, kafka_offset)`
+
+// AddedColumns are TableDDL's columns a table made by an earlier version
+// lacks (chsink.Table.Added).
+var AddedColumns = [][2]string{{"purpose", "String"}, {"keys", "Array(String)"}}
 
 // Row turns an audit record into a row of TableDDL, the positions excluded
 // (for chsink.Copy, which copies Topic into ClickHouse exactly once).
@@ -42,6 +53,10 @@ func Row(value []byte, ts time.Time) []any {
 	if err := json.Unmarshal(value, &e); err != nil {
 		e = Event{Kind: "unreadable", Detail: err.Error(), Time: ts}
 	}
+	keys := e.Keys
+	if keys == nil {
+		keys = []string{}
+	}
 	return []any{e.Time.Truncate(time.Second), e.Time.UnixMilli(), e.Kind, e.Department, e.Item, e.Application, e.Grant,
-		e.Actor, e.Detail, e.Records, e.WindowStart.Truncate(time.Second), e.WindowEnd.Truncate(time.Second), e.Group}
+		e.Actor, e.Detail, e.Records, e.WindowStart.Truncate(time.Second), e.WindowEnd.Truncate(time.Second), e.Group, e.Purpose, keys}
 }

@@ -43,6 +43,8 @@ type Application struct {
 	Grade      int       `json:"grade"`  // the highest security grade requested in clear
 	From       time.Time `json:"from"`
 	Until      time.Time `json:"until"`
+	// LookupRate is the lookups a second asked for (0: the bus's default).
+	LookupRate float64   `json:"lookup_rate,omitempty"`
 	Submitted  time.Time `json:"submitted"`
 	State      State     `json:"state"`
 	// Due is the deadline of the current review; Escalated is set when it
@@ -75,6 +77,10 @@ type Grant struct {
 	Grade      int       `json:"grade"`
 	From       time.Time `json:"from"`
 	Until      time.Time `json:"until"`
+	// Purpose is what the grant was approved for: a lookup states it.
+	Purpose string `json:"purpose,omitempty"`
+	// LookupRate is the lookups a second it allows (0: the bus's default).
+	LookupRate float64 `json:"lookup_rate,omitempty"`
 }
 
 // Active says whether the grant gives access at t.
@@ -94,6 +100,9 @@ type Request struct {
 	Grade   int       `json:"grade,omitempty"`  // default: the highest grade of the fields
 	From    time.Time `json:"from,omitzero"`    // default: now
 	Until   time.Time `json:"until,omitzero"`   // default: a year on
+	// LookupRate is the lookups a second the department needs (default:
+	// the bus's, 50); at most 10,000.
+	LookupRate float64 `json:"lookup_rate,omitempty"`
 }
 
 // ErrForbidden is returned (wrapped) when the acting department may not do
@@ -161,8 +170,11 @@ func newApplication(cat *catalog.Catalog, cal *Calendar, dept string, r Request,
 	if !until.After(from) {
 		return nil, &RequestError{"until", "must be after from"}
 	}
+	if r.LookupRate < 0 || r.LookupRate > 10000 {
+		return nil, &RequestError{"lookup_rate", "lookups a second: 0 (the default) to 10000"}
+	}
 	a := &Application{ID: newID(), Department: dept, Item: it.Code, Purpose: r.Purpose, Fields: fields, Grade: grade,
-		From: from.UTC(), Until: until.UTC(), Submitted: now.UTC()}
+		From: from.UTC(), Until: until.UTC(), LookupRate: r.LookupRate, Submitted: now.UTC()}
 	if it.Share == catalog.ShareNone {
 		a.State, a.Reason = Refused, "not shared (不予共享): "+it.LegalBasis
 		a.Decisions = append(a.Decisions, Decision{Stage: AuthorityReview, By: cat.Authority, Reason: a.Reason, At: now.UTC()})
@@ -225,7 +237,8 @@ func (a *Application) decide(cat *catalog.Catalog, cal *Calendar, by string, v V
 		a.State, a.Due = SourceReview, cal.Deadline(now, days)
 	default:
 		a.State, a.Due = Granted, time.Time{}
-		a.Grant = &Grant{ID: a.ID, Department: a.Department, Item: a.Item, Fields: a.Fields, Grade: a.Grade, From: a.From, Until: a.Until}
+		a.Grant = &Grant{ID: a.ID, Department: a.Department, Item: a.Item, Fields: a.Fields, Grade: a.Grade, From: a.From, Until: a.Until,
+			Purpose: a.Purpose, LookupRate: a.LookupRate}
 	}
 	return nil
 }

@@ -283,6 +283,26 @@ func (s *Service) Grants() []Grant {
 	return s.grantsLocked(s.cfg.Now())
 }
 
+// GrantsOn returns a department's active grants on an item (with their
+// purposes, which grants approved before purposes were kept get from their
+// application).
+func (s *Service) GrantsOn(dept, item string) []Grant {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.cfg.Now()
+	var out []Grant
+	for _, a := range s.apps {
+		if a.Department == dept && a.Item == item && a.State == Granted && a.Grant != nil && a.Grant.Active(now) {
+			g := *a.Grant
+			if g.Purpose == "" {
+				g.Purpose = a.Purpose
+			}
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
 func (s *Service) grantsLocked(now time.Time) []Grant {
 	var out []Grant
 	for _, a := range s.apps {

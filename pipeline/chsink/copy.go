@@ -24,6 +24,10 @@ type Table struct {
 	DDL string
 	// Insert is "INSERT INTO t (columns...)", the position columns last.
 	Insert string
+	// Added are the columns (name, type) added to DDL since its first
+	// version: a table made before lacks them, and gets them at start
+	// (ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS).
+	Added [][2]string
 	// Row turns a record's value into the row's values, positions excluded.
 	Row func(value []byte, ts time.Time) []any
 	// Seen, when set, is called for every record copied (metrics).
@@ -59,6 +63,9 @@ func Copy(ctx context.Context, kafka []kgo.Opt, dsn string, t Table, log *slog.L
 	var last map[int32]int64
 	if _, err := retry.Do(ctx, backoff, func() (err error) {
 		if err = conn.Exec(ctx, t.DDL); err != nil {
+			return err
+		}
+		if err = c.addColumns(ctx); err != nil {
 			return err
 		}
 		last, err = c.positions(ctx)
@@ -150,6 +157,37 @@ func tableOf(insert string) string {
 
 // positions reads the highest offset landed per partition, once no insert
 // of an earlier copier of the table runs (the fence).
+// addColumns adds the Added columns the table lacks.
+func (c *copier) addColumns(ctx context.Context) error {
+	if len(c.t.Added) == 0 {
+		return nil
+	}
+	rows, err := c.conn.Query(ctx, "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = ?", c.table)
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return err
+		}
+		have[name] = true
+	}
+	rows.Close()
+	for _, col := range c.t.Added {
+		if have[col[0]] {
+			continue
+		}
+		c.log.Info("chsink copy: adding a column", "table", c.table, "column", col[0])
+		if err := c.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", c.table, col[0], col[1])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (c *copier) positions(ctx context.Context) (map[int32]int64, error) {
 	if err := c.fence.wait(ctx); err != nil {
 		return nil, err

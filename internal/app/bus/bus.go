@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -93,6 +94,9 @@ type Config struct {
 	// certificate, makes the embedded cluster's listeners SASL_SSL, and has
 	// the bus's clients trust its CA.
 	TLS *tlsca.Files
+	// LookupRate is the lookups a second a grant allows unless it says
+	// (default 50).
+	LookupRate float64
 	// HTTPReadTimeout bounds the time to read a request, body included, on
 	// the registry and the API (default 2 minutes): a slow body is cut off.
 	HTTPReadTimeout time.Duration
@@ -139,10 +143,12 @@ type Bus struct {
 	reads   *audit.Reads
 	subLag  *prometheus.GaugeVec
 	sinks   []pipeline.Sink
-	pcfg    pipeline.Config
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	errs    chan error
+	// lookupDB is the lookups' own pool on the PostgreSQL the sink writes.
+	lookupDB *pgxpool.Pool
+	pcfg     pipeline.Config
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	errs     chan error
 }
 
 // Start starts everything; Close stops it.
@@ -183,7 +189,7 @@ func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
 	if err := b.startControl(ctx, rctx); err != nil {
 		return nil, err
 	}
-	if err := b.serveAPI(); err != nil {
+	if err := b.serveAPI(ctx); err != nil {
 		return nil, err
 	}
 	if err := b.startSinks(ctx, rctx); err != nil {
@@ -397,8 +403,9 @@ func (b *Bus) startDoor(ctx, rctx context.Context) (err error) {
 	return nil
 }
 
-// serveAPI serves the ingest gateway, the control API and /metrics on APIAddr.
-func (b *Bus) serveAPI() (err error) {
+// serveAPI serves the ingest gateway, the control API, the lookups and
+// /metrics on APIAddr.
+func (b *Bus) serveAPI(ctx context.Context) (err error) {
 	b.gw, err = gateway.New(gateway.Config{
 		Catalog: b.cfg.Catalog, Tokens: b.Tokens, Door: b.door,
 		Log: b.cfg.Log.With("component", "gateway"), Registerer: b.Metrics,
@@ -411,6 +418,9 @@ func (b *Bus) serveAPI() (err error) {
 	ctl := httpmetrics.Wrap(control.Handler(b.Control, b.Officers, b.cfg.Log.With("component", "control")), b.Metrics, "control")
 	for _, route := range []string{"/v1/applications", "/v1/applications/", "/v1/grants", "/v1/responsibilities"} {
 		mux.Handle(route, ctl)
+	}
+	if err := b.serveLookups(ctx, mux); err != nil {
+		return err
 	}
 	mux.Handle("/", b.gw.Handler())
 	b.apiURL, err = b.serve(b.cfg.APIAddr, mux, "api (gateway, control, /metrics)")
@@ -462,7 +472,7 @@ func (b *Bus) startCopies(rctx context.Context) {
 	b.Metrics.MustRegister(quarantined)
 	seen := func(r quarantine.Record) { quarantined.WithLabelValues(r.Item, r.Department, r.Rule).Inc() }
 	for _, t := range []chsink.Table{
-		{Topic: audit.Topic, DDL: audit.TableDDL, Insert: audit.InsertSQL, Row: audit.Row},
+		{Topic: audit.Topic, DDL: audit.TableDDL, Insert: audit.InsertSQL, Row: audit.Row, Added: audit.AddedColumns},
 		chsink.RejectsTable(seen),
 	} {
 		b.wg.Go(func() {
@@ -705,6 +715,13 @@ func (b *Bus) Close() {
 		b.cancel()
 	}
 	b.wg.Wait()
+	// The HTTP servers first: their requests in flight still need the
+	// control plane, the lookups' pool and the audit writer.
+	for _, srv := range b.servers {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = srv.Shutdown(ctx)
+		cancel()
+	}
 	if b.feeds != nil {
 		b.feeds.Close()
 	}
@@ -714,13 +731,11 @@ func (b *Bus) Close() {
 	if b.reads != nil {
 		b.reads.Close()
 	}
+	if b.lookupDB != nil {
+		b.lookupDB.Close()
+	}
 	if b.audit != nil {
 		b.audit.Close()
-	}
-	for _, srv := range b.servers {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = srv.Shutdown(ctx)
-		cancel()
 	}
 	if b.door != nil {
 		b.door.Close()

@@ -1,0 +1,66 @@
+package bus
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"net/http"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/jutong/jutong/audit"
+	"github.com/jutong/jutong/internal/httpmetrics"
+	"github.com/jutong/jutong/lookup"
+)
+
+// serveLookups adds the lookups to the API, over the PostgreSQL the sink
+// writes (none without one).
+func (b *Bus) serveLookups(ctx context.Context, mux *http.ServeMux) (err error) {
+	if b.cfg.PostgresDSN == "" {
+		return nil
+	}
+	if b.lookupDB, err = pgxpool.New(ctx, b.cfg.PostgresDSN); err != nil {
+		return err
+	}
+	secret := sha256.Sum256([]byte("lookup cursors\x00" + b.kafka.Password)) // shared by the instances of one bus
+	svc, err := lookup.New(lookup.Config{
+		Catalog: b.cfg.Catalog, DB: b.lookupDB, Rate: b.cfg.LookupRate, CursorSecret: secret[:],
+		Authenticate: b.department,
+		Grants: func(dept, item string) []lookup.Grant {
+			var out []lookup.Grant
+			for _, g := range b.Control.GrantsOn(dept, item) {
+				out = append(out, lookup.Grant{ID: g.ID, Purpose: g.Purpose, Fields: g.Fields, Grade: g.Grade, Rate: g.LookupRate})
+			}
+			return out
+		},
+		Audit:      func(ctx context.Context, e audit.Event) error { return b.audit.Write(ctx, e) },
+		Now:        b.cfg.Now,
+		Log:        b.cfg.Log.With("component", "lookup"),
+		Registerer: b.Metrics,
+	})
+	if err != nil {
+		return err
+	}
+	h := httpmetrics.Wrap(svc.Handler(), b.Metrics, "lookup")
+	mux.Handle("GET /v1/items/{code}/records/{key}", h)
+	mux.Handle("GET /v1/items/{code}/records", h)
+	return nil
+}
+
+// department resolves a department's principal and Kafka password to its code.
+func (b *Bus) department(user, pass string) (string, bool) {
+	want, ok := b.Credentials[user]
+	if !ok || want == "" {
+		return "", false
+	}
+	hw, hp := sha256.Sum256([]byte(want)), sha256.Sum256([]byte(pass))
+	if subtle.ConstantTimeCompare(hw[:], hp[:]) != 1 {
+		return "", false
+	}
+	for _, d := range b.cfg.Catalog.Departments {
+		if d.Principal == user {
+			return d.Code, true
+		}
+	}
+	return "", false
+}
