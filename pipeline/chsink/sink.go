@@ -129,6 +129,8 @@ type Sink struct {
 	name string
 	log  *slog.Logger
 	conn driver.Conn
+	// typed says whether Prepare makes the items' typed views.
+	typed bool
 	// fence tags every insert the sink makes, so that a ledger read after a
 	// crash waits for the inserts of the killed run (see fence).
 	fence fence
@@ -150,6 +152,9 @@ type Config struct {
 	Name string // the sink's name (its consumer group's, its fence's)
 	DSN  string // native protocol: clickhouse://user:password@host:9000/database
 	Log  *slog.Logger
+	// NoTypedViews skips the items' typed views (typed.go): two views an
+	// item make a start with thousands of items slow.
+	NoTypedViews bool
 }
 
 // New connects to a ClickHouse server over the native protocol.
@@ -169,7 +174,7 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chsink: %w", err)
 	}
-	return &Sink{name: cfg.Name, log: cfg.Log, conn: conn, fence: newFence(cfg.Log, conn, opts.Auth.Database, cfg.Name), next: map[tp]int64{}}, nil
+	return &Sink{name: cfg.Name, log: cfg.Log, conn: conn, typed: !cfg.NoTypedViews, fence: newFence(cfg.Log, conn, opts.Auth.Database, cfg.Name), next: map[tp]int64{}}, nil
 }
 
 // Name implements pipeline.Sink.
@@ -191,6 +196,11 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 	}
 	if len(items) == 0 {
 		return nil
+	}
+	if s.typed {
+		if err := s.ensureTypedViews(ctx, items); err != nil {
+			return err
+		}
 	}
 	b, err := s.conn.PrepareBatch(ctx, `INSERT INTO catalog_items (item, name, department, base, share, update_frequency, interval_seconds, version)`)
 	if err != nil {

@@ -94,6 +94,9 @@ type Config struct {
 	// certificate, makes the embedded cluster's listeners SASL_SSL, and has
 	// the bus's clients trust its CA.
 	TLS *tlsca.Files
+	// NoTypedViews skips ClickHouse's typed views of the items (two a
+	// item; see docs/analytics.md).
+	NoTypedViews bool
 	// LookupRate is the lookups a second a grant allows unless it says
 	// (default 50).
 	LookupRate float64
@@ -438,7 +441,7 @@ func (b *Bus) startSinks(ctx, rctx context.Context) error {
 		b.sinks = append(b.sinks, pg)
 	}
 	if b.cfg.ClickHouseDSN != "" {
-		ch, err := chsink.New(ctx, chsink.Config{Name: "clickhouse", DSN: b.cfg.ClickHouseDSN})
+		ch, err := chsink.New(ctx, chsink.Config{Name: "clickhouse", DSN: b.cfg.ClickHouseDSN, NoTypedViews: b.cfg.NoTypedViews})
 		if err != nil {
 			return err
 		}

@@ -46,6 +46,8 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	cert := fs.EnvString("tls-cert", "JUTONG_TLS_CERT", "", "certificate (PEM) the registry and the API serve HTTPS with")
 	key := fs.EnvString("tls-key", "JUTONG_TLS_KEY", "", "its private key (PEM)")
 	ca := fs.EnvString("tls-ca", "JUTONG_CA_FILE", "", "CA certificate(s) to trust: connects to Kafka over SASL_SSL, and to the registry over HTTPS")
+	typed := fs.Bool("typed-views", true, "make ClickHouse's typed views of every item (two an item: docs/analytics.md)")
+	lookupRate := fs.Float64("lookup-rate", 50, "lookups a second a grant allows unless its application asks for another rate")
 	lab := fs.Bool("insecure-lab", false, "start even with no SASL user, an empty password or a known default one (a lab, never production; logged at every start)")
 	var window, readTimeout time.Duration
 	fs.EnvDurationVar(&readTimeout, "http-read-timeout", "JUTONG_HTTP_READ_TIMEOUT", 2*time.Minute, "the most time a client may take to send a request, body included (registry and API)")
@@ -86,6 +88,7 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 		TLS:          certs,
 		RegistryAddr: *regAddr, RegistryURL: *regURL, APIAddr: *apiAddr, SecretsDir: *secrets, CreateUsers: *createUsers, PostgresDSN: *pgDSN, ClickHouseDSN: *chDSN, Log: log,
 		Pipeline: pipeline.Config{InstanceID: *instance}, IdempotencyWindow: window, HTTPReadTimeout: readTimeout,
+		NoTypedViews: !*typed, LookupRate: *lookupRate,
 	})
 	if err != nil {
 		return err
