@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -69,6 +70,8 @@ type Service struct {
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter // by grant id
 	aead     cipher.AEAD              // seals cursors
+
+	cols, projections sync.Map // by item code; by grant (see projection)
 }
 
 // New checks cfg and returns a Service.
@@ -274,19 +277,13 @@ func (s *Service) audit(ctx context.Context, dept string, it *catalog.Item, g Gr
 // query reads up to limit records of it matching cond and projects them
 // for g.
 func (s *Service) query(ctx context.Context, it *catalog.Item, g Grant, cond string, args []any, limit int) ([]Record, error) {
-	cols := make([]string, 0, len(it.Fields)+6)
-	for _, f := range it.Fields {
-		cols = append(cols, pgx.Identifier{f.Name}.Sanitize())
-	}
-	cols = append(cols, "_event_id::text", "_op", "_event_time", "_publish_time", "_partition", "_offset")
-	d, n := it.Namespace()
-	sql := fmt.Sprintf("SELECT %s FROM %s WHERE %s LIMIT %d", strings.Join(cols, ", "), pgx.Identifier{d, n}.Sanitize(), cond, limit)
+	sql := fmt.Sprintf("SELECT %s FROM %s WHERE %s LIMIT %d", s.columns(it), s.table(it), cond, limit)
 	rows, err := s.cfg.DB.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("lookup: %s: %w", it.Code, err)
 	}
 	defer rows.Close()
-	p := feed.Project(it, feed.Grant{ID: g.ID, Item: it.Code, Fields: g.Fields, Grade: g.Grade})
+	p := s.projection(it, g)
 	var out []Record
 	for rows.Next() {
 		vals, err := rows.Values()
@@ -309,6 +306,39 @@ func (s *Service) query(ctx context.Context, it *catalog.Item, g Grant, cond str
 		out = append(out, Record{Key: p.Key(key), Data: portable(p, p.Apply(data)), Provenance: prov, clearKey: key})
 	}
 	return out, rows.Err()
+}
+
+// columns is the select list of an item's table: its fields, then the
+// change's metadata (cached: the catalog does not change while it runs).
+func (s *Service) columns(it *catalog.Item) string {
+	if c, ok := s.cols.Load(it.Code); ok {
+		return c.(string)
+	}
+	cols := make([]string, 0, len(it.Fields)+6)
+	for _, f := range it.Fields {
+		cols = append(cols, pgx.Identifier{f.Name}.Sanitize())
+	}
+	cols = append(cols, "_event_id::text", "_op", "_event_time", "_publish_time", "_partition", "_offset")
+	c := strings.Join(cols, ", ")
+	s.cols.Store(it.Code, c)
+	return c
+}
+
+func (s *Service) table(it *catalog.Item) string {
+	d, n := it.Namespace()
+	return pgx.Identifier{d, n}.Sanitize()
+}
+
+// projection is how g sees it, made once per grant (a grant's fields and
+// grade never change; another grant has another id).
+func (s *Service) projection(it *catalog.Item, g Grant) *feed.Projection {
+	key := g.ID + "\x00" + strconv.Itoa(g.Grade) + "\x00" + strings.Join(g.Fields, ",")
+	if p, ok := s.projections.Load(key); ok {
+		return p.(*feed.Projection)
+	}
+	p := feed.Project(it, feed.Grant{ID: g.ID, Item: it.Code, Fields: g.Fields, Grade: g.Grade})
+	s.projections.Store(key, p)
+	return p
 }
 
 // portable renders projected data as JSON values, as feeds' readers do.

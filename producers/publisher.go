@@ -177,6 +177,9 @@ func (p *Publisher) record(pr *prepared, e *schemas.Event) (*kgo.Record, *contra
 // already finds wrong gets its violation as its result (and is sent all the
 // same, so that the bus keeps it with its reason).
 func (p *Publisher) PublishAsync(ctx context.Context, item string, done func(Result), events ...*schemas.Event) error {
+	if done == nil {
+		return errors.New("producers: PublishAsync needs a done callback: without one, a failed event would go unnoticed")
+	}
 	pr, err := p.prepare(ctx, item)
 	if err != nil {
 		return err

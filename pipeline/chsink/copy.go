@@ -85,7 +85,11 @@ func Copy(ctx context.Context, kafka []kgo.Opt, dsn string, t Table, log *slog.L
 			start[p] = kgo.NewOffset().AtStart()
 		}
 	}
-	cl, err := kafkaconn.NewClient(kafka, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{t.Topic: start}))
+	// Blocks of up to a second's worth: every insert makes a part that
+	// ClickHouse merges later, so a busy topic (the lookups' audit) must
+	// not insert a block per fetch.
+	cl, err := kafkaconn.NewClient(kafka, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{t.Topic: start}),
+		kgo.FetchMinBytes(1<<20), kgo.FetchMaxWait(time.Second))
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,10 @@ Subcommands:
   door      the door alone: a department's inbox filled beforehand, then checked and
             forwarded, exactly once, to the item's topic
   topics    how the pipeline process's start-up and memory grow with the number of item
-            topics (jutong serve in a child process, one event per topic)`
+            topics (jutong serve in a child process, one event per topic)
+  query     lookups through the HTTP API by key and by a lookup field, from concurrent
+            clients, with auth, grant check, masking, rate limit and audit on: calls/s,
+            p50/p99/p999 latency, CPU per call, audit rows landed`
 
 // Run runs `jutong bench`.
 func Run(ctx context.Context, args []string, out, errOut io.Writer) error {
@@ -47,13 +50,15 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return benchTopics(ctx, args[1:], out, errOut)
 	case "door":
 		return benchDoor(ctx, args[1:], out, errOut)
+	case "query":
+		return benchQuery(ctx, args[1:], out, errOut)
 	}
 	if len(args) == 0 || args[0] != "publish" {
-		fmt.Fprintf(errOut, "Usage: jutong bench [publish|pipeline|door|topics] [flags]   (no subcommand: pipeline)\n\n%s\n", benchDesc)
+		fmt.Fprintf(errOut, "Usage: jutong bench [publish|pipeline|door|topics|query] [flags]   (no subcommand: pipeline)\n\n%s\n", benchDesc)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
-		return errors.New("a subcommand is required: publish, pipeline, door or topics")
+		return errors.New("a subcommand is required: publish, pipeline, door, topics or query")
 	}
 	return benchPublish(ctx, args[1:], out, errOut)
 }
