@@ -44,15 +44,16 @@ func ReadCredentials(path string) (Credentials, error) {
 	return c, nil
 }
 
-// LoadOrCreateAdmin reads the password of the bus's admin user from the
-// secrets file at path, or makes a random one and writes it (0600). jutong
-// dev and demo use it so that no known default password ever runs.
-func LoadOrCreateAdmin(path, user string) (string, error) {
-	m, err := loadOrCreateSecrets(path, []string{user})
+// LoadOrCreateSecret reads the secret named name from the secrets file at
+// path, or makes a random one and writes it (0600; an empty path keeps it
+// in memory). jutong dev and demo keep the admin's password so, so that no
+// known default password ever runs; the bus its feeds' key secret.
+func LoadOrCreateSecret(path, name string) (string, error) {
+	m, err := loadOrCreateSecrets(path, []string{name})
 	if err != nil {
 		return "", err
 	}
-	return m[user], nil
+	return m[name], nil
 }
 
 // Tokens maps a department's code to its bearer token for the HTTP gateway.

@@ -10,6 +10,9 @@
 package feed
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math/big"
 	"slices"
@@ -26,6 +29,19 @@ type Grant struct {
 	ID, Department, Item string
 	Fields               []string
 	Grade                int
+	// KeySecret keys the pseudonyms that stand for the records' keys when
+	// the grant masks the key (GrantKeySecret); nil keys them with the
+	// grant's id, which keeps them unique but not secret (tests).
+	KeySecret []byte
+}
+
+// GrantKeySecret derives a grant's KeySecret from the bus's secret: each
+// grant's pseudonyms are its own, and none can be computed without the
+// bus's secret.
+func GrantKeySecret(secret []byte, grantID string) []byte {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(grantID))
+	return mac.Sum(nil)
 }
 
 // Projection is how one grant sees one item: which fields travel, and which
@@ -34,13 +50,17 @@ type Projection struct {
 	Source *catalog.Item // the item as published
 	Item   *catalog.Item // the item as delivered: kept fields, masked ones as optional strings
 	masked map[string]bool
+	secret []byte // keys the pseudonyms of masked keys
 }
 
 // Project works out a grant's projection; Identity says whether it changes
 // nothing (every field, none masked), in which case the grant reads the item
 // topic itself.
 func Project(it *catalog.Item, g Grant) *Projection {
-	p := &Projection{Source: it, masked: map[string]bool{}}
+	p := &Projection{Source: it, masked: map[string]bool{}, secret: g.KeySecret}
+	if len(p.secret) == 0 {
+		p.secret = []byte(g.ID)
+	}
 	var fields []*catalog.Field
 	for _, f := range it.Fields {
 		if !slices.Contains(g.Fields, f.Name) && f.Name != it.Key {
@@ -144,12 +164,19 @@ func Mask(f *catalog.Field, v any) string {
 	return "***"
 }
 
-// Key projects an event's key.
+// Key projects an event's key. A key the grant masks becomes a pseudonym:
+// "k" and 32 hex digits of an HMAC-SHA256 of the key under the grant's
+// secret, stable and unique per key (two citizen IDs whose masked forms
+// look alike stay two keys), the same in the feed and the lookups, and not
+// computable without the bus's secret. The record's key field shows the
+// masked form.
 func (p *Projection) Key(key string) string {
-	if p.masked[p.Source.Key] {
-		return Mask(p.Source.KeyField(), key)
+	if !p.masked[p.Source.Key] {
+		return key
 	}
-	return key
+	mac := hmac.New(sha256.New, p.secret)
+	mac.Write([]byte(key))
+	return "k" + hex.EncodeToString(mac.Sum(nil)[:16])
 }
 
 // Describe documents the projection, for `jutong grants --show` and the docs.

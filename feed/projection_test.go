@@ -3,6 +3,7 @@ package feed
 import (
 	"math/big"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,8 +38,8 @@ func TestProjectAndMask(t *testing.T) {
 			t.Errorf("%s = %v, want %v", k, out[k], v)
 		}
 	}
-	if p.Key("50010319900307123X") != "500103********123X" {
-		t.Error("the key is not masked")
+	if k := p.Key("50010319900307123X"); !strings.HasPrefix(k, "k") || strings.Contains(k, "500103") {
+		t.Errorf("the key %q is not a pseudonym", k)
 	}
 	if _, err := p.Schema(); err != nil {
 		t.Fatalf("the projected schema: %v", err)
@@ -64,5 +65,34 @@ func TestProjectAndMask(t *testing.T) {
 		if got := Mask(tc.f, tc.v); got != tc.want {
 			t.Errorf("Mask(%s, %v) = %q, want %q", tc.f.Name, tc.v, got, tc.want)
 		}
+	}
+}
+
+// TestPseudonymousKeys: a masked key becomes a pseudonym unique per key,
+// even for two citizen IDs whose masked forms are the same, stable, and
+// different under another grant's secret.
+func TestPseudonymousKeys(t *testing.T) {
+	cat, _ := catalog.Sample()
+	it := cat.Item("population.resident_registration")
+	g := Grant{ID: "app-1", Item: it.Code, Fields: []string{"citizen_id", "name"}, Grade: 2, KeySecret: GrantKeySecret([]byte("bus secret"), "app-1")}
+	p := Project(it, g)
+	a, b := "110101199003070018", "110101198001010018" // both mask to 110101********0018
+	if Mask(it.KeyField(), a) != Mask(it.KeyField(), b) {
+		t.Fatal("the test's two IDs should mask alike")
+	}
+	if p.Key(a) == p.Key(b) || p.Key(a) != p.Key(a) || !strings.HasPrefix(p.Key(a), "k") || len(p.Key(a)) != 33 {
+		t.Fatalf("pseudonyms %q %q", p.Key(a), p.Key(b))
+	}
+	g2 := g
+	g2.ID, g2.KeySecret = "app-2", GrantKeySecret([]byte("bus secret"), "app-2")
+	if Project(it, g2).Key(a) == p.Key(a) {
+		t.Fatal("two grants share a pseudonym: their keys could be joined")
+	}
+	if strings.Contains(p.Key(a), a[:6]) {
+		t.Fatal("the pseudonym shows the key")
+	}
+	clear := Grant{ID: "app-3", Item: it.Code, Grade: 4}
+	if Project(it, clear).Key(a) != a {
+		t.Fatal("a grant that does not mask the key gets a pseudonym")
 	}
 }

@@ -33,6 +33,9 @@ type Grant struct {
 	Grade   int
 	// Rate is how many lookups a second the grant allows (0: Config.Rate).
 	Rate float64
+	// KeySecret keys the pseudonyms of keys the grant masks, as its feed's
+	// (feed.GrantKeySecret).
+	KeySecret []byte
 }
 
 // Config configures a Service.
@@ -336,7 +339,7 @@ func (s *Service) projection(it *catalog.Item, g Grant) *feed.Projection {
 	if p, ok := s.projections.Load(key); ok {
 		return p.(*feed.Projection)
 	}
-	p := feed.Project(it, feed.Grant{ID: g.ID, Item: it.Code, Fields: g.Fields, Grade: g.Grade})
+	p := feed.Project(it, feed.Grant{ID: g.ID, Item: it.Code, Fields: g.Fields, Grade: g.Grade, KeySecret: g.KeySecret})
 	s.projections.Store(key, p)
 	return p
 }

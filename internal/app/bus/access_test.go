@@ -198,17 +198,30 @@ func TestAccess(t *testing.T) {
 	}
 	masked := regexp.MustCompile(`^\d{6}\*{8}\d{3}[0-9X]$`)
 	clear := map[string]bool{}
+	byEventKey := map[string]string{} // event id -> clear key
 	for _, e := range residents {
 		clear[e.Key] = true
+		byEventKey[e.ID] = e.Key
 	}
+	pseudonym := regexp.MustCompile(`^k[0-9a-f]{32}$`)
+	keyOf := map[string]string{} // feed key -> an event id
 	for _, d := range got {
 		if !strings.HasPrefix(d.Topic, "_jutong.feed.health.") {
 			t.Fatalf("delivered from %s, not from the feed", d.Topic)
 		}
 		id, _ := d.Event.Data["citizen_id"].(string)
-		if !masked.MatchString(id) || !masked.MatchString(d.Event.Key) {
-			t.Fatalf("citizen_id %q (key %q) is not masked to its first 6 and last 4", id, d.Event.Key)
+		if !masked.MatchString(id) {
+			t.Fatalf("citizen_id %q is not masked to its first 6 and last 4", id)
 		}
+		// The key is a pseudonym: one per citizen, never the masked form
+		// (two citizens' masked IDs may look alike).
+		if !pseudonym.MatchString(d.Event.Key) {
+			t.Fatalf("the feed's key %q is not a pseudonym", d.Event.Key)
+		}
+		if prev, ok := keyOf[d.Event.Key]; ok && prev != d.Event.ID && byEventKey[prev] != byEventKey[d.Event.ID] {
+			t.Fatalf("two citizens share the feed key %s", d.Event.Key)
+		}
+		keyOf[d.Event.Key] = d.Event.ID
 		if _, ok := d.Event.Data["birth_date"]; ok {
 			t.Fatal("birth_date was not granted but was delivered")
 		}

@@ -146,6 +146,8 @@ type Bus struct {
 	reads   *audit.Reads
 	subLag  *prometheus.GaugeVec
 	sinks   []pipeline.Sink
+	// feedKey is the secret the grants' pseudonymous keys derive from.
+	feedKey []byte
 	// lookupDB is the lookups' own pool on the PostgreSQL the sink writes.
 	lookupDB *pgxpool.Pool
 	pcfg     pipeline.Config
@@ -267,6 +269,15 @@ func (b *Bus) loadPrincipals(ctx context.Context) (err error) {
 	if b.Officers, err = access.LoadOrCreateTokens(offPath, b.cfg.Catalog); err != nil {
 		return err
 	}
+	keyPath := ""
+	if d := b.cfg.SecretsDir; d != "" {
+		keyPath = filepath.Join(d, "feed-keys.json")
+	}
+	key, err := access.LoadOrCreateSecret(keyPath, "feeds")
+	if err != nil {
+		return err
+	}
+	b.feedKey = []byte(key)
 	// On the embedded cluster Jutong owns the departments' users. On a real
 	// cluster it sets them only when told to: instances with other secrets
 	// would otherwise overwrite each other's passwords.

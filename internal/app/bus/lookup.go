@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jutong/jutong/audit"
+	"github.com/jutong/jutong/feed"
 	"github.com/jutong/jutong/internal/httpmetrics"
 	"github.com/jutong/jutong/lookup"
 )
@@ -29,7 +30,8 @@ func (b *Bus) serveLookups(ctx context.Context, mux *http.ServeMux) (err error) 
 		Grants: func(dept, item string) []lookup.Grant {
 			var out []lookup.Grant
 			for _, g := range b.Control.GrantsOn(dept, item) {
-				out = append(out, lookup.Grant{ID: g.ID, Purpose: g.Purpose, Fields: g.Fields, Grade: g.Grade, Rate: g.LookupRate})
+				out = append(out, lookup.Grant{ID: g.ID, Purpose: g.Purpose, Fields: g.Fields, Grade: g.Grade, Rate: g.LookupRate,
+					KeySecret: feed.GrantKeySecret(b.feedKey, g.ID)})
 			}
 			return out
 		},

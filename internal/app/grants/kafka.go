@@ -40,7 +40,10 @@ type FeedRunner struct {
 	Registry []sr.ClientOpt
 	// Pipeline configures the feeds' runners (Kafka, decoder, metrics).
 	Pipeline pipeline.Config
-	Log      *slog.Logger
+	// KeySecret is the bus's secret the grants' pseudonymous keys derive
+	// from (feed.GrantKeySecret).
+	KeySecret []byte
+	Log       *slog.Logger
 
 	mu    sync.Mutex
 	feeds map[string]*feedRun // by grant id
@@ -86,6 +89,9 @@ func (f *FeedRunner) Sync(ctx context.Context, want map[string]feed.Grant) error
 
 func (f *FeedRunner) start(ctx context.Context, g feed.Grant) (*feedRun, error) {
 	it := f.Catalog.Item(g.Item)
+	if len(f.KeySecret) > 0 {
+		g.KeySecret = feed.GrantKeySecret(f.KeySecret, g.ID)
+	}
 	sink, err := feed.New(ctx, feed.Config{Kafka: f.Kafka, Registry: f.Registry, Item: it, Grant: g,
 		Topic: f.Catalog.TopicConfig(it), Log: f.Log})
 	if err != nil {

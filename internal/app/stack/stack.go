@@ -125,7 +125,7 @@ func Start(ctx context.Context, s *Flags, db string, fresh bool, log *slog.Logge
 		return nil, err
 	}
 	if s.AdminPassword == "" {
-		if s.AdminPassword, err = access.LoadOrCreateAdmin(filepath.Join(s.DataDir, "admin.json"), s.AdminUser); err != nil {
+		if s.AdminPassword, err = access.LoadOrCreateSecret(filepath.Join(s.DataDir, "admin.json"), s.AdminUser); err != nil {
 			return nil, err
 		}
 	}
