@@ -33,6 +33,7 @@ const (
 	Read          = "read"
 	Lookup        = "lookup"         // a query of the current state (records: how many found)
 	LookupRefused = "lookup_refused" // one refused (no grant, another purpose): detail says why
+	Snapshot      = "snapshot"       // an item's current state streamed to a grant (detail: its positions)
 )
 
 // Event is one audited fact.

@@ -14,12 +14,14 @@ import (
 //
 //	GET /v1/items/{code}/records/{key}?purpose=P
 //	GET /v1/items/{code}/records?field=F&value=V&purpose=P[&limit=N][&after=CURSOR]
+//	GET /v1/items/{code}/snapshot?purpose=P   (NDJSON: Start, records, end)
 //
 // with HTTP basic auth (a department's principal and Kafka password).
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/items/{code}/records/{key}", s.auth("key", s.byKey))
 	mux.HandleFunc("GET /v1/items/{code}/records", s.auth("field", s.byField))
+	mux.HandleFunc("GET /v1/items/{code}/snapshot", s.auth("snapshot", s.snapshot))
 	return mux
 }
 
@@ -142,4 +144,39 @@ func (s *Service) byField(w http.ResponseWriter, r *http.Request, dept string) (
 		return "not_found", nil
 	}
 	return "found", nil
+}
+
+// snapshot streams NDJSON: the Start line, a line per record, and an end
+// line with the count (or an error line: the stream is then incomplete).
+func (s *Service) snapshot(w http.ResponseWriter, r *http.Request, dept string) (string, error) {
+	enc := json.NewEncoder(w)
+	started := false
+	rc := http.NewResponseController(w)
+	sent := 0
+	n, err := s.Snapshot(r.Context(), dept, r.PathValue("code"), r.URL.Query().Get("purpose"), func(st Start) error {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.Header().Set("Cache-Control", "no-store")
+		started = true
+		return enc.Encode(st)
+	}, func(rec *Record) error {
+		if err := enc.Encode(rec); err != nil {
+			return err
+		}
+		// A long snapshot is not cut by the server's write timeout: each
+		// thousand records flushed buy a minute more.
+		if sent++; sent%1000 == 0 {
+			_ = rc.Flush()
+			_ = rc.SetWriteDeadline(time.Now().Add(time.Minute))
+		}
+		return nil
+	})
+	if err != nil && !started {
+		return "", err
+	}
+	if err != nil {
+		_ = enc.Encode(map[string]string{"error": "the snapshot stopped: " + err.Error() + "; take it again"})
+		return "error", nil
+	}
+	_ = enc.Encode(map[string]any{"end": true, "records": n})
+	return "snapshot", nil
 }

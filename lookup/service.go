@@ -54,6 +54,9 @@ type Config struct {
 	Rate float64
 	// MaxPage bounds a query's page (default 100).
 	MaxPage int
+	// Sink is the PostgreSQL sink's name in its ledger (default
+	// "postgres"): snapshots stop at its positions.
+	Sink string
 	// CursorSecret seals the cursors of pages (the key where the next page
 	// starts, which a masked grant must not see); instances that share it
 	// accept each other's cursors. Default: random, per process.
@@ -87,6 +90,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.MaxPage <= 0 {
 		cfg.MaxPage = 100
+	}
+	if cfg.Sink == "" {
+		cfg.Sink = "postgres"
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -293,22 +299,28 @@ func (s *Service) query(ctx context.Context, it *catalog.Item, g Grant, cond str
 		if err != nil {
 			return nil, fmt.Errorf("lookup: %s: %w", it.Code, err)
 		}
-		data := make(map[string]any, len(it.Fields))
-		for i, f := range it.Fields {
-			data[f.Name] = value(vals[i])
-		}
-		meta := vals[len(it.Fields):]
-		prov := Provenance{Source: it.Source, Topic: it.Topic()}
-		prov.EventID, _ = meta[0].(string)
-		prov.Op, _ = meta[1].(string)
-		prov.EventTime, _ = meta[2].(time.Time)
-		prov.PublishTime, _ = meta[3].(time.Time)
-		prov.Partition = int32(asInt(meta[4]))
-		prov.Offset = asInt(meta[5])
-		key, _ := data[it.Key].(string)
-		out = append(out, Record{Key: p.Key(key), Data: portable(p, p.Apply(data)), Provenance: prov, clearKey: key})
+		out = append(out, s.record(it, p, vals))
 	}
 	return out, rows.Err()
+}
+
+// record turns a row of the item's table (columns' order) into the record
+// as p sees it.
+func (s *Service) record(it *catalog.Item, p *feed.Projection, vals []any) Record {
+	data := make(map[string]any, len(it.Fields))
+	for i, f := range it.Fields {
+		data[f.Name] = value(vals[i])
+	}
+	meta := vals[len(it.Fields):]
+	prov := Provenance{Source: it.Source, Topic: it.Topic()}
+	prov.EventID, _ = meta[0].(string)
+	prov.Op, _ = meta[1].(string)
+	prov.EventTime, _ = meta[2].(time.Time)
+	prov.PublishTime, _ = meta[3].(time.Time)
+	prov.Partition = int32(asInt(meta[4]))
+	prov.Offset = asInt(meta[5])
+	key, _ := data[it.Key].(string)
+	return Record{Key: p.Key(key), Data: portable(p, p.Apply(data)), Provenance: prov, clearKey: key}
 }
 
 // columns is the select list of an item's table: its fields, then the

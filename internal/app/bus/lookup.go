@@ -46,6 +46,7 @@ func (b *Bus) serveLookups(ctx context.Context, mux *http.ServeMux) (err error) 
 	h := httpmetrics.Wrap(svc.Handler(), b.Metrics, "lookup")
 	mux.Handle("GET /v1/items/{code}/records/{key}", h)
 	mux.Handle("GET /v1/items/{code}/records", h)
+	mux.Handle("GET /v1/items/{code}/snapshot", h)
 	return nil
 }
 
