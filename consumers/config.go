@@ -28,6 +28,7 @@ type cfg struct {
 	registerer    prometheus.Registerer
 	onUndecodable func(context.Context, Undecodable) error
 	closeTimeout  time.Duration
+	snapshot      *SnapshotConfig
 }
 
 func defaultCfg(department string) cfg {
@@ -43,6 +44,9 @@ func (c *cfg) validate() error {
 	}
 	if c.closeTimeout <= 0 {
 		return errors.New("consumers: CloseTimeout must be positive")
+	}
+	if c.snapshot != nil && (c.snapshot.API == "" || c.snapshot.Purpose == "" || c.snapshot.Handle == nil || c.user == "") {
+		return errors.New("consumers: WithSnapshot needs the API, the purpose, a Handle and SASL credentials")
 	}
 	if c.onUndecodable == nil {
 		log := c.log

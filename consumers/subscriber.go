@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,6 +47,9 @@ type Subscriber struct {
 	cl    *kgo.Client
 	dec   *schemas.Decoder
 	m     *metrics
+	// skipBelow: after a snapshot, a feed's records whose origin offset is
+	// below the snapshot's position are in the snapshot already.
+	skipBelow map[string]map[int32]int64
 }
 
 // New creates a subscriber of department to the given items; it asks Kafka
@@ -67,7 +71,7 @@ func New(ctx context.Context, cat *catalog.Catalog, department string, items []s
 	if !strings.HasPrefix(c.group, department+".") {
 		c.group = department + "." + c.group
 	}
-	s := &Subscriber{cfg: c, dept: department, items: map[string]*catalog.Item{}, m: newMetrics(c.registerer)}
+	s := &Subscriber{cfg: c, dept: department, items: map[string]*catalog.Item{}, m: newMetrics(c.registerer), skipBelow: map[string]map[int32]int64{}}
 	conn, err := kafkaconn.Config{Brokers: c.brokers, User: c.user, Password: c.pass}.Opts()
 	if err != nil {
 		return nil, fmt.Errorf("consumers: %w", err)
@@ -89,6 +93,11 @@ func New(ctx context.Context, cat *catalog.Catalog, department string, items []s
 		}
 		s.items[topic] = it
 		topics = append(topics, topic)
+	}
+	if c.snapshot != nil {
+		if err := s.takeSnapshot(ctx, conn); err != nil {
+			return nil, err
+		}
 	}
 	kopts := append(conn, kgo.ConsumerGroup(c.group), kgo.ConsumeTopics(topics...),
 		kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(),
@@ -142,6 +151,10 @@ func (s *Subscriber) deliver(ctx context.Context, fs kgo.Fetches, h Handler) err
 			return
 		}
 		for _, r := range p.Records {
+			if s.beforeSnapshot(r) {
+				done = append(done, r)
+				continue
+			}
 			ev, err := s.decode(ctx, r)
 			var bad *schemas.RecordError
 			switch {
@@ -181,6 +194,21 @@ func (s *Subscriber) deliver(ctx context.Context, fs kgo.Fetches, h Handler) err
 		s.rewind(fs)
 	}
 	return stop
+}
+
+// beforeSnapshot says whether r is a feed record the snapshot holds already.
+func (s *Subscriber) beforeSnapshot(r *kgo.Record) bool {
+	pos, ok := s.skipBelow[r.Topic][r.Partition]
+	if !ok {
+		return false
+	}
+	for _, h := range r.Headers {
+		if h.Key == OriginOffset {
+			origin, err := strconv.ParseInt(string(h.Value), 10, 64)
+			return err == nil && origin < pos
+		}
+	}
+	return false
 }
 
 // decode decodes a record; a registry that does not answer is waited for

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/consumers"
 	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/kafkaconn"
@@ -215,4 +219,150 @@ func pending(ctx context.Context, t *testing.T, b *bus.Bus, topic string, next m
 		}
 	}
 	return n
+}
+
+// TestSubscriberWithSnapshot: the subscriber SDK, asked for a snapshot,
+// takes the current state of residents as health's masked grant sees it
+// while changes flow, then follows health's feed from the snapshot's
+// positions; its state ends equal to the sink's for the granted fields,
+// under the same pseudonymous keys. Started again, it follows only.
+func TestSubscriberWithSnapshot(t *testing.T) {
+	pgDSN := testenv.Postgres(t)
+	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
+	t.Cleanup(b.Close)
+	cat := sample(t)
+	cc := controlClient{t, b.APIURL(), b}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const item, purpose = "population.resident_registration", "疫苗接种覆盖率统计"
+	it := cat.Item(item)
+	pub, err := producers.New(ctx, cat, it.Source, b.PublisherOpts(it.Source)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	gen := synth.New(it, 41, time.Now())
+	gen.DeleteEvery = 9
+	publish := func(n int) {
+		for range n {
+			if _, err := pub.Publish(ctx, item, gen.Next()); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}
+	publish(200)
+	grant(t, cc, cat, "health", control.Request{Item: item, Purpose: purpose, Fields: []string{"citizen_id", "name", "birth_date", "division_code"}, Grade: 2})
+	if err := b.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	state := map[string]string{}
+	snapshotted := 0
+	apply := func(d consumers.Delivery) {
+		mu.Lock()
+		defer mu.Unlock()
+		if d.Event.Op == schemas.OpDelete {
+			delete(state, d.Event.Key)
+			return
+		}
+		m := map[string]any{}
+		for k, v := range d.Event.Data {
+			m[k] = schemas.PortableValue(it.Field(k), v)
+		}
+		js, _ := json.Marshal(m)
+		state[d.Event.Key] = string(js)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { publish(300) })
+	sub, err := consumers.New(ctx, cat, "health", []string{item}, append(b.SubscriberOpts("health"), consumers.Group("snap"),
+		consumers.WithSnapshot(consumers.SnapshotConfig{API: b.APIURL(), Purpose: purpose, Handle: func(_ context.Context, d consumers.Delivery) error {
+			if d.Event.Op != schemas.OpSnapshot || !strings.HasPrefix(d.Topic, "_jutong.feed.health.") {
+				t.Errorf("a snapshot delivery: op %s topic %s", d.Event.Op, d.Topic)
+			}
+			snapshotted++
+			apply(d)
+			return nil
+		}}))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	followed := 0
+	done := make(chan error, 1)
+	go func() {
+		done <- sub.Run(rctx, func(_ context.Context, d consumers.Delivery) error {
+			followed++
+			apply(d)
+			return nil
+		})
+	}()
+	wg.Wait()
+	if err := b.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var want map[string]string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		want = snapshotState(ctx, t, b, cat, "health", item, purpose)
+		mu.Lock()
+		same := fmt.Sprint(state) == fmt.Sprint(want)
+		mu.Unlock()
+		if same || time.Now().After(deadline) {
+			break
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	sub.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if snapshotted == 0 || followed == 0 {
+		t.Fatalf("%d records snapshotted, %d changes followed: the test did not overlap them", snapshotted, followed)
+	}
+	if len(state) != len(want) {
+		t.Errorf("the subscriber holds %d keys, the sink %d", len(state), len(want))
+	}
+	for k, v := range want {
+		if state[k] != v {
+			t.Errorf("key %s: subscriber %s\n  sink %s", k, state[k], v)
+			break
+		}
+	}
+	// Started again on the same group: it follows, no snapshot.
+	again, err := consumers.New(ctx, cat, "health", []string{item}, append(b.SubscriberOpts("health"), consumers.Group("snap"),
+		consumers.WithSnapshot(consumers.SnapshotConfig{API: b.APIURL(), Purpose: purpose, Handle: func(context.Context, consumers.Delivery) error {
+			t.Error("a group that follows took a snapshot again")
+			return nil
+		}}))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Close()
+}
+
+// snapshotState is the item's state as dept's grant sees it, from a snapshot.
+func snapshotState(ctx context.Context, t *testing.T, b *bus.Bus, cat *catalog.Catalog, dept, item, purpose string) map[string]string {
+	t.Helper()
+	p := cat.Department(dept).Principal
+	req, _ := http.NewRequestWithContext(ctx, "GET", b.APIURL()+"/v1/items/"+item+"/snapshot?"+url.Values{"purpose": {purpose}}.Encode(), nil)
+	req.SetBasicAuth(p, b.Credentials[p])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for line := 0; sc.Scan(); line++ {
+		var r lookup.Record
+		if line == 0 || json.Unmarshal(sc.Bytes(), &r) != nil || r.Key == "" {
+			continue
+		}
+		js, _ := json.Marshal(r.Data)
+		out[r.Key] = string(js)
+	}
+	return out
 }
