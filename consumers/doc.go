@@ -13,5 +13,12 @@
 // projected feed instead of the item's topic; the Subscriber finds it by
 // itself (Delivery.Topic says which). Events come as generic values (string,
 // int64, float64, bool, *big.Rat, time.Time, nil) keyed by field name; the
-// catalog item describes them. See docs/access.md.
+// catalog item describes them. A key the grant masks comes as the feed's
+// pseudonym (unique per source key).
+//
+// WithSnapshot makes a new group start from the items' current state (the
+// bus's snapshot, as the grant sees it) and follow from exactly where it
+// stops. The subscriber authenticates to the schema registry and the API
+// with its SASL user and password; TLS sets a CA for both. See
+// docs/access.md.
 package consumers
