@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -93,7 +94,43 @@ func benchQuery(ctx context.Context, args []string, out, errOut io.Writer) error
 		}
 		calls += n
 	}
-	return q.audited(ctx, calls)
+	if err := q.audited(ctx, calls); err != nil {
+		return err
+	}
+	return q.snapshot(ctx)
+}
+
+// snapshot streams the residents' current state as health's grant sees it.
+func (q *query) snapshot(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", q.base+"/v1/items/"+queryResident+"/snapshot?purpose="+url.QueryEscape(q.purposes[0]), nil)
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth(q.auth[0][0], q.auth[0][1])
+	cpu0, pg0 := resourceUsage(), procCPU(q.st.PG.Pid())
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	lines, bytes := 0, 0
+	for sc.Scan() {
+		lines++
+		bytes += len(sc.Bytes()) + 1
+	}
+	elapsed := time.Since(start)
+	cpu1 := resourceUsage()
+	rows := lines - 2 // the start and end lines
+	fmt.Fprintf(q.out, "  snapshot          %d rows (%.1f MB NDJSON, masked for health) in %s: %.0f rows/s; CPU jutong %.1fs, PostgreSQL %.1fs\n",
+		rows, float64(bytes)/1e6, elapsed.Round(time.Millisecond), float64(rows)/elapsed.Seconds(),
+		(cpu1.user + cpu1.sys - cpu0.user - cpu0.sys).Seconds(), (procCPU(q.st.PG.Pid()) - pg0).Seconds())
+	if rows != len(q.residents) {
+		return fmt.Errorf("bench query: the snapshot has %d rows, %d residents were published", rows, len(q.residents))
+	}
+	return sc.Err()
 }
 
 // query is one run of bench query.
