@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/kafkaconn"
 )
 
 // Opt configures a Subscriber.
@@ -86,13 +87,10 @@ func TLS(c *tls.Config) Opt {
 	}
 }
 
-// registry is how the client reaches the registry.
+// registry is how the client reaches the registry: as its SASL principal,
+// then the caller's options.
 func (c *cfg) registry() []sr.ClientOpt {
-	opts := []sr.ClientOpt{sr.URLs(c.registryURL)}
-	if c.user != "" {
-		opts = append(opts, sr.BasicAuth(c.user, c.pass))
-	}
-	return append(opts, c.registryOpts...)
+	return append(kafkaconn.Config{User: c.user, Password: c.pass}.RegistryOpts(c.registryURL), c.registryOpts...)
 }
 
 // Group sets the consumer group (default "<department>.default"); a

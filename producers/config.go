@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -74,13 +75,10 @@ func TLS(c *tls.Config) Opt {
 	}
 }
 
-// registry is how the client reaches the registry.
+// registry is how the client reaches the registry: as its SASL principal,
+// then the caller's options.
 func (c *cfg) registry() []sr.ClientOpt {
-	opts := []sr.ClientOpt{sr.URLs(c.registryURL)}
-	if c.user != "" {
-		opts = append(opts, sr.BasicAuth(c.user, c.pass))
-	}
-	return append(opts, c.registryOpts...)
+	return append(kafkaconn.Config{User: c.user, Password: c.pass}.RegistryOpts(c.registryURL), c.registryOpts...)
 }
 
 // System names the department system the events come from (recorded in each event's source).

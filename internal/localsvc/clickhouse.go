@@ -132,11 +132,7 @@ func startLocalClickHouse(ctx context.Context, log *slog.Logger, bin string, o O
 	}
 	// The default user needs a password (its SHA-256 in users.xml); a
 	// server on a directory of its own keeps it there (0600).
-	pwPath := ""
-	if !throwaway {
-		pwPath = filepath.Join(dir, "jutong-password")
-	}
-	pw, err := password(pwPath)
+	pw, err := password(dir, throwaway)
 	if err != nil {
 		return fail(err)
 	}

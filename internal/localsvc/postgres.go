@@ -178,11 +178,7 @@ func startLocalPostgres(ctx context.Context, log *slog.Logger, bin string, o Opt
 			return fail(fmt.Errorf("initdb in %s: %v: %s", data, err, out))
 		}
 	}
-	pwPath := ""
-	if !throwaway {
-		pwPath = filepath.Join(dir, "jutong-password")
-	}
-	pw, err := password(pwPath)
+	pw, err := password(dir, throwaway)
 	if err != nil {
 		return fail(err)
 	}

@@ -6,12 +6,18 @@ import (
 	"errors"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
-// password returns the server's password kept in path (0600), making a
-// random one the first time; throwaway servers pass "" and get a fresh one.
-func password(path string) (string, error) {
+// password returns the password of the server in dir, kept in
+// dir/jutong-password (0600) and made the first time; a throwaway server
+// gets a fresh one, kept nowhere.
+func password(dir string, throwaway bool) (string, error) {
+	path := ""
+	if !throwaway {
+		path = filepath.Join(dir, "jutong-password")
+	}
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err == nil && len(strings.TrimSpace(string(b))) >= 16 {

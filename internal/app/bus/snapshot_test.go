@@ -43,21 +43,7 @@ func TestSnapshotThenFollow(t *testing.T) {
 	defer cancel()
 	const item = "legal_person.enterprise_registration"
 	it := cat.Item(item)
-	pub, err := producers.New(ctx, cat, it.Source, b.PublisherOpts(it.Source)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	gen := synth.New(it, 31, time.Now())
-	gen.DeleteEvery = 7
-	publish := func(n int) {
-		for range n {
-			if _, err := pub.Publish(ctx, item, gen.Next()); err != nil {
-				t.Error(err)
-				return
-			}
-		}
-	}
+	publish := changes(ctx, t, b, it, 31, 7)
 	publish(300)
 	if err := b.WaitCaughtUp(ctx); err != nil {
 		t.Fatal(err)
@@ -236,21 +222,7 @@ func TestSubscriberWithSnapshot(t *testing.T) {
 	defer cancel()
 	const item, purpose = "population.resident_registration", "疫苗接种覆盖率统计"
 	it := cat.Item(item)
-	pub, err := producers.New(ctx, cat, it.Source, b.PublisherOpts(it.Source)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	gen := synth.New(it, 41, time.Now())
-	gen.DeleteEvery = 9
-	publish := func(n int) {
-		for range n {
-			if _, err := pub.Publish(ctx, item, gen.Next()); err != nil {
-				t.Error(err)
-				return
-			}
-		}
-	}
+	publish := changes(ctx, t, b, it, 41, 9)
 	publish(200)
 	grant(t, cc, cat, "health", control.Request{Item: item, Purpose: purpose, Fields: []string{"citizen_id", "name", "birth_date", "division_code"}, Grade: 2})
 	if err := b.WaitCaughtUp(ctx); err != nil {
@@ -365,4 +337,28 @@ func snapshotState(ctx context.Context, t *testing.T, b *bus.Bus, cat *catalog.C
 		out[r.Key] = string(js)
 	}
 	return out
+}
+
+// changes returns a function that publishes n more synthetic changes of
+// it as its source (one delete in deleteEvery), waiting for each.
+func changes(ctx context.Context, t *testing.T, b *bus.Bus, it *catalog.Item, seed uint64, deleteEvery int) func(n int) {
+	t.Helper()
+	pub, err := producers.New(ctx, sample(t), it.Source, b.PublisherOpts(it.Source)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pub.Close)
+	gen := synth.New(it, seed, time.Now())
+	gen.DeleteEvery = deleteEvery
+	var mu sync.Mutex
+	return func(n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for range n {
+			if _, err := pub.Publish(ctx, it.Code, gen.Next()); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}
 }

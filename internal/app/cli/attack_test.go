@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -76,7 +75,7 @@ func startTarget(t *testing.T) *devTarget {
 	})
 	args := []string{"--apply", "--data-dir", dir, "--kafka-ports", freePorts(t, 3), "--registry-addr", "127.0.0.1:0",
 		"--api-addr", "127.0.0.1:0", "--http-read-timeout", "3s"}
-	addrs, stop := startDevChild(t, args)
+	addrs, _, stop := startDevProcess(t, args)
 	d := &devTarget{dir: dir, registry: addrs["Schema registry"], brokers: kafkaconn.ParseBrokers(addrs["Kafka brokers"]),
 		api: strings.TrimSuffix(addrs["HTTP gateway"], "/v1/items/{code}/events")}
 	t.Cleanup(func() {
@@ -98,38 +97,6 @@ func startTarget(t *testing.T) *devTarget {
 	}
 	d.tc, d.hc = devTLS(t, dir)
 	return d
-}
-
-// startDevChild runs `jutong dev` in a process of its own (umask and all,
-// as cmd/jutong) and stops it with SIGINT, as Ctrl-C does.
-func startDevChild(t *testing.T, args []string) (map[string]string, func()) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envChildArgs+"="+strings.Join(append([]string{"dev"}, args...), "\n"))
-	var out, errOut syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan int, 1)
-	go func() { _ = cmd.Wait(); done <- cmd.ProcessState.ExitCode(); close(done) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			_ = cmd.Process.Signal(os.Interrupt)
-			select {
-			case code := <-done:
-				if code != 0 {
-					t.Errorf("jutong dev exited %d: %s", code, errOut.String())
-				}
-			case <-time.After(time.Minute):
-				_ = cmd.Process.Kill()
-				t.Error("jutong dev did not stop on SIGINT")
-			}
-		})
-	}
-	t.Cleanup(stop) // also when waitAddrs fails the test
-	addrs := waitAddrs(t, &out, &errOut, done)
-	return addrs, stop
 }
 
 // do sends a request with basic auth (user "" for none) and returns the status.

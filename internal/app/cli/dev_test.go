@@ -107,9 +107,10 @@ func startDev(t *testing.T, args []string) (addrs map[string]string, stop func()
 }
 
 // startDevProcess runs `jutong dev` in a process of its own (this test
-// binary run again), and returns the addresses it printed and a kill that
-// ends it with SIGKILL: no clean-up of any kind runs.
-func startDevProcess(t *testing.T, args []string) (addrs map[string]string, kill func()) {
+// binary run again, umask and all, as cmd/jutong), and returns the
+// addresses it printed, a kill that ends it with SIGKILL (no clean-up of
+// any kind runs) and a stop that ends it with SIGINT, as Ctrl-C does.
+func startDevProcess(t *testing.T, args []string) (addrs map[string]string, kill, stop func()) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envChildArgs+"="+strings.Join(append([]string{"dev"}, args...), "\n"))
 	var out, errOut syncBuffer
@@ -119,25 +120,31 @@ func startDevProcess(t *testing.T, args []string) (addrs map[string]string, kill
 	}
 	done := make(chan int, 1)
 	go func() { _ = cmd.Wait(); done <- cmd.ProcessState.ExitCode(); close(done) }()
-	killed := false
-	// A test that fails before it kills dev stops it as Ctrl-C does, so
-	// that its local databases do not outlive the test.
-	t.Cleanup(func() {
-		if !killed {
+	var once sync.Once
+	// stop ends dev as Ctrl-C does; a test that fails before it kills or
+	// stops dev stops it so, and its local databases do not outlive it.
+	stop = func() {
+		once.Do(func() {
 			_ = cmd.Process.Signal(os.Interrupt)
 			select {
-			case <-done:
+			case code := <-done:
+				if code != 0 {
+					t.Errorf("jutong dev exited %d: %s", code, errOut.String())
+				}
 			case <-time.After(time.Minute):
 				_ = cmd.Process.Kill()
+				t.Error("jutong dev did not stop on SIGINT")
 			}
-		}
-	})
+		})
+	}
+	t.Cleanup(stop)
 	addrs = waitAddrs(t, &out, &errOut, done)
 	return addrs, func() {
-		killed = true
-		_ = cmd.Process.Kill()
-		<-done
-	}
+		once.Do(func() {
+			_ = cmd.Process.Kill()
+			<-done
+		})
+	}, stop
 }
 
 // TestDevRestartKeepsEverything: stop `jutong dev` (as Ctrl-C does) and
@@ -233,7 +240,7 @@ func devRestart(t *testing.T, sigkill bool) {
 	}
 
 	if sigkill {
-		addrs, kill := startDevProcess(t, args)
+		addrs, kill, _ := startDevProcess(t, args)
 		publish(addrs, 300)
 		waitCounts(addrs, 300)
 		privateFiles(t, dir)
