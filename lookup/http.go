@@ -110,6 +110,12 @@ func (s *Service) byKey(w http.ResponseWriter, r *http.Request, dept string) (st
 		reply(w, http.StatusNotFound, apiError{"no record of " + code + " has this key"})
 		return "not_found", nil
 	}
+	if wantsAvro(r) {
+		if err := s.replyAvro(w, r, dept, s.cfg.Catalog.Item(code), g, []Record{*rec}, ""); err != nil {
+			return "", err
+		}
+		return "found", nil
+	}
 	reply(w, http.StatusOK, recordAnswer{Item: code, Grant: g.ID, Record: rec})
 	return "found", nil
 }
@@ -139,7 +145,13 @@ func (s *Service) byField(w http.ResponseWriter, r *http.Request, dept string) (
 	if err != nil {
 		return "", err
 	}
-	reply(w, http.StatusOK, pageAnswer{Item: code, Grant: g.ID, Field: field, Page: page})
+	if wantsAvro(r) {
+		if err := s.replyAvro(w, r, dept, s.cfg.Catalog.Item(code), g, page.Records, page.Next); err != nil {
+			return "", err
+		}
+	} else {
+		reply(w, http.StatusOK, pageAnswer{Item: code, Grant: g.ID, Field: field, Page: page})
+	}
 	if len(page.Records) == 0 {
 		return "not_found", nil
 	}

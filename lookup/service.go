@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/sr"
 	"golang.org/x/time/rate"
 
 	"github.com/jutong/jutong/audit"
@@ -65,6 +66,9 @@ type Config struct {
 	Log          *slog.Logger
 	// Registerer, when set, gets the lookups' metrics.
 	Registerer prometheus.Registerer
+	// Registry, when set, reaches the schema registry as the bus: Avro
+	// answers carry the id of the grant's projected schema.
+	Registry []sr.ClientOpt
 }
 
 // Service answers lookups.
@@ -78,6 +82,8 @@ type Service struct {
 	aead     cipher.AEAD              // seals cursors
 
 	cols, projections sync.Map // by item code; by grant (see projection)
+	ids               sync.Map // schema ids by subject
+	reg               *sr.Client
 }
 
 // New checks cfg and returns a Service.
@@ -104,7 +110,13 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, tables: pgsink.Config{Themes: cfg.Catalog.Themes}, m: newMetrics(cfg.Registerer), limiters: map[string]*rate.Limiter{}, aead: aead}, nil
+	svc := &Service{cfg: cfg, tables: pgsink.Config{Themes: cfg.Catalog.Themes}, m: newMetrics(cfg.Registerer), limiters: map[string]*rate.Limiter{}, aead: aead}
+	if len(cfg.Registry) > 0 {
+		if svc.reg, err = sr.NewClient(cfg.Registry...); err != nil {
+			return nil, err
+		}
+	}
+	return svc, nil
 }
 
 // Record is one record as a grant sees it.
@@ -113,7 +125,8 @@ type Record struct {
 	Data       map[string]any `json:"data"`
 	Provenance Provenance     `json:"provenance"`
 
-	clearKey string // for the next page's cursor, never shown
+	clearKey string         // for the next page's cursor, never shown
+	raw      map[string]any // the projected data, typed (for Avro)
 }
 
 // Provenance says where a record's current state comes from.
@@ -320,7 +333,8 @@ func (s *Service) record(it *catalog.Item, p *feed.Projection, vals []any) Recor
 	prov.Partition = int32(asInt(meta[4]))
 	prov.Offset = asInt(meta[5])
 	key, _ := data[it.Key].(string)
-	return Record{Key: p.Key(key), Data: portable(p, p.Apply(data)), Provenance: prov, clearKey: key}
+	raw := p.Apply(data)
+	return Record{Key: p.Key(key), Data: portable(p, raw), Provenance: prov, clearKey: key, raw: raw}
 }
 
 // columns is the select list of an item's table: its fields, then the

@@ -39,6 +39,7 @@ func (b *Bus) serveLookups(ctx context.Context, mux *http.ServeMux) (err error) 
 		Now:        b.cfg.Now,
 		Log:        b.cfg.Log.With("component", "lookup"),
 		Registerer: b.Metrics,
+		Registry:   b.RegistryOpts(),
 	})
 	if err != nil {
 		return err

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/sr"
+
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/internal/app/bus"
@@ -163,6 +166,58 @@ func TestLookups(t *testing.T) {
 			break
 		}
 	}
+	// The same record in Avro, on request: the feed's registered schema,
+	// the same masked values and key.
+	avroKey := residents[0].Data["citizen_id"].(string)
+	_, _, jsonBody := lookupAs(t, b, cat, "health", "/v1/items/"+resident+"/records/"+avroKey, url.Values{"purpose": {purpose}})
+	calls++
+	var asJSON struct{ Record lookup.Record }
+	if err := json.Unmarshal(jsonBody, &asJSON); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", b.APIURL()+"/v1/items/"+resident+"/records/"+avroKey+"?"+url.Values{"purpose": {purpose}}.Encode(), nil)
+	req.Header.Set("Accept", lookup.AvroType)
+	hp := cat.Department("health").Principal
+	req.SetBasicAuth(hp, b.Credentials[hp])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	framed, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	calls++
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != lookup.AvroType {
+		t.Fatalf("Avro lookup: %d %s", resp.StatusCode, framed)
+	}
+	id, body, err := schemas.Unframe(framed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := sr.NewClient(sr.URLs(b.RegistryURL()), sr.BasicAuth(hp, b.Credentials[hp])) // a department reads the registry
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer, err := reg.SchemaByID(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, err := avro.Parse(writer.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var decoded map[string]any
+	if err := avro.Unmarshal(ws, body, &decoded); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := decoded["data"].(map[string]any)
+	for _, v := range data { // the union's branch, by its name
+		data, _ = v.(map[string]any)
+	}
+	if decoded["key"] != asJSON.Record.Key || data == nil || fmt.Sprint(data["citizen_id"]) != fmt.Sprint(asJSON.Record.Data["citizen_id"]) ||
+		fmt.Sprint(data["name"]) != fmt.Sprint(asJSON.Record.Data["name"]) {
+		t.Errorf("Avro %v\n JSON %v", decoded, asJSON.Record)
+	}
+
 	// 404 for a key that is not there, saying nothing else.
 	code, _, body := lookupAs(t, b, cat, "health", "/v1/items/"+resident+"/records/110101190001010000", url.Values{"purpose": {purpose}})
 	calls++
