@@ -165,13 +165,18 @@ func (s *Service) snapshot(w http.ResponseWriter, r *http.Request, dept string) 
 	started := false
 	rc := http.NewResponseController(w)
 	sent := 0
+	var line []byte
 	n, err := s.Snapshot(r.Context(), dept, r.PathValue("code"), r.URL.Query().Get("purpose"), func(st Start) error {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.Header().Set("Cache-Control", "no-store")
 		started = true
 		return enc.Encode(st)
 	}, func(rec *Record) error {
-		if err := enc.Encode(rec); err != nil {
+		var err error
+		if line, err = rec.AppendJSON(line[:0]); err != nil {
+			return err
+		}
+		if _, err := w.Write(append(line, '\n')); err != nil {
 			return err
 		}
 		// A long snapshot is not cut by the server's write timeout: each

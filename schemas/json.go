@@ -70,6 +70,9 @@ func AppendJSONValues(buf []byte, it *catalog.Item, data map[string]any) ([]byte
 	return append(buf, '}'), nil
 }
 
+// AppendJSONString appends s quoted as encoding/json quotes it.
+func AppendJSONString(buf []byte, s string) []byte { return appendJSONString(buf, s) }
+
 const hexDigits = "0123456789abcdef"
 
 // appendJSONString quotes s as encoding/json does (HTML-safe, with U+2028
