@@ -344,14 +344,14 @@ func (s *Service) query(ctx context.Context, it *catalog.Item, g Grant, cond str
 		if err != nil {
 			return nil, fmt.Errorf("lookup: %s: %w", it.Code, err)
 		}
-		out = append(out, s.record(it, p, vals))
+		out = append(out, s.record(it, p, vals, true))
 	}
 	return out, rows.Err()
 }
 
 // record turns a row of the item's table (columns' order) into the record
 // as p sees it.
-func (s *Service) record(it *catalog.Item, p *feed.Projection, vals []any) Record {
+func (s *Service) record(it *catalog.Item, p *feed.Projection, vals []any, portableData bool) Record {
 	data := make(map[string]any, len(it.Fields))
 	for i, f := range it.Fields {
 		data[f.Name] = value(vals[i])
@@ -366,7 +366,11 @@ func (s *Service) record(it *catalog.Item, p *feed.Projection, vals []any) Recor
 	prov.Offset = asInt(meta[5])
 	key, _ := data[it.Key].(string)
 	raw := p.Apply(data)
-	return Record{Key: p.Key(key), Data: portable(p, raw), Provenance: prov, clearKey: key, raw: raw, shape: p.Item}
+	rec := Record{Key: p.Key(key), Provenance: prov, clearKey: key, raw: raw, shape: p.Item}
+	if portableData { // a snapshot writes raw through AppendJSON instead
+		rec.Data = portable(p, raw)
+	}
+	return rec
 }
 
 // columns is the select list of an item's table: its fields, then the

@@ -31,7 +31,9 @@ type Start struct {
 // consistent with the PostgreSQL sink's ledger: one repeatable-read
 // transaction reads the ledger's positions of the item's topic and the
 // rows, which the sink writes in the same transactions. start is called
-// before the first record; it returns how many records were emitted.
+// before the first record; emit gets each record with its Data left empty
+// (a snapshot renders a million: write it with AppendJSON). It returns how
+// many records were emitted.
 func (s *Service) Snapshot(ctx context.Context, dept, code, purpose string, start func(Start) error, emit func(*Record) error) (int, error) {
 	it, err := s.item(code)
 	if err != nil {
@@ -83,7 +85,7 @@ func (s *Service) stream(ctx context.Context, tx pgx.Tx, it *catalog.Item, g Gra
 		if err != nil {
 			return n, err
 		}
-		rec := s.record(it, p, vals)
+		rec := s.record(it, p, vals, false)
 		if err := emit(&rec); err != nil {
 			return n, err
 		}
