@@ -302,9 +302,11 @@ func (st *Stack) Describe(w io.Writer) {
 		fmt.Fprintf(w, "  TLS CA             %s  (clients trust this certificate: kcat -X ssl.ca.location=..., JUTONG_CA_FILE)\n", st.TLS.CA)
 	}
 	fmt.Fprintf(w, "  Credentials        %s  (one SCRAM user per department)\n", filepath.Join(st.DataDir, "credentials.json"))
-	fmt.Fprintf(w, "  Admin (CLI)        set -a; . %s; set +a  (the superuser's password, for jutong catalog/grant/dept/sink)\n", st.EnvFile())
+	fmt.Fprintf(w, "  Admin (CLI)        set -a; . %s; set +a  (the superuser's password and the paths the CLI needs)\n", st.EnvFile())
 	fmt.Fprintf(w, "  Schema registry    %s\n", st.Bus.RegistryURL())
 	fmt.Fprintf(w, "  HTTP gateway       %s/v1/items/{code}/events  (tokens: %s)\n", st.Bus.APIURL(), filepath.Join(st.DataDir, "tokens.json"))
+	fmt.Fprintf(w, "  Control API        %s/v1/applications  (officers' tokens: %s)\n", st.Bus.APIURL(), filepath.Join(st.DataDir, "officers.json"))
+	fmt.Fprintf(w, "  Lookups            %s/v1/items/{code}/records/{key}?purpose=...  (basic auth: a department's principal and password)\n", st.Bus.APIURL())
 	fmt.Fprintf(w, "  Metrics            %s/metrics\n", st.Bus.APIURL())
 	fmt.Fprintf(w, "  PostgreSQL         %s  (password: JUTONG_PG_URL in the admin file)\n", localsvc.Redact(st.PGDSN))
 	fmt.Fprintf(w, "  ClickHouse         %s  (password: JUTONG_CH_URL in the admin file)\n", localsvc.Redact(st.CHDSN))
