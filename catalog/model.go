@@ -112,12 +112,28 @@ type Item struct {
 	// DefaultMaxRecordBytes): a larger one is refused at the door with rule
 	// record.size, and kept in the quarantine as its first bytes and a
 	// SHA-256.
-	MaxRecordBytes int      `json:"max_record_bytes,omitempty"`
-	Fields         []*Field `json:"fields"`
+	MaxRecordBytes int `json:"max_record_bytes,omitempty"`
+	// DisputeDays is how many working days the source has to check a
+	// dispute of one of the item's records and correct it or say why not
+	// (default DefaultDisputeDays).
+	DisputeDays int      `json:"dispute_days,omitempty"`
+	Fields      []*Field `json:"fields"`
 
 	file     string
 	fieldIdx map[string]int
 	themes   []string
+}
+
+// DefaultDisputeDays is the source's deadline for a dispute, in working
+// days, unless the item sets its own (5, as comparable cities do).
+const DefaultDisputeDays = 5
+
+// DisputeDeadline is the item's dispute deadline in working days.
+func (it *Item) DisputeDeadline() int {
+	if it.DisputeDays > 0 {
+		return it.DisputeDays
+	}
+	return DefaultDisputeDays
 }
 
 // DefaultMaxRecordBytes is the size limit of an item's change event unless

@@ -66,6 +66,9 @@ type Config struct {
 	Log          *slog.Logger
 	// Registerer, when set, gets the lookups' metrics.
 	Registerer prometheus.Registerer
+	// Disputes, when set, lists the open disputes of a record: the answer
+	// flags the record with their ids.
+	Disputes func(item, key string) []string
 	// Registry, when set, reaches the schema registry as the bus: Avro
 	// answers carry the id of the grant's projected schema.
 	Registry []sr.ClientOpt
@@ -124,6 +127,9 @@ type Record struct {
 	Key        string         `json:"key"`
 	Data       map[string]any `json:"data"`
 	Provenance Provenance     `json:"provenance"`
+	// Disputes are the open disputes of the record (its flag): the source
+	// is checking it.
+	Disputes []string `json:"disputes,omitempty"`
 
 	clearKey string         // for the next page's cursor, never shown
 	raw      map[string]any // the projected data, typed (for Avro)
@@ -344,7 +350,11 @@ func (s *Service) query(ctx context.Context, it *catalog.Item, g Grant, cond str
 		if err != nil {
 			return nil, fmt.Errorf("lookup: %s: %w", it.Code, err)
 		}
-		out = append(out, s.record(it, p, vals, true))
+		rec := s.record(it, p, vals, true)
+		if s.cfg.Disputes != nil {
+			rec.Disputes = s.cfg.Disputes(it.Code, rec.clearKey)
+		}
+		out = append(out, rec)
 	}
 	return out, rows.Err()
 }

@@ -25,6 +25,7 @@ const (
 	FeedLedger     = Prefix + "feed_offsets"    // every feed's position in its item's topic (compacted)
 	Audit          = Prefix + "audit"           // the audit trail
 	AuditPositions = Prefix + "audit_positions" // the read auditor's positions (compacted)
+	Disputes       = Prefix + "disputes"        // disputes of shared records (compacted)
 )
 
 // InboxPrefix, CheckpointsPrefix and RejectsPrefix start the names of the

@@ -33,6 +33,7 @@ import (
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/consumers"
 	"github.com/jutong/jutong/control"
+	"github.com/jutong/jutong/dispute"
 	"github.com/jutong/jutong/door"
 	"github.com/jutong/jutong/feed"
 	"github.com/jutong/jutong/internal/app/grants"
@@ -133,6 +134,8 @@ type Bus struct {
 	Registry *registry.Store
 	// Control is the access control plane (applications, grants).
 	Control *control.Service
+	// Disputes are the disputes of shared records.
+	Disputes *dispute.Service
 
 	cluster *embedded.Cluster // nil when running against an existing cluster
 	regURL  string
@@ -148,7 +151,7 @@ type Bus struct {
 	sinks   []pipeline.Sink
 	// feedKey is the secret the grants' pseudonymous keys derive from.
 	feedKey []byte
-	// lookupDB is the lookups' own pool on the PostgreSQL the sink writes.
+	// lookupDB is the bus's own pool (lookups, dispute flags) on the PostgreSQL the sink writes.
 	lookupDB *pgxpool.Pool
 	pcfg     pipeline.Config
 	cancel   context.CancelFunc
@@ -192,6 +195,9 @@ func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
 	// The control plane: applications and grants. Opening it reconciles the
 	// ACLs (the catalog's and the grants') and starts the grants' feeds.
 	if err := b.startControl(ctx, rctx); err != nil {
+		return nil, err
+	}
+	if err := b.startDisputes(ctx, rctx); err != nil {
 		return nil, err
 	}
 	if err := b.serveAPI(ctx); err != nil {
@@ -436,6 +442,7 @@ func (b *Bus) serveAPI(ctx context.Context) (err error) {
 	if err := b.serveLookups(ctx, mux); err != nil {
 		return err
 	}
+	b.serveDisputes(mux)
 	mux.Handle("/", b.gw.Handler())
 	b.apiURL, err = b.serve(b.cfg.APIAddr, mux, "api (gateway, control, /metrics)")
 	return err
@@ -510,6 +517,7 @@ func InternalTopics(cat *catalog.Catalog) []topics.Spec {
 		{Name: pipeline.DeadLetterTopic, Partitions: 3, Configs: keep},
 		{Name: topicname.Quarantine, Partitions: 3, Configs: keep},
 		{Name: control.Topic, Partitions: 1, Configs: compact},
+		{Name: dispute.Topic, Partitions: 1, Configs: compact},
 		{Name: feed.LedgerTopic, Partitions: 1, Configs: compact},
 		{Name: audit.Topic, Partitions: 1, Configs: keep},
 		{Name: audit.PositionsTopic, Partitions: 1, Configs: compact},
@@ -741,6 +749,9 @@ func (b *Bus) Close() {
 	}
 	if b.Control != nil {
 		b.Control.Close()
+	}
+	if b.Disputes != nil {
+		b.Disputes.Close()
 	}
 	if b.reads != nil {
 		b.reads.Close()

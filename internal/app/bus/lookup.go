@@ -6,8 +6,6 @@ import (
 	"crypto/subtle"
 	"net/http"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/jutong/jutong/audit"
 	"github.com/jutong/jutong/feed"
 	"github.com/jutong/jutong/internal/httpmetrics"
@@ -20,12 +18,13 @@ func (b *Bus) serveLookups(ctx context.Context, mux *http.ServeMux) (err error) 
 	if b.cfg.PostgresDSN == "" {
 		return nil
 	}
-	if b.lookupDB, err = pgxpool.New(ctx, b.cfg.PostgresDSN); err != nil {
+	db, err := b.pg(ctx)
+	if err != nil {
 		return err
 	}
 	secret := sha256.Sum256([]byte("lookup cursors\x00" + b.kafka.Password)) // shared by the instances of one bus
 	svc, err := lookup.New(lookup.Config{
-		Catalog: b.cfg.Catalog, DB: b.lookupDB, Rate: b.cfg.LookupRate, CursorSecret: secret[:],
+		Catalog: b.cfg.Catalog, DB: db, Disputes: b.Disputes.OpenOn, Rate: b.cfg.LookupRate, CursorSecret: secret[:],
 		Authenticate: b.department,
 		Grants: func(dept, item string) []lookup.Grant {
 			var out []lookup.Grant

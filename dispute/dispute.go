@@ -1,0 +1,388 @@
+package dispute
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/jutong/jutong/audit"
+	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/control"
+	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/topicname"
+)
+
+// Topic holds the disputes, one record each (compacted).
+const Topic = topicname.Disputes
+
+// State is where a dispute stands.
+type State string
+
+// The states of a dispute.
+const (
+	Pending   State = "open"      // waiting on the source
+	Corrected State = "corrected" // the source published the correcting change
+	Rejected  State = "rejected"  // the source said why the record stands
+)
+
+// Request is what a department disputes.
+type Request struct {
+	Item string `json:"item"`
+	Key  string `json:"key"`
+	// Fields are the fields thought wrong; Claim what the department
+	// believes is right and why; Evidence its supporting text.
+	Fields   []string `json:"fields"`
+	Claim    string   `json:"claim"`
+	Evidence string   `json:"evidence,omitempty"`
+}
+
+// Dispute is one dispute of one record.
+type Dispute struct {
+	ID string `json:"id"`
+	Request
+	RaisedBy string    `json:"raised_by"`
+	Joined   []string  `json:"joined,omitempty"` // departments that raised the same since
+	Source   string    `json:"source"`
+	Raised   time.Time `json:"raised"`
+	Due      time.Time `json:"due"`
+	// Escalated is set once, when the deadline passed with no answer.
+	Escalated bool  `json:"escalated,omitempty"`
+	State     State `json:"state"`
+	// Reason is why the source rejected it; Correction the event id of
+	// the change that corrected the record.
+	Reason     string    `json:"reason,omitempty"`
+	Correction string    `json:"correction,omitempty"`
+	Closed     time.Time `json:"closed,omitzero"`
+	// InTime says whether it was answered by its deadline.
+	InTime bool `json:"in_time,omitempty"`
+}
+
+// Involves says whether dept raised or joined the dispute.
+func (d *Dispute) Involves(dept string) bool {
+	return d.RaisedBy == dept || slices.Contains(d.Joined, dept)
+}
+
+// Config configures a Service.
+type Config struct {
+	Catalog *catalog.Catalog
+	Kafka   []kgo.Opt
+	Audit   *audit.Writer
+	// MayRead says whether a department reads the item (an active grant):
+	// only those may dispute its records or see their disputes.
+	MayRead func(dept, item string) bool
+	// DB, when set, is the PostgreSQL database of the base and theme
+	// databases: open disputes are flagged there.
+	DB  *pgxpool.Pool
+	Now func() time.Time
+	Log *slog.Logger
+}
+
+// Service keeps the disputes.
+type Service struct {
+	cfg Config
+	cal *control.Calendar
+	cl  *kgo.Client
+	mu  sync.Mutex
+	all map[string]*Dispute
+}
+
+// Errors, wrapped with what happened.
+var (
+	ErrForbidden = control.ErrForbidden
+	ErrNotFound  = errors.New("not found")
+	ErrState     = errors.New("not in that state")
+)
+
+// RequestError names the field a request got wrong.
+type RequestError = control.RequestError
+
+const flagDDL = `CREATE SCHEMA IF NOT EXISTS jutong;
+CREATE TABLE IF NOT EXISTS jutong.disputes_open (
+  item text NOT NULL,
+  key text NOT NULL,
+  dispute_id text NOT NULL,
+  fields text[] NOT NULL,
+  raised_at timestamptz NOT NULL,
+  due timestamptz NOT NULL,
+  PRIMARY KEY (item, key, dispute_id)
+)`
+
+// Open loads the disputes and makes the flag table.
+func Open(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.Catalog == nil || cfg.MayRead == nil {
+		return nil, errors.New("dispute: Catalog and MayRead are required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	cal, err := control.NewCalendar(cfg.Catalog.Calendar)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.DB != nil {
+		if _, err := cfg.DB.Exec(ctx, flagDDL); err != nil {
+			return nil, fmt.Errorf("dispute: the flag table: %w", err)
+		}
+	}
+	cl, err := kafkaconn.NewClient(cfg.Kafka, kgo.DefaultProduceTopic(Topic))
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, cal: cal, cl: cl, all: map[string]*Dispute{}}
+	if err := kafkaconn.ReadAll(ctx, cfg.Kafka, Topic, func(r *kgo.Record) {
+		var d Dispute
+		if json.Unmarshal(r.Value, &d) == nil {
+			s.all[d.ID] = &d
+		}
+	}); err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("dispute: load: %w", err)
+	}
+	return s, nil
+}
+
+// Close closes the service's Kafka client.
+func (s *Service) Close() { s.cl.Close() }
+
+// Raise records dept's dispute of a record, or joins the open one of the
+// same record and field.
+func (s *Service) Raise(ctx context.Context, dept string, r Request) (*Dispute, error) {
+	it := s.cfg.Catalog.Item(r.Item)
+	switch {
+	case it == nil:
+		return nil, &RequestError{Field: "item", Reason: fmt.Sprintf("unknown catalog item %q", r.Item)}
+	case strings.TrimSpace(r.Key) == "":
+		return nil, &RequestError{Field: "key", Reason: "required: the key of the disputed record"}
+	case len(r.Fields) == 0:
+		return nil, &RequestError{Field: "fields", Reason: "required: the fields thought wrong"}
+	case strings.TrimSpace(r.Claim) == "":
+		return nil, &RequestError{Field: "claim", Reason: "required: what is right, and why"}
+	case it.Source == dept:
+		return nil, &RequestError{Field: "item", Reason: dept + " is the source of " + it.Code + ": correct the record instead"}
+	case !s.cfg.MayRead(dept, it.Code):
+		return nil, fmt.Errorf("%w: %s has no active grant on %s: only a department that reads an item disputes its records", ErrForbidden, dept, it.Code)
+	}
+	for _, f := range r.Fields {
+		if it.Field(f) == nil {
+			return nil, &RequestError{Field: "fields", Reason: fmt.Sprintf("%s has no field %q", it.Code, f)}
+		}
+	}
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.all {
+		if d.State == Pending && d.Item == r.Item && d.Key == r.Key && overlaps(d.Fields, r.Fields) {
+			if d.Involves(dept) {
+				return clone(d), nil
+			}
+			next := clone(d)
+			next.Joined = append(next.Joined, dept)
+			if err := s.save(ctx, next); err != nil {
+				return nil, err
+			}
+			s.audit(ctx, next, "dispute_joined", dept, r.Claim, now)
+			return clone(next), nil
+		}
+	}
+	d := &Dispute{ID: newID(), Request: r, RaisedBy: dept, Source: it.Source, Raised: now.UTC(),
+		Due: s.cal.Deadline(now, it.DisputeDeadline()).UTC(), State: Pending}
+	if err := s.save(ctx, d); err != nil {
+		return nil, err
+	}
+	if err := s.flag(ctx, d, true); err != nil {
+		return nil, err
+	}
+	s.audit(ctx, d, "dispute_raised", dept, r.Claim, now)
+	return clone(d), nil
+}
+
+// Reject closes a dispute the source finds groundless, with the reason.
+func (s *Service) Reject(ctx context.Context, id, by, reason string) (*Dispute, error) {
+	if strings.TrimSpace(reason) == "" {
+		return nil, &RequestError{Field: "reason", Reason: "a rejection must say why the record stands"}
+	}
+	return s.close(ctx, id, by, func(d *Dispute) { d.State, d.Reason = Rejected, reason }, "dispute_rejected", reason)
+}
+
+// Correct closes a dispute whose record the source corrected with the
+// change of event id eventID (published through the door as usual).
+func (s *Service) Correct(ctx context.Context, id, by, eventID string) (*Dispute, error) {
+	if strings.TrimSpace(eventID) == "" {
+		return nil, &RequestError{Field: "event_id", Reason: "required: the event id of the correcting change"}
+	}
+	return s.close(ctx, id, by, func(d *Dispute) { d.State, d.Correction = Corrected, eventID }, "dispute_corrected", eventID)
+}
+
+func (s *Service) close(ctx context.Context, id, by string, set func(*Dispute), kind, detail string) (*Dispute, error) {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.all[id]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("dispute: %w: %s", ErrNotFound, id)
+	case by != d.Source:
+		return nil, fmt.Errorf("%w: %s answers disputes of %s, not %s", ErrForbidden, d.Source, d.Item, by)
+	case d.State != Pending:
+		return nil, fmt.Errorf("dispute: %w: %s is %s", ErrState, id, d.State)
+	}
+	next := clone(d)
+	set(next)
+	next.Closed, next.InTime = now.UTC(), !now.After(d.Due)
+	if err := s.save(ctx, next); err != nil {
+		return nil, err
+	}
+	if err := s.flag(ctx, next, false); err != nil {
+		return nil, err
+	}
+	s.audit(ctx, next, kind, by, detail, now)
+	return clone(next), nil
+}
+
+// Tick escalates, once, the open disputes past their deadline.
+func (s *Service) Tick(ctx context.Context) error {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.all {
+		if d.State != Pending || d.Escalated || !now.After(d.Due) {
+			continue
+		}
+		next := clone(d)
+		next.Escalated = true
+		if err := s.save(ctx, next); err != nil {
+			return err
+		}
+		s.cfg.Log.Warn("dispute overdue: escalated to the data authority", "dispute", d.ID, "item", d.Item, "source", d.Source, "due", d.Due)
+		s.audit(ctx, next, "dispute_escalated", "jutong", "overdue since "+d.Due.Format(time.RFC3339), now)
+	}
+	return nil
+}
+
+// Get returns a dispute dept may see.
+func (s *Service) Get(dept, id string) (*Dispute, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.all[id]
+	if !ok || !s.visible(d, dept) {
+		return nil, fmt.Errorf("dispute: %w: %s", ErrNotFound, id)
+	}
+	return clone(d), nil
+}
+
+// List returns the disputes dept may see: those it raised or joined, those
+// of its items, all for the data authority; each only while dept reads
+// the item or is its source.
+func (s *Service) List(dept string) []*Dispute {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*Dispute
+	for _, d := range s.all {
+		if s.visible(d, dept) {
+			out = append(out, clone(d))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Raised.Before(out[j].Raised) })
+	return out
+}
+
+func (s *Service) visible(d *Dispute, dept string) bool {
+	switch {
+	case dept == s.cfg.Catalog.Authority, dept == d.Source:
+		return true
+	case d.Involves(dept):
+		return s.cfg.MayRead(dept, d.Item)
+	}
+	return false
+}
+
+// OpenOn returns the open disputes of a record (for the lookups).
+func (s *Service) OpenOn(item, key string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []string
+	for _, d := range s.all {
+		if d.State == Pending && d.Item == item && d.Key == key {
+			ids = append(ids, d.ID)
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func (s *Service) save(ctx context.Context, d *Dispute) error {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	if err := s.cl.ProduceSync(ctx, &kgo.Record{Key: []byte(d.ID), Value: b}).FirstErr(); err != nil {
+		return fmt.Errorf("dispute: save %s: %w", d.ID, err)
+	}
+	s.all[d.ID] = d
+	return nil
+}
+
+// flag sets or clears the record's flag in PostgreSQL.
+func (s *Service) flag(ctx context.Context, d *Dispute, open bool) error {
+	if s.cfg.DB == nil {
+		return nil
+	}
+	var err error
+	if open {
+		_, err = s.cfg.DB.Exec(ctx, `INSERT INTO jutong.disputes_open (item, key, dispute_id, fields, raised_at, due) VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT DO NOTHING`, d.Item, d.Key, d.ID, d.Fields, d.Raised, d.Due)
+	} else {
+		_, err = s.cfg.DB.Exec(ctx, `DELETE FROM jutong.disputes_open WHERE item = $1 AND key = $2 AND dispute_id = $3`, d.Item, d.Key, d.ID)
+	}
+	if err != nil {
+		return fmt.Errorf("dispute: flag %s: %w", d.ID, err)
+	}
+	return nil
+}
+
+func (s *Service) audit(ctx context.Context, d *Dispute, kind, actor, detail string, now time.Time) {
+	if s.cfg.Audit == nil {
+		return
+	}
+	if err := s.cfg.Audit.Write(ctx, audit.Event{Time: now.UTC(), Kind: kind, Department: d.RaisedBy, Item: d.Item, Application: d.ID,
+		Actor: actor, Detail: detail, Keys: []string{d.Key}}); err != nil {
+		s.cfg.Log.Error("dispute: audit write failed", "err", err)
+	}
+}
+
+func overlaps(a, b []string) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
+
+func clone(d *Dispute) *Dispute {
+	c := *d
+	c.Fields = slices.Clone(d.Fields)
+	c.Joined = slices.Clone(d.Joined)
+	return &c
+}
+
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "dsp-" + hex.EncodeToString(b[:])
+}

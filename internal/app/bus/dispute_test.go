@@ -1,0 +1,160 @@
+package bus_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jutong/jutong/control"
+	"github.com/jutong/jutong/dispute"
+	"github.com/jutong/jutong/internal/app/bus"
+	"github.com/jutong/jutong/internal/testenv"
+)
+
+// TestDisputes: tax, which reads enterprise registrations, disputes one;
+// civil affairs disputing the same record and field joins it; health,
+// which does not read the item, can neither dispute nor see it, and market
+// supervision (the source) does not dispute its own. The record is
+// flagged in PostgreSQL and in lookups until the source corrects it (in
+// time); another dispute is rejected with a reason the raiser sees; a
+// third goes overdue and is escalated once. Every step is audited.
+func TestDisputes(t *testing.T) {
+	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
+	clk := &clock{}
+	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ClickHouseDSN: chDSN, Now: clk.now, ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
+	t.Cleanup(b.Close)
+	cat := sample(t)
+	cc := controlClient{t, b.APIURL(), b}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const item, purpose = "legal_person.enterprise_registration", "纳税信用评价"
+	evs := publishItem(t, b, cat, item, 30, 51)
+	grant(t, cc, cat, "tax", control.Request{Item: item, Purpose: purpose, Grade: 4})
+	grant(t, cc, cat, "civil_affairs", control.Request{Item: item, Purpose: "社会组织登记核查", Grade: 4})
+	if err := b.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key := evs[0].Key
+	req := dispute.Request{Item: item, Key: key, Fields: []string{"registered_capital"}, Claim: "注册资本应为 500 万元", Evidence: "税务登记表"}
+
+	var d dispute.Dispute
+	if code := cc.call("tax", "POST", "/v1/disputes", req, &d); code != http.StatusCreated || d.State != dispute.Pending || d.Source != "market_supervision" || !d.Due.After(clk.now()) {
+		t.Fatalf("tax raises: %d %+v", code, d)
+	}
+	var joined dispute.Dispute
+	if code := cc.call("civil_affairs", "POST", "/v1/disputes", req, &joined); code != http.StatusCreated || joined.ID != d.ID || !slices.Contains(joined.Joined, "civil_affairs") {
+		t.Fatalf("the same record and field: %d %+v, want to join %s", code, joined, d.ID)
+	}
+	if code := cc.call("health", "POST", "/v1/disputes", req, nil); code != http.StatusForbidden {
+		t.Errorf("health, which does not read the item, disputed it: %d", code)
+	}
+	if code := cc.call("health", "GET", "/v1/disputes/"+d.ID, nil, nil); code != http.StatusNotFound {
+		t.Errorf("health sees the dispute: %d", code)
+	}
+	var list []dispute.Dispute
+	if code := cc.call("health", "GET", "/v1/disputes", nil, &list); code != 200 || len(list) != 0 {
+		t.Errorf("health's list: %d %v", code, list)
+	}
+	if code := cc.call("market_supervision", "POST", "/v1/disputes", req, nil); code != http.StatusUnprocessableEntity {
+		t.Errorf("the source disputed its own record: %d", code)
+	}
+
+	// Flagged in PostgreSQL and in a lookup.
+	flagged := func() int {
+		var n int
+		if err := testenv.PostgresPool(t, pgDSN).QueryRow(ctx, "SELECT count(*) FROM jutong.disputes_open WHERE item = $1 AND key = $2", item, key).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := flagged(); n != 1 {
+		t.Errorf("%d flags in PostgreSQL, want 1", n)
+	}
+	lookupFlag := func() []string {
+		code, _, body := lookupAs(t, b, cat, "tax", "/v1/items/"+item+"/records/"+key, url.Values{"purpose": {purpose}})
+		var ans struct{ Record struct{ Disputes []string } }
+		if code != 200 || jsonUnmarshal(body, &ans) != nil {
+			t.Fatalf("lookup: %d %s", code, body)
+		}
+		return ans.Record.Disputes
+	}
+	if ids := lookupFlag(); len(ids) != 1 || ids[0] != d.ID {
+		t.Errorf("the lookup's flag: %v, want [%s]", ids, d.ID)
+	}
+
+	// Only the source answers; a rejection says why; a correction names its change.
+	if code := cc.call("tax", "POST", "/v1/disputes/"+d.ID+"/correct", map[string]string{"event_id": "x"}, nil); code != http.StatusForbidden {
+		t.Errorf("tax answered its own dispute: %d", code)
+	}
+	if code := cc.call("market_supervision", "POST", "/v1/disputes/"+d.ID+"/reject", map[string]string{}, nil); code != http.StatusUnprocessableEntity {
+		t.Errorf("a rejection without a reason: %d", code)
+	}
+	correction := publishItem(t, b, cat, item, 1, 52)[0].ID
+	if code := cc.call("market_supervision", "POST", "/v1/disputes/"+d.ID+"/correct", map[string]string{"event_id": correction}, &d); code != 200 || d.State != dispute.Corrected || !d.InTime || d.Correction != correction {
+		t.Fatalf("the correction: %d %+v", code, d)
+	}
+	if n := flagged(); n != 0 {
+		t.Errorf("%d flags after the correction", n)
+	}
+	if ids := lookupFlag(); len(ids) != 0 {
+		t.Errorf("the lookup still flags %v", ids)
+	}
+
+	// Rejected, with the reason, which the raiser reads.
+	req2 := req
+	req2.Fields, req2.Claim = []string{"status"}, "该企业已注销"
+	var d2 dispute.Dispute
+	cc.call("tax", "POST", "/v1/disputes", req2, &d2)
+	if code := cc.call("market_supervision", "POST", "/v1/disputes/"+d2.ID+"/reject", map[string]string{"reason": "注销登记尚未办结"}, nil); code != 200 {
+		t.Fatalf("reject: %d", code)
+	}
+	if code := cc.call("tax", "GET", "/v1/disputes/"+d2.ID, nil, &d2); code != 200 || d2.State != dispute.Rejected || d2.Reason != "注销登记尚未办结" {
+		t.Errorf("tax reads the rejection: %d %+v", code, d2)
+	}
+
+	// Overdue: escalated once.
+	req3 := req
+	req3.Key = evs[1].Key
+	var d3 dispute.Dispute
+	cc.call("tax", "POST", "/v1/disputes", req3, &d3)
+	clk.add(15 * 24 * time.Hour)
+	for range 2 {
+		if err := b.Disputes.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := b.Disputes.Get("tax", d3.ID); got == nil || !got.Escalated || got.State != dispute.Pending {
+		t.Errorf("after its deadline: %+v", got)
+	}
+
+	ch := testenv.ClickHouseConn(t, chDSN)
+	want := map[string]uint64{"dispute_raised": 3, "dispute_joined": 1, "dispute_corrected": 1, "dispute_rejected": 1, "dispute_escalated": 1}
+	got := map[string]uint64{}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		rows, err := ch.Query(ctx, "SELECT kind, count() FROM audit WHERE kind LIKE 'dispute_%' GROUP BY kind")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var k string
+			var n uint64
+			_ = rows.Scan(&k, &n)
+			got[k] = n
+		}
+		rows.Close()
+		if len(got) == len(want) && got["dispute_escalated"] >= 1 {
+			break
+		}
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("audit %s: %d, want %d", k, got[k], n)
+		}
+	}
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
