@@ -35,6 +35,7 @@ func commands() []command {
 		{"revoke", "revoke a grant, with the reason", runDecide("revoke")},
 		{"applications", "list applications, their state and deadlines (--overdue: escalated)", runApplications},
 		{"grants", "list active grants and what each delivers (--show)", runGrants},
+		{"dispute", "dispute a shared record, and answer disputes as its source (raise, list, reject, correct)", runDispute},
 		{"snapshot", "take an item's current state as a grant sees it, with the positions to follow from", runSnapshot},
 		{"responsibilities", "print the responsibility list: what each department must publish, how often", runResponsibilities},
 		{"dept", "departments as Kafka principals: list, rotate a password", runDept},

@@ -45,30 +45,40 @@ func (c *controlFlags) register(fs *cmdflag.FlagSet) {
 
 // client is the control API's client as the acting department.
 func (c *controlFlags) client() (*control.Client, error) {
+	hc, tok, err := c.officer()
+	if err != nil {
+		return nil, err
+	}
+	return control.NewClient(c.api, tok, hc), nil
+}
+
+// officer returns an HTTP client for the API (trusting --ca) and the
+// acting department officer's token.
+func (c *controlFlags) officer() (*http.Client, string, error) {
 	tok := c.token
 	if tok == "" {
 		if c.dept == "" {
-			return nil, errors.New("--department (or JUTONG_DEPARTMENT) is required")
+			return nil, "", errors.New("--department (or JUTONG_DEPARTMENT) is required")
 		}
 		toks, err := access.ReadCredentials(c.tokens) // the same JSON shape: code -> secret
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		if tok = toks[c.dept]; tok == "" {
-			return nil, fmt.Errorf("no token for %s in %s: pass --token", c.dept, c.tokens)
+			return nil, "", fmt.Errorf("no token for %s in %s: pass --token", c.dept, c.tokens)
 		}
 	}
-	var hc *http.Client
+	hc := &http.Client{Timeout: time.Minute}
 	if c.ca != "" {
 		tc, err := tlsca.Client(c.ca)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = tc
-		hc = &http.Client{Transport: tr, Timeout: time.Minute}
+		hc.Transport = tr
 	}
-	return control.NewClient(c.api, tok, hc), nil
+	return hc, tok, nil
 }
 
 func splitList(s string) []string {

@@ -61,6 +61,19 @@ func TestControlCommands(t *testing.T) {
 			t.Errorf("grants --show lacks %q:\n%s", want, out)
 		}
 	}
+	// Health, which now reads residents, disputes one; the source sees it and rejects it.
+	out = run("health", "dispute", "raise", "--item", "population.resident_registration", "--key", "500103199003071234",
+		"--fields", "name", "--claim", "姓名应为张三", "--evidence", "户口簿")
+	did := regexp.MustCompile(`dispute (dsp-[0-9a-f]+)`).FindStringSubmatch(out)
+	if did == nil || !strings.Contains(out, "state     open") || !strings.Contains(out, "source    public_security") {
+		t.Fatalf("dispute raise printed:\n%s", out)
+	}
+	if out := run("public_security", "dispute", "list"); !strings.Contains(out, did[1]) {
+		t.Fatalf("the source's list lacks the dispute:\n%s", out)
+	}
+	if out := run("public_security", "dispute", "reject", did[1], "--reason", "与户籍档案一致"); !strings.Contains(out, "rejected  与户籍档案一致") {
+		t.Fatalf("dispute reject printed:\n%s", out)
+	}
 	// A refusal without a reason is refused, naming the field.
 	var o, e bytes.Buffer
 	out = run("civil_affairs", "apply", "--item", "legal_person.tax_credit_rating", "--purpose", "低保资格核查")
