@@ -32,9 +32,10 @@ type State string
 
 // The states of a dispute.
 const (
-	Pending   State = "open"      // waiting on the source
-	Corrected State = "corrected" // the source published the correcting change
-	Rejected  State = "rejected"  // the source said why the record stands
+	Pending    State = "open"       // waiting on the source
+	Correcting State = "correcting" // the source named its correcting change: waiting for every sink to land it
+	Corrected  State = "corrected"  // the correction landed everywhere (the receipts say where and when)
+	Rejected   State = "rejected"   // the source said why the record stands
 )
 
 // Request is what a department disputes.
@@ -64,10 +65,30 @@ type Dispute struct {
 	// the change that corrected the record.
 	Reason     string    `json:"reason,omitempty"`
 	Correction string    `json:"correction,omitempty"`
-	Closed     time.Time `json:"closed,omitzero"`
+	Corrected  time.Time `json:"corrected,omitzero"` // when the source named it
+	// Receipts say, per sink holding the item, where and when the
+	// correction landed; the dispute closes when every one has.
+	Receipts []Receipt `json:"receipts,omitempty"`
+	// Unlanded is set once, when the correction had not landed everywhere
+	// within Config.LandWithin.
+	Unlanded bool      `json:"unlanded,omitempty"`
+	Closed   time.Time `json:"closed,omitzero"`
 	// InTime says whether it was answered by its deadline.
 	InTime bool `json:"in_time,omitempty"`
 }
+
+// Receipt is where and when one sink landed a correction.
+type Receipt struct {
+	Sink      string    `json:"sink"` // postgres, clickhouse, ...
+	Topic     string    `json:"topic"`
+	Partition int32     `json:"partition"`
+	Offset    int64     `json:"offset"`
+	Landed    time.Time `json:"landed"`
+}
+
+// Landing tells where a change has landed: the receipts of the sinks that
+// hold it, and the sinks that should and have not yet.
+type Landing func(ctx context.Context, item, eventID string) (receipts []Receipt, waiting []string, err error)
 
 // Involves says whether dept raised or joined the dispute.
 func (d *Dispute) Involves(dept string) bool {
@@ -84,9 +105,15 @@ type Config struct {
 	MayRead func(dept, item string) bool
 	// DB, when set, is the PostgreSQL database of the base and theme
 	// databases: open disputes are flagged there.
-	DB  *pgxpool.Pool
-	Now func() time.Time
-	Log *slog.Logger
+	DB *pgxpool.Pool
+	// Landing, when set, makes a correction close the dispute only once
+	// every sink has landed it (checked at every Tick); LandWithin is how
+	// long that may take before it is flagged and logged (default 10
+	// minutes). Without it a correction closes the dispute at once.
+	Landing    Landing
+	LandWithin time.Duration
+	Now        func() time.Time
+	Log        *slog.Logger
 }
 
 // Service keeps the disputes.
@@ -129,6 +156,9 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.LandWithin <= 0 {
+		cfg.LandWithin = 10 * time.Minute
 	}
 	cal, err := control.NewCalendar(cfg.Catalog.Calendar)
 	if err != nil {
@@ -219,16 +249,34 @@ func (s *Service) Reject(ctx context.Context, id, by, reason string) (*Dispute, 
 	return s.close(ctx, id, by, func(d *Dispute) { d.State, d.Reason = Rejected, reason }, "dispute_rejected", reason)
 }
 
-// Correct closes a dispute whose record the source corrected with the
-// change of event id eventID (published through the door as usual).
+// Correct records the change (event id eventID, published through the door
+// as usual) with which the source corrected the disputed record. The
+// dispute closes when every sink has landed it (Tick); it stays flagged
+// until then.
 func (s *Service) Correct(ctx context.Context, id, by, eventID string) (*Dispute, error) {
 	if strings.TrimSpace(eventID) == "" {
 		return nil, &RequestError{Field: "event_id", Reason: "required: the event id of the correcting change"}
 	}
-	return s.close(ctx, id, by, func(d *Dispute) { d.State, d.Correction = Corrected, eventID }, "dispute_corrected", eventID)
+	if s.cfg.Landing == nil {
+		return s.close(ctx, id, by, func(d *Dispute) { d.State, d.Correction, d.Corrected = Corrected, eventID, s.cfg.Now().UTC() }, "dispute_corrected", eventID)
+	}
+	d, err := s.answer(ctx, id, by, func(d *Dispute) { d.State, d.Correction, d.Corrected = Correcting, eventID, s.cfg.Now().UTC() }, "dispute_correcting", eventID, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.land(ctx); err != nil {
+		s.cfg.Log.Warn("dispute: receipts not read yet", "dispute", id, "err", err)
+	}
+	return s.Get(by, d.ID)
 }
 
 func (s *Service) close(ctx context.Context, id, by string, set func(*Dispute), kind, detail string) (*Dispute, error) {
+	return s.answer(ctx, id, by, set, kind, detail, true)
+}
+
+// answer applies the source's answer to an open dispute; closing, it
+// clears the flag.
+func (s *Service) answer(ctx context.Context, id, by string, set func(*Dispute), kind, detail string, closing bool) (*Dispute, error) {
 	now := s.cfg.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -243,19 +291,86 @@ func (s *Service) close(ctx context.Context, id, by string, set func(*Dispute), 
 	}
 	next := clone(d)
 	set(next)
-	next.Closed, next.InTime = now.UTC(), !now.After(d.Due)
+	if closing {
+		next.Closed, next.InTime = now.UTC(), !now.After(d.Due)
+	}
 	if err := s.save(ctx, next); err != nil {
 		return nil, err
 	}
-	if err := s.flag(ctx, next, false); err != nil {
-		return nil, err
+	if closing {
+		if err := s.flag(ctx, next, false); err != nil {
+			return nil, err
+		}
 	}
 	s.audit(ctx, next, kind, by, detail, now)
 	return clone(next), nil
 }
 
-// Tick escalates, once, the open disputes past their deadline.
+// land reads the receipts of the corrections in flight and closes the
+// disputes whose correction landed everywhere.
+func (s *Service) land(ctx context.Context) error {
+	if s.cfg.Landing == nil {
+		return nil
+	}
+	s.mu.Lock()
+	var pending []*Dispute
+	for _, d := range s.all {
+		if d.State == Correcting {
+			pending = append(pending, clone(d))
+		}
+	}
+	s.mu.Unlock()
+	for _, d := range pending {
+		receipts, waiting, err := s.cfg.Landing(ctx, d.Item, d.Correction)
+		if err != nil {
+			return err
+		}
+		now := s.cfg.Now()
+		s.mu.Lock()
+		next := clone(d)
+		next.Receipts = receipts
+		switch {
+		case len(waiting) == 0 && len(receipts) > 0:
+			next.State, next.Closed = Corrected, now.UTC()
+			// In time: the source named its correction by the deadline.
+			next.InTime = !d.Corrected.After(d.Due)
+		case !next.Unlanded && now.Sub(d.Corrected) > s.cfg.LandWithin:
+			next.Unlanded = true
+			s.cfg.Log.Warn("dispute: the correction has not landed everywhere", "dispute", d.ID, "event", d.Correction, "waiting", waiting)
+			s.audit(ctx, next, "dispute_unlanded", "jutong", "waiting on "+strings.Join(waiting, ", "), now)
+		default:
+			s.mu.Unlock()
+			continue
+		}
+		err = s.save(ctx, next)
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if next.State == Corrected {
+			if err := s.flag(ctx, next, false); err != nil {
+				return err
+			}
+			s.audit(ctx, next, "dispute_corrected", d.Source, d.Correction+" landed in "+sinks(receipts), now)
+		}
+	}
+	return nil
+}
+
+func sinks(rs []Receipt) string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, fmt.Sprintf("%s at %s/%d@%d", r.Sink, r.Topic, r.Partition, r.Offset))
+	}
+	return strings.Join(out, ", ")
+}
+
+// Tick closes the disputes whose correction landed everywhere, and
+// escalates, once, the open disputes past their deadline.
 func (s *Service) Tick(ctx context.Context) error {
+	if err := s.land(ctx); err != nil {
+		return err
+	}
 	now := s.cfg.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -317,7 +432,7 @@ func (s *Service) OpenOn(item, key string) []string {
 	defer s.mu.Unlock()
 	var ids []string
 	for _, d := range s.all {
-		if d.State == Pending && d.Item == item && d.Key == key {
+		if (d.State == Pending || d.State == Correcting) && d.Item == item && d.Key == key {
 			ids = append(ids, d.ID)
 		}
 	}

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -151,6 +153,8 @@ type Bus struct {
 	sinks   []pipeline.Sink
 	// feedKey is the secret the grants' pseudonymous keys derive from.
 	feedKey []byte
+	// chLanding reads ClickHouse's history for the disputes' receipts.
+	chLanding driver.Conn
 	// lookupDB is the bus's own pool (lookups, dispute flags) on the PostgreSQL the sink writes.
 	lookupDB *pgxpool.Pool
 	pcfg     pipeline.Config
@@ -752,6 +756,9 @@ func (b *Bus) Close() {
 	}
 	if b.Disputes != nil {
 		b.Disputes.Close()
+	}
+	if b.chLanding != nil {
+		b.chLanding.Close()
 	}
 	if b.reads != nil {
 		b.reads.Close()

@@ -3,16 +3,21 @@ package bus_test
 import (
 	"context"
 	"encoding/json"
+	"maps"
+	"math/big"
 	"net/http"
 	"net/url"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/dispute"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/producers"
+	"github.com/jutong/jutong/schemas"
 )
 
 // TestDisputes: tax, which reads enterprise registrations, disputes one;
@@ -93,9 +98,41 @@ func TestDisputes(t *testing.T) {
 	if code := cc.call("market_supervision", "POST", "/v1/disputes/"+d.ID+"/reject", map[string]string{}, nil); code != http.StatusUnprocessableEntity {
 		t.Errorf("a rejection without a reason: %d", code)
 	}
-	correction := publishItem(t, b, cat, item, 1, 52)[0].ID
-	if code := cc.call("market_supervision", "POST", "/v1/disputes/"+d.ID+"/correct", map[string]string{"event_id": correction}, &d); code != 200 || d.State != dispute.Corrected || !d.InTime || d.Correction != correction {
+	// The source publishes the corrected record, then names the change: the
+	// dispute closes once PostgreSQL and ClickHouse have landed it, with
+	// their receipts; the flag stays until then.
+	fixed := *evs[0]
+	fixed.ID, fixed.Op = uuid.NewString(), schemas.OpUpdate
+	fixed.Data = maps.Clone(evs[0].Data)
+	fixed.Data["registered_capital"] = big.NewRat(500, 1)
+	pub, err := producers.New(ctx, cat, "market_supervision", b.PublisherOpts("market_supervision")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	if _, err := pub.Publish(ctx, item, &fixed); err != nil {
+		t.Fatal(err)
+	}
+	if code := cc.call("market_supervision", "POST", "/v1/disputes/"+d.ID+"/correct", map[string]string{"event_id": fixed.ID}, &d); code != 200 || d.Correction != fixed.ID ||
+		(d.State != dispute.Correcting && d.State != dispute.Corrected) {
 		t.Fatalf("the correction: %d %+v", code, d)
+	}
+	for deadline := time.Now().Add(30 * time.Second); d.State != dispute.Corrected && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err := b.Disputes.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got, err := b.Disputes.Get("tax", d.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d = *got
+	}
+	sinks := map[string]dispute.Receipt{}
+	for _, r := range d.Receipts {
+		sinks[r.Sink] = r
+	}
+	if d.State != dispute.Corrected || !d.InTime || len(sinks) != 2 || sinks["postgres"].Offset != sinks["clickhouse"].Offset || sinks["postgres"].Landed.IsZero() {
+		t.Fatalf("after the correction landed: %+v", d)
 	}
 	if n := flagged(); n != 0 {
 		t.Errorf("%d flags after the correction", n)
@@ -132,7 +169,7 @@ func TestDisputes(t *testing.T) {
 	}
 
 	ch := testenv.ClickHouseConn(t, chDSN)
-	want := map[string]uint64{"dispute_raised": 3, "dispute_joined": 1, "dispute_corrected": 1, "dispute_rejected": 1, "dispute_escalated": 1}
+	want := map[string]uint64{"dispute_raised": 3, "dispute_joined": 1, "dispute_correcting": 1, "dispute_corrected": 1, "dispute_rejected": 1, "dispute_escalated": 1}
 	got := map[string]uint64{}
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		rows, err := ch.Query(ctx, "SELECT kind, count() FROM audit WHERE kind LIKE 'dispute_%' GROUP BY kind")

@@ -2,11 +2,18 @@ package bus
 
 import (
 	"context"
+	"database/sql"
+	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/dispute"
 	"github.com/jutong/jutong/internal/httpmetrics"
 )
@@ -21,9 +28,18 @@ func (b *Bus) startDisputes(ctx, rctx context.Context) (err error) {
 			return err
 		}
 	}
+	if b.cfg.ClickHouseDSN != "" {
+		opts, err := clickhouse.ParseDSN(b.cfg.ClickHouseDSN)
+		if err != nil {
+			return err
+		}
+		if b.chLanding, err = clickhouse.Open(opts); err != nil {
+			return err
+		}
+	}
 	log := b.cfg.Log.With("component", "dispute")
 	b.Disputes, err = dispute.Open(ctx, dispute.Config{
-		Catalog: b.cfg.Catalog, Kafka: b.kopts, Audit: b.audit, DB: db, Now: b.cfg.Now, Log: log,
+		Catalog: b.cfg.Catalog, Kafka: b.kopts, Audit: b.audit, DB: db, Now: b.cfg.Now, Log: log, Landing: b.landing,
 		MayRead: func(dept, item string) bool { return len(b.Control.GrantsOn(dept, item)) > 0 },
 	})
 	if err != nil {
@@ -64,4 +80,80 @@ func (b *Bus) pg(ctx context.Context) (*pgxpool.Pool, error) {
 		b.lookupDB = p
 	}
 	return b.lookupDB, nil
+}
+
+// landing says where a correcting change has landed: ClickHouse's history
+// gives its position (and ClickHouse's receipt), PostgreSQL's ledger says
+// whether the sink has passed it. Feeds are not counted yet.
+func (b *Bus) landing(ctx context.Context, item, eventID string) ([]dispute.Receipt, []string, error) {
+	it := b.cfg.Catalog.Item(item)
+	if it == nil {
+		return nil, nil, nil
+	}
+	var receipts []dispute.Receipt
+	var waiting []string
+	var pos *dispute.Receipt
+	if b.chLanding != nil {
+		var part int32
+		var off int64
+		var landed time.Time
+		err := b.chLanding.QueryRow(ctx, "SELECT kafka_partition, kafka_offset, landed_time FROM events WHERE item = ? AND event_id = ? LIMIT 1", item, eventID).Scan(&part, &off, &landed)
+		switch {
+		case err == nil:
+			pos = &dispute.Receipt{Sink: "clickhouse", Topic: it.Topic(), Partition: part, Offset: off, Landed: landed.UTC()}
+			receipts = append(receipts, *pos)
+		case errors.Is(err, sql.ErrNoRows) || strings.Contains(err.Error(), "no rows"):
+			waiting = append(waiting, "clickhouse")
+		default:
+			return nil, nil, err
+		}
+	}
+	for _, s := range b.sinks {
+		if s.Name() != "postgres" || !s.Accepts(it) {
+			continue
+		}
+		db, err := b.pg(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		r, err := pgLanded(ctx, db, it, eventID, pos)
+		if err != nil {
+			return nil, nil, err
+		}
+		if r == nil {
+			waiting = append(waiting, "postgres")
+		} else {
+			receipts = append(receipts, *r)
+		}
+	}
+	return receipts, waiting, nil
+}
+
+// pgLanded is PostgreSQL's receipt of a change: the row it made (still the
+// current one), or, at a known position, the ledger past it.
+func pgLanded(ctx context.Context, db *pgxpool.Pool, it *catalog.Item, eventID string, pos *dispute.Receipt) (*dispute.Receipt, error) {
+	d, n := it.Namespace()
+	var part int32
+	var off int64
+	var landed time.Time
+	err := db.QueryRow(ctx, fmt.Sprintf("SELECT _partition, _offset, _landed_at FROM %s WHERE _event_id::text = $1", pgx.Identifier{d, n}.Sanitize()), eventID).Scan(&part, &off, &landed)
+	if err == nil {
+		return &dispute.Receipt{Sink: "postgres", Topic: it.Topic(), Partition: part, Offset: off, Landed: landed.UTC()}, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, err
+	}
+	if pos == nil {
+		return nil, nil
+	}
+	var next int64
+	err = db.QueryRow(ctx, "SELECT next_offset FROM jutong.sink_offsets WHERE sink = 'postgres' AND topic = $1 AND partition = $2", it.Topic(), pos.Partition).Scan(&next)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && next <= pos.Offset) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Passed since, by a later change of the same key or a delete.
+	return &dispute.Receipt{Sink: "postgres", Topic: it.Topic(), Partition: pos.Partition, Offset: pos.Offset, Landed: time.Now().UTC()}, nil
 }
