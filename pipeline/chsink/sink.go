@@ -189,7 +189,8 @@ func (s *Sink) Close() error { return s.conn.Close() }
 // Prepare implements pipeline.Sink: the tables, the scorecard views and the
 // catalog mirror.
 func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
-	for _, ddl := range append([]string{EventsDDL, DeadDDL, StateDDL, CurrentDDL, RejectsDDL, CatalogDDL}, ScorecardDDL...) {
+	ddls := append([]string{EventsDDL, DeadDDL, StateDDL, CurrentDDL, RejectsDDL, CatalogDDL, DisputesDDL}, ScorecardDDL...)
+	for _, ddl := range append(ddls, DisputesViews...) {
 		if err := s.conn.Exec(ctx, ddl); err != nil {
 			return fmt.Errorf("chsink: %w", err)
 		}

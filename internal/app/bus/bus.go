@@ -499,6 +499,7 @@ func (b *Bus) startCopies(rctx context.Context) {
 	for _, t := range []chsink.Table{
 		{Topic: audit.Topic, DDL: audit.TableDDL, Insert: audit.InsertSQL, Row: audit.Row, Added: audit.AddedColumns},
 		chsink.RejectsTable(seen),
+		{Topic: dispute.Topic, DDL: chsink.DisputesDDL, Insert: chsink.DisputesInsert, Row: dispute.Row},
 	} {
 		b.wg.Go(func() {
 			if err := chsink.Copy(rctx, b.kopts, b.cfg.ClickHouseDSN, t, log); err != nil && rctx.Err() == nil {

@@ -192,6 +192,24 @@ func TestDisputes(t *testing.T) {
 			t.Errorf("audit %s: %d, want %d", k, got[k], n)
 		}
 	}
+
+	// In ClickHouse: the record still disputed (the overdue one), and the
+	// scorecard: three raised against market supervision, two resolved in
+	// time, one open and overdue; three raised by tax.
+	var openID string
+	var against, by, open, inTime, overdue uint64
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		_ = ch.QueryRow(ctx, "SELECT any(dispute_id) FROM disputes_open WHERE item = ? AND key = ?", item, req3.Key).Scan(&openID)
+		_ = ch.QueryRow(ctx, "SELECT raised_against, open, resolved_in_time, overdue FROM scorecard_disputes WHERE department = 'market_supervision'").Scan(&against, &open, &inTime, &overdue)
+		_ = ch.QueryRow(ctx, "SELECT raised_by FROM scorecard_disputes WHERE department = 'tax'").Scan(&by)
+		if openID == d3.ID && against == 3 && inTime == 2 && overdue == 1 {
+			break
+		}
+	}
+	if openID != d3.ID || against != 3 || open != 1 || inTime != 2 || overdue != 1 || by != 3 {
+		t.Errorf("ClickHouse: open dispute %q (want %s); scorecard against %d, open %d, in time %d, overdue %d, by tax %d",
+			openID, d3.ID, against, open, inTime, overdue, by)
+	}
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
