@@ -59,6 +59,7 @@ type snapshotStart struct {
 type snapshotLine struct {
 	Key        string         `json:"key"`
 	Data       map[string]any `json:"data"`
+	Disputes   []string       `json:"disputes"`
 	Provenance struct {
 		EventID   string `json:"event_id"`
 		Partition int32  `json:"partition"`
@@ -160,7 +161,7 @@ func (s *Subscriber) snapshotItem(ctx context.Context, topic string, it *catalog
 			return &start, nil
 		}
 		ev := &schemas.Event{ID: l.Provenance.EventID, Op: schemas.OpSnapshot, Key: l.Key, Data: typed(it, l.Data)}
-		d := Delivery{Item: it, Topic: topic, Event: ev, Partition: l.Provenance.Partition, Offset: l.Provenance.Offset}
+		d := Delivery{Item: it, Topic: topic, Event: ev, Partition: l.Provenance.Partition, Offset: l.Provenance.Offset, Disputes: l.Disputes}
 		if err := sc.Handle(ctx, d); err != nil {
 			return nil, err
 		}

@@ -34,6 +34,23 @@ type Delivery struct {
 	Event     *schemas.Event
 	Partition int32
 	Offset    int64
+	// Disputes are the open disputes of the record when the bus projected
+	// it for the department's feed (or took its snapshot): the source is
+	// checking it (docs/disputes.md). Empty on the item's own topic.
+	Disputes []string
+}
+
+// DisputesHeader is the feed records' header naming their open disputes.
+const DisputesHeader = "jutong.disputes"
+
+// disputes reads a record's disputes header.
+func disputes(r *kgo.Record) []string {
+	for _, h := range r.Headers {
+		if h.Key == DisputesHeader && len(h.Value) > 0 {
+			return strings.Split(string(h.Value), ",")
+		}
+	}
+	return nil
 }
 
 // Handler processes one delivery; an error stops Run and redelivers.
@@ -173,7 +190,7 @@ func (s *Subscriber) deliver(ctx context.Context, fs kgo.Fetches, h Handler) err
 				stop = err // ctx done while the registry could not be reached
 				return
 			}
-			if err := h(ctx, Delivery{Item: s.items[r.Topic], Topic: r.Topic, Event: ev, Partition: r.Partition, Offset: r.Offset}); err != nil {
+			if err := h(ctx, Delivery{Item: s.items[r.Topic], Topic: r.Topic, Event: ev, Partition: r.Partition, Offset: r.Offset, Disputes: disputes(r)}); err != nil {
 				stop = err
 				return
 			}

@@ -41,6 +41,8 @@ type Sink struct {
 	parts   int32
 	retainM int64
 	log     *slog.Logger
+	// disputes lists a record's open disputes (Config.Disputes).
+	disputes func(item, key string) []string
 
 	mu   sync.Mutex
 	next map[int32]int64
@@ -59,8 +61,16 @@ type Config struct {
 	// Topic sets the feed topic's partitions (when the item's topic does not
 	// tell) and retention.
 	Topic catalog.TopicConfig
-	Log   *slog.Logger
+	// Disputes, when set, lists the open disputes of a record (item, clear
+	// key): a record projected while its key is disputed carries their ids
+	// in the header jutong.disputes.
+	Disputes func(item, key string) []string
+	Log      *slog.Logger
 }
+
+// DisputesHeader is the header of a feed record whose key was under
+// dispute when it was projected: the disputes' ids, comma separated.
+const DisputesHeader = "jutong.disputes"
 
 // OriginOffset is the header of every feed record holding the offset of the
 // change it projects in the item's topic (the partition is the same).
@@ -91,7 +101,7 @@ func New(_ context.Context, cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Sink{name: name, topic: topicname.Feed(g.Department, it.Code, g.ID), grant: g, proj: p, k: cfg.Kafka, reg: reg, cl: cl, schema: s,
+	return &Sink{name: name, topic: topicname.Feed(g.Department, it.Code, g.ID), grant: g, proj: p, k: cfg.Kafka, reg: reg, cl: cl, schema: s, disputes: cfg.Disputes,
 		parts: cfg.Topic.Partitions, retainM: cfg.Topic.RetentionMs, log: cfg.Log, next: map[int32]int64{}}, nil
 }
 
@@ -228,6 +238,12 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, _ time.Time) 
 			continue // dead-lettered upstream
 		}
 		ev := *r.Event
+		headers := []kgo.RecordHeader{{Key: OriginOffset, Value: strconv.AppendInt(nil, r.Offset, 10)}}
+		if s.disputes != nil {
+			if ids := s.disputes(r.Item.Code, ev.Key); len(ids) > 0 {
+				headers = append(headers, kgo.RecordHeader{Key: DisputesHeader, Value: []byte(strings.Join(ids, ","))})
+			}
+		}
 		ev.Key = s.proj.Key(ev.Key)
 		ev.Data = s.proj.Apply(ev.Data)
 		if buf, err = s.schema.AppendEncode(buf[:0], &ev); err != nil {
@@ -237,7 +253,7 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, _ time.Time) 
 		}
 		recs = append(recs, &kgo.Record{Topic: s.topic, Partition: r.Partition, Key: []byte(ev.Key),
 			Value:   schemas.Frame(nil, s.id, buf),
-			Headers: []kgo.RecordHeader{{Key: OriginOffset, Value: strconv.AppendInt(nil, r.Offset, 10)}}})
+			Headers: headers})
 	}
 	for p, n := range moved {
 		recs = append(recs, &kgo.Record{Topic: LedgerTopic, Partition: 0, Key: []byte(s.ledgerKey(p)), Value: []byte(strconv.FormatInt(n, 10))})

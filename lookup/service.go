@@ -164,7 +164,18 @@ func (r *Record) AppendJSON(buf []byte) ([]byte, error) {
 	buf = strconv.AppendInt(buf, int64(pr.Partition), 10)
 	buf = append(buf, `,"offset":`...)
 	buf = strconv.AppendInt(buf, pr.Offset, 10)
-	return append(buf, "}}"...), nil
+	buf = append(buf, '}')
+	if len(r.Disputes) > 0 {
+		buf = append(buf, `,"disputes":[`...)
+		for i, id := range r.Disputes {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = schemas.AppendJSONString(buf, id)
+		}
+		buf = append(buf, ']')
+	}
+	return append(buf, '}'), nil
 }
 
 // Provenance says where a record's current state comes from.

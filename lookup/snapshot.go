@@ -86,6 +86,9 @@ func (s *Service) stream(ctx context.Context, tx pgx.Tx, it *catalog.Item, g Gra
 			return n, err
 		}
 		rec := s.record(it, p, vals, false)
+		if s.cfg.Disputes != nil {
+			rec.Disputes = s.cfg.Disputes(it.Code, rec.clearKey)
+		}
 		if err := emit(&rec); err != nil {
 			return n, err
 		}

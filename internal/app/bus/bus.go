@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -137,7 +138,8 @@ type Bus struct {
 	// Control is the access control plane (applications, grants).
 	Control *control.Service
 	// Disputes are the disputes of shared records.
-	Disputes *dispute.Service
+	Disputes    *dispute.Service
+	disputesRef atomic.Pointer[dispute.Service] // for the feeds, which start first
 
 	cluster *embedded.Cluster // nil when running against an existing cluster
 	regURL  string

@@ -21,7 +21,13 @@ func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
 	if b.audit, err = audit.NewWriter(b.kopts); err != nil {
 		return err
 	}
-	b.feeds = &grants.FeedRunner{Catalog: b.cfg.Catalog, Kafka: b.kopts, Registry: b.RegistryOpts(), Pipeline: b.pcfg, KeySecret: b.feedKey, Log: log}
+	b.feeds = &grants.FeedRunner{Catalog: b.cfg.Catalog, Kafka: b.kopts, Registry: b.RegistryOpts(), Pipeline: b.pcfg, KeySecret: b.feedKey, Log: log,
+		Disputes: func(item, key string) []string { // set once the disputes open, after the feeds may have started
+			if d := b.disputesRef.Load(); d != nil {
+				return d.OpenOn(item, key)
+			}
+			return nil
+		}}
 	b.grants = grants.New(grants.Config{Catalog: b.cfg.Catalog, ACLs: grants.KafkaACLs{Kafka: b.kopts}, Feeds: b.feeds, Audit: b.audit, Log: log})
 	b.Control, err = control.Open(ctx, control.Config{
 		Catalog: b.cfg.Catalog, Kafka: b.kopts, Audit: b.audit, Published: b.published,

@@ -1,6 +1,7 @@
 package bus_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"maps"
@@ -8,14 +9,17 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/dispute"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/lookup"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
 )
@@ -91,6 +95,38 @@ func TestDisputes(t *testing.T) {
 		t.Errorf("the lookup's flag: %v, want [%s]", ids, d.ID)
 	}
 
+	// In a feed and the SDK: health, granted some fields (so it reads a
+	// feed), gets the record's next change flagged, and its snapshot too.
+	grant(t, cc, cat, "health", control.Request{Item: item, Purpose: "从业单位核查", Fields: []string{"uscc", "name", "status"}, Grade: 4})
+	pub, err := producers.New(ctx, cat, "market_supervision", b.PublisherOpts("market_supervision")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	touched := *evs[0]
+	touched.ID, touched.Op, touched.Data = uuid.NewString(), schemas.OpUpdate, maps.Clone(evs[0].Data)
+	if _, err := pub.Publish(ctx, item, &touched); err != nil {
+		t.Fatal(err)
+	}
+	feedGot, err := readAll(t, b, cat, "health", item, len(evs)+1, "disputes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flaggedInFeed []string
+	for _, dl := range feedGot {
+		if dl.Event.ID == touched.ID {
+			flaggedInFeed = dl.Disputes
+		} else if len(dl.Disputes) > 0 && dl.Event.Key != key {
+			t.Errorf("an undisputed record is flagged: %s %v", dl.Event.Key, dl.Disputes)
+		}
+	}
+	if !strings.HasPrefix(feedGot[0].Topic, "_jutong.feed.health.") || len(flaggedInFeed) != 1 || flaggedInFeed[0] != d.ID {
+		t.Errorf("health's feed: the change of the disputed record carries %v, want [%s] (topic %s)", flaggedInFeed, d.ID, feedGot[0].Topic)
+	}
+	if snap := snapshotLines(ctx, t, b, cat, "health", item, "从业单位核查"); snap[key] == nil || snap[key].Disputes[0] != d.ID {
+		t.Errorf("health's snapshot does not flag the disputed record: %+v", snap[key])
+	}
+
 	// Only the source answers; a rejection says why; a correction names its change.
 	if code := cc.call("tax", "POST", "/v1/disputes/"+d.ID+"/correct", map[string]string{"event_id": "x"}, nil); code != http.StatusForbidden {
 		t.Errorf("tax answered its own dispute: %d", code)
@@ -105,11 +141,6 @@ func TestDisputes(t *testing.T) {
 	fixed.ID, fixed.Op = uuid.NewString(), schemas.OpUpdate
 	fixed.Data = maps.Clone(evs[0].Data)
 	fixed.Data["registered_capital"] = big.NewRat(500, 1)
-	pub, err := producers.New(ctx, cat, "market_supervision", b.PublisherOpts("market_supervision")...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
 	if _, err := pub.Publish(ctx, item, &fixed); err != nil {
 		t.Fatal(err)
 	}
@@ -213,3 +244,27 @@ func TestDisputes(t *testing.T) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// snapshotLines is a snapshot as dept's grant sees it, by key.
+func snapshotLines(ctx context.Context, t *testing.T, b *bus.Bus, cat *catalog.Catalog, dept, item, purpose string) map[string]*lookup.Record {
+	t.Helper()
+	p := cat.Department(dept).Principal
+	req, _ := http.NewRequestWithContext(ctx, "GET", b.APIURL()+"/v1/items/"+item+"/snapshot?"+url.Values{"purpose": {purpose}}.Encode(), nil)
+	req.SetBasicAuth(p, b.Credentials[p])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]*lookup.Record{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for line := 0; sc.Scan(); line++ {
+		var r lookup.Record
+		if line == 0 || json.Unmarshal(sc.Bytes(), &r) != nil || r.Key == "" {
+			continue
+		}
+		out[r.Key] = &r
+	}
+	return out
+}

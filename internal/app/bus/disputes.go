@@ -45,6 +45,7 @@ func (b *Bus) startDisputes(ctx, rctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	b.disputesRef.Store(b.Disputes)
 	b.Metrics.MustRegister(b.Disputes.Collector())
 	b.wg.Go(func() {
 		t := time.NewTicker(every(b.cfg.ControlEvery))
