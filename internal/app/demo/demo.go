@@ -82,6 +82,9 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if err := demoSubscribers(ctx, out, st); err != nil {
 		return err
 	}
+	if err := demoDispute(ctx, out, st); err != nil {
+		return err
+	}
 	audit := st.ClickHouseClient("--query", "SELECT department, item, grant, sum(records) FROM audit WHERE kind = 'read' GROUP BY department, item, grant")
 	fmt.Fprintf(out, "  who read what, under which grant (audit):\n  %s\n", shellQuote(audit))
 	if *exit {

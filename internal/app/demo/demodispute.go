@@ -1,0 +1,111 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"math/big"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/jutong/jutong/dispute"
+	"github.com/jutong/jutong/internal/app/stack"
+	"github.com/jutong/jutong/producers"
+	"github.com/jutong/jutong/schemas"
+)
+
+// demoDispute plays a dispute after the subscribers: tax, which now reads
+// enterprise registrations, disputes one's registered capital; market
+// supervision publishes the corrected record and names it; the dispute
+// closes once PostgreSQL and ClickHouse have landed it, with their
+// receipts. It prints where to see it.
+func demoDispute(ctx context.Context, out io.Writer, st *stack.Stack) error {
+	const item = "legal_person.enterprise_registration"
+	it := st.Catalog.Item(item)
+	if it == nil || st.Bus.Disputes == nil {
+		return nil // another catalog
+	}
+	var key, text string
+	var data map[string]any
+	if err := st.PGPool.QueryRow(ctx, "SELECT uscc, registered_capital::text FROM legal_person.enterprise_registration ORDER BY uscc LIMIT 1").Scan(&key, &text); err != nil {
+		return fmt.Errorf("demo dispute: %w", err)
+	}
+	capital, ok := new(big.Rat).SetString(text)
+	if !ok {
+		return fmt.Errorf("demo dispute: registered capital %q", text)
+	}
+	d, err := st.Bus.Disputes.Raise(ctx, "tax", dispute.Request{Item: item, Key: key, Fields: []string{"registered_capital"},
+		Claim: "注册资本应为 " + new(big.Rat).Add(capital, big.NewRat(100, 1)).FloatString(4) + " 万元", Evidence: "2026 年度纳税申报表"})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nA dispute (疑义) and its correction\n  tax disputes %s %s (registered_capital): %s, due %s\n", item, key, d.ID, d.Due.Format("2006-01-02"))
+	// The source publishes the corrected record (the rest as it stands).
+	pub, err := producers.New(ctx, st.Catalog, it.Source, append(st.Bus.PublisherOpts(it.Source), producers.System("企业登记系统"))...)
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+	rec, err := currentRecord(ctx, st, key)
+	if err != nil {
+		return err
+	}
+	data = maps.Clone(rec)
+	for k, v := range data {
+		if n, ok := v.(pgtype.Numeric); ok { // the base database's numeric, as the SDK takes it
+			f, _ := n.Value()
+			r, _ := new(big.Rat).SetString(fmt.Sprint(f))
+			data[k] = r
+		}
+	}
+	data["registered_capital"] = new(big.Rat).Add(capital, big.NewRat(100, 1))
+	fix := &schemas.Event{ID: uuid.NewString(), Op: schemas.OpUpdate, Key: key, Data: data, EventTime: time.Now()}
+	if _, err := pub.Publish(ctx, item, fix); err != nil {
+		return err
+	}
+	if d, err = st.Bus.Disputes.Correct(ctx, d.ID, it.Source, fix.ID); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(time.Minute); d.State != dispute.Corrected && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if err := st.Bus.Disputes.Tick(ctx); err != nil {
+			return err
+		}
+		if d, err = st.Bus.Disputes.Get(it.Source, d.ID); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(out, "  market_supervision corrects it (event %s): %s, in time %v\n", fix.ID, d.State, d.InTime)
+	for _, r := range d.Receipts {
+		fmt.Fprintf(out, "    receipt %-10s %s partition %d offset %d, landed %s\n", r.Sink, r.Topic, r.Partition, r.Offset, r.Landed.Format(time.RFC3339))
+	}
+	fmt.Fprintf(out, "  see: jutong dispute list --department tax   and   %s\n",
+		shellQuote(st.ClickHouseClient("--format", "PrettyCompactNoEscapes", "--query", "SELECT * FROM scorecard_disputes ORDER BY department")))
+	return nil
+}
+
+// currentRecord reads an enterprise's current state from the base database.
+func currentRecord(ctx context.Context, st *stack.Stack, key string) (map[string]any, error) {
+	rows, err := st.PGPool.Query(ctx, "SELECT * FROM legal_person.enterprise_registration WHERE uscc = $1", key)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return nil, fmt.Errorf("demo dispute: enterprise %s is gone", key)
+	}
+	vals, err := rows.Values()
+	if err != nil {
+		return nil, err
+	}
+	it := st.Catalog.Item("legal_person.enterprise_registration")
+	out := map[string]any{}
+	for i, fd := range rows.FieldDescriptions() {
+		if f := it.Field(fd.Name); f != nil {
+			out[fd.Name] = vals[i]
+		}
+	}
+	return out, rows.Err()
+}
