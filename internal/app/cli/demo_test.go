@@ -85,7 +85,7 @@ func TestDemo(t *testing.T) {
 		regexp.MustCompile(`health\s+population.resident_registration: grant app-\w+ \(granted\), read [1-9]\d* records from _jutong.feed.health.population.resident_registration.app-\w+`),
 		regexp.MustCompile(`e.g. citizen_id=\d{6}\*{8}\d{3}[0-9X] `), // masked for health
 		regexp.MustCompile(`tax\s+legal_person.enterprise_registration: grant app-\w+ \(granted\), read [1-9]\d* records from legal_person.enterprise_registration\n`),
-		regexp.MustCompile(`(?m)^│ market_supervision\s+│\s+\d+ │\s+[1-9]\d* │\s+0\.\d+ │`), // the reject-rate scorecard
+		regexp.MustCompile(`(?m)^│ market_supervision\s+│\s+\d+ │\s+[1-9]\d* │\s+0\.\d+ │`),                // the reject-rate scorecard
 		regexp.MustCompile(`market_supervision corrects it \(event [0-9a-f-]+\): corrected, in time true`), // a dispute, corrected
 		regexp.MustCompile(`receipt clickhouse .* offset \d+, landed`),
 		regexp.MustCompile(`receipt postgres .* offset \d+, landed`),
