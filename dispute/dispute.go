@@ -21,6 +21,7 @@ import (
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/pipeline/pgsink"
 	"github.com/jutong/jutong/topicname"
 )
 
@@ -135,17 +136,6 @@ var (
 // RequestError names the field a request got wrong.
 type RequestError = control.RequestError
 
-const flagDDL = `CREATE SCHEMA IF NOT EXISTS jutong;
-CREATE TABLE IF NOT EXISTS jutong.disputes_open (
-  item text NOT NULL,
-  key text NOT NULL,
-  dispute_id text NOT NULL,
-  fields text[] NOT NULL,
-  raised_at timestamptz NOT NULL,
-  due timestamptz NOT NULL,
-  PRIMARY KEY (item, key, dispute_id)
-)`
-
 // Open loads the disputes and makes the flag table.
 func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Catalog == nil || cfg.MayRead == nil {
@@ -165,7 +155,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	if cfg.DB != nil {
-		if _, err := cfg.DB.Exec(ctx, flagDDL); err != nil {
+		if _, err := cfg.DB.Exec(ctx, pgsink.DisputesDDL); err != nil {
 			return nil, fmt.Errorf("dispute: the flag table: %w", err)
 		}
 	}

@@ -28,7 +28,8 @@ const DisputesInsert = `INSERT INTO disputes (id, item, key, fields, raised_by, 
   kafka_partition, kafka_offset)`
 
 // DisputesViews are what analysts query: each dispute as it stands, the
-// records disputed now, and the departments' dispute scorecard (raised
+// records disputed now, the current state with each record's open
+// disputes (current_flagged: dispute_ids, empty when none), and the departments' dispute scorecard (raised
 // against them as sources and by them; open; resolved in time; overdue;
 // median hours to resolve).
 var DisputesViews = []string{
@@ -38,6 +39,9 @@ FROM disputes FINAL`,
 	`CREATE VIEW IF NOT EXISTS disputes_open AS
 SELECT item, key, id AS dispute_id, fields, raised_by, source, raised, due, escalated
 FROM disputes FINAL WHERE state IN ('open', 'correcting')`,
+	`CREATE VIEW IF NOT EXISTS current_flagged AS
+SELECT item, key, op, source_department, event_time, landed_time, data, dispute_ids
+FROM current ANY LEFT JOIN (SELECT item, key, groupArray(dispute_id) AS dispute_ids FROM disputes_open GROUP BY item, key) USING (item, key)`,
 	`CREATE VIEW IF NOT EXISTS scorecard_disputes AS
 SELECT department, raised_against, raised AS raised_by, open, resolved_in_time, overdue, median_hours_to_resolve
 FROM (SELECT source AS department, count() AS raised_against,

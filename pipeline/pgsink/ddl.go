@@ -21,6 +21,36 @@ var metaTypes = []string{"uuid", "text", "timestamptz", "timestamptz", "timestam
 const metaDDL = `_event_id uuid NOT NULL, _op text NOT NULL, _event_time timestamptz NOT NULL,
   _publish_time timestamptz NOT NULL, _landed_at timestamptz NOT NULL, _partition int NOT NULL, _offset bigint NOT NULL`
 
+// DisputesDDL is the flag table of disputed records (package dispute
+// writes it): a row per open dispute of a record. Each item's table has a
+// view <name>_disputed joining it (flagDDL).
+const DisputesDDL = `CREATE SCHEMA IF NOT EXISTS jutong;
+CREATE TABLE IF NOT EXISTS jutong.disputes_open (
+  item text NOT NULL,
+  key text NOT NULL,
+  dispute_id text NOT NULL,
+  fields text[] NOT NULL,
+  raised_at timestamptz NOT NULL,
+  due timestamptz NOT NULL,
+  PRIMARY KEY (item, key, dispute_id)
+)`
+
+// flagView names an item's view with the dispute flag.
+func flagView(it *catalog.Item) string {
+	d, n := it.Namespace()
+	return pgx.Identifier{d, n + "_disputed"}.Sanitize()
+}
+
+// flagDDL (re)makes an item's view of its table with the ids of the open
+// disputes of each record (dispute_ids, NULL when none).
+func flagDDL(it *catalog.Item) string {
+	return fmt.Sprintf(`DROP VIEW IF EXISTS %s;
+CREATE VIEW %s AS SELECT t.*, f.dispute_ids FROM %s t LEFT JOIN
+  (SELECT key, array_agg(dispute_id ORDER BY dispute_id) AS dispute_ids FROM jutong.disputes_open WHERE item = %s GROUP BY key) f
+  ON f.key = t.%s;
+`, flagView(it), flagView(it), tableName(it), quoteLiteral(it.Code), pgx.Identifier{it.Key}.Sanitize())
+}
+
 const ledgerDDL = `CREATE SCHEMA IF NOT EXISTS jutong;
 CREATE TABLE IF NOT EXISTS jutong.sink_offsets (
   sink text NOT NULL,
@@ -155,7 +185,7 @@ func evolveDDL(it *catalog.Item, have map[string]map[string]bool, idx map[string
 	d, n := it.Namespace()
 	cols, ok := have[d+"."+n]
 	if !ok {
-		return tableDDL(it) + commentsDDL(it) + lookupDDL(it, idx)
+		return tableDDL(it) + commentsDDL(it) + lookupDDL(it, idx) + flagDDL(it)
 	}
 	var b strings.Builder
 	for _, f := range it.Fields {
@@ -166,6 +196,10 @@ func evolveDDL(it *catalog.Item, have map[string]map[string]bool, idx map[string
 		fmt.Fprintf(&b, "COMMENT ON COLUMN %s.%s IS %s;\n", tableName(it), pgx.Identifier{f.Name}.Sanitize(), quoteLiteral(f.Title))
 	}
 	b.WriteString(lookupDDL(it, idx))
+	// A changed table, or one made before the flag: its flagged view anew.
+	if _, has := have[d+"."+n+"_disputed"]; b.Len() > 0 || !has {
+		b.WriteString(flagDDL(it))
+	}
 	return b.String()
 }
 

@@ -104,7 +104,7 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 		return err
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(7405563)") //nolint:errcheck
-	if _, err := conn.Exec(ctx, ledgerDDL); err != nil {
+	if _, err := conn.Exec(ctx, ledgerDDL+";\n"+DisputesDDL); err != nil {
 		return fmt.Errorf("pgsink: ledger: %w", err)
 	}
 	byCode := map[string]*catalog.Item{}

@@ -6,16 +6,21 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/dispute"
+	"github.com/jutong/jutong/feed"
+	"github.com/jutong/jutong/internal/app/grants"
 	"github.com/jutong/jutong/internal/httpmetrics"
+	"github.com/jutong/jutong/internal/kafkaconn"
 )
 
 // startDisputes opens the disputes (flagged in the PostgreSQL the sink
@@ -126,6 +131,47 @@ func (b *Bus) landing(ctx context.Context, item, eventID string) ([]dispute.Rece
 			waiting = append(waiting, "postgres")
 		} else {
 			receipts = append(receipts, *r)
+		}
+	}
+	// The grants' masked feeds of the item: their ledger past the change.
+	if pos != nil {
+		r, w, err := b.feedsLanded(ctx, it, pos)
+		if err != nil {
+			return nil, nil, err
+		}
+		receipts, waiting = append(receipts, r...), append(waiting, w...)
+	}
+	return receipts, waiting, nil
+}
+
+// feedsLanded reads the feeds' ledger: a feed has the change once its
+// position in the item's topic passed it.
+func (b *Bus) feedsLanded(ctx context.Context, it *catalog.Item, pos *dispute.Receipt) ([]dispute.Receipt, []string, error) {
+	var names []string
+	for _, g := range b.Control.Grants() {
+		if g.Item == it.Code && grants.Topic(it, g) != it.Topic() {
+			names = append(names, "feed."+g.Department+"."+it.Code+"."+g.ID)
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil, nil
+	}
+	next := map[string]int64{}
+	err := kafkaconn.ReadAll(ctx, b.kopts, feed.LedgerTopic, func(r *kgo.Record) {
+		if n, err := strconv.ParseInt(string(r.Value), 10, 64); err == nil {
+			next[string(r.Key)] = n
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	var receipts []dispute.Receipt
+	var waiting []string
+	for _, name := range names {
+		if next[name+"|"+it.Topic()+"|"+strconv.Itoa(int(pos.Partition))] > pos.Offset {
+			receipts = append(receipts, dispute.Receipt{Sink: name, Topic: it.Topic(), Partition: pos.Partition, Offset: pos.Offset, Landed: time.Now().UTC()})
+		} else {
+			waiting = append(waiting, name)
 		}
 	}
 	return receipts, waiting, nil
