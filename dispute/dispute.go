@@ -320,7 +320,7 @@ func (s *Service) land(ctx context.Context) error {
 		next := clone(d)
 		next.Receipts = receipts
 		switch {
-		case len(waiting) == 0 && len(receipts) > 0:
+		case len(waiting) == 0: // every sink holding the item has it (a bus without sinks: at once)
 			next.State, next.Closed = Corrected, now.UTC()
 			// In time: the source named its correction by the deadline.
 			next.InTime = !d.Corrected.After(d.Due)

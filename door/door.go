@@ -43,9 +43,13 @@ type Config struct {
 	// another's; a stable one (the pipelines' --instance-id) lets a
 	// restarted instance fence its former self at once. Empty: a random one.
 	InstanceID string
-	Now        func() time.Time
-	Log        *slog.Logger
-	Metrics    prometheus.Registerer
+	// OnCorrection, when set, is told (after the transaction committed) of
+	// each accepted change that names the dispute it corrects: the dispute,
+	// the department that sent it, the change's event id.
+	OnCorrection func(dispute, dept, eventID string)
+	Now          func() time.Time
+	Log          *slog.Logger
+	Metrics      prometheus.Registerer
 }
 
 // MaxWindow is the longest idempotency window: the retention of the id
@@ -161,6 +165,8 @@ type Candidate struct {
 	Bad        *contract.Violation
 	Refused    *quarantine.Record // a client's own refusal (inbox.KindRefused)
 	Source     string             // where it was read (topic/partition/offset), for the quarantine
+	// Corrects is the dispute the change corrects (inbox.HeaderCorrects).
+	Corrects string
 }
 
 // Outcome is what the door did with a candidate.

@@ -26,6 +26,7 @@ type producer interface {
 type accepted struct {
 	item, id string
 	pos      Position
+	cand     int // the candidate's index
 }
 
 // decide judges the candidates, in order.
@@ -67,7 +68,7 @@ func write(ctx context.Context, p producer, vs []verdict, now time.Time) ([]Outc
 		i := idx[j]
 		pos := Position{r.Partition, r.Offset}
 		out[i] = Outcome{Status: Accepted, Position: pos}
-		ids = append(ids, accepted{vs[i].it.Code, vs[i].ev.ID, pos})
+		ids = append(ids, accepted{vs[i].it.Code, vs[i].ev.ID, pos, i})
 		second, secondIdx = append(second, idRecord(vs[i].it.Code, vs[i].ev.ID, pos, now)), append(secondIdx, -1)
 	}
 	for i, v := range vs {
@@ -111,10 +112,14 @@ func write(ctx context.Context, p producer, vs []verdict, now time.Time) ([]Outc
 	return out, ids, nil
 }
 
-// committed remembers the accepted ids and counts the outcomes.
+// committed remembers the accepted ids, tells of the corrections of
+// disputes, and counts the outcomes.
 func (d *Door) committed(path string, cands []Candidate, out []Outcome, ids []accepted, now time.Time) {
 	for _, a := range ids {
 		d.ids.add(a.item, a.id, a.pos, now)
+		if c := cands[a.cand]; c.Corrects != "" && d.cfg.OnCorrection != nil {
+			d.cfg.OnCorrection(c.Corrects, c.Department, a.id)
+		}
 	}
 	for i, o := range out {
 		rule := ""
@@ -249,6 +254,8 @@ func inboxCandidates(recs []*kgo.Record) []Candidate {
 				c.Item = string(h.Value)
 			case inbox.HeaderKind:
 				kind = string(h.Value)
+			case inbox.HeaderCorrects:
+				c.Corrects = string(h.Value)
 			}
 		}
 		if kind == inbox.KindRefused {

@@ -14,4 +14,8 @@ const (
 	HeaderItem  = "jutong.item"
 	HeaderKind  = "jutong.kind"
 	KindRefused = "refused"
+	// HeaderCorrects names the dispute a change corrects (its source
+	// publishes it): once the door has accepted the change, the dispute
+	// waits for it to land everywhere.
+	HeaderCorrects = "jutong.corrects"
 )

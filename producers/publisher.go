@@ -234,6 +234,32 @@ func (p *Publisher) Publish(ctx context.Context, item string, events ...*schemas
 	return results, errors.Join(errs...)
 }
 
+// PublishCorrection publishes e, a change of item that corrects the record
+// a dispute is about, naming the dispute (the inbox header
+// jutong.corrects): once the door accepts it, the dispute waits for it to
+// land in every sink and feed, then closes with their receipts. It waits
+// for Kafka's acknowledgement.
+func (p *Publisher) PublishCorrection(ctx context.Context, item, dispute string, e *schemas.Event) (Result, error) {
+	if dispute == "" {
+		return Result{Event: e}, errors.New("producers: PublishCorrection needs the dispute's id")
+	}
+	pr, err := p.prepare(ctx, item)
+	if err != nil {
+		return Result{Event: e}, err
+	}
+	rec, v := p.record(pr, e)
+	if v != nil {
+		return Result{Event: e, Err: v}, v // a correction the contract refuses corrects nothing: not sent
+	}
+	rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: inbox.HeaderCorrects, Value: []byte(dispute)})
+	if err := p.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		p.m.failed.WithLabelValues(item, p.dept).Inc()
+		return Result{Event: e, Err: err}, err
+	}
+	p.m.published.WithLabelValues(item, p.dept).Inc()
+	return Result{Event: e, Partition: rec.Partition, Offset: rec.Offset, Bytes: len(rec.Value)}, nil
+}
+
 // Flush waits until every produced event was acknowledged.
 func (p *Publisher) Flush(ctx context.Context) error { return p.cl.Flush(ctx) }
 

@@ -615,7 +615,8 @@ func (b *Bus) ClickHouseDSN() string { return b.cfg.ClickHouseDSN }
 // own (with NoDoor).
 func (b *Bus) DoorConfig() door.Config {
 	return door.Config{Catalog: b.cfg.Catalog, Kafka: b.kopts, Registry: b.RegistryOpts(), Decoder: b.pcfg.Decoder,
-		Window: b.cfg.IdempotencyWindow, Log: b.cfg.Log.With("component", "door"), Metrics: b.Metrics}
+		Window: b.cfg.IdempotencyWindow, Log: b.cfg.Log.With("component", "door"), Metrics: b.Metrics,
+		OnCorrection: b.corrected}
 }
 
 // KafkaOpts returns the same settings as franz-go client options.

@@ -69,6 +69,24 @@ func (b *Bus) startDisputes(ctx, rctx context.Context) (err error) {
 	return nil
 }
 
+// corrected is the door's word that a change naming a dispute was
+// accepted: the dispute now waits for it to land (in the background: the
+// door goes on).
+func (b *Bus) corrected(id, dept, eventID string) {
+	d := b.disputesRef.Load()
+	if d == nil {
+		b.cfg.Log.Warn("a correction arrived before the disputes opened; name it with jutong dispute correct", "dispute", id, "event", eventID)
+		return
+	}
+	b.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := d.Correct(ctx, id, dept, eventID); err != nil {
+			b.cfg.Log.Warn("a change names a dispute it cannot correct", "dispute", id, "department", dept, "event", eventID, "err", err)
+		}
+	})
+}
+
 // serveDisputes adds the disputes to the API (officers' tokens).
 func (b *Bus) serveDisputes(mux *http.ServeMux) {
 	h := httpmetrics.Wrap(dispute.Handler(b.Disputes, b.Officers, b.cfg.Log.With("component", "dispute")), b.Metrics, "dispute")

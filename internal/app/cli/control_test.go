@@ -74,6 +74,12 @@ func TestControlCommands(t *testing.T) {
 	if out := run("public_security", "dispute", "reject", did[1], "--reason", "与户籍档案一致"); !strings.Contains(out, "rejected  与户籍档案一致") {
 		t.Fatalf("dispute reject printed:\n%s", out)
 	}
+	out = run("health", "dispute", "raise", "--item", "population.resident_registration", "--key", "500103199003071234",
+		"--fields", "division_code", "--claim", "区划代码应为 500104")
+	did = regexp.MustCompile(`dispute (dsp-[0-9a-f]+)`).FindStringSubmatch(out)
+	if out := run("public_security", "dispute", "correct", did[1], "--event-id", "0b0a1d6e-5c8f-4f7e-8a4e-2d1c0b9a8f7e"); !strings.Contains(out, "state     corrected") {
+		t.Fatalf("dispute correct printed (a bus without sinks: closed at once):\n%s", out)
+	}
 	// A refusal without a reason is refused, naming the field.
 	var o, e bytes.Buffer
 	out = run("civil_affairs", "apply", "--item", "legal_person.tax_credit_rating", "--purpose", "低保资格核查")

@@ -19,7 +19,7 @@ import (
 
 // demoDispute plays a dispute after the subscribers: tax, which now reads
 // enterprise registrations, disputes one's registered capital; market
-// supervision publishes the corrected record and names it; the dispute
+// supervision publishes the corrected record, naming the dispute; the dispute
 // closes once PostgreSQL and ClickHouse have landed it, with their
 // receipts. It prints where to see it.
 func demoDispute(ctx context.Context, out io.Writer, st *stack.Stack) error {
@@ -63,10 +63,9 @@ func demoDispute(ctx context.Context, out io.Writer, st *stack.Stack) error {
 	}
 	data["registered_capital"] = new(big.Rat).Add(capital, big.NewRat(100, 1))
 	fix := &schemas.Event{ID: uuid.NewString(), Op: schemas.OpUpdate, Key: key, Data: data, EventTime: time.Now()}
-	if _, err := pub.Publish(ctx, item, fix); err != nil {
-		return err
-	}
-	if d, err = st.Bus.Disputes.Correct(ctx, d.ID, it.Source, fix.ID); err != nil {
+	// The correcting change names the dispute; the door, accepting it,
+	// tells the dispute, which then waits for every sink and feed.
+	if _, err := pub.PublishCorrection(ctx, item, d.ID, fix); err != nil {
 		return err
 	}
 	for deadline := time.Now().Add(time.Minute); d.State != dispute.Corrected && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
