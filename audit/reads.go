@@ -34,9 +34,13 @@ type Reads struct {
 	loaded  bool
 }
 
-// NewReads makes a read auditor.
-func NewReads(k []kgo.Opt, resolve func(group, topic string) (dept, item, grant string, ok bool)) (*Reads, error) {
-	cl, err := kafkaconn.NewClient(k, kgo.TransactionalID("jutong.audit.reads"))
+// NewReads makes a read auditor; prefix begins its transactional id
+// (<prefix>audit.reads; "" for "jutong.").
+func NewReads(k []kgo.Opt, prefix string, resolve func(group, topic string) (dept, item, grant string, ok bool)) (*Reads, error) {
+	if prefix == "" {
+		prefix = "jutong."
+	}
+	cl, err := kafkaconn.NewClient(k, kgo.TransactionalID(prefix+"audit.reads"))
 	if err != nil {
 		return nil, err
 	}

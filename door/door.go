@@ -37,7 +37,8 @@ type Config struct {
 	Decoder *schemas.Decoder
 	// Window is how long an accepted event id is remembered (default 24h).
 	Window time.Duration
-	// Group is the inboxes' consumer group (default jutong.door).
+	// Group is the inboxes' consumer group (default jutong.door); the
+	// door's transactional ids begin with it too.
 	Group string
 	// InstanceID tells this bus instance's transactional ids apart from
 	// another's; a stable one (the pipelines' --instance-id) lets a

@@ -138,7 +138,7 @@ func (d *Door) Admit(ctx context.Context, cands []Candidate) ([]Outcome, error) 
 	d.admitMu.Lock()
 	defer d.admitMu.Unlock()
 	if d.admit == nil {
-		cl, err := kafkaconn.NewClient(d.cfg.Kafka, kgo.TransactionalID("jutong.door.gateway."+d.cfg.InstanceID),
+		cl, err := kafkaconn.NewClient(d.cfg.Kafka, kgo.TransactionalID(d.cfg.Group+".gateway."+d.cfg.InstanceID),
 			kgo.TransactionTimeout(time.Minute), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.ProducerLinger(0))
 		if err != nil {
 			return nil, err
@@ -180,7 +180,7 @@ func (d *Door) Run(ctx context.Context) error {
 	sess, err := kgo.NewGroupTransactSession(append(slices.Clone(d.cfg.Kafka),
 		kgo.ConsumerGroup(d.cfg.Group), kgo.ConsumeTopics(inboxes...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.TransactionalID("jutong.door.inbox."+d.cfg.InstanceID), kgo.TransactionTimeout(time.Minute),
+		kgo.TransactionalID(d.cfg.Group+".inbox."+d.cfg.InstanceID), kgo.TransactionTimeout(time.Minute),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.RequireStableFetchOffsets(),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.ProducerLinger(0))...)
 	if err != nil {

@@ -61,6 +61,9 @@ type Config struct {
 	// Topic sets the feed topic's partitions (when the item's topic does not
 	// tell) and retention.
 	Topic catalog.TopicConfig
+	// Prefix begins the sink's transactional id (default "jutong."):
+	// <prefix>feed.<dept>.<item>.<grant>.
+	Prefix string
 	// Disputes, when set, lists the open disputes of a record (item, clear
 	// key): a record projected while its key is disputed carries their ids
 	// in the header jutong.disputes.
@@ -96,7 +99,7 @@ func New(_ context.Context, cfg Config) (*Sink, error) {
 		return nil, err
 	}
 	name := "feed." + g.Department + "." + it.Code + "." + g.ID
-	cl, err := kafkaconn.NewClient(cfg.Kafka, kgo.TransactionalID("jutong."+name), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+	cl, err := kafkaconn.NewClient(cfg.Kafka, kgo.TransactionalID(prefixOr(cfg.Prefix)+name), kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.TransactionTimeout(time.Minute))
 	if err != nil {
 		return nil, err
@@ -268,4 +271,11 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, _ time.Time) 
 		s.next[p] = n
 	}
 	return nil
+}
+
+func prefixOr(p string) string {
+	if p == "" {
+		return "jutong."
+	}
+	return p
 }

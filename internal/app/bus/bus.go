@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,6 +99,11 @@ type Config struct {
 	// certificate, makes the embedded cluster's listeners SASL_SSL, and has
 	// the bus's clients trust its CA.
 	TLS *tlsca.Files
+	// GroupPrefix begins the bus's consumer groups and transactional ids
+	// (default "jutong."): <prefix>sink.postgres, <prefix>door, ... A second
+	// deployment on the same cluster (another data centre's sinks, a
+	// benchmark beside a running bus) takes its own.
+	GroupPrefix string
 	// NoTypedViews skips ClickHouse's typed views of the items (two a
 	// item; see docs/analytics.md).
 	NoTypedViews bool
@@ -178,6 +184,9 @@ func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
 	}
 	if cfg.SecretsDir == "" {
 		cfg.SecretsDir = cfg.DataDir
+	}
+	if err := checkPrefix(cfg.Catalog, cfg.GroupPrefix); err != nil {
+		return nil, err
 	}
 	b := &Bus{cfg: cfg, errs: make(chan error, 4), Metrics: prometheus.NewRegistry()}
 	b.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -403,6 +412,9 @@ func (b *Bus) pipelineConfig(context.Context) error {
 	}
 	b.pcfg = b.cfg.Pipeline
 	b.pcfg.Kafka, b.pcfg.Registry, b.pcfg.Catalog = b.kopts, b.RegistryOpts(), b.cfg.Catalog
+	if b.pcfg.GroupPrefix == "" {
+		b.pcfg.GroupPrefix = b.prefix() + "sink."
+	}
 	b.pcfg.Log = b.cfg.Log.With("component", "pipeline")
 	b.pcfg.Metrics = b.Metrics
 	b.pcfg.Decoder = schemas.NewDecoder(reg)
@@ -615,8 +627,34 @@ func (b *Bus) ClickHouseDSN() string { return b.cfg.ClickHouseDSN }
 // own (with NoDoor).
 func (b *Bus) DoorConfig() door.Config {
 	return door.Config{Catalog: b.cfg.Catalog, Kafka: b.kopts, Registry: b.RegistryOpts(), Decoder: b.pcfg.Decoder,
-		Window: b.cfg.IdempotencyWindow, Log: b.cfg.Log.With("component", "door"), Metrics: b.Metrics,
+		Window: b.cfg.IdempotencyWindow, Log: b.cfg.Log.With("component", "door"), Metrics: b.Metrics, Group: b.prefix() + "door",
 		OnCorrection: b.corrected}
+}
+
+// checkPrefix refuses a group prefix that is not a dotted name of its own:
+// one inside a department's group namespace (<code>.) would let that
+// department join the bus's groups.
+func checkPrefix(cat *catalog.Catalog, p string) error {
+	if p == "" {
+		return nil
+	}
+	if !strings.HasSuffix(p, ".") || strings.ContainsAny(p, " /*") {
+		return fmt.Errorf("group prefix %q: a dotted name ending with a dot, e.g. jutong.dc2.", p)
+	}
+	for _, d := range cat.Departments {
+		if strings.HasPrefix(p, access.GroupPrefix(d.Code)) {
+			return fmt.Errorf("group prefix %q is inside department %s's groups (%s*): its principal could join the bus's groups", p, d.Code, access.GroupPrefix(d.Code))
+		}
+	}
+	return nil
+}
+
+// prefix begins the bus's groups and transactional ids.
+func (b *Bus) prefix() string {
+	if b.cfg.GroupPrefix == "" {
+		return "jutong."
+	}
+	return b.cfg.GroupPrefix
 }
 
 // KafkaOpts returns the same settings as franz-go client options.

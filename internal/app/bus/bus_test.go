@@ -609,3 +609,47 @@ func gauge(t *testing.T, b *bus.Bus, name, sink string) float64 {
 	}
 	return -1
 }
+
+// TestGroupPrefix: a bus given its own group prefix runs its sinks and its
+// door under it (a second deployment on the same cluster would not share
+// their groups), and a prefix inside a department's groups is refused.
+func TestGroupPrefix(t *testing.T) {
+	pgDSN := testenv.Postgres(t)
+	b := startBus(t, bus.Config{PostgresDSN: pgDSN, GroupPrefix: "jutong.dc2."})
+	t.Cleanup(b.Close)
+	cat := sample(t)
+	publishItem(t, b, cat, item, 20, 61)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := b.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := b.Kafka().Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	groups, err := kadm.NewClient(cl).ListGroups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := groups.Groups()
+	for _, want := range []string{"jutong.dc2.sink.postgres", "jutong.dc2.door"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("no group %s among %v", want, names)
+		}
+	}
+	for _, g := range names {
+		if strings.HasPrefix(g, "jutong.sink.") || g == "jutong.door" {
+			t.Errorf("group %s is outside the prefix", g)
+		}
+	}
+	bad := bus.Config{Catalog: cat, KafkaPorts: []int{0}, Brokers: 1, AdminUser: "jutong", AdminPassword: "pw", GroupPrefix: "tax.jutong.",
+		RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0"}
+	if b2, err := bus.Start(ctx, bad); err == nil || !strings.Contains(err.Error(), "inside department tax") {
+		if b2 != nil {
+			b2.Close()
+		}
+		t.Errorf("a prefix inside tax's groups: %v", err)
+	}
+}

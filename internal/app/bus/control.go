@@ -21,7 +21,7 @@ func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
 	if b.audit, err = audit.NewWriter(b.kopts); err != nil {
 		return err
 	}
-	b.feeds = &grants.FeedRunner{Catalog: b.cfg.Catalog, Kafka: b.kopts, Registry: b.RegistryOpts(), Pipeline: b.pcfg, KeySecret: b.feedKey, Log: log,
+	b.feeds = &grants.FeedRunner{Catalog: b.cfg.Catalog, Kafka: b.kopts, Registry: b.RegistryOpts(), Pipeline: b.pcfg, KeySecret: b.feedKey, Prefix: b.prefix(), Log: log,
 		Disputes: func(item, key string) []string { // set once the disputes open, after the feeds may have started
 			if d := b.disputesRef.Load(); d != nil {
 				return d.OpenOn(item, key)
@@ -39,7 +39,7 @@ func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
 	b.Metrics.MustRegister(b.Control.Collector())
 	b.registerCatalogMetrics()
 	b.wg.Go(func() { b.Control.Run(rctx, every(b.cfg.ControlEvery)) })
-	if b.reads, err = audit.NewReads(b.kopts, b.grants.ResolveRead); err != nil {
+	if b.reads, err = audit.NewReads(b.kopts, b.prefix(), b.grants.ResolveRead); err != nil {
 		return err
 	}
 	b.wg.Go(func() {

@@ -43,6 +43,8 @@ type FeedRunner struct {
 	// KeySecret is the bus's secret the grants' pseudonymous keys derive
 	// from (feed.GrantKeySecret).
 	KeySecret []byte
+	// Prefix begins the feeds' transactional ids (feed.Config.Prefix).
+	Prefix string
 	// Disputes lists a record's open disputes (feed.Config.Disputes).
 	Disputes func(item, key string) []string
 	Log      *slog.Logger
@@ -95,7 +97,7 @@ func (f *FeedRunner) start(ctx context.Context, g feed.Grant) (*feedRun, error) 
 		g.KeySecret = feed.GrantKeySecret(f.KeySecret, g.ID)
 	}
 	sink, err := feed.New(ctx, feed.Config{Kafka: f.Kafka, Registry: f.Registry, Item: it, Grant: g,
-		Topic: f.Catalog.TopicConfig(it), Disputes: f.Disputes, Log: f.Log})
+		Topic: f.Catalog.TopicConfig(it), Prefix: f.Prefix, Disputes: f.Disputes, Log: f.Log})
 	if err != nil {
 		return nil, err
 	}

@@ -56,6 +56,8 @@ type Flags struct {
 	HTTPReadTimeout time.Duration
 	// LookupRate is the lookups a second a grant allows unless it says.
 	LookupRate float64
+	// GroupPrefix begins the bus's consumer groups and transactional ids.
+	GroupPrefix string
 	// TLS serves Kafka (SASL_SSL), the registry and the API (HTTPS) with a
 	// certificate of a local CA kept in DataDir/tls.
 	TLS bool
@@ -74,6 +76,7 @@ func (s *Flags) Register(fs *cmdflag.FlagSet, defDataDir string) {
 	fs.EnvStringVar(&s.AdminPassword, "admin-password", "JUTONG_ADMIN_PASSWORD", "", "its password; empty: a random one kept in --data-dir/admin.json")
 	fs.EnvStringVar(&s.PostgresDSN, "postgres-dsn", localsvc.EnvPostgresDSN, "", "PostgreSQL for the base databases; dev uses the database it names (created if missing); empty starts a local server under --data-dir")
 	fs.EnvStringVar(&s.ClickHouseDSN, "clickhouse-dsn", localsvc.EnvClickHouseDSN, "", "ClickHouse (native protocol) for analytics; dev uses the database it names (created if missing); empty starts a local server under --data-dir")
+	fs.EnvStringVar(&s.GroupPrefix, "group-prefix", "JUTONG_GROUP_PREFIX", "jutong.", "begins the bus's consumer groups and transactional ids (<prefix>sink.postgres, <prefix>door)")
 	fs.Float64Var(&s.LookupRate, "lookup-rate", 50, "lookups a second a grant allows unless its application asks for another rate")
 	fs.BoolVar(&s.TLS, "tls", true, "serve Kafka over SASL_SSL and the registry and API over HTTPS, with certificates of a local CA made in --data-dir/tls (--tls=false: plaintext, for a lab)")
 	fs.BoolVar(&s.Verbose, "v", false, "log progress (info level) to stderr")
@@ -188,7 +191,7 @@ func Start(ctx context.Context, s *Flags, db string, fresh bool, log *slog.Logge
 	st.Bus, err = bus.Start(ctx, bus.Config{
 		Catalog: cat, ApplyTopics: s.Apply, DataDir: s.DataDir, Brokers: s.Brokers, KafkaPorts: ports,
 		AdminUser: s.AdminUser, AdminPassword: s.AdminPassword, RegistryAddr: s.RegistryAddr, APIAddr: s.APIAddr,
-		PostgresDSN: st.PGDSN, ClickHouseDSN: st.CHDSN, IdempotencyWindow: s.IdempotencyWindow, HTTPReadTimeout: s.HTTPReadTimeout, TLS: certs, LookupRate: s.LookupRate, Log: log,
+		PostgresDSN: st.PGDSN, ClickHouseDSN: st.CHDSN, IdempotencyWindow: s.IdempotencyWindow, HTTPReadTimeout: s.HTTPReadTimeout, TLS: certs, LookupRate: s.LookupRate, GroupPrefix: s.GroupPrefix, Log: log,
 	})
 	if err != nil {
 		return nil, err
