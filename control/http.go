@@ -1,14 +1,13 @@
 package control
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/httpapi"
 )
 
 // Handler serves the control API; every call authenticates a department's
@@ -43,47 +42,22 @@ type api struct {
 	log    *slog.Logger
 }
 
-type apiError struct {
-	Error string `json:"error"`
-	Field string `json:"field,omitempty"`
-}
+type apiError = httpapi.Error
 
-func (h *api) reply(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func (h *api) reply(w http.ResponseWriter, code int, v any) { httpapi.Reply(w, code, v) }
 
 func (h *api) fail(w http.ResponseWriter, err error) {
 	var re *RequestError
-	switch {
-	case errors.As(err, &re):
-		h.reply(w, http.StatusUnprocessableEntity, apiError{re.Error(), re.Field})
-	case errors.Is(err, ErrForbidden):
-		h.reply(w, http.StatusForbidden, apiError{Error: err.Error()})
-	case errors.Is(err, ErrNotFound):
-		h.reply(w, http.StatusNotFound, apiError{Error: err.Error()})
-	case errors.Is(err, ErrState):
-		h.reply(w, http.StatusConflict, apiError{Error: err.Error()})
-	default:
-		h.log.Error("control API", "err", err)
-		h.reply(w, http.StatusInternalServerError, apiError{Error: err.Error()})
+	if errors.As(err, &re) {
+		h.reply(w, http.StatusUnprocessableEntity, apiError{Error: re.Error(), Field: re.Field})
+		return
 	}
+	httpapi.Fail(w, h.log, "control API", err, map[error]int{ErrForbidden: http.StatusForbidden, ErrNotFound: http.StatusNotFound, ErrState: http.StatusConflict})
 }
 
-// auth resolves the bearer token to a department.
+// auth resolves the officer's bearer token to a department.
 func (h *api) auth(next func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		for dept, want := range h.tokens {
-			if tok != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(want)) == 1 {
-				next(w, r, dept)
-				return
-			}
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="jutong"`)
-		h.reply(w, http.StatusUnauthorized, apiError{Error: "a department officer's bearer token is required (Authorization: Bearer ...); a publishing token does not decide applications"})
-	}
+	return httpapi.Bearer(h.tokens, "a department officer's bearer token is required (Authorization: Bearer ...); a publishing token does not decide applications", next)
 }
 
 func (h *api) cat() *catalog.Catalog { return h.s.cfg.Catalog }

@@ -1,13 +1,12 @@
 package dispute
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
+
+	"github.com/jutong/jutong/internal/httpapi"
 )
 
 // Handler serves the disputes to departments' officers (bearer tokens:
@@ -34,48 +33,21 @@ type api struct {
 	log      *slog.Logger
 }
 
-type apiError struct {
-	Error string `json:"error"`
-	Field string `json:"field,omitempty"`
-}
+type apiError = httpapi.Error
 
-func reply(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func reply(w http.ResponseWriter, code int, v any) { httpapi.Reply(w, code, v) }
 
 func (h *api) fail(w http.ResponseWriter, err error) {
 	var re *RequestError
-	switch {
-	case errors.As(err, &re):
-		reply(w, http.StatusUnprocessableEntity, apiError{re.Error(), re.Field})
-	case errors.Is(err, ErrForbidden):
-		reply(w, http.StatusForbidden, apiError{Error: err.Error()})
-	case errors.Is(err, ErrNotFound):
-		reply(w, http.StatusNotFound, apiError{Error: err.Error()})
-	case errors.Is(err, ErrState):
-		reply(w, http.StatusConflict, apiError{Error: err.Error()})
-	default:
-		h.log.Error("dispute API", "err", err)
-		reply(w, http.StatusInternalServerError, apiError{Error: err.Error()})
+	if errors.As(err, &re) {
+		reply(w, http.StatusUnprocessableEntity, apiError{Error: re.Error(), Field: re.Field})
+		return
 	}
+	httpapi.Fail(w, h.log, "dispute API", err, map[error]int{ErrForbidden: http.StatusForbidden, ErrNotFound: http.StatusNotFound, ErrState: http.StatusConflict})
 }
 
 func (h *api) auth(next func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		got := sha256.Sum256([]byte(tok))
-		for dept, want := range h.officers {
-			w2 := sha256.Sum256([]byte(want))
-			if tok != "" && subtle.ConstantTimeCompare(got[:], w2[:]) == 1 {
-				next(w, r, dept)
-				return
-			}
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="jutong"`)
-		reply(w, http.StatusUnauthorized, apiError{Error: "a department officer's bearer token is required"})
-	}
+	return httpapi.Bearer(h.officers, "a department officer's bearer token is required", next)
 }
 
 func (h *api) raise(w http.ResponseWriter, r *http.Request, dept string) {

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,21 +43,29 @@ func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
 	if b.reads, err = audit.NewReads(b.kopts, b.prefix(), b.grants.ResolveRead); err != nil {
 		return err
 	}
+	b.tick(rctx, every(b.cfg.ReadAuditEvery), "read audit", log, func(ctx context.Context) error {
+		_, err := b.AuditReads(ctx)
+		return err
+	})
+	return nil
+}
+
+// tick runs fn every d until rctx is done, logging its failures.
+func (b *Bus) tick(rctx context.Context, d time.Duration, what string, log *slog.Logger, fn func(context.Context) error) {
 	b.wg.Go(func() {
-		t := time.NewTicker(every(b.cfg.ReadAuditEvery))
+		t := time.NewTicker(d)
 		defer t.Stop()
 		for {
 			select {
 			case <-rctx.Done():
 				return
 			case <-t.C:
-				if _, err := b.AuditReads(rctx); err != nil && rctx.Err() == nil {
-					log.Warn("read audit failed", "err", err)
+				if err := fn(rctx); err != nil && rctx.Err() == nil {
+					log.Warn(what+" failed", "err", err)
 				}
 			}
 		}
 	})
-	return nil
 }
 
 // every is d, or a minute when unset.

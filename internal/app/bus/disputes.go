@@ -52,20 +52,7 @@ func (b *Bus) startDisputes(ctx, rctx context.Context) (err error) {
 	}
 	b.disputesRef.Store(b.Disputes)
 	b.Metrics.MustRegister(b.Disputes.Collector())
-	b.wg.Go(func() {
-		t := time.NewTicker(every(b.cfg.ControlEvery))
-		defer t.Stop()
-		for {
-			select {
-			case <-rctx.Done():
-				return
-			case <-t.C:
-				if err := b.Disputes.Tick(rctx); err != nil && rctx.Err() == nil {
-					log.Warn("dispute escalation failed", "err", err)
-				}
-			}
-		}
-	})
+	b.tick(rctx, every(b.cfg.ControlEvery), "dispute tick (receipts, escalation)", log, b.Disputes.Tick)
 	return nil
 }
 

@@ -148,24 +148,7 @@ func TestSnapshotThenFollow(t *testing.T) {
 		t.Fatalf("snapshot %d keys, then %d changes followed: the test did not overlap them", snapshotted, followed)
 	}
 	// The sink's state, read through the same projection.
-	want := map[string]string{}
-	req, _ = http.NewRequestWithContext(ctx, "GET", b.APIURL()+"/v1/items/"+item+"/snapshot?"+url.Values{"purpose": {purpose}}.Encode(), nil)
-	req.SetBasicAuth(p, b.Credentials[p])
-	final, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer final.Body.Close()
-	sc = bufio.NewScanner(final.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for line := 0; sc.Scan(); line++ {
-		var r lookup.Record
-		if line == 0 || json.Unmarshal(sc.Bytes(), &r) != nil || r.Key == "" {
-			continue
-		}
-		b, _ := json.Marshal(r.Data)
-		want[r.Key] = string(b)
-	}
+	want := snapshotState(ctx, t, b, cat, "tax", item, purpose)
 	if len(want) != len(state) {
 		t.Errorf("followed state holds %d keys, the sink %d", len(state), len(want))
 	}
@@ -314,27 +297,14 @@ func TestSubscriberWithSnapshot(t *testing.T) {
 	again.Close()
 }
 
-// snapshotState is the item's state as dept's grant sees it, from a snapshot.
+// snapshotState is the item's state as dept's grant sees it, from a
+// snapshot: each key's data as JSON.
 func snapshotState(ctx context.Context, t *testing.T, b *bus.Bus, cat *catalog.Catalog, dept, item, purpose string) map[string]string {
 	t.Helper()
-	p := cat.Department(dept).Principal
-	req, _ := http.NewRequestWithContext(ctx, "GET", b.APIURL()+"/v1/items/"+item+"/snapshot?"+url.Values{"purpose": {purpose}}.Encode(), nil)
-	req.SetBasicAuth(p, b.Credentials[p])
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	out := map[string]string{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for line := 0; sc.Scan(); line++ {
-		var r lookup.Record
-		if line == 0 || json.Unmarshal(sc.Bytes(), &r) != nil || r.Key == "" {
-			continue
-		}
+	for k, r := range snapshotLines(ctx, t, b, cat, dept, item, purpose) {
 		js, _ := json.Marshal(r.Data)
-		out[r.Key] = string(js)
+		out[k] = string(js)
 	}
 	return out
 }
