@@ -156,6 +156,7 @@ func (p *pipe) throughput(ctx context.Context, events int, cpuProfile string) er
 		defer f.Close()
 	}
 	before := resourceUsage()
+	pg0, ch0 := procCPU(p.st.PG.Pid()), procCPU(p.st.CH.Pid())
 	start := time.Now()
 	var published atomic.Bool
 	go func() {
@@ -189,6 +190,9 @@ func (p *pipe) throughput(ctx context.Context, events int, cpuProfile string) er
 		user.Seconds(), sys.Seconds(), (user+sys).Seconds()/wall.Seconds())
 	if c, ok := serverCPU(p.st); ok {
 		fmt.Fprintf(p.out, "  CPU of the database servers: %s\n", c)
+		per := func(d time.Duration) float64 { return d.Seconds() * 100_000 / float64(events) }
+		fmt.Fprintf(p.out, "  CPU-s per 100,000 events: bus %.2f, PostgreSQL %.2f, ClickHouse %.2f\n",
+			per(user+sys), per(procCPU(p.st.PG.Pid())-pg0), per(procCPU(p.st.CH.Pid())-ch0))
 	}
 	return nil
 }
