@@ -44,7 +44,8 @@ func flagView(it *catalog.Item) string {
 // flagDDL (re)makes an item's view of its table with the ids of the open
 // disputes of each record (dispute_ids, NULL when none).
 func flagDDL(it *catalog.Item) string {
-	return fmt.Sprintf(`DROP VIEW IF EXISTS %s;
+	// CASCADE: the theme databases' views over it are made again after.
+	return fmt.Sprintf(`DROP VIEW IF EXISTS %s CASCADE;
 CREATE VIEW %s AS SELECT t.*, f.dispute_ids FROM %s t LEFT JOIN
   (SELECT key, array_agg(dispute_id ORDER BY dispute_id) AS dispute_ids FROM jutong.disputes_open WHERE item = %s GROUP BY key) f
   ON f.key = t.%s;
@@ -278,8 +279,9 @@ func themeDDL(ctx context.Context, tx pgx.Tx, th *catalog.Theme, items map[strin
 			return fmt.Errorf("pgsink: theme %s uses %s, which this sink does not hold", th.Code, code)
 		}
 		d, n := it.Namespace()
+		// Over the item's flagged view: the theme shows the disputes too.
 		stmts = append(stmts, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS SELECT * FROM %s",
-			pgx.Identifier{th.Code, d + "_" + n}.Sanitize(), tableName(it)))
+			pgx.Identifier{th.Code, d + "_" + n}.Sanitize(), flagView(it)))
 	}
 	for _, v := range th.Views {
 		stmts = append(stmts, fmt.Sprintf("CREATE VIEW %s AS %s", pgx.Identifier{th.Code, v.Name}.Sanitize(), v.SQL))

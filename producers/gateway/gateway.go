@@ -98,6 +98,8 @@ type Event struct {
 	Key       string          `json:"key"`
 	EventTime string          `json:"event_time,omitempty"`
 	Data      json.RawMessage `json:"data,omitempty"`
+	// Corrects names the dispute this change corrects (docs/disputes.md).
+	Corrects string `json:"corrects,omitempty"`
 }
 
 // Result is the outcome of one event.
@@ -150,6 +152,8 @@ type parsed struct {
 	raw  []byte
 	ev   *schemas.Event
 	bad  *contract.Violation // set when the line cannot become an event
+	// corrects is the dispute the change names.
+	corrects string
 }
 
 func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request) {
@@ -224,6 +228,7 @@ func (g *Gateway) parse(it *catalog.Item, line int, raw []byte) parsed {
 		return p
 	}
 	p.ev = &schemas.Event{ID: in.EventID, Op: schemas.Op(in.Op), Key: in.Key}
+	p.corrects = in.Corrects
 	if in.EventTime != "" {
 		t, err := time.Parse(time.RFC3339Nano, in.EventTime)
 		if err != nil {
@@ -265,7 +270,7 @@ func (g *Gateway) process(ctx context.Context, dept string, it *catalog.Item, li
 			c.Bad = invalidUTF8(i+1, raw)
 		default:
 			p := g.parse(it, i+1, raw)
-			c.Event, c.Bad = p.ev, p.bad
+			c.Event, c.Bad, c.Corrects = p.ev, p.bad, p.corrects
 			if p.ev != nil {
 				p.ev.Source.System, p.ev.Source.Adapter = "http-gateway", "http"
 				resp.Results[i].EventID = p.ev.ID

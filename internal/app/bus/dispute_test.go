@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"maps"
@@ -25,7 +26,8 @@ import (
 )
 
 // TestDisputes: tax, which reads enterprise registrations, disputes one;
-// civil affairs disputing the same record and field joins it; health,
+// tax reads it through a feed of its own (a subset of the fields); civil
+// affairs disputing the same record and field joins it; health,
 // which does not read the item, can neither dispute nor see it, and market
 // supervision (the source) does not dispute its own. The record is
 // flagged in PostgreSQL and in lookups until the source corrects it (in
@@ -42,7 +44,9 @@ func TestDisputes(t *testing.T) {
 	defer cancel()
 	const item, purpose = "legal_person.enterprise_registration", "纳税信用评价"
 	evs := publishItem(t, b, cat, item, 30, 51)
-	grant(t, cc, cat, "tax", control.Request{Item: item, Purpose: purpose, Grade: 4})
+	// Tax is granted the fields it needs, so it reads a feed of its own.
+	grant(t, cc, cat, "tax", control.Request{Item: item, Purpose: purpose, Grade: 4,
+		Fields: []string{"uscc", "name", "registered_capital", "status", "division_code"}})
 	grant(t, cc, cat, "civil_affairs", control.Request{Item: item, Purpose: "社会组织登记核查", Grade: 4})
 	if err := b.WaitCaughtUp(ctx); err != nil {
 		t.Fatal(err)
@@ -99,9 +103,8 @@ func TestDisputes(t *testing.T) {
 		t.Errorf("the lookup's flag: %v, want [%s]", ids, d.ID)
 	}
 
-	// In a feed and the SDK: health, granted some fields (so it reads a
-	// feed), gets the record's next change flagged, and its snapshot too.
-	grant(t, cc, cat, "health", control.Request{Item: item, Purpose: "从业单位核查", Fields: []string{"uscc", "name", "status"}, Grade: 4})
+	// In tax's feed and the SDK: the record's next change comes flagged,
+	// and so does it in tax's snapshot; in the theme databases too.
 	pub, err := producers.New(ctx, cat, "market_supervision", b.PublisherOpts("market_supervision")...)
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +115,7 @@ func TestDisputes(t *testing.T) {
 	if _, err := pub.Publish(ctx, item, &touched); err != nil {
 		t.Fatal(err)
 	}
-	feedGot, err := readAll(t, b, cat, "health", item, len(evs)+1, "disputes")
+	feedGot, err := readAll(t, b, cat, "tax", item, len(evs)+1, "disputes")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,11 +127,15 @@ func TestDisputes(t *testing.T) {
 			t.Errorf("an undisputed record is flagged: %s %v", dl.Event.Key, dl.Disputes)
 		}
 	}
-	if !strings.HasPrefix(feedGot[0].Topic, "_jutong.feed.health.") || len(flaggedInFeed) != 1 || flaggedInFeed[0] != d.ID {
-		t.Errorf("health's feed: the change of the disputed record carries %v, want [%s] (topic %s)", flaggedInFeed, d.ID, feedGot[0].Topic)
+	if !strings.HasPrefix(feedGot[0].Topic, "_jutong.feed.tax.") || len(flaggedInFeed) != 1 || flaggedInFeed[0] != d.ID {
+		t.Errorf("tax's feed: the change of the disputed record carries %v, want [%s] (topic %s)", flaggedInFeed, d.ID, feedGot[0].Topic)
 	}
-	if snap := snapshotLines(ctx, t, b, cat, "health", item, "从业单位核查"); snap[key] == nil || snap[key].Disputes[0] != d.ID {
-		t.Errorf("health's snapshot does not flag the disputed record: %+v", snap[key])
+	if snap := snapshotLines(ctx, t, b, cat, "tax", item, purpose); snap[key] == nil || len(snap[key].Disputes) != 1 || snap[key].Disputes[0] != d.ID {
+		t.Errorf("tax's snapshot does not flag the disputed record: %+v", snap[key])
+	}
+	var themeIDs []string
+	if err := testenv.PostgresPool(t, pgDSN).QueryRow(ctx, "SELECT dispute_ids FROM theme_financing.legal_person_enterprise_registration WHERE uscc = $1", key).Scan(&themeIDs); err != nil || len(themeIDs) != 1 {
+		t.Errorf("the theme database's view: %v (%v)", themeIDs, err)
 	}
 
 	// Only the source answers; a rejection says why; a correction names its change.
@@ -165,13 +172,13 @@ func TestDisputes(t *testing.T) {
 	}
 	feedName := ""
 	for name := range sinks {
-		if strings.HasPrefix(name, "feed.health.") {
+		if strings.HasPrefix(name, "feed.tax.") {
 			feedName = name
 		}
 	}
 	if d.State != dispute.Corrected || d.Correction != fixed.ID || !d.InTime || len(sinks) != 3 || feedName == "" || sinks["postgres"].Offset != sinks["clickhouse"].Offset ||
 		sinks[feedName].Offset != sinks["postgres"].Offset || sinks["postgres"].Landed.IsZero() {
-		t.Fatalf("after the correction landed (PostgreSQL, ClickHouse and health's feed): %+v", d)
+		t.Fatalf("after the correction landed (PostgreSQL, ClickHouse and tax's feed): %+v", d)
 	}
 	if n := flagged(); n != 0 {
 		t.Errorf("%d flags after the correction", n)
@@ -192,6 +199,35 @@ func TestDisputes(t *testing.T) {
 		t.Errorf("tax reads the rejection: %d %+v", code, d2)
 	}
 
+	// Corrected through the HTTP gateway: the line names the dispute.
+	req4 := req
+	req4.Key = evs[2].Key
+	var d4 dispute.Dispute
+	cc.call("tax", "POST", "/v1/disputes", req4, &d4)
+	data := map[string]any{}
+	for k, v := range evs[2].Data {
+		data[k] = schemas.PortableValue(cat.Item(item).Field(k), v)
+	}
+	data["registered_capital"] = "500.0000"
+	lineID := uuid.NewString()
+	body, _ := json.Marshal(map[string]any{"event_id": lineID, "op": "UPDATE", "key": evs[2].Key, "data": data, "corrects": d4.ID})
+	greq, _ := http.NewRequest("POST", b.APIURL()+"/v1/items/"+item+"/events", bytes.NewReader(body))
+	greq.Header.Set("Authorization", "Bearer "+b.Tokens["market_supervision"])
+	if gresp, err := http.DefaultClient.Do(greq); err != nil || gresp.StatusCode != 200 {
+		t.Fatalf("the gateway: %v %v", err, gresp)
+	}
+	for deadline := time.Now().Add(30 * time.Second); d4.State != dispute.Corrected && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err := b.Disputes.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := b.Disputes.Get("tax", d4.ID); err == nil {
+			d4 = *got
+		}
+	}
+	if d4.State != dispute.Corrected || d4.Correction != lineID {
+		t.Errorf("a correction through the gateway: %+v", d4)
+	}
+
 	// Overdue: escalated once.
 	req3 := req
 	req3.Key = evs[1].Key
@@ -208,7 +244,7 @@ func TestDisputes(t *testing.T) {
 	}
 
 	ch := testenv.ClickHouseConn(t, chDSN)
-	want := map[string]uint64{"dispute_raised": 3, "dispute_joined": 1, "dispute_correcting": 1, "dispute_corrected": 1, "dispute_rejected": 1, "dispute_escalated": 1}
+	want := map[string]uint64{"dispute_raised": 4, "dispute_joined": 1, "dispute_correcting": 2, "dispute_corrected": 2, "dispute_rejected": 1, "dispute_escalated": 1}
 	got := map[string]uint64{}
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		rows, err := ch.Query(ctx, "SELECT kind, count() FROM audit WHERE kind LIKE 'dispute_%' GROUP BY kind")
@@ -233,19 +269,19 @@ func TestDisputes(t *testing.T) {
 	}
 
 	// In ClickHouse: the record still disputed (the overdue one), and the
-	// scorecard: three raised against market supervision, two resolved in
-	// time, one open and overdue; three raised by tax.
+	// scorecard: four raised against market supervision, three resolved in
+	// time, one open and overdue; four raised by tax.
 	var openID string
 	var against, by, open, inTime, overdue uint64
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		_ = ch.QueryRow(ctx, "SELECT any(dispute_ids[1]) FROM current_flagged WHERE item = ? AND key = ?", item, req3.Key).Scan(&openID)
 		_ = ch.QueryRow(ctx, "SELECT raised_against, open, resolved_in_time, overdue FROM scorecard_disputes WHERE department = 'market_supervision'").Scan(&against, &open, &inTime, &overdue)
 		_ = ch.QueryRow(ctx, "SELECT raised_by FROM scorecard_disputes WHERE department = 'tax'").Scan(&by)
-		if openID == d3.ID && against == 3 && inTime == 2 && overdue == 1 {
+		if openID == d3.ID && against == 4 && inTime == 3 && overdue == 1 {
 			break
 		}
 	}
-	if openID != d3.ID || against != 3 || open != 1 || inTime != 2 || overdue != 1 || by != 3 {
+	if openID != d3.ID || against != 4 || open != 1 || inTime != 3 || overdue != 1 || by != 4 {
 		t.Errorf("ClickHouse: open dispute %q (want %s); scorecard against %d, open %d, in time %d, overdue %d, by tax %d",
 			openID, d3.ID, against, open, inTime, overdue, by)
 	}
