@@ -113,6 +113,9 @@ type Config struct {
 	// minutes). Without it a correction closes the dispute at once.
 	Landing    Landing
 	LandWithin time.Duration
+	// OnFlag, when set, is told when a record's flag changes (a dispute
+	// opened or closed on it): the feeds re-emit it with the flag.
+	OnFlag func(ctx context.Context, item, key string)
 	Now        func() time.Time
 	Log        *slog.Logger
 }
@@ -228,6 +231,7 @@ func (s *Service) Raise(ctx context.Context, dept string, r Request) (*Dispute, 
 		return nil, err
 	}
 	s.audit(ctx, d, "dispute_raised", dept, r.Claim, now)
+	s.flagChanged(ctx, d)
 	return clone(d), nil
 }
 
@@ -293,7 +297,21 @@ func (s *Service) answer(ctx context.Context, id, by string, set func(*Dispute),
 		}
 	}
 	s.audit(ctx, next, kind, by, detail, now)
+	if closing {
+		s.flagChanged(ctx, next)
+	}
 	return clone(next), nil
+}
+
+// flagChanged tells OnFlag, without the service's lock (it reads OpenOn).
+func (s *Service) flagChanged(ctx context.Context, d *Dispute) {
+	if s.cfg.OnFlag == nil {
+		return
+	}
+	item, key := d.Item, d.Key
+	s.mu.Unlock()
+	defer s.mu.Lock()
+	s.cfg.OnFlag(ctx, item, key)
 }
 
 // land reads the receipts of the corrections in flight and closes the
@@ -342,6 +360,9 @@ func (s *Service) land(ctx context.Context) error {
 				return err
 			}
 			s.audit(ctx, next, "dispute_corrected", d.Source, d.Correction+" landed in "+sinks(receipts), now)
+			if s.cfg.OnFlag != nil {
+				s.cfg.OnFlag(ctx, next.Item, next.Key)
+			}
 		}
 	}
 	return nil

@@ -279,3 +279,64 @@ func prefixOr(p string) string {
 	}
 	return p
 }
+
+// Latest says where the latest change of a key landed in the sink that
+// holds the item's current state: its partition and offset in the item's
+// topic, whether there is one (none for a deleted key), and how far that
+// sink has read the partition (its ledger's next offset).
+type Latest func(ctx context.Context, item, key string) (partition int32, offset int64, found bool, ledgerNext int64, err error)
+
+// Fetch reads and decodes the item topic's record at a position.
+type Fetch func(ctx context.Context, partition int32, offset int64) (*schemas.Event, error)
+
+// ErrBehind says the current state is behind the feed: Reflag could
+// re-emit an older change than the feed holds, so it waits: retry.
+var ErrBehind = errors.New("feed: the current state is behind the feed")
+
+// Reflag re-emits into the feed a key's latest change, projected, with the
+// key's open disputes in the header (none: the flag is cleared), so that a
+// subscriber that read the record before a dispute opened or closed sees
+// it now. It is serialized with Write, so the re-emitted change is the
+// key's latest among those the feed holds and lands after them; when the
+// feed has not projected the key's latest change yet, that change will
+// carry the flag itself and nothing is re-emitted.
+func (s *Sink) Reflag(ctx context.Context, key string, latest Latest, fetch Fetch) (err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	item := s.proj.Source
+	p, off, found, ledger, err := latest(ctx, item.Code, key)
+	if err != nil || !found {
+		return err // a deleted or never-landed key: nothing to flag
+	}
+	next := s.next[p]
+	switch {
+	case ledger < next:
+		return ErrBehind
+	case off >= next:
+		return nil // not projected yet: it will carry the flag
+	}
+	ev, err := fetch(ctx, p, off)
+	if err != nil {
+		return err
+	}
+	headers := []kgo.RecordHeader{{Key: OriginOffset, Value: strconv.AppendInt(nil, off, 10)}, {Key: DisputesHeader}}
+	if s.disputes != nil {
+		headers[1].Value = []byte(strings.Join(s.disputes(item.Code, ev.Key), ","))
+	}
+	out := *ev
+	out.Key = s.proj.Key(ev.Key)
+	out.Data = s.proj.Apply(ev.Data)
+	body, err := s.schema.AppendEncode(nil, &out)
+	if err != nil {
+		return err
+	}
+	if err := s.cl.BeginTransaction(); err != nil {
+		return err
+	}
+	rec := &kgo.Record{Topic: s.topic, Partition: p, Key: []byte(out.Key), Value: schemas.Frame(nil, s.id, body), Headers: headers}
+	if err := s.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		_ = s.cl.EndTransaction(context.WithoutCancel(ctx), kgo.TryAbort)
+		return fmt.Errorf("feed %s: reflag: %w", s.topic, err)
+	}
+	return s.cl.EndTransaction(ctx, kgo.TryCommit)
+}

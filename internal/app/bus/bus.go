@@ -146,6 +146,10 @@ type Bus struct {
 	// Disputes are the disputes of shared records.
 	Disputes    *dispute.Service
 	disputesRef atomic.Pointer[dispute.Service] // for the feeds, which start first
+	// reflagPending are the records (item, key) whose flag the feeds could
+	// not re-emit yet.
+	reflagMu      sync.Mutex
+	reflagPending map[[2]string]bool
 
 	cluster *embedded.Cluster // nil when running against an existing cluster
 	regURL  string

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/consumers"
 	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/dispute"
 	"github.com/jutong/jutong/internal/app/bus"
@@ -103,8 +104,9 @@ func TestDisputes(t *testing.T) {
 		t.Errorf("the lookup's flag: %v, want [%s]", ids, d.ID)
 	}
 
-	// In tax's feed and the SDK: the record's next change comes flagged,
-	// and so does it in tax's snapshot; in the theme databases too.
+	// In tax's feed and the SDK: tax read the record before the dispute;
+	// the feed re-emits it flagged, its next change comes flagged, and so
+	// does it in tax's snapshot; in the theme databases too.
 	pub, err := producers.New(ctx, cat, "market_supervision", b.PublisherOpts("market_supervision")...)
 	if err != nil {
 		t.Fatal(err)
@@ -115,17 +117,24 @@ func TestDisputes(t *testing.T) {
 	if _, err := pub.Publish(ctx, item, &touched); err != nil {
 		t.Fatal(err)
 	}
-	feedGot, err := readAll(t, b, cat, "tax", item, len(evs)+1, "disputes")
+	feedGot, err := readAll(t, b, cat, "tax", item, len(evs)+2, "disputes") // the changes, the re-emission, the next change
 	if err != nil {
 		t.Fatal(err)
 	}
 	var flaggedInFeed []string
+	reemitted := false
 	for _, dl := range feedGot {
-		if dl.Event.ID == touched.ID {
+		switch {
+		case dl.Event.ID == touched.ID:
 			flaggedInFeed = dl.Disputes
-		} else if len(dl.Disputes) > 0 && dl.Event.Key != key {
+		case dl.Event.Key == key && len(dl.Disputes) == 1 && dl.Disputes[0] == d.ID:
+			reemitted = true // the record tax had read, again, flagged
+		case len(dl.Disputes) > 0 && dl.Event.Key != key:
 			t.Errorf("an undisputed record is flagged: %s %v", dl.Event.Key, dl.Disputes)
 		}
+	}
+	if !reemitted {
+		t.Errorf("tax's feed did not re-emit the record it had read, flagged")
 	}
 	if !strings.HasPrefix(feedGot[0].Topic, "_jutong.feed.tax.") || len(flaggedInFeed) != 1 || flaggedInFeed[0] != d.ID {
 		t.Errorf("tax's feed: the change of the disputed record carries %v, want [%s] (topic %s)", flaggedInFeed, d.ID, feedGot[0].Topic)
@@ -182,6 +191,25 @@ func TestDisputes(t *testing.T) {
 	}
 	if n := flagged(); n != 0 {
 		t.Errorf("%d flags after the correction", n)
+	}
+	// Tax's feed clears the flag: the key's last record there has none.
+	var cleared *consumers.Delivery
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		all, err := readAll(t, b, cat, "tax", item, len(evs)+4, "cleared-"+uuid.NewString()[:8])
+		if err != nil {
+			continue
+		}
+		for i := range all {
+			if all[i].Event.Key == key {
+				cleared = &all[i]
+			}
+		}
+		if cleared != nil && len(cleared.Disputes) == 0 {
+			break
+		}
+	}
+	if cleared == nil || len(cleared.Disputes) != 0 {
+		t.Errorf("tax's feed still flags the corrected record: %+v", cleared)
 	}
 	if ids := lookupFlag(); len(ids) != 0 {
 		t.Errorf("the lookup still flags %v", ids)

@@ -21,6 +21,7 @@ import (
 	"github.com/jutong/jutong/internal/app/grants"
 	"github.com/jutong/jutong/internal/httpmetrics"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/schemas"
 )
 
 // startDisputes opens the disputes (flagged in the PostgreSQL the sink
@@ -44,7 +45,7 @@ func (b *Bus) startDisputes(ctx, rctx context.Context) (err error) {
 	}
 	log := b.cfg.Log.With("component", "dispute")
 	b.Disputes, err = dispute.Open(ctx, dispute.Config{
-		Catalog: b.cfg.Catalog, Kafka: b.kopts, Audit: b.audit, DB: db, Now: b.cfg.Now, Log: log, Landing: b.landing,
+		Catalog: b.cfg.Catalog, Kafka: b.kopts, Audit: b.audit, DB: db, Now: b.cfg.Now, Log: log, Landing: b.landing, OnFlag: b.reflag,
 		MayRead: func(dept, item string) bool { return len(b.Control.GrantsOn(dept, item)) > 0 },
 	})
 	if err != nil {
@@ -52,7 +53,12 @@ func (b *Bus) startDisputes(ctx, rctx context.Context) (err error) {
 	}
 	b.disputesRef.Store(b.Disputes)
 	b.Metrics.MustRegister(b.Disputes.Collector())
-	b.tick(rctx, every(b.cfg.ControlEvery), "dispute tick (receipts, escalation)", log, b.Disputes.Tick)
+	b.tick(rctx, every(b.cfg.ControlEvery), "dispute tick (receipts, escalation)", log, func(ctx context.Context) error {
+		if err := b.retryReflags(ctx); err != nil {
+			return err
+		}
+		return b.Disputes.Tick(ctx)
+	})
 	return nil
 }
 
@@ -209,4 +215,96 @@ func pgLanded(ctx context.Context, db *pgxpool.Pool, it *catalog.Item, eventID s
 	}
 	// Passed since, by a later change of the same key or a delete.
 	return &dispute.Receipt{Sink: "postgres", Topic: it.Topic(), Partition: pos.Partition, Offset: pos.Offset, Landed: time.Now().UTC()}, nil
+}
+
+// reflag has the item's feeds re-emit a record whose dispute flag changed;
+// what cannot be done yet (the current state behind a feed) is retried at
+// every tick.
+func (b *Bus) reflag(ctx context.Context, item, key string) {
+	if b.cfg.PostgresDSN == "" {
+		return // no current state to re-emit from
+	}
+	it := b.cfg.Catalog.Item(item)
+	if it == nil {
+		return
+	}
+	err := b.feeds.Reflag(ctx, item, key, b.latest, b.fetchFrom(it))
+	b.reflagMu.Lock()
+	defer b.reflagMu.Unlock()
+	k := [2]string{item, key}
+	if err != nil {
+		if !errors.Is(err, feed.ErrBehind) {
+			b.cfg.Log.Warn("a disputed record's flag could not be re-emitted into its feeds yet", "item", item, "err", err)
+		}
+		if b.reflagPending == nil {
+			b.reflagPending = map[[2]string]bool{}
+		}
+		b.reflagPending[k] = true
+		return
+	}
+	delete(b.reflagPending, k)
+}
+
+// retryReflags retries the re-emissions that could not be done.
+func (b *Bus) retryReflags(ctx context.Context) error {
+	b.reflagMu.Lock()
+	var pending [][2]string
+	for k := range b.reflagPending {
+		pending = append(pending, k)
+	}
+	b.reflagMu.Unlock()
+	for _, k := range pending {
+		b.reflag(ctx, k[0], k[1])
+	}
+	return nil
+}
+
+// latest is where a key's latest change landed in PostgreSQL, and how far
+// PostgreSQL has read that partition.
+func (b *Bus) latest(ctx context.Context, item, key string) (int32, int64, bool, int64, error) {
+	it := b.cfg.Catalog.Item(item)
+	db, err := b.pg(ctx)
+	if err != nil || it == nil {
+		return 0, 0, false, 0, err
+	}
+	d, n := it.Namespace()
+	var part int32
+	var off, next int64
+	err = db.QueryRow(ctx, fmt.Sprintf("SELECT _partition, _offset FROM %s WHERE %s = $1", pgx.Identifier{d, n}.Sanitize(), pgx.Identifier{it.Key}.Sanitize()), key).Scan(&part, &off)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, 0, false, 0, nil
+	}
+	if err != nil {
+		return 0, 0, false, 0, err
+	}
+	err = db.QueryRow(ctx, "SELECT next_offset FROM jutong.sink_offsets WHERE sink = 'postgres' AND topic = $1 AND partition = $2", it.Topic(), part).Scan(&next)
+	if err != nil {
+		return 0, 0, false, 0, err
+	}
+	return part, off, true, next, nil
+}
+
+// fetchFrom reads and decodes one record of an item's topic.
+func (b *Bus) fetchFrom(it *catalog.Item) feed.Fetch {
+	return func(ctx context.Context, partition int32, offset int64) (*schemas.Event, error) {
+		cl, err := kafkaconn.NewClient(b.kopts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{it.Topic(): {partition: kgo.NewOffset().At(offset)}}),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+		if err != nil {
+			return nil, err
+		}
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		for {
+			fs := cl.PollFetches(ctx)
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("fetch %s/%d@%d: %w", it.Topic(), partition, offset, err)
+			}
+			for _, r := range fs.Records() {
+				if r.Offset == offset {
+					return b.pcfg.Decoder.DecodeItem(ctx, it, r.Value)
+				}
+			}
+		}
+	}
 }

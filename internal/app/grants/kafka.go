@@ -3,6 +3,7 @@ package grants
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 
@@ -56,6 +57,8 @@ type FeedRunner struct {
 // feedRun is a grant's running feed.
 type feedRun struct {
 	topic  string
+	item   string
+	sink   *feed.Sink
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -111,7 +114,7 @@ func (f *FeedRunner) start(ctx context.Context, g feed.Grant) (*feedRun, error) 
 		return nil, err
 	}
 	fctx, cancel := context.WithCancel(context.Background())
-	run := &feedRun{topic: sink.FeedTopic(), cancel: cancel, done: make(chan struct{})}
+	run := &feedRun{topic: sink.FeedTopic(), item: it.Code, sink: sink, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(run.done)
 		defer sink.Close()
@@ -125,6 +128,26 @@ func (f *FeedRunner) start(ctx context.Context, g feed.Grant) (*feedRun, error) 
 func (r *feedRun) stop() {
 	r.cancel()
 	<-r.done
+}
+
+// Reflag re-emits a key's latest change into every running feed of the
+// item, with the key's open disputes (feed.Sink.Reflag).
+func (f *FeedRunner) Reflag(ctx context.Context, item, key string, latest feed.Latest, fetch feed.Fetch) error {
+	f.mu.Lock()
+	var runs []*feedRun
+	for _, r := range f.feeds {
+		if r.item == item {
+			runs = append(runs, r)
+		}
+	}
+	f.mu.Unlock()
+	var errs []error
+	for _, r := range runs {
+		if err := r.sink.Reflag(ctx, key, latest, fetch); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", r.topic, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Close stops every feed.
