@@ -116,8 +116,8 @@ type Config struct {
 	// OnFlag, when set, is told when a record's flag changes (a dispute
 	// opened or closed on it): the feeds re-emit it with the flag.
 	OnFlag func(ctx context.Context, item, key string)
-	Now        func() time.Time
-	Log        *slog.Logger
+	Now    func() time.Time
+	Log    *slog.Logger
 }
 
 // Service keeps the disputes.
