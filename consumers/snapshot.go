@@ -2,6 +2,7 @@ package consumers
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -151,7 +152,9 @@ func (s *Subscriber) snapshotItem(ctx context.Context, topic string, it *catalog
 	}
 	for lines.Scan() {
 		var l snapshotLine
-		if err := json.Unmarshal(lines.Bytes(), &l); err != nil {
+		dec := json.NewDecoder(bytes.NewReader(lines.Bytes()))
+		dec.UseNumber() // numbers as the item's types (schemas.FromJSON)
+		if err := dec.Decode(&l); err != nil {
 			return nil, fmt.Errorf("consumers: snapshot of %s: %w", it.Code, err)
 		}
 		switch {
@@ -175,10 +178,6 @@ func typed(it *catalog.Item, data map[string]any) map[string]any {
 	out := make(map[string]any, len(data))
 	for k, v := range data {
 		out[k] = v
-		if n, ok := v.(float64); ok && it.Field(k) != nil && it.Field(k).Type == catalog.TypeLong {
-			out[k] = int64(n)
-			continue
-		}
 		if conv, err := schemas.FromJSON(it, map[string]any{k: v}); err == nil {
 			out[k] = conv[k]
 		}

@@ -122,11 +122,12 @@ type Config struct {
 
 // Service keeps the disputes.
 type Service struct {
-	cfg Config
-	cal *control.Calendar
-	cl  *kgo.Client
-	mu  sync.Mutex
-	all map[string]*Dispute
+	cfg  Config
+	cal  *control.Calendar
+	cl   *kgo.Client
+	mu   sync.Mutex
+	all  map[string]*Dispute
+	open map[string][]string // flagged records (openKey) -> their disputes' ids
 }
 
 // Errors, wrapped with what happened.
@@ -166,12 +167,14 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, cal: cal, cl: cl, all: map[string]*Dispute{}}
+	s := &Service{cfg: cfg, cal: cal, cl: cl, all: map[string]*Dispute{}, open: map[string][]string{}}
 	if err := kafkaconn.ReadAll(ctx, cfg.Kafka, Topic, func(r *kgo.Record) {
 		var d Dispute
-		if json.Unmarshal(r.Value, &d) == nil {
-			s.all[d.ID] = &d
+		if err := json.Unmarshal(r.Value, &d); err != nil {
+			cfg.Log.Warn("dispute: unreadable record in the disputes topic, skipped", "offset", r.Offset, "err", err)
+			return
 		}
+		s.put(&d)
 	}); err != nil {
 		cl.Close()
 		return nil, fmt.Errorf("dispute: load: %w", err)
@@ -205,34 +208,43 @@ func (s *Service) Raise(ctx context.Context, dept string, r Request) (*Dispute, 
 			return nil, &RequestError{Field: "fields", Reason: fmt.Sprintf("%s has no field %q", it.Code, f)}
 		}
 	}
+	d, fresh, err := s.raise(ctx, dept, it, r)
+	if err == nil && fresh {
+		s.flagChanged(ctx, d)
+	}
+	return d, err
+}
+
+// raise records a new dispute (fresh) or joins the open one of the same
+// record and field.
+func (s *Service) raise(ctx context.Context, dept string, it *catalog.Item, r Request) (*Dispute, bool, error) {
 	now := s.cfg.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, d := range s.all {
-		if d.State == Pending && d.Item == r.Item && d.Key == r.Key && overlaps(d.Fields, r.Fields) {
+	for _, id := range s.open[openKey(r.Item, r.Key)] {
+		if d := s.all[id]; d.State == Pending && overlaps(d.Fields, r.Fields) {
 			if d.Involves(dept) {
-				return clone(d), nil
+				return clone(d), false, nil
 			}
 			next := clone(d)
 			next.Joined = append(next.Joined, dept)
 			if err := s.save(ctx, next); err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			s.audit(ctx, next, "dispute_joined", dept, r.Claim, now)
-			return clone(next), nil
+			return clone(next), false, nil
 		}
 	}
 	d := &Dispute{ID: newID(), Request: r, RaisedBy: dept, Source: it.Source, Raised: now.UTC(),
 		Due: s.cal.Deadline(now, it.DisputeDeadline()).UTC(), State: Pending}
 	if err := s.save(ctx, d); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := s.flag(ctx, d, true); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	s.audit(ctx, d, "dispute_raised", dept, r.Claim, now)
-	s.flagChanged(ctx, d)
-	return clone(d), nil
+	return clone(d), true, nil
 }
 
 // Reject closes a dispute the source finds groundless, with the reason.
@@ -271,6 +283,14 @@ func (s *Service) close(ctx context.Context, id, by string, set func(*Dispute), 
 // answer applies the source's answer to an open dispute; closing, it
 // clears the flag.
 func (s *Service) answer(ctx context.Context, id, by string, set func(*Dispute), kind, detail string, closing bool) (*Dispute, error) {
+	d, err := s.answerLocked(ctx, id, by, set, kind, detail, closing)
+	if err == nil && closing {
+		s.flagChanged(ctx, d)
+	}
+	return d, err
+}
+
+func (s *Service) answerLocked(ctx context.Context, id, by string, set func(*Dispute), kind, detail string, closing bool) (*Dispute, error) {
 	now := s.cfg.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -297,21 +317,15 @@ func (s *Service) answer(ctx context.Context, id, by string, set func(*Dispute),
 		}
 	}
 	s.audit(ctx, next, kind, by, detail, now)
-	if closing {
-		s.flagChanged(ctx, next)
-	}
 	return clone(next), nil
 }
 
-// flagChanged tells OnFlag, without the service's lock (it reads OpenOn).
+// flagChanged tells OnFlag that the record's flag changed; called without
+// the service's lock (OnFlag reads OpenOn).
 func (s *Service) flagChanged(ctx context.Context, d *Dispute) {
-	if s.cfg.OnFlag == nil {
-		return
+	if s.cfg.OnFlag != nil {
+		s.cfg.OnFlag(ctx, d.Item, d.Key)
 	}
-	item, key := d.Item, d.Key
-	s.mu.Unlock()
-	defer s.mu.Lock()
-	s.cfg.OnFlag(ctx, item, key)
 }
 
 // land reads the receipts of the corrections in flight and closes the
@@ -360,9 +374,7 @@ func (s *Service) land(ctx context.Context) error {
 				return err
 			}
 			s.audit(ctx, next, "dispute_corrected", d.Source, d.Correction+" landed in "+sinks(receipts), now)
-			if s.cfg.OnFlag != nil {
-				s.cfg.OnFlag(ctx, next.Item, next.Key)
-			}
+			s.flagChanged(ctx, next)
 		}
 	}
 	return nil
@@ -441,14 +453,29 @@ func (s *Service) visible(d *Dispute, dept string) bool {
 func (s *Service) OpenOn(item, key string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var ids []string
-	for _, d := range s.all {
-		if (d.State == Pending || d.State == Correcting) && d.Item == item && d.Key == key {
-			ids = append(ids, d.ID)
-		}
+	return slices.Clone(s.open[openKey(item, key)])
+}
+
+func openKey(item, key string) string { return item + "\x00" + key }
+
+// flagged says whether a dispute in state st keeps its record flagged.
+func flagged(st State) bool { return st == Pending || st == Correcting }
+
+// put keeps a dispute and the index of the flagged records (the feeds and
+// the lookups ask it for every record).
+func (s *Service) put(d *Dispute) {
+	k := openKey(d.Item, d.Key)
+	if prev, ok := s.all[d.ID]; ok && flagged(prev.State) {
+		s.open[k] = slices.DeleteFunc(s.open[k], func(id string) bool { return id == d.ID })
 	}
-	sort.Strings(ids)
-	return ids
+	if flagged(d.State) {
+		s.open[k] = append(s.open[k], d.ID)
+		slices.Sort(s.open[k])
+	}
+	if len(s.open[k]) == 0 {
+		delete(s.open, k)
+	}
+	s.all[d.ID] = d
 }
 
 func (s *Service) save(ctx context.Context, d *Dispute) error {
@@ -459,7 +486,7 @@ func (s *Service) save(ctx context.Context, d *Dispute) error {
 	if err := s.cl.ProduceSync(ctx, &kgo.Record{Key: []byte(d.ID), Value: b}).FirstErr(); err != nil {
 		return fmt.Errorf("dispute: save %s: %w", d.ID, err)
 	}
-	s.all[d.ID] = d
+	s.put(d)
 	return nil
 }
 
