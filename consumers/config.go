@@ -12,20 +12,16 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/internal/sdkconn"
 )
 
 // Opt configures a Subscriber.
 type Opt func(*cfg)
 
 type cfg struct {
-	brokers       []string
-	user, pass    string
-	registryURL   string
-	registryOpts  []sr.ClientOpt
+	conn          sdkconn.Conn
 	group         string
 	log           *slog.Logger
-	kafkaOpts     []kgo.Opt
 	registerer    prometheus.Registerer
 	onUndecodable func(context.Context, Undecodable) error
 	closeTimeout  time.Duration
@@ -37,16 +33,13 @@ func defaultCfg(department string) cfg {
 }
 
 func (c *cfg) validate() error {
-	if len(c.brokers) == 0 {
-		return errors.New("consumers: no brokers (use Brokers)")
-	}
-	if c.registryURL == "" {
-		return errors.New("consumers: no schema registry (use Registry)")
+	if err := c.conn.Check("consumers"); err != nil {
+		return err
 	}
 	if c.closeTimeout <= 0 {
 		return errors.New("consumers: CloseTimeout must be positive")
 	}
-	if c.snapshot != nil && (c.snapshot.API == "" || c.snapshot.Purpose == "" || c.snapshot.Handle == nil || c.user == "") {
+	if c.snapshot != nil && (c.snapshot.API == "" || c.snapshot.Purpose == "" || c.snapshot.Handle == nil || c.conn.User == "") {
 		return errors.New("consumers: WithSnapshot needs the API, the purpose, a Handle and SASL credentials")
 	}
 	if c.onUndecodable == nil {
@@ -60,38 +53,27 @@ func (c *cfg) validate() error {
 }
 
 // Brokers sets the Kafka bootstrap brokers.
-func Brokers(addrs ...string) Opt { return func(c *cfg) { c.brokers = addrs } }
+func Brokers(addrs ...string) Opt { return func(c *cfg) { c.conn.Brokers = addrs } }
 
 // SASL authenticates as the department's SCRAM-SHA-256 principal.
-func SASL(user, pass string) Opt { return func(c *cfg) { c.user, c.pass = user, pass } }
+func SASL(user, pass string) Opt { return func(c *cfg) { c.conn.User, c.conn.Pass = user, pass } }
 
 // Registry sets the Confluent-compatible schema registry URL. The client
 // authenticates to it with the SASL user and password (HTTP basic auth, as
 // Confluent's basic.auth.credentials.source=SASL_INHERIT) unless
 // RegistryOpts says otherwise.
-func Registry(url string) Opt { return func(c *cfg) { c.registryURL = url } }
+func Registry(url string) Opt { return func(c *cfg) { c.conn.RegistryURL = url } }
 
 // RegistryOpts adds schema registry client options: sr.DialTLSConfig for
 // HTTPS with a private CA, sr.BasicAuth for other credentials.
 func RegistryOpts(opts ...sr.ClientOpt) Opt {
-	return func(c *cfg) { c.registryOpts = append(c.registryOpts, opts...) }
+	return func(c *cfg) { c.conn.RegistryOpts = append(c.conn.RegistryOpts, opts...) }
 }
 
 // TLS connects to Kafka (SASL_SSL) and to the registry (HTTPS) with c:
 // for a bus whose certificates a private CA signed, a config whose RootCAs
 // hold that CA (jutong dev prints where its ca.pem is).
-func TLS(c *tls.Config) Opt {
-	return func(cfg *cfg) {
-		cfg.kafkaOpts = append(cfg.kafkaOpts, kgo.DialTLSConfig(c.Clone()))
-		cfg.registryOpts = append(cfg.registryOpts, sr.DialTLSConfig(c.Clone()))
-	}
-}
-
-// registry is how the client reaches the registry: as its SASL principal,
-// then the caller's options.
-func (c *cfg) registry() []sr.ClientOpt {
-	return append(kafkaconn.Config{User: c.user, Password: c.pass}.RegistryOpts(c.registryURL), c.registryOpts...)
-}
+func TLS(t *tls.Config) Opt { return func(c *cfg) { c.conn.AddTLS(t) } }
 
 // Group sets the consumer group (default "<department>.default"); a
 // department's groups share its code and a dot as prefix, so one ACL covers
@@ -107,7 +89,7 @@ func Metrics(reg prometheus.Registerer) Opt { return func(c *cfg) { c.registerer
 
 // KafkaOpts adds franz-go client options (TLS, ...).
 func KafkaOpts(opts ...kgo.Opt) Opt {
-	return func(c *cfg) { c.kafkaOpts = append(c.kafkaOpts, opts...) }
+	return func(c *cfg) { c.conn.KafkaOpts = append(c.conn.KafkaOpts, opts...) }
 }
 
 // Undecodable is a record no schema reads: bytes that are not Confluent-

@@ -130,7 +130,7 @@ func (s *Subscriber) snapshotItem(ctx context.Context, topic string, it *catalog
 	if err != nil {
 		return nil, err
 	}
-	req.SetBasicAuth(s.cfg.user, s.cfg.pass)
+	req.SetBasicAuth(s.cfg.conn.User, s.cfg.conn.Pass)
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("consumers: snapshot of %s: %w", it.Code, err)

@@ -89,11 +89,11 @@ func New(ctx context.Context, cat *catalog.Catalog, department string, items []s
 		c.group = department + "." + c.group
 	}
 	s := &Subscriber{cfg: c, dept: department, items: map[string]*catalog.Item{}, m: newMetrics(c.registerer), skipBelow: map[string]map[int32]int64{}}
-	conn, err := kafkaconn.Config{Brokers: c.brokers, User: c.user, Password: c.pass}.Opts()
+	conn, err := c.conn.Kafka()
 	if err != nil {
 		return nil, fmt.Errorf("consumers: %w", err)
 	}
-	conn = append(conn, c.kafkaOpts...) // TLS and the caller's own
+	conn = append(conn, c.conn.KafkaOpts...) // TLS and the caller's own
 	feeds, err := grantedFeeds(ctx, conn, department)
 	if err != nil {
 		return nil, err
@@ -120,10 +120,10 @@ func New(ctx context.Context, cat *catalog.Catalog, department string, items []s
 		kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), // never an aborted adapter transaction
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if s.cl, err = kgo.NewClient(append(kopts, c.kafkaOpts...)...); err != nil {
+	if s.cl, err = kgo.NewClient(append(kopts, c.conn.KafkaOpts...)...); err != nil {
 		return nil, fmt.Errorf("consumers: %w", err)
 	}
-	reg, err := sr.NewClient(c.registry()...)
+	reg, err := sr.NewClient(c.conn.Registry()...)
 	if err != nil {
 		s.cl.Close()
 		return nil, fmt.Errorf("consumers: %w", err)

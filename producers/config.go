@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/internal/sdkconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -16,18 +16,14 @@ import (
 type Opt func(*cfg)
 
 type cfg struct {
-	brokers      []string
-	user, pass   string
-	registryURL  string
-	registryOpts []sr.ClientOpt
-	system       string
-	adapter      string
-	log          *slog.Logger
-	kafkaOpts    []kgo.Opt
-	now          func() time.Time
-	registerer   prometheus.Registerer
-	txnID        string
-	closeFlush   time.Duration
+	conn       sdkconn.Conn
+	system     string
+	adapter    string
+	log        *slog.Logger
+	now        func() time.Time
+	registerer prometheus.Registerer
+	txnID      string
+	closeFlush time.Duration
 }
 
 func defaultCfg() cfg {
@@ -35,11 +31,8 @@ func defaultCfg() cfg {
 }
 
 func (c *cfg) validate() error {
-	if len(c.brokers) == 0 {
-		return errors.New("producers: no brokers (use Brokers)")
-	}
-	if c.registryURL == "" {
-		return errors.New("producers: no schema registry (use Registry)")
+	if err := c.conn.Check("producers"); err != nil {
+		return err
 	}
 	if c.closeFlush <= 0 {
 		return errors.New("producers: CloseTimeout must be positive")
@@ -48,38 +41,27 @@ func (c *cfg) validate() error {
 }
 
 // Brokers sets the Kafka bootstrap brokers.
-func Brokers(addrs ...string) Opt { return func(c *cfg) { c.brokers = addrs } }
+func Brokers(addrs ...string) Opt { return func(c *cfg) { c.conn.Brokers = addrs } }
 
 // SASL authenticates as the department's SCRAM-SHA-256 principal.
-func SASL(user, pass string) Opt { return func(c *cfg) { c.user, c.pass = user, pass } }
+func SASL(user, pass string) Opt { return func(c *cfg) { c.conn.User, c.conn.Pass = user, pass } }
 
 // Registry sets the Confluent-compatible schema registry URL. The client
 // authenticates to it with the SASL user and password (HTTP basic auth, as
 // Confluent's basic.auth.credentials.source=SASL_INHERIT) unless
 // RegistryOpts says otherwise.
-func Registry(url string) Opt { return func(c *cfg) { c.registryURL = url } }
+func Registry(url string) Opt { return func(c *cfg) { c.conn.RegistryURL = url } }
 
 // RegistryOpts adds schema registry client options: sr.DialTLSConfig for
 // HTTPS with a private CA, sr.BasicAuth for other credentials.
 func RegistryOpts(opts ...sr.ClientOpt) Opt {
-	return func(c *cfg) { c.registryOpts = append(c.registryOpts, opts...) }
+	return func(c *cfg) { c.conn.RegistryOpts = append(c.conn.RegistryOpts, opts...) }
 }
 
 // TLS connects to Kafka (SASL_SSL) and to the registry (HTTPS) with c:
 // for a bus whose certificates a private CA signed, a config whose RootCAs
 // hold that CA (jutong dev prints where its ca.pem is).
-func TLS(c *tls.Config) Opt {
-	return func(cfg *cfg) {
-		cfg.kafkaOpts = append(cfg.kafkaOpts, kgo.DialTLSConfig(c.Clone()))
-		cfg.registryOpts = append(cfg.registryOpts, sr.DialTLSConfig(c.Clone()))
-	}
-}
-
-// registry is how the client reaches the registry: as its SASL principal,
-// then the caller's options.
-func (c *cfg) registry() []sr.ClientOpt {
-	return append(kafkaconn.Config{User: c.user, Password: c.pass}.RegistryOpts(c.registryURL), c.registryOpts...)
-}
+func TLS(t *tls.Config) Opt { return func(c *cfg) { c.conn.AddTLS(t) } }
 
 // System names the department system the events come from (recorded in each event's source).
 func System(name string) Opt { return func(c *cfg) { c.system = name } }
@@ -101,7 +83,7 @@ func Transactional(id string) Opt { return func(c *cfg) { c.txnID = id } }
 
 // KafkaOpts adds franz-go client options (TLS, linger, ...).
 func KafkaOpts(opts ...kgo.Opt) Opt {
-	return func(c *cfg) { c.kafkaOpts = append(c.kafkaOpts, opts...) }
+	return func(c *cfg) { c.conn.KafkaOpts = append(c.conn.KafkaOpts, opts...) }
 }
 
 // CloseTimeout bounds how long Close waits for the events still buffered to

@@ -12,7 +12,6 @@ import (
 
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/inbox"
-	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/producers/contract"
 	"github.com/jutong/jutong/schemas"
 	"github.com/jutong/jutong/topicname"
@@ -48,7 +47,7 @@ func New(ctx context.Context, cat *catalog.Catalog, department string, opts ...O
 	if cat.Department(department) == nil {
 		return nil, fmt.Errorf("producers: unknown department %q", department)
 	}
-	kopts, err := kafkaconn.Config{Brokers: c.brokers, User: c.user, Password: c.pass}.Opts()
+	kopts, err := c.conn.Kafka()
 	if err != nil {
 		return nil, err
 	}
@@ -61,11 +60,11 @@ func New(ctx context.Context, cat *catalog.Catalog, department string, opts ...O
 	if c.txnID != "" {
 		kopts = append(kopts, kgo.TransactionalID(c.txnID), kgo.TransactionTimeout(time.Minute))
 	}
-	cl, err := kgo.NewClient(append(kopts, c.kafkaOpts...)...)
+	cl, err := kgo.NewClient(append(kopts, c.conn.KafkaOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("producers: %w", err)
 	}
-	reg, err := sr.NewClient(c.registry()...)
+	reg, err := sr.NewClient(c.conn.Registry()...)
 	if err != nil {
 		cl.Close()
 		return nil, fmt.Errorf("producers: registry: %w", err)
