@@ -27,25 +27,17 @@ func benchPipeline(ctx context.Context, args []string, out, errOut io.Writer) er
 	item := fs.String("item", "legal_person.enterprise_registration", "the catalog item (the default has 15 fields)")
 	rate := fs.Int("rate", 30_000, "events/s for the latency run")
 	duration := fs.Duration("duration", 10*time.Second, "length of the latency run")
-	pgDSN := fs.EnvString("postgres-dsn", "JUTONG_POSTGRES_DSN", "", "PostgreSQL; empty starts a throwaway local server")
-	chDSN := fs.EnvString("clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "ClickHouse; empty starts a throwaway local server")
-	verbose := fs.Bool("v", false, "log progress (info level) to stderr")
+	var sf stackFlags
+	sf.register(fs)
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the throughput run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "jutong-bench-")
+	st, done, err := sf.start(ctx, errOut, nil)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	st, err := stack.Start(ctx, &stack.Flags{Apply: true, DataDir: dir, Brokers: 3, KafkaPorts: "0,0,0",
-		RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", AdminUser: "jutong", AdminPassword: "bench",
-		PostgresDSN: *pgDSN, ClickHouseDSN: *chDSN}, "jutong_bench", true, cmdflag.Logger(errOut, *verbose))
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer done()
 	it := st.Catalog.Item(*item)
 	if it == nil {
 		return fmt.Errorf("no catalog item %q", *item)
@@ -73,6 +65,39 @@ func benchPipeline(ctx context.Context, args []string, out, errOut io.Writer) er
 		return err
 	}
 	return p.exactlyOnce(ctx, *events+latEvents)
+}
+
+// stackFlags are the settings of the benchmarks that start a whole stack.
+type stackFlags struct {
+	pgDSN, chDSN string
+	verbose      bool
+}
+
+func (f *stackFlags) register(fs *cmdflag.FlagSet) {
+	fs.EnvStringVar(&f.pgDSN, "postgres-dsn", "JUTONG_POSTGRES_DSN", "", "PostgreSQL; empty starts a throwaway local server")
+	fs.EnvStringVar(&f.chDSN, "clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "ClickHouse; empty starts a throwaway local server")
+	fs.BoolVar(&f.verbose, "v", false, "log progress (info level) to stderr")
+}
+
+// start starts a stack (3 embedded brokers, the catalog applied, fresh
+// databases, plaintext) in a temporary directory; done stops and removes it.
+func (f *stackFlags) start(ctx context.Context, errOut io.Writer, adjust func(*stack.Flags)) (*stack.Stack, func(), error) {
+	dir, err := os.MkdirTemp("", "jutong-bench-")
+	if err != nil {
+		return nil, nil, err
+	}
+	flags := &stack.Flags{Apply: true, DataDir: dir, Brokers: 3, KafkaPorts: "0,0,0",
+		RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", AdminUser: "jutong", AdminPassword: "bench",
+		PostgresDSN: f.pgDSN, ClickHouseDSN: f.chDSN}
+	if adjust != nil {
+		adjust(flags)
+	}
+	st, err := stack.Start(ctx, flags, "jutong_bench", true, cmdflag.Logger(errOut, f.verbose))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return st, func() { st.Close(); os.RemoveAll(dir) }, nil
 }
 
 // pipe is one run of bench pipeline.

@@ -36,25 +36,17 @@ func benchQuery(ctx context.Context, args []string, out, errOut io.Writer) error
 	records := fs.Int("records", 100_000, "residents published (and a fifth as many enterprises)")
 	clients := fs.Int("clients", 64, "concurrent clients")
 	duration := fs.Duration("duration", 10*time.Second, "length of each run (by key, by field)")
-	pgDSN := fs.EnvString("postgres-dsn", "JUTONG_POSTGRES_DSN", "", "PostgreSQL; empty starts a throwaway local server")
-	chDSN := fs.EnvString("clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "ClickHouse; empty starts a throwaway local server")
-	verbose := fs.Bool("v", false, "log progress (info level) to stderr")
+	var sf stackFlags
+	sf.register(fs)
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the runs (this process: the bus and the clients) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "jutong-bench-")
+	st, done, err := sf.start(ctx, errOut, func(f *stack.Flags) { f.LookupRate = 1e6 })
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	st, err := stack.Start(ctx, &stack.Flags{Apply: true, DataDir: dir, Brokers: 3, KafkaPorts: "0,0,0",
-		RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", AdminUser: "jutong", AdminPassword: "bench",
-		PostgresDSN: *pgDSN, ClickHouseDSN: *chDSN, LookupRate: 1e6}, "jutong_bench", true, cmdflag.Logger(errOut, *verbose))
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer done()
 	q := &query{st: st, out: out, clients: *clients}
 	fmt.Fprintf(out, "jutong bench query: %d residents, %d enterprises; %d clients over HTTP (basic auth, grant, purpose, masking, rate limit, audit on)\n",
 		*records, *records/5, *clients)
