@@ -1,16 +1,18 @@
 package demo
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"math/big"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5"
 
+	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/dispute"
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/producers"
@@ -49,17 +51,9 @@ func demoDispute(ctx context.Context, out io.Writer, st *stack.Stack) error {
 		return err
 	}
 	defer pub.Close()
-	rec, err := currentRecord(ctx, st, key)
+	data, err = currentRecord(ctx, st, it, key)
 	if err != nil {
 		return err
-	}
-	data = maps.Clone(rec)
-	for k, v := range data {
-		if n, ok := v.(pgtype.Numeric); ok { // the base database's numeric, as the SDK takes it
-			f, _ := n.Value()
-			r, _ := new(big.Rat).SetString(fmt.Sprint(f))
-			data[k] = r
-		}
 	}
 	data["registered_capital"] = new(big.Rat).Add(capital, big.NewRat(100, 1))
 	fix := &schemas.Event{ID: uuid.NewString(), Op: schemas.OpUpdate, Key: key, Data: data, EventTime: time.Now()}
@@ -85,26 +79,25 @@ func demoDispute(ctx context.Context, out io.Writer, st *stack.Stack) error {
 	return nil
 }
 
-// currentRecord reads an enterprise's current state from the base database.
-func currentRecord(ctx context.Context, st *stack.Stack, key string) (map[string]any, error) {
-	rows, err := st.PGPool.Query(ctx, "SELECT * FROM legal_person.enterprise_registration WHERE uscc = $1", key)
-	if err != nil {
+// currentRecord reads a record's current state from the base database,
+// as the SDK takes it (the row as JSON, typed by schemas.FromJSON).
+func currentRecord(ctx context.Context, st *stack.Stack, it *catalog.Item, key string) (map[string]any, error) {
+	d, n := it.Namespace()
+	var raw []byte
+	q := fmt.Sprintf("SELECT row_to_json(t) FROM %s t WHERE %s = $1", pgx.Identifier{d, n}.Sanitize(), pgx.Identifier{it.Key}.Sanitize())
+	if err := st.PGPool.QueryRow(ctx, q, key).Scan(&raw); err != nil {
+		return nil, fmt.Errorf("demo dispute: %s %s: %w", it.Code, key, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var row map[string]any
+	if err := dec.Decode(&row); err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	if !rows.Next() {
-		return nil, fmt.Errorf("demo dispute: enterprise %s is gone", key)
-	}
-	vals, err := rows.Values()
-	if err != nil {
-		return nil, err
-	}
-	it := st.Catalog.Item("legal_person.enterprise_registration")
-	out := map[string]any{}
-	for i, fd := range rows.FieldDescriptions() {
-		if f := it.Field(fd.Name); f != nil {
-			out[fd.Name] = vals[i]
+	for k := range row {
+		if it.Field(k) == nil {
+			delete(row, k) // the change's metadata (_event_id, ...)
 		}
 	}
-	return out, rows.Err()
+	return schemas.FromJSON(it, row)
 }
