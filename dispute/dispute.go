@@ -276,6 +276,18 @@ func (s *Service) Correct(ctx context.Context, id, by, eventID string) (*Dispute
 	return s.Get(by, d.ID)
 }
 
+// CorrectRecord is Correct for a change that names the dispute itself: the
+// change must be of the disputed record (item and key).
+func (s *Service) CorrectRecord(ctx context.Context, id, by, item, key, eventID string) (*Dispute, error) {
+	s.mu.Lock()
+	d, ok := s.all[id]
+	s.mu.Unlock()
+	if ok && (d.Item != item || d.Key != key) {
+		return nil, &RequestError{Field: "corrects", Reason: fmt.Sprintf("dispute %s is about %s %s, not %s %s", id, d.Item, d.Key, item, key)}
+	}
+	return s.Correct(ctx, id, by, eventID)
+}
+
 func (s *Service) close(ctx context.Context, id, by string, set func(*Dispute), kind, detail string) (*Dispute, error) {
 	return s.answer(ctx, id, by, set, kind, detail, true)
 }

@@ -46,8 +46,8 @@ type Config struct {
 	InstanceID string
 	// OnCorrection, when set, is told (after the transaction committed) of
 	// each accepted change that names the dispute it corrects: the dispute,
-	// the department that sent it, the change's event id.
-	OnCorrection func(dispute, dept, eventID string)
+	// the department that sent it, the change's item, key and event id.
+	OnCorrection func(dispute, dept, item, key, eventID string)
 	Now          func() time.Time
 	Log          *slog.Logger
 	Metrics      prometheus.Registerer

@@ -24,9 +24,9 @@ type producer interface {
 
 // accepted is an id to remember once its transaction commits.
 type accepted struct {
-	item, id string
-	pos      Position
-	cand     int // the candidate's index
+	item, id, key string
+	pos           Position
+	cand          int // the candidate's index
 }
 
 // decide judges the candidates, in order.
@@ -68,7 +68,7 @@ func write(ctx context.Context, p producer, vs []verdict, now time.Time) ([]Outc
 		i := idx[j]
 		pos := Position{r.Partition, r.Offset}
 		out[i] = Outcome{Status: Accepted, Position: pos}
-		ids = append(ids, accepted{vs[i].it.Code, vs[i].ev.ID, pos, i})
+		ids = append(ids, accepted{vs[i].it.Code, vs[i].ev.ID, vs[i].ev.Key, pos, i})
 		second, secondIdx = append(second, idRecord(vs[i].it.Code, vs[i].ev.ID, pos, now)), append(secondIdx, -1)
 	}
 	for i, v := range vs {
@@ -118,7 +118,7 @@ func (d *Door) committed(path string, cands []Candidate, out []Outcome, ids []ac
 	for _, a := range ids {
 		d.ids.add(a.item, a.id, a.pos, now)
 		if c := cands[a.cand]; c.Corrects != "" && d.cfg.OnCorrection != nil {
-			d.cfg.OnCorrection(c.Corrects, c.Department, a.id)
+			d.cfg.OnCorrection(c.Corrects, c.Department, a.item, a.key, a.id)
 		}
 	}
 	for i, o := range out {

@@ -261,6 +261,23 @@ func TestDisputes(t *testing.T) {
 	req3.Key = evs[1].Key
 	var d3 dispute.Dispute
 	cc.call("tax", "POST", "/v1/disputes", req3, &d3)
+	// A change of another record naming it corrects nothing (it stays open
+	// below); a publishing token does not reach the disputes.
+	other := map[string]any{}
+	for k, v := range evs[4].Data {
+		other[k] = schemas.PortableValue(cat.Item(item).Field(k), v)
+	}
+	body, _ = json.Marshal(map[string]any{"event_id": uuid.NewString(), "op": "UPDATE", "key": evs[4].Key, "data": other, "corrects": d3.ID})
+	greq, _ = http.NewRequest("POST", b.APIURL()+"/v1/items/"+item+"/events", bytes.NewReader(body))
+	greq.Header.Set("Authorization", "Bearer "+b.Tokens["market_supervision"])
+	if gresp, err := http.DefaultClient.Do(greq); err != nil || gresp.StatusCode != 200 {
+		t.Fatalf("the gateway: %v %v", err, gresp)
+	}
+	preq, _ := http.NewRequest("GET", b.APIURL()+"/v1/disputes", nil)
+	preq.Header.Set("Authorization", "Bearer "+b.Tokens["tax"])
+	if presp, err := http.DefaultClient.Do(preq); err != nil || presp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a publishing token listed disputes: %v %v", err, presp)
+	}
 	clk.add(15 * 24 * time.Hour)
 	for range 2 {
 		if err := b.Disputes.Tick(ctx); err != nil {

@@ -65,19 +65,19 @@ func (b *Bus) startDisputes(ctx, rctx context.Context) (err error) {
 // corrected is the door's word that a change naming a dispute was
 // accepted: the dispute now waits for it to land (in the background: the
 // door goes on).
-func (b *Bus) corrected(id, dept, eventID string) {
+func (b *Bus) corrected(id, dept, item, key, eventID string) {
 	d := b.disputesRef.Load()
 	if d == nil {
 		b.cfg.Log.Warn("a correction arrived before the disputes opened; name it with jutong dispute correct", "dispute", id, "event", eventID)
 		return
 	}
-	b.wg.Go(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if _, err := d.Correct(ctx, id, dept, eventID); err != nil {
-			b.cfg.Log.Warn("a change names a dispute it cannot correct", "dispute", id, "department", dept, "event", eventID, "err", err)
-		}
-	})
+	// Synchronously (a rare event): the gateway's requests run outside the
+	// bus's wait group.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := d.CorrectRecord(ctx, id, dept, item, key, eventID); err != nil {
+		b.cfg.Log.Warn("a change names a dispute it cannot correct", "dispute", id, "department", dept, "item", item, "event", eventID, "err", err)
+	}
 }
 
 // serveDisputes adds the disputes to the API (officers' tokens).
