@@ -39,7 +39,7 @@ func commands() []command {
 		{"snapshot", "take an item's current state as a grant sees it, with the positions to follow from", runSnapshot},
 		{"responsibilities", "print the responsibility list: what each department must publish, how often", runResponsibilities},
 		{"dept", "departments as Kafka principals: list, rotate a password", runDept},
-		{"bench", "measure the bus on this machine and print the figures (bench [pipeline|publish|topics])", bench.Run},
+		{"bench", "measure the bus on this machine and print the figures (bench [pipeline|publish|door|topics|query])", bench.Run},
 	}
 }
 
