@@ -24,6 +24,7 @@ type cfg struct {
 	log           *slog.Logger
 	registerer    prometheus.Registerer
 	onUndecodable func(context.Context, Undecodable) error
+	onFlag        func(context.Context, Flag) error
 	closeTimeout  time.Duration
 	snapshot      *SnapshotConfig
 }
@@ -109,6 +110,30 @@ type Undecodable struct {
 // stops Run with it instead (the record is delivered again next time).
 func OnUndecodable(f func(ctx context.Context, u Undecodable) error) Opt {
 	return func(c *cfg) { c.onUndecodable = f }
+}
+
+// Flag says that the open disputes of a record changed: one was raised, or
+// the last one closed (Disputes empty). It arrives in order with the
+// record's changes, on the item's own topic (a department reading an item in
+// clear); on a masked feed the bus re-emits the record itself with its
+// Delivery.Disputes instead.
+type Flag struct {
+	Item      *catalog.Item
+	Key       string
+	Disputes  []string // open from now on
+	At        time.Time
+	Topic     string
+	Partition int32
+	Offset    int64
+}
+
+// OnFlag sets what happens when a record's flag changes on an item's own
+// topic (see Flag). The default counts it (jutong_subscriber_flags_total)
+// and goes on; the changes themselves carry their disputes in
+// Delivery.Disputes either way. A callback that returns an error stops Run
+// with it (the flag is delivered again next time).
+func OnFlag(f func(ctx context.Context, fl Flag) error) Opt {
+	return func(c *cfg) { c.onFlag = f }
 }
 
 // CloseTimeout bounds how long Close waits to leave the group (default 10s).

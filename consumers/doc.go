@@ -16,6 +16,10 @@
 // catalog item describes them. A key the grant masks comes as the feed's
 // pseudonym (unique per source key).
 //
+// A record under dispute comes with its open disputes (Delivery.Disputes);
+// on an item's own topic the bus also writes flag records when a dispute
+// opens or closes, handed to OnFlag (docs/disputes.md).
+//
 // WithSnapshot makes a new group start from the items' current state (the
 // bus's snapshot, as the grant sees it) and follow from exactly where it
 // stops. The subscriber authenticates to the schema registry and the API

@@ -11,6 +11,7 @@ import (
 type metrics struct {
 	delivered   *prometheus.CounterVec
 	undecodable *prometheus.CounterVec
+	flags       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -23,10 +24,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "jutong_subscriber_undecodable_total",
 			Help: "Records a subscriber could not decode (not framed Avro, unknown schema id) and handed to its OnUndecodable callback, by item.",
 		}, []string{"item"}),
+		flags: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jutong_subscriber_flags_total",
+			Help: "Dispute flag records a subscriber read on an item's own topic (a record's open disputes changed), by item.",
+		}, []string{"item"}),
 	}
 	if reg != nil {
 		m.delivered = promutil.Register(reg, m.delivered)
 		m.undecodable = promutil.Register(reg, m.undecodable)
+		m.flags = promutil.Register(reg, m.flags)
 	}
 	return m
 }

@@ -34,23 +34,29 @@ type Delivery struct {
 	Event     *schemas.Event
 	Partition int32
 	Offset    int64
-	// Disputes are the open disputes of the record when the bus projected
-	// it for the department's feed (or took its snapshot): the source is
-	// checking it (docs/disputes.md). Empty on the item's own topic.
+	// Disputes are the open disputes of the record (the source is checking
+	// it, docs/disputes.md): on a feed, when the bus projected the record
+	// (a feed re-emits a record whose flag changed); on the item's own
+	// topic, when the change passed the door (a flag change arrives as a
+	// Flag, see OnFlag); in a snapshot, when it was taken.
 	Disputes []string
 }
 
-// DisputesHeader is the feed records' header naming their open disputes.
-const DisputesHeader = "jutong.disputes"
+// DisputesHeader is the header naming a record's open disputes.
+const DisputesHeader = schemas.HeaderDisputes
 
-// disputes reads a record's disputes header.
-func disputes(r *kgo.Record) []string {
+// disputes reads a record's disputes header; flag says whether it is a
+// dispute flag record rather than a change.
+func disputes(r *kgo.Record) (ids []string, flag bool) {
 	for _, h := range r.Headers {
-		if h.Key == DisputesHeader && len(h.Value) > 0 {
-			return strings.Split(string(h.Value), ",")
+		switch {
+		case h.Key == DisputesHeader:
+			ids = schemas.SplitDisputes(h.Value)
+		case schemas.IsFlag(h.Key, h.Value):
+			flag = true
 		}
 	}
-	return nil
+	return ids, flag
 }
 
 // Handler processes one delivery; an error stops Run and redelivers.
@@ -172,6 +178,15 @@ func (s *Subscriber) deliver(ctx context.Context, fs kgo.Fetches, h Handler) err
 				done = append(done, r)
 				continue
 			}
+			ids, isFlag := disputes(r)
+			if isFlag {
+				if err := s.flag(ctx, r); err != nil {
+					stop = err
+					return
+				}
+				done = append(done, r)
+				continue
+			}
 			ev, err := s.decode(ctx, r)
 			var bad *schemas.RecordError
 			switch {
@@ -190,7 +205,7 @@ func (s *Subscriber) deliver(ctx context.Context, fs kgo.Fetches, h Handler) err
 				stop = err // ctx done while the registry could not be reached
 				return
 			}
-			if err := h(ctx, Delivery{Item: s.items[r.Topic], Topic: r.Topic, Event: ev, Partition: r.Partition, Offset: r.Offset, Disputes: disputes(r)}); err != nil {
+			if err := h(ctx, Delivery{Item: s.items[r.Topic], Topic: r.Topic, Event: ev, Partition: r.Partition, Offset: r.Offset, Disputes: ids}); err != nil {
 				stop = err
 				return
 			}
@@ -211,6 +226,21 @@ func (s *Subscriber) deliver(ctx context.Context, fs kgo.Fetches, h Handler) err
 		s.rewind(fs)
 	}
 	return stop
+}
+
+// flag hands a dispute flag record of an item's topic to OnFlag.
+func (s *Subscriber) flag(ctx context.Context, r *kgo.Record) error {
+	it := s.items[r.Topic]
+	f, err := schemas.ParseFlag(r.Value)
+	if err != nil {
+		s.cfg.log.Warn("consumers: skipping an unreadable flag record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+		return nil
+	}
+	s.m.flags.WithLabelValues(it.Code).Inc()
+	if s.cfg.onFlag == nil {
+		return nil
+	}
+	return s.cfg.onFlag(ctx, Flag{Item: it, Key: f.Key, Disputes: f.Disputes, At: f.At, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset})
 }
 
 // beforeSnapshot says whether r is a feed record the snapshot holds already.

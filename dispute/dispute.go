@@ -76,6 +76,11 @@ type Dispute struct {
 	Closed   time.Time `json:"closed,omitzero"`
 	// InTime says whether it was answered by its deadline.
 	InTime bool `json:"in_time,omitempty"`
+	// FlagShown says that the record's flag shows whether this dispute is
+	// open: in PostgreSQL's flag table and by a flag record on the item's
+	// topic (schemas.Flag). Cleared at every save that opens or closes it;
+	// the service shows it (again, after a crash) until it is set.
+	FlagShown bool `json:"flag_shown,omitempty"`
 }
 
 // Receipt is where and when one sink landed a correction.
@@ -114,7 +119,8 @@ type Config struct {
 	Landing    Landing
 	LandWithin time.Duration
 	// OnFlag, when set, is told when a record's flag changes (a dispute
-	// opened or closed on it): the feeds re-emit it with the flag.
+	// opened or closed on it), after the flag table and the item's topic
+	// show it: the feeds re-emit the record with the flag.
 	OnFlag func(ctx context.Context, item, key string)
 	Now    func() time.Time
 	Log    *slog.Logger
@@ -122,12 +128,16 @@ type Config struct {
 
 // Service keeps the disputes.
 type Service struct {
-	cfg  Config
-	cal  *control.Calendar
-	cl   *kgo.Client
-	mu   sync.Mutex
-	all  map[string]*Dispute
-	open map[string][]string // flagged records (openKey) -> their disputes' ids
+	cfg     Config
+	cal     *control.Calendar
+	cl      *kgo.Client
+	mu      sync.Mutex
+	all     map[string]*Dispute
+	open    map[string][]string // flagged records (openKey) -> their disputes' ids
+	unshown map[string]bool     // disputes whose flag is not shown yet (FlagShown false)
+	// showMu orders the flag records: each says what was open when it
+	// was written, and a later one is written later.
+	showMu sync.Mutex
 }
 
 // Errors, wrapped with what happened.
@@ -163,11 +173,11 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("dispute: the flag table: %w", err)
 		}
 	}
-	cl, err := kafkaconn.NewClient(cfg.Kafka, kgo.DefaultProduceTopic(Topic))
+	cl, err := kafkaconn.NewClient(cfg.Kafka, kgo.DefaultProduceTopic(Topic), kgo.RecordPartitioner(flagPartitioner()))
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, cal: cal, cl: cl, all: map[string]*Dispute{}, open: map[string][]string{}}
+	s := &Service{cfg: cfg, cal: cal, cl: cl, all: map[string]*Dispute{}, open: map[string][]string{}, unshown: map[string]bool{}}
 	if err := kafkaconn.ReadAll(ctx, cfg.Kafka, Topic, func(r *kgo.Record) {
 		var d Dispute
 		if err := json.Unmarshal(r.Value, &d); err != nil {
@@ -210,7 +220,7 @@ func (s *Service) Raise(ctx context.Context, dept string, r Request) (*Dispute, 
 	}
 	d, fresh, err := s.raise(ctx, dept, it, r)
 	if err == nil && fresh {
-		s.flagChanged(ctx, d)
+		s.show(ctx)
 	}
 	return d, err
 }
@@ -238,9 +248,6 @@ func (s *Service) raise(ctx context.Context, dept string, it *catalog.Item, r Re
 	d := &Dispute{ID: newID(), Request: r, RaisedBy: dept, Source: it.Source, Raised: now.UTC(),
 		Due: s.cal.Deadline(now, it.DisputeDeadline()).UTC(), State: Pending}
 	if err := s.save(ctx, d); err != nil {
-		return nil, false, err
-	}
-	if err := s.flag(ctx, d, true); err != nil {
 		return nil, false, err
 	}
 	s.audit(ctx, d, "dispute_raised", dept, r.Claim, now)
@@ -297,7 +304,7 @@ func (s *Service) close(ctx context.Context, id, by string, set func(*Dispute), 
 func (s *Service) answer(ctx context.Context, id, by string, set func(*Dispute), kind, detail string, closing bool) (*Dispute, error) {
 	d, err := s.answerLocked(ctx, id, by, set, kind, detail, closing)
 	if err == nil && closing {
-		s.flagChanged(ctx, d)
+		s.show(ctx)
 	}
 	return d, err
 }
@@ -323,21 +330,8 @@ func (s *Service) answerLocked(ctx context.Context, id, by string, set func(*Dis
 	if err := s.save(ctx, next); err != nil {
 		return nil, err
 	}
-	if closing {
-		if err := s.flag(ctx, next, false); err != nil {
-			return nil, err
-		}
-	}
 	s.audit(ctx, next, kind, by, detail, now)
 	return clone(next), nil
-}
-
-// flagChanged tells OnFlag that the record's flag changed; called without
-// the service's lock (OnFlag reads OpenOn).
-func (s *Service) flagChanged(ctx context.Context, d *Dispute) {
-	if s.cfg.OnFlag != nil {
-		s.cfg.OnFlag(ctx, d.Item, d.Key)
-	}
 }
 
 // land reads the receipts of the corrections in flight and closes the
@@ -382,11 +376,8 @@ func (s *Service) land(ctx context.Context) error {
 			return err
 		}
 		if next.State == Corrected {
-			if err := s.flag(ctx, next, false); err != nil {
-				return err
-			}
 			s.audit(ctx, next, "dispute_corrected", d.Source, d.Correction+" landed in "+sinks(receipts), now)
-			s.flagChanged(ctx, next)
+			s.show(ctx)
 		}
 	}
 	return nil
@@ -403,6 +394,7 @@ func sinks(rs []Receipt) string {
 // Tick closes the disputes whose correction landed everywhere, and
 // escalates, once, the open disputes past their deadline.
 func (s *Service) Tick(ctx context.Context) error {
+	s.show(ctx) // what a failure or a crash left unshown
 	if err := s.land(ctx); err != nil {
 		return err
 	}
@@ -487,10 +479,20 @@ func (s *Service) put(d *Dispute) {
 	if len(s.open[k]) == 0 {
 		delete(s.open, k)
 	}
+	if d.FlagShown {
+		delete(s.unshown, d.ID)
+	} else {
+		s.unshown[d.ID] = true
+	}
 	s.all[d.ID] = d
 }
 
+// save writes a dispute to its topic and keeps it; one that opens or closes
+// is to be shown (show).
 func (s *Service) save(ctx context.Context, d *Dispute) error {
+	if prev, ok := s.all[d.ID]; !ok || flagged(prev.State) != flagged(d.State) {
+		d.FlagShown = false
+	}
 	b, err := json.Marshal(d)
 	if err != nil {
 		return err
@@ -499,24 +501,6 @@ func (s *Service) save(ctx context.Context, d *Dispute) error {
 		return fmt.Errorf("dispute: save %s: %w", d.ID, err)
 	}
 	s.put(d)
-	return nil
-}
-
-// flag sets or clears the record's flag in PostgreSQL.
-func (s *Service) flag(ctx context.Context, d *Dispute, open bool) error {
-	if s.cfg.DB == nil {
-		return nil
-	}
-	var err error
-	if open {
-		_, err = s.cfg.DB.Exec(ctx, `INSERT INTO jutong.disputes_open (item, key, dispute_id, fields, raised_at, due) VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT DO NOTHING`, d.Item, d.Key, d.ID, d.Fields, d.Raised, d.Due)
-	} else {
-		_, err = s.cfg.DB.Exec(ctx, `DELETE FROM jutong.disputes_open WHERE item = $1 AND key = $2 AND dispute_id = $3`, d.Item, d.Key, d.ID)
-	}
-	if err != nil {
-		return fmt.Errorf("dispute: flag %s: %w", d.ID, err)
-	}
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +49,10 @@ type Config struct {
 	// each accepted change that names the dispute it corrects: the dispute,
 	// the department that sent it, the change's item, key and event id.
 	OnCorrection func(dispute, dept, item, key, eventID string)
+	// Disputes, when set, lists the open disputes of a record (item, key):
+	// an accepted change of a disputed record carries their ids in the
+	// header jutong.disputes (schemas.HeaderDisputes) on the item's topic.
+	Disputes func(item, key string) []string
 	Now          func() time.Time
 	Log          *slog.Logger
 	Metrics      prometheus.Registerer
@@ -265,7 +270,13 @@ func (d *Door) judge(ctx context.Context, c Candidate, now time.Time, seen map[s
 			Reason: fmt.Sprintf("the record has %d bytes encoded, the item's limit is %d", len(value), it.RecordLimit())}), nil
 	}
 	seen[idKey(it.Code, ev.ID)] = true
-	return verdict{status: Accepted, it: it, ev: ev, rec: &kgo.Record{Topic: it.Topic(), Key: []byte(ev.Key), Value: value}}, nil
+	rec := &kgo.Record{Topic: it.Topic(), Key: []byte(ev.Key), Value: value}
+	if d.cfg.Disputes != nil {
+		if ids := d.cfg.Disputes(it.Code, ev.Key); len(ids) > 0 {
+			rec.Headers = []kgo.RecordHeader{{Key: schemas.HeaderDisputes, Value: []byte(strings.Join(ids, ","))}}
+		}
+	}
+	return verdict{status: Accepted, it: it, ev: ev, rec: rec}, nil
 }
 
 // rejectVerdict builds the quarantine record of a refused candidate, in the

@@ -73,7 +73,7 @@ type Config struct {
 
 // DisputesHeader is the header of a feed record whose key was under
 // dispute when it was projected: the disputes' ids, comma separated.
-const DisputesHeader = "jutong.disputes"
+const DisputesHeader = schemas.HeaderDisputes
 
 // OriginOffset is the header of every feed record holding the offset of the
 // change it projects in the item's topic (the partition is the same).

@@ -167,6 +167,10 @@ func fetchRange(ctx context.Context, cfg Config, dec *schemas.Decoder, it *catal
 				break
 			}
 			rec := Record{Item: it, Partition: p, Offset: kr.Offset}
+			if IsFlag(kr) {
+				recs = append(recs, rec) // not a change: only the ledger moves
+				continue
+			}
 			ev, err := dec.Decode(ctx, kr.Value)
 			var bad *schemas.RecordError
 			switch {

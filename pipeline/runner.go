@@ -434,6 +434,9 @@ func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record
 	var dead []*kgo.Record
 	for i, kr := range recs {
 		out[i] = Record{Item: r.items[kr.Topic], Partition: kr.Partition, Offset: kr.Offset, Raw: kr}
+		if IsFlag(kr) {
+			continue // a dispute flag, not a change: only the ledger moves
+		}
 		var ev *schemas.Event
 		var bad *schemas.RecordError
 		err := r.retry(ctx, "decode", func() (err error) {
@@ -463,6 +466,17 @@ func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record
 		}
 	}
 	return out, nil
+}
+
+// IsFlag says whether a record of an item's topic is a dispute flag record
+// (schemas.Flag), which is no change event: sinks pass it.
+func IsFlag(kr *kgo.Record) bool {
+	for _, h := range kr.Headers {
+		if schemas.IsFlag(h.Key, h.Value) {
+			return true
+		}
+	}
+	return false
 }
 
 func deadLetter(kr *kgo.Record, sink string, err error) *kgo.Record {

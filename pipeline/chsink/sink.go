@@ -347,7 +347,7 @@ func (s *Sink) land(ctx context.Context, recs []pipeline.Record, inHistory func(
 		history := inHistory == nil || inHistory(i)
 		e := r.Event
 		if e == nil {
-			if history {
+			if history && r.DeadLetter != "" { // a flag record leaves no row
 				dead = append(dead, r)
 			}
 			continue

@@ -14,6 +14,15 @@ import (
 	"github.com/jutong/jutong/internal/kafkaconn"
 )
 
+// openDisputes lists a record's open disputes, once the disputes are open
+// (the feeds and the door may start before).
+func (b *Bus) openDisputes(item, key string) []string {
+	if d := b.disputesRef.Load(); d != nil {
+		return d.OpenOn(item, key)
+	}
+	return nil
+}
+
 // startControl opens the control plane, whose grants the reconciler applies
 // (ACLs, feeds) at every change and on open, its tick loop, and the read
 // auditor with the subscriber-lag gauge.
@@ -23,12 +32,7 @@ func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
 		return err
 	}
 	b.feeds = &grants.FeedRunner{Catalog: b.cfg.Catalog, Kafka: b.kopts, Registry: b.RegistryOpts(), Pipeline: b.pcfg, KeySecret: b.feedKey, Prefix: b.prefix(), Log: log,
-		Disputes: func(item, key string) []string { // set once the disputes open, after the feeds may have started
-			if d := b.disputesRef.Load(); d != nil {
-				return d.OpenOn(item, key)
-			}
-			return nil
-		}}
+		Disputes: b.openDisputes}
 	b.grants = grants.New(grants.Config{Catalog: b.cfg.Catalog, ACLs: grants.KafkaACLs{Kafka: b.kopts}, Feeds: b.feeds, Audit: b.audit, Log: log})
 	b.Control, err = control.Open(ctx, control.Config{
 		Catalog: b.cfg.Catalog, Kafka: b.kopts, Audit: b.audit, Published: b.published,

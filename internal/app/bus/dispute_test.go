@@ -22,8 +22,10 @@ import (
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/lookup"
+	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestDisputes: tax, which reads enterprise registrations, disputes one;
@@ -214,6 +216,14 @@ func TestDisputes(t *testing.T) {
 	if ids := lookupFlag(); len(ids) != 0 {
 		t.Errorf("the lookup still flags %v", ids)
 	}
+	// Civil affairs reads the item in clear (its own topic, no feed): the
+	// flag records tell it when the dispute opened and closed, in order
+	// with the record's changes, which passed the door flagged.
+	clearFlags(ctx, t, b, cat, "civil_affairs", item, key, d.ID, touched.ID, fixed.ID)
+	// The sinks passed the flag records: nothing dead-lettered, no row.
+	if n := chCount(ctx, t, testenv.ClickHouseConn(t, chDSN), "SELECT count() FROM dead_letters"); n != 0 {
+		t.Errorf("%d dead letters in ClickHouse: the flag records are no change events", n)
+	}
 
 	// Rejected, with the reason, which the raiser reads.
 	req2 := req
@@ -332,6 +342,66 @@ func TestDisputes(t *testing.T) {
 	}
 }
 
+// clearFlags reads item in clear as dept, from the start, and checks that
+// the disputed record's flag records and changes say, in order: the dispute
+// opened, the touched change (flagged), the correction (flagged), the
+// dispute closed.
+func clearFlags(ctx context.Context, t *testing.T, b *bus.Bus, cat *catalog.Catalog, dept, item, key, id, touched, fixed string) {
+	t.Helper()
+	type seen struct {
+		what   string
+		ids    []string
+		offset int64
+	}
+	var got []seen
+	p := cat.Department(dept).Principal
+	sub, err := consumers.New(ctx, cat, dept, []string{item}, consumers.Brokers(b.Kafka().Brokers...),
+		consumers.SASL(p, b.Credentials[p]), consumers.Registry(b.RegistryURL()), consumers.Group("clear-flags"),
+		consumers.OnFlag(func(_ context.Context, f consumers.Flag) error {
+			if f.Key == key {
+				got = append(got, seen{"flag", f.Disputes, f.Offset})
+			}
+			return nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if topic := sub.Topics()[item]; topic != cat.Item(item).Topic() {
+		t.Fatalf("%s reads %s, not the item's own topic: the test needs a grant in clear", dept, topic)
+	}
+	rctx, stop := context.WithTimeout(ctx, 20*time.Second)
+	defer stop()
+	err = sub.Run(rctx, func(_ context.Context, dl consumers.Delivery) error {
+		switch {
+		case dl.Event.ID == touched:
+			got = append(got, seen{"touched", dl.Disputes, dl.Offset})
+		case dl.Event.ID == fixed:
+			got = append(got, seen{"fixed", dl.Disputes, dl.Offset})
+		case len(dl.Disputes) > 0:
+			t.Errorf("an undisputed change is flagged: %s %v", dl.Event.Key, dl.Disputes)
+		}
+		if len(got) >= 4 {
+			stop()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"flag " + id, "touched " + id, "fixed " + id, "flag "}
+	var have []string
+	for i, g := range got {
+		have = append(have, g.what+" "+strings.Join(g.ids, ","))
+		if i > 0 && g.offset <= got[i-1].offset {
+			t.Errorf("out of order: %+v", got)
+		}
+	}
+	if !slices.Equal(have, want) {
+		t.Errorf("%s in clear read %q, want %q", dept, have, want)
+	}
+}
+
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // snapshotLines is a snapshot as dept's grant sees it, by key.
@@ -356,4 +426,78 @@ func snapshotLines(ctx context.Context, t *testing.T, b *bus.Bus, cat *catalog.C
 		out[r.Key] = &r
 	}
 	return out
+}
+
+// TestFlagShownAfterACrash: a bus that saved a dispute and died before
+// showing its flag (as if killed between the two writes) leaves it unshown
+// in the disputes' topic; the next start shows it: the flag table in
+// PostgreSQL and a flag record on the item's topic, in the record's
+// partition, then marks it shown.
+func TestFlagShownAfterACrash(t *testing.T) {
+	pgDSN := testenv.Postgres(t)
+	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
+	t.Cleanup(b.Close)
+	cat := sample(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const item = "legal_person.enterprise_registration"
+	evs := publishItem(t, b, cat, item, 5, 7)
+	if err := b.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key := evs[3].Key
+	now := time.Now().UTC()
+	left := dispute.Dispute{ID: "dsp-crashed", Request: dispute.Request{Item: item, Key: key, Fields: []string{"name"}, Claim: "名称有误"},
+		RaisedBy: "tax", Source: "market_supervision", Raised: now, Due: now.Add(72 * time.Hour), State: dispute.Pending}
+	v, _ := json.Marshal(left)
+	cl, err := kgo.NewClient(b.KafkaOpts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: dispute.Topic, Key: []byte(left.ID), Value: v}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	// The next start: the service loads the disputes and, at its first
+	// tick, shows what is unshown.
+	db := testenv.PostgresPool(t, pgDSN)
+	svc, err := dispute.Open(ctx, dispute.Config{Catalog: cat, Kafka: b.KafkaOpts(), DB: db, MayRead: func(string, string) bool { return true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if err := svc.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := db.QueryRow(ctx, "SELECT count(*) FROM jutong.disputes_open WHERE dispute_id = $1 AND key = $2", left.ID, key).Scan(&n); err != nil || n != 1 {
+		t.Errorf("PostgreSQL's flag table: %d rows (%v), want 1", n, err)
+	}
+	if got, err := svc.Get("tax", left.ID); err != nil || !got.FlagShown {
+		t.Errorf("not marked shown: %+v %v", got, err)
+	}
+	// The flag record, in the partition of the record's changes.
+	rd, err := kgo.NewClient(append(b.KafkaOpts(), kgo.ConsumeTopics(cat.Item(item).Topic()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	changeAt, flagAt := int32(-1), int32(-2)
+	for changeAt != flagAt && ctx.Err() == nil {
+		for _, r := range rd.PollFetches(ctx).Records() {
+			switch {
+			case string(r.Key) == key:
+				changeAt = r.Partition
+			case string(r.Key) == string(schemas.FlagKey(key)):
+				f, err := schemas.ParseFlag(r.Value)
+				if err != nil || !slices.Equal(f.Disputes, []string{left.ID}) || !pipeline.IsFlag(r) {
+					t.Fatalf("the flag record: %+v %v", f, err)
+				}
+				flagAt = r.Partition
+			}
+		}
+	}
+	if changeAt != flagAt {
+		t.Errorf("the flag record is in partition %d, the record's changes in %d", flagAt, changeAt)
+	}
 }
