@@ -92,6 +92,22 @@ func postgresBinDir() string {
 // subdirectory, named after its path, and a LOCATION file saying where.
 const OutsideRoot = "/var/lib/jutong/postgres"
 
+// mkdirTraversable makes dir (under OutsideRoot's parent, ours) and the
+// directories above it up to /var/lib traversable by every user: jutong runs
+// with umask 077, under which MkdirAll would make them 0700, and the server's
+// user must pass through them.
+func mkdirTraversable(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for d := dir; strings.HasPrefix(d, filepath.Dir(OutsideRoot)); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // pgHome returns the directory the server keeps its data and socket in for
 // o, and whether it is a throwaway one.
 func pgHome(log *slog.Logger, o Options, cred *syscall.Credential) (dir string, throwaway bool, err error) {
@@ -102,7 +118,7 @@ func pgHome(log *slog.Logger, o Options, cred *syscall.Credential) (dir string, 
 				return dir, true, err
 			}
 		}
-		if err := os.MkdirAll(filepath.Join(OutsideRoot, "tmp"), 0o755); err != nil {
+		if err := mkdirTraversable(filepath.Join(OutsideRoot, "tmp")); err != nil {
 			return "", true, err
 		}
 		dir, err = os.MkdirTemp(filepath.Join(OutsideRoot, "tmp"), "jutong-pg-")
@@ -129,7 +145,7 @@ func pgHome(log *slog.Logger, o Options, cred *syscall.Credential) (dir string, 
 			return "", false, err
 		}
 	}
-	if err := os.MkdirAll(OutsideRoot, 0o755); err != nil {
+	if err := mkdirTraversable(OutsideRoot); err != nil {
 		return "", false, err
 	}
 	if err := os.MkdirAll(home, 0o700); err != nil {
