@@ -19,6 +19,7 @@ type metrics struct {
 	eventLat *prometheus.HistogramVec // sink
 	lag      *prometheus.GaugeVec     // sink
 	lastPub  *prometheus.GaugeVec     // item, department
+	decodes  *prometheus.CounterVec   // sink, how
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -44,6 +45,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Records on a sink's topics not yet written by it (high watermarks at the last fetch minus its positions)."}, []string{"sink"}),
 		lastPub: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "jutong_item_last_published_timestamp_seconds",
 			Help: "Publish time of the newest change of an item landed in any sink (Unix seconds), by item and source department."}, []string{"item", "department"}),
+		decodes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jutong_sink_decodes_total",
+			Help: "Change events a sink's runner decoded itself (how=decoded) or took decoded from another runner of the process (how=shared, the DecodeCache)."}, []string{"sink", "how"}),
 	}
 	if reg != nil {
 		m.landed = promutil.Register(reg, m.landed)
@@ -56,6 +59,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.eventLat = promutil.Register(reg, m.eventLat)
 		m.lag = promutil.Register(reg, m.lag)
 		m.lastPub = promutil.Register(reg, m.lastPub)
+		m.decodes = promutil.Register(reg, m.decodes)
 	}
 	return m
 }

@@ -53,6 +53,10 @@ type Config struct {
 	// Decoder, when set, is shared with other runners of the process (one
 	// cache of writer schemas instead of one per sink).
 	Decoder *schemas.Decoder
+	// DecodeCache, when set, is shared with the other runners of the
+	// process reading the same topics: a record is decoded once for all of
+	// them while they are close (see DecodeCache).
+	DecodeCache *DecodeCache
 	// LagEvery is how often the lag gauge is refreshed from the topics' ends
 	// (default 10s), so that it grows while a batch is held by an outage and
 	// no fetch happens.
@@ -432,11 +436,13 @@ func (r *Runner) retry(ctx context.Context, what string, fn func() error) error 
 func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record) ([]Record, error) {
 	out := make([]Record, len(recs))
 	var dead []*kgo.Record
-	for i, kr := range recs {
-		out[i] = Record{Item: r.items[kr.Topic], Partition: kr.Partition, Offset: kr.Offset, Raw: kr}
-		if IsFlag(kr) {
-			continue // a dispute flag, not a change: only the ledger moves
-		}
+	var shared, decoded int
+	defer func() {
+		r.m.decodes.WithLabelValues(r.sink.Name(), "shared").Add(float64(shared))
+		r.m.decodes.WithLabelValues(r.sink.Name(), "decoded").Add(float64(decoded))
+	}()
+	one := func(i int) error {
+		kr := recs[i]
 		var ev *schemas.Event
 		var bad *schemas.RecordError
 		err := r.retry(ctx, "decode", func() (err error) {
@@ -446,8 +452,13 @@ func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record
 			}
 			return err
 		})
+		if err != nil || bad != nil {
+			if c := r.cfg.DecodeCache; c != nil {
+				c.release(kr)
+			}
+		}
 		if err != nil {
-			return nil, err // ctx done
+			return err // ctx done
 		}
 		if bad != nil {
 			r.log.Error("dead-lettering record", "topic", kr.Topic, "partition", kr.Partition, "offset", kr.Offset, "err", bad)
@@ -456,9 +467,47 @@ func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record
 			}
 			dead = append(dead, deadLetter(kr, r.sink.Name(), bad))
 			out[i].DeadLetter = bad.Error()
-			continue
+			return nil
 		}
 		out[i].Event = ev
+		decoded++
+		if c := r.cfg.DecodeCache; c != nil {
+			c.put(kr, ev)
+		}
+		return nil
+	}
+	// First the records no other runner has or is decoding; those another
+	// runner is decoding right now are taken from it afterwards.
+	var later []int
+	for i, kr := range recs {
+		out[i] = Record{Item: r.items[kr.Topic], Partition: kr.Partition, Offset: kr.Offset, Raw: kr}
+		if IsFlag(kr) {
+			continue // a dispute flag, not a change: only the ledger moves
+		}
+		if c := r.cfg.DecodeCache; c != nil {
+			switch ev, st := c.take(kr); st {
+			case cacheHit:
+				out[i].Event = ev
+				shared++
+				continue
+			case cacheBusy:
+				later = append(later, i)
+				continue
+			}
+		}
+		if err := one(i); err != nil {
+			return nil, err
+		}
+	}
+	for _, i := range later {
+		if ev := r.cfg.DecodeCache.wait(recs[i]); ev != nil {
+			out[i].Event = ev
+			shared++
+			continue
+		}
+		if err := one(i); err != nil { // the other failed to decode it, or lost the slot
+			return nil, err
+		}
 	}
 	if len(dead) > 0 {
 		if err := r.retry(ctx, "dead-letter", func() error { return dlq.ProduceSync(ctx, dead...).FirstErr() }); err != nil {

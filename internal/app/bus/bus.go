@@ -422,8 +422,15 @@ func (b *Bus) pipelineConfig(context.Context) error {
 	b.pcfg.Log = b.cfg.Log.With("component", "pipeline")
 	b.pcfg.Metrics = b.Metrics
 	b.pcfg.Decoder = schemas.NewDecoder(reg)
+	if b.pcfg.DecodeCache == nil {
+		b.pcfg.DecodeCache = pipeline.NewDecodeCache(decodeCacheSize)
+	}
 	return nil
 }
+
+// decodeCacheSize is how many decoded events the sinks and feeds share
+// (pipeline.DecodeCache): about three of a runner's largest batches.
+const decodeCacheSize = 1 << 16
 
 // startDoor opens the door (its id index) and runs it on the inboxes.
 func (b *Bus) startDoor(ctx, rctx context.Context) (err error) {

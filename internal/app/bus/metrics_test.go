@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -104,10 +105,23 @@ func TestDashboardsAndRules(t *testing.T) {
 	scraped, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	exported := map[string]bool{}
+	decodes := map[string]float64{}
 	for _, line := range strings.Split(string(scraped), "\n") {
 		if strings.HasPrefix(line, "# TYPE ") {
 			exported[strings.Fields(line)[2]] = true
 		}
+		if strings.HasPrefix(line, "jutong_sink_decodes_total{") {
+			f := strings.Fields(line)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			decodes[strings.Split(strings.SplitAfter(line, `how="`)[1], `"`)[0]] += v
+		}
+	}
+	t.Logf("decodes by the sinks and feeds: %v", decodes)
+	// PostgreSQL and ClickHouse decoded each record once between them
+	// (pipeline.DecodeCache): all fit in the cache, so about half the
+	// decodes are shared.
+	if decodes["decoded"] == 0 || decodes["shared"] < 0.4*(decodes["shared"]+decodes["decoded"]) {
+		t.Errorf("decodes by the sinks: %v, want about half shared", decodes)
 	}
 	used := map[string]string{}
 	for panel, exprs := range testenv.DashboardQueries(t, "../../../dashboards") {
