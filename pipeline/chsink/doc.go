@@ -10,9 +10,12 @@
 // not at all, so a crash neither loses nor duplicates events.
 //
 // Besides the history (events), current_state holds each item's current
-// records (a ReplacingMergeTree versioned by Kafka offset, written before the
-// history so that retries only repeat identical versions), and the view
-// current shows them without deleted keys.
+// records (a ReplacingMergeTree versioned by Kafka offset), which ClickHouse
+// derives from the history by a materialized view (current_state_mv): the
+// sink sends each record once. A batch written again after a failed write,
+// and a replay, also write the state rows of what the history holds already
+// (the same versions: nothing changes if they had landed). The view current
+// shows the state without deleted keys.
 //
 // The SQL runs on ClickHouse 18.16 (Debian's) and on current releases:
 // DateTime plus millisecond integers instead of DateTime64, no JSON type.

@@ -112,6 +112,15 @@ const StateDDL = `CREATE TABLE IF NOT EXISTS current_state (
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY (item, key)`
 
+// StateViewDDL has ClickHouse derive the current state from the history:
+// every row inserted into events is inserted into current_state by the
+// same INSERT, so the sink sends each record once. (Rows the history holds
+// already are written to current_state directly when a replay or a retry
+// after a failed write restores the state.)
+const StateViewDDL = `CREATE MATERIALIZED VIEW IF NOT EXISTS current_state_mv TO current_state AS
+SELECT item, key, kafka_offset AS version, toUInt8(op = 'DELETE') AS deleted, op, source_department, event_time, landed_time, data
+FROM events`
+
 // CurrentDDL is the analysts' view of the current state.
 const CurrentDDL = `CREATE VIEW IF NOT EXISTS current AS
 SELECT item, key, op, source_department, event_time, landed_time, data
@@ -189,7 +198,7 @@ func (s *Sink) Close() error { return s.conn.Close() }
 // Prepare implements pipeline.Sink: the tables, the scorecard views and the
 // catalog mirror.
 func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
-	ddls := append([]string{EventsDDL, DeadDDL, StateDDL, CurrentDDL, RejectsDDL, CatalogDDL, DisputesDDL}, ScorecardDDL...)
+	ddls := append([]string{EventsDDL, DeadDDL, StateDDL, StateViewDDL, CurrentDDL, RejectsDDL, CatalogDDL, DisputesDDL}, ScorecardDDL...)
 	for _, ddl := range append(ddls, DisputesViews...) {
 		if err := s.conn.Exec(ctx, ddl); err != nil {
 			return fmt.Errorf("chsink: %w", err)
@@ -293,6 +302,7 @@ func classify(err error) error {
 func (s *Sink) write(ctx context.Context, batch []pipeline.Record, landed time.Time) (err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	retried := s.dirty
 	if s.dirty {
 		if err := s.reload(ctx, batch); err != nil {
 			return err
@@ -304,17 +314,25 @@ func (s *Sink) write(ctx context.Context, batch []pipeline.Record, landed time.T
 			s.dirty = true
 		}
 	}()
-	fresh := make([]pipeline.Record, 0, len(batch))
+	recs := make([]pipeline.Record, 0, len(batch))
+	var landedBefore []bool
 	moved := map[tp]int64{}
 	for _, r := range batch {
 		k := tp{r.Item.Topic(), r.Partition}
-		if r.Offset < s.next[k] {
+		before := r.Offset < s.next[k]
+		if before && !retried {
 			continue // landed before
 		}
-		moved[k] = r.Offset + 1
-		fresh = append(fresh, r)
+		if !before {
+			moved[k] = r.Offset + 1
+		}
+		recs, landedBefore = append(recs, r), append(landedBefore, before)
 	}
-	if err := s.land(ctx, fresh, nil, landed); err != nil {
+	// A batch written again after a failure: what its history holds may
+	// have landed without its state (the view's insert failed after the
+	// history's), so the state rows of those are written again (the same
+	// version: nothing changes when they had landed).
+	if err := s.land(ctx, recs, func(i int) bool { return !landedBefore[i] }, landed); err != nil {
 		return err
 	}
 	for k, v := range moved {
@@ -323,17 +341,20 @@ func (s *Sink) write(ctx context.Context, batch []pipeline.Record, landed time.T
 	return nil
 }
 
-// land writes the state rows of recs, then the history and dead-letter
-// positions of those for which inHistory is true (all when nil). The current
-// state goes first: the history is the ledger, so a batch whose history
-// landed is never written again, while re-inserting state rows (same
-// version) changes nothing once merged. Each record is rendered once.
+// land writes the history rows of the records for which inHistory is true
+// (their current state follows by the view, StateViewDDL), the state rows of
+// the others (the history holds them: a replay or a retry restores their
+// state), then the dead-letter positions of those in the history. The
+// history is the ledger, so a batch whose history landed is never written
+// again, while re-inserting state rows (same version) changes nothing once
+// merged. Each record is rendered once.
 func (s *Sink) land(ctx context.Context, recs []pipeline.Record, inHistory func(i int) bool, landed time.Time) error {
-	state, err := s.conn.PrepareBatch(s.fence.tag(ctx), stateInsertSQL)
-	if err != nil {
-		return err
-	}
-	defer state.Abort() //nolint:errcheck
+	var state driver.Batch // only for a replay or a retry: prepared when needed
+	defer func() {
+		if state != nil {
+			state.Abort() //nolint:errcheck
+		}
+	}()
 	hist, err := s.conn.PrepareBatch(s.fence.tag(ctx), insertSQL)
 	if err != nil {
 		return err
@@ -344,7 +365,7 @@ func (s *Sink) land(ctx context.Context, recs []pipeline.Record, inHistory func(
 	var dead []pipeline.Record
 	var buf []byte
 	for i, r := range recs {
-		history := inHistory == nil || inHistory(i)
+		history := inHistory(i)
 		e := r.Event
 		if e == nil {
 			if history && r.DeadLetter != "" { // a flag record leaves no row
@@ -361,12 +382,17 @@ func (s *Sink) land(ctx context.Context, recs []pipeline.Record, inHistory func(
 			deleted = 1
 		}
 		eventSec := e.EventTime.Truncate(time.Second)
-		if err := state.Append(r.Item.Topic(), e.Key, r.Offset, deleted, string(e.Op), e.Source.Department,
-			eventSec, landedSec, data); err != nil {
-			return err
-		}
-		nState++
 		if !history {
+			if state == nil {
+				if state, err = s.conn.PrepareBatch(s.fence.tag(ctx), stateInsertSQL); err != nil {
+					return err
+				}
+			}
+			if err := state.Append(r.Item.Topic(), e.Key, r.Offset, deleted, string(e.Op), e.Source.Department,
+				eventSec, landedSec, data); err != nil {
+				return err
+			}
+			nState++
 			continue
 		}
 		if err := hist.Append(r.Item.Topic(), r.Partition, r.Offset, e.Key, string(e.Op), e.ID,
