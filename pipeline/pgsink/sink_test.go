@@ -2,6 +2,7 @@ package pgsink_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/jutong/jutong/catalog"
@@ -46,6 +47,12 @@ func TestEvolution(t *testing.T) {
 	if err := testenv.PostgresPool(t, dsn).QueryRow(ctx, `SELECT count(*) FROM information_schema.columns
 		WHERE table_schema = 'legal_person' AND table_name = 'tax_credit_rating' AND column_name = 'tax_office' AND is_nullable = 'YES'`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("the new column: %d %v", n, err)
+	}
+	// Room for updates in place (pgsink.FillFactor).
+	var opts []string
+	if err := testenv.PostgresPool(t, dsn).QueryRow(ctx, "SELECT reloptions FROM pg_class WHERE oid = 'legal_person.tax_credit_rating'::regclass").Scan(&opts); err != nil ||
+		len(opts) != 1 || opts[0] != fmt.Sprintf("fillfactor=%d", pgsink.FillFactor) {
+		t.Errorf("the item table's options: %v %v", opts, err)
 	}
 	// Every theme's views exist.
 	for _, th := range cat.Themes {
