@@ -17,6 +17,7 @@ import (
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // benchPipeline measures the whole bus: publishers -> embedded Kafka ->
@@ -280,7 +281,34 @@ func (p *pipe) exactlyOnce(ctx context.Context, total int) error {
 		return fmt.Errorf("the sinks do not hold what was published")
 	}
 	fmt.Fprintf(p.out, "Peak RSS of this process: %.0f MiB\n", float64(resourceUsage().maxRSS)/1024)
+	if shared, decoded := decodeCounts(p.st.Bus.Metrics); shared+decoded > 0 {
+		fmt.Fprintf(p.out, "Sinks' decodes: %.0f decoded, %.0f shared (%.0f%%, pipeline.DecodeCache)\n", decoded, shared, 100*shared/(shared+decoded))
+	}
 	return nil
+}
+
+// decodeCounts sums jutong_sink_decodes_total by how.
+func decodeCounts(g prometheus.Gatherer) (shared, decoded float64) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0, 0
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "jutong_sink_decodes_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				switch {
+				case l.GetName() == "how" && l.GetValue() == "shared":
+					shared += m.GetCounter().GetValue()
+				case l.GetName() == "how" && l.GetValue() == "decoded":
+					decoded += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return shared, decoded
 }
 
 // serverCPU reads the CPU time the local database servers used, when this
