@@ -41,6 +41,7 @@ import (
 	"github.com/jutong/jutong/door"
 	"github.com/jutong/jutong/feed"
 	"github.com/jutong/jutong/internal/app/grants"
+	"github.com/jutong/jutong/internal/app/landing"
 	"github.com/jutong/jutong/internal/embedded"
 	"github.com/jutong/jutong/internal/httpmetrics"
 	"github.com/jutong/jutong/internal/kafkaconn"
@@ -167,6 +168,8 @@ type Bus struct {
 	feedKey []byte
 	// chLanding reads ClickHouse's history for the disputes' receipts.
 	chLanding driver.Conn
+	// landing says where corrections landed, and a record's latest change.
+	landing *landing.Landing
 	// lookupDB is the bus's own pool (lookups, dispute flags) on the PostgreSQL the sink writes.
 	lookupDB *pgxpool.Pool
 	pcfg     pipeline.Config

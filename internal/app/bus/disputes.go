@@ -2,26 +2,19 @@ package bus
 
 import (
 	"context"
-	"database/sql"
 	"errors"
-	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/dispute"
 	"github.com/jutong/jutong/feed"
 	"github.com/jutong/jutong/internal/app/grants"
+	"github.com/jutong/jutong/internal/app/landing"
 	"github.com/jutong/jutong/internal/httpmetrics"
-	"github.com/jutong/jutong/internal/kafkaconn"
-	"github.com/jutong/jutong/schemas"
 )
 
 // startDisputes opens the disputes (flagged in the PostgreSQL the sink
@@ -43,9 +36,28 @@ func (b *Bus) startDisputes(ctx, rctx context.Context) (err error) {
 			return err
 		}
 	}
+	b.landing = landing.New(landing.Config{Catalog: b.cfg.Catalog, ClickHouse: b.chLanding, Postgres: db,
+		PostgresHolds: func(it *catalog.Item) bool {
+			for _, s := range b.sinks {
+				if s.Name() == "postgres" && s.Accepts(it) {
+					return true
+				}
+			}
+			return false
+		},
+		Feeds: func(it *catalog.Item) []string {
+			var names []string
+			for _, g := range b.Control.Grants() {
+				if g.Item == it.Code && grants.Topic(it, g) != it.Topic() {
+					names = append(names, "feed."+g.Department+"."+it.Code+"."+g.ID)
+				}
+			}
+			return names
+		},
+		Kafka: b.kopts, Decoder: b.pcfg.Decoder})
 	log := b.cfg.Log.With("component", "dispute")
 	b.Disputes, err = dispute.Open(ctx, dispute.Config{
-		Catalog: b.cfg.Catalog, Kafka: b.kopts, Audit: b.audit, DB: db, Now: b.cfg.Now, Log: log, Landing: b.landing, OnFlag: b.reflag,
+		Catalog: b.cfg.Catalog, Kafka: b.kopts, Audit: b.audit, DB: db, Now: b.cfg.Now, Log: log, Landing: b.landing.Receipts, OnFlag: b.reflag,
 		MayRead: func(dept, item string) bool { return len(b.Control.GrantsOn(dept, item)) > 0 },
 	})
 	if err != nil {
@@ -100,123 +112,6 @@ func (b *Bus) pg(ctx context.Context) (*pgxpool.Pool, error) {
 	return b.lookupDB, nil
 }
 
-// landing says where a correcting change has landed: ClickHouse's history
-// gives its position (and ClickHouse's receipt), PostgreSQL's ledger says
-// whether the sink has passed it. Feeds are not counted yet.
-func (b *Bus) landing(ctx context.Context, item, eventID string) ([]dispute.Receipt, []string, error) {
-	it := b.cfg.Catalog.Item(item)
-	if it == nil {
-		return nil, nil, nil
-	}
-	var receipts []dispute.Receipt
-	var waiting []string
-	var pos *dispute.Receipt
-	if b.chLanding != nil {
-		var part int32
-		var off int64
-		var landed time.Time
-		err := b.chLanding.QueryRow(ctx, "SELECT kafka_partition, kafka_offset, landed_time FROM events WHERE item = ? AND event_id = ? LIMIT 1", item, eventID).Scan(&part, &off, &landed)
-		switch {
-		case err == nil:
-			pos = &dispute.Receipt{Sink: "clickhouse", Topic: it.Topic(), Partition: part, Offset: off, Landed: landed.UTC()}
-			receipts = append(receipts, *pos)
-		case errors.Is(err, sql.ErrNoRows) || strings.Contains(err.Error(), "no rows"):
-			waiting = append(waiting, "clickhouse")
-		default:
-			return nil, nil, err
-		}
-	}
-	for _, s := range b.sinks {
-		if s.Name() != "postgres" || !s.Accepts(it) {
-			continue
-		}
-		db, err := b.pg(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		r, err := pgLanded(ctx, db, it, eventID, pos)
-		if err != nil {
-			return nil, nil, err
-		}
-		if r == nil {
-			waiting = append(waiting, "postgres")
-		} else {
-			receipts = append(receipts, *r)
-		}
-	}
-	// The grants' masked feeds of the item: their ledger past the change.
-	if pos != nil {
-		r, w, err := b.feedsLanded(ctx, it, pos)
-		if err != nil {
-			return nil, nil, err
-		}
-		receipts, waiting = append(receipts, r...), append(waiting, w...)
-	}
-	return receipts, waiting, nil
-}
-
-// feedsLanded reads the feeds' ledger: a feed has the change once its
-// position in the item's topic passed it.
-func (b *Bus) feedsLanded(ctx context.Context, it *catalog.Item, pos *dispute.Receipt) ([]dispute.Receipt, []string, error) {
-	var names []string
-	for _, g := range b.Control.Grants() {
-		if g.Item == it.Code && grants.Topic(it, g) != it.Topic() {
-			names = append(names, "feed."+g.Department+"."+it.Code+"."+g.ID)
-		}
-	}
-	if len(names) == 0 {
-		return nil, nil, nil
-	}
-	next := map[string]int64{}
-	err := kafkaconn.ReadAll(ctx, b.kopts, feed.LedgerTopic, func(r *kgo.Record) {
-		if n, err := strconv.ParseInt(string(r.Value), 10, 64); err == nil {
-			next[string(r.Key)] = n
-		}
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	var receipts []dispute.Receipt
-	var waiting []string
-	for _, name := range names {
-		if next[name+"|"+it.Topic()+"|"+strconv.Itoa(int(pos.Partition))] > pos.Offset {
-			receipts = append(receipts, dispute.Receipt{Sink: name, Topic: it.Topic(), Partition: pos.Partition, Offset: pos.Offset, Landed: time.Now().UTC()})
-		} else {
-			waiting = append(waiting, name)
-		}
-	}
-	return receipts, waiting, nil
-}
-
-// pgLanded is PostgreSQL's receipt of a change: the row it made (still the
-// current one), or, at a known position, the ledger past it.
-func pgLanded(ctx context.Context, db *pgxpool.Pool, it *catalog.Item, eventID string, pos *dispute.Receipt) (*dispute.Receipt, error) {
-	d, n := it.Namespace()
-	var part int32
-	var off int64
-	var landed time.Time
-	err := db.QueryRow(ctx, fmt.Sprintf("SELECT _partition, _offset, _landed_at FROM %s WHERE _event_id::text = $1", pgx.Identifier{d, n}.Sanitize()), eventID).Scan(&part, &off, &landed)
-	if err == nil {
-		return &dispute.Receipt{Sink: "postgres", Topic: it.Topic(), Partition: part, Offset: off, Landed: landed.UTC()}, nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return nil, err
-	}
-	if pos == nil {
-		return nil, nil
-	}
-	var next int64
-	err = db.QueryRow(ctx, "SELECT next_offset FROM jutong.sink_offsets WHERE sink = 'postgres' AND topic = $1 AND partition = $2", it.Topic(), pos.Partition).Scan(&next)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && next <= pos.Offset) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	// Passed since, by a later change of the same key or a delete.
-	return &dispute.Receipt{Sink: "postgres", Topic: it.Topic(), Partition: pos.Partition, Offset: pos.Offset, Landed: time.Now().UTC()}, nil
-}
-
 // reflag has the item's feeds re-emit a record whose dispute flag changed;
 // what cannot be done yet (the current state behind a feed) is retried at
 // every tick.
@@ -228,7 +123,7 @@ func (b *Bus) reflag(ctx context.Context, item, key string) {
 	if it == nil {
 		return
 	}
-	err := b.feeds.Reflag(ctx, item, key, b.latest, b.fetchFrom(it))
+	err := b.feeds.Reflag(ctx, item, key, b.landing.Latest, b.landing.Fetch(it))
 	b.reflagMu.Lock()
 	defer b.reflagMu.Unlock()
 	k := [2]string{item, key}
@@ -257,54 +152,4 @@ func (b *Bus) retryReflags(ctx context.Context) error {
 		b.reflag(ctx, k[0], k[1])
 	}
 	return nil
-}
-
-// latest is where a key's latest change landed in PostgreSQL, and how far
-// PostgreSQL has read that partition.
-func (b *Bus) latest(ctx context.Context, item, key string) (int32, int64, bool, int64, error) {
-	it := b.cfg.Catalog.Item(item)
-	db, err := b.pg(ctx)
-	if err != nil || it == nil {
-		return 0, 0, false, 0, err
-	}
-	d, n := it.Namespace()
-	var part int32
-	var off, next int64
-	err = db.QueryRow(ctx, fmt.Sprintf("SELECT _partition, _offset FROM %s WHERE %s = $1", pgx.Identifier{d, n}.Sanitize(), pgx.Identifier{it.Key}.Sanitize()), key).Scan(&part, &off)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, 0, false, 0, nil
-	}
-	if err != nil {
-		return 0, 0, false, 0, err
-	}
-	err = db.QueryRow(ctx, "SELECT next_offset FROM jutong.sink_offsets WHERE sink = 'postgres' AND topic = $1 AND partition = $2", it.Topic(), part).Scan(&next)
-	if err != nil {
-		return 0, 0, false, 0, err
-	}
-	return part, off, true, next, nil
-}
-
-// fetchFrom reads and decodes one record of an item's topic.
-func (b *Bus) fetchFrom(it *catalog.Item) feed.Fetch {
-	return func(ctx context.Context, partition int32, offset int64) (*schemas.Event, error) {
-		cl, err := kafkaconn.NewClient(b.kopts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{it.Topic(): {partition: kgo.NewOffset().At(offset)}}),
-			kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-		if err != nil {
-			return nil, err
-		}
-		defer cl.Close()
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		for {
-			fs := cl.PollFetches(ctx)
-			if err := ctx.Err(); err != nil {
-				return nil, fmt.Errorf("fetch %s/%d@%d: %w", it.Topic(), partition, offset, err)
-			}
-			for _, r := range fs.Records() {
-				if r.Offset == offset {
-					return b.pcfg.Decoder.DecodeItem(ctx, it, r.Value)
-				}
-			}
-		}
-	}
 }
