@@ -3,6 +3,7 @@ package door
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -49,6 +50,13 @@ type Config struct {
 	// each accepted change that names the dispute it corrects: the dispute,
 	// the department that sent it, the change's item, key and event id.
 	OnCorrection func(dispute, dept, item, key, eventID string)
+	// Forwarded, when set, is handed each record the door forwards to an
+	// item's topic (with its position, before its transaction commits), and
+	// the event it decoded from it, when decoding the record would give that
+	// very event (the inbox record was written with the item's current
+	// schema): the pipelines of the same process take it instead of
+	// decoding the record again (pipeline.DecodeCache.Put).
+	Forwarded func(rec *kgo.Record, ev *schemas.Event)
 	// Disputes, when set, lists the open disputes of a record (item, key):
 	// an accepted change of a disputed record carries their ids in the
 	// header jutong.disputes (schemas.HeaderDisputes) on the item's topic.
@@ -194,6 +202,9 @@ type verdict struct {
 	status string
 	it     *catalog.Item
 	ev     *schemas.Event
+	// current says that ev is what decoding rec gives (read from an inbox
+	// record of the item's current schema).
+	current bool
 	rec    *kgo.Record // to the item topic (accepted) or the quarantine (rejected)
 	pos    Position    // duplicate: the original position
 	v      *contract.Violation
@@ -276,7 +287,8 @@ func (d *Door) judge(ctx context.Context, c Candidate, now time.Time, seen map[s
 			rec.Headers = []kgo.RecordHeader{{Key: schemas.HeaderDisputes, Value: []byte(strings.Join(ids, ","))}}
 		}
 	}
-	return verdict{status: Accepted, it: it, ev: ev, rec: rec}, nil
+	current := c.Event == nil && len(c.Value) >= 5 && int(binary.BigEndian.Uint32(c.Value[1:5])) == p.id
+	return verdict{status: Accepted, it: it, ev: ev, rec: rec, current: current}, nil
 }
 
 // rejectVerdict builds the quarantine record of a refused candidate, in the

@@ -47,7 +47,7 @@ func (d *Door) decide(ctx context.Context, cands []Candidate, now time.Time) ([]
 // first (their positions go into the id index), then the index records and
 // the quarantine's. It returns each candidate's outcome and the ids to
 // remember when the transaction commits.
-func write(ctx context.Context, p producer, vs []verdict, now time.Time) ([]Outcome, []accepted, error) {
+func (d *Door) write(ctx context.Context, p producer, vs []verdict, now time.Time) ([]Outcome, []accepted, error) {
 	out := make([]Outcome, len(vs))
 	var recs []*kgo.Record
 	var idx []int
@@ -66,6 +66,12 @@ func write(ctx context.Context, p producer, vs []verdict, now time.Time) ([]Outc
 	var secondIdx []int
 	for j, r := range recs {
 		i := idx[j]
+		if d.cfg.Forwarded != nil && vs[i].current {
+			// Before the commit, which makes the record visible to the
+			// pipelines; should the transaction abort, no reader ever
+			// reaches that position.
+			d.cfg.Forwarded(r, vs[i].ev)
+		}
 		pos := Position{r.Partition, r.Offset}
 		out[i] = Outcome{Status: Accepted, Position: pos}
 		ids = append(ids, accepted{vs[i].it.Code, vs[i].ev.ID, vs[i].ev.Key, pos, i})
@@ -153,7 +159,7 @@ func (d *Door) Admit(ctx context.Context, cands []Candidate) ([]Outcome, error) 
 	if err := d.admit.BeginTransaction(); err != nil {
 		return nil, fmt.Errorf("door: begin: %w", err)
 	}
-	out, ids, err := write(ctx, d.admit, vs, now)
+	out, ids, err := d.write(ctx, d.admit, vs, now)
 	commit := kgo.TryCommit
 	if err != nil {
 		commit = kgo.TryAbort
@@ -220,7 +226,7 @@ func (d *Door) forward(ctx context.Context, sess *kgo.GroupTransactSession, cand
 	var out []Outcome
 	var ids []accepted
 	if err == nil {
-		out, ids, err = write(ctx, sess, vs, now)
+		out, ids, err = d.write(ctx, sess, vs, now)
 	}
 	commit := kgo.TryCommit
 	if err != nil {

@@ -14,7 +14,8 @@ import (
 
 // DecodeCache lets the runners of one process that read the same topics
 // (the PostgreSQL and ClickHouse sinks, the grants' feeds) decode each record
-// once: the first runner to reach a record claims it, decodes it and leaves
+// once, or not at all when the door of the same process forwarded it (it
+// puts the event it decoded from the inbox): the first runner to reach a record claims it, decodes it and leaves
 // the event here; the others take it, and one that reaches a record while
 // another is decoding it does the rest of its batch first and takes it
 // after (waiting at most waitForDecode).
@@ -130,8 +131,9 @@ func (c *DecodeCache) wait(kr *kgo.Record) *schemas.Event {
 	}
 }
 
-// put leaves the event decoded from kr for the other runners.
-func (c *DecodeCache) put(kr *kgo.Record, ev *schemas.Event) {
+// Put leaves the event decoded from kr for the runners (the door, which
+// decoded the record before it forwarded it, does too).
+func (c *DecodeCache) Put(kr *kgo.Record, ev *schemas.Event) {
 	s, mu := c.lock(kr)
 	defer mu.Unlock()
 	s.free()

@@ -28,7 +28,7 @@ func TestDecodeCache(t *testing.T) {
 	if _, st := c.take(rec("item.a", 1, 42, "payload")); st != cacheBusy {
 		t.Fatalf("claimed by another: %v", st)
 	}
-	go func() { time.Sleep(5 * time.Millisecond); c.put(a, ev) }()
+	go func() { time.Sleep(5 * time.Millisecond); c.Put(a, ev) }()
 	if got := c.wait(rec("item.a", 1, 42, "payload")); got != ev {
 		t.Fatalf("waited for the claim: %v", got)
 	}
@@ -76,7 +76,7 @@ func TestDecodeCache(t *testing.T) {
 				}
 				if got == nil {
 					got = &schemas.Event{ID: want}
-					c.put(r, got)
+					c.Put(r, got)
 				}
 				if got.ID != want {
 					t.Errorf("offset %d: got event %s", off, got.ID)

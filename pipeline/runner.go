@@ -472,7 +472,7 @@ func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record
 		out[i].Event = ev
 		decoded++
 		if c := r.cfg.DecodeCache; c != nil {
-			c.put(kr, ev)
+			c.Put(kr, ev)
 		}
 		return nil
 	}

@@ -642,7 +642,7 @@ func (b *Bus) ClickHouseDSN() string { return b.cfg.ClickHouseDSN }
 func (b *Bus) DoorConfig() door.Config {
 	return door.Config{Catalog: b.cfg.Catalog, Kafka: b.kopts, Registry: b.RegistryOpts(), Decoder: b.pcfg.Decoder,
 		Window: b.cfg.IdempotencyWindow, Log: b.cfg.Log.With("component", "door"), Metrics: b.Metrics, Group: b.prefix() + "door",
-		OnCorrection: b.corrected, Disputes: b.openDisputes}
+		OnCorrection: b.corrected, Disputes: b.openDisputes, Forwarded: b.pcfg.DecodeCache.Put}
 }
 
 // checkPrefix refuses a group prefix that is not a dotted name of its own:

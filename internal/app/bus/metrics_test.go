@@ -117,11 +117,13 @@ func TestDashboardsAndRules(t *testing.T) {
 		}
 	}
 	t.Logf("decodes by the sinks and feeds: %v", decodes)
-	// PostgreSQL and ClickHouse decoded each record once between them
-	// (pipeline.DecodeCache): all fit in the cache, so about half the
-	// decodes are shared.
-	if decodes["decoded"] == 0 || decodes["shared"] < 0.4*(decodes["shared"]+decodes["decoded"]) {
-		t.Errorf("decodes by the sinks: %v, want about half shared", decodes)
+	// PostgreSQL and ClickHouse took the events the door had decoded
+	// (pipeline.DecodeCache): the SDK's records were written with the
+	// item's current schema, so only the gateway's event (decoded from JSON
+	// by the door) is decoded by a sink, once, and the few whose slot
+	// another record took (a hashed cache of 65,536 slots).
+	if decodes["decoded"] > 2+0.02*decodes["shared"] || decodes["shared"] < 1000 {
+		t.Errorf("decodes by the sinks: %v, want every one shared but the gateway's", decodes)
 	}
 	used := map[string]string{}
 	for panel, exprs := range testenv.DashboardQueries(t, "../../../dashboards") {
