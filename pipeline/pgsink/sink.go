@@ -406,15 +406,7 @@ func (s *Sink) apply(ctx context.Context, tx pgx.Tx, q *pgx.Batch, it *catalog.I
 		return nil
 	}
 	if len(rows) < copyRows {
-		cols := make([]any, len(rows[0]))
-		for j := range cols {
-			col := make([]any, len(rows))
-			for i, row := range rows {
-				col[i] = row[j]
-			}
-			cols[j] = col
-		}
-		q.Queue(unnestSQL(it), cols...)
+		q.Queue(unnestSQL(it), byColumn(rows)...)
 		return nil
 	}
 	const stage = "jutong_stage"
@@ -429,6 +421,19 @@ func (s *Sink) apply(ctx context.Context, tx pgx.Tx, q *pgx.Batch, it *catalog.I
 	}
 	_, err := tx.Exec(ctx, "DROP TABLE "+stage)
 	return err
+}
+
+// byColumn turns rows into one array per column (unnestSQL's parameters).
+func byColumn(rows [][]any) []any {
+	cols := make([]any, len(rows[0]))
+	for j := range cols {
+		col := make([]any, len(rows))
+		for i, row := range rows {
+			col[i] = row[j]
+		}
+		cols[j] = col
+	}
+	return cols
 }
 
 func rowValues(it *catalog.Item, r *pipeline.Record, landed time.Time) ([]any, error) {

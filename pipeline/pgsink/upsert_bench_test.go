@@ -144,18 +144,6 @@ func mergeUnnestSQL(it *catalog.Item) string {
 		tableName(it), strings.Join(arrays, ", "), columnList(it), key, key, strings.Join(sets, ", "), columnList(it), strings.Join(vals, ", "))
 }
 
-func byColumn(rows [][]any) []any {
-	cols := make([]any, len(rows[0]))
-	for j := range cols {
-		col := make([]any, len(rows))
-		for i, row := range rows {
-			col[i] = row[j]
-		}
-		cols[j] = col
-	}
-	return cols
-}
-
 // backendCPU is the CPU time a PostgreSQL backend on this machine has used.
 func backendCPU(b *testing.B, pid int) time.Duration {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
-	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,7 +22,7 @@ func benchDoor(ctx context.Context, args []string, out, errOut io.Writer) error 
 	fs := cmdflag.New("bench door", benchDesc, errOut)
 	events := fs.Int("events", 500_000, "events in the inbox")
 	item := fs.String("item", "legal_person.enterprise_registration", "the catalog item (the default has 15 fields)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the forwarding (the door and the brokers) to this file")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the forwarding (the door and the brokers) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -70,17 +68,11 @@ func benchDoor(ctx context.Context, args []string, out, errOut io.Writer) error 
 	defer d.Close()
 	dctx, stop := context.WithCancel(ctx)
 	defer stop()
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := cpuProfile(*profile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	before := resourceUsage()
 	start := time.Now()
 	go func() { _ = d.Run(dctx) }()

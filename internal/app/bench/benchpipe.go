@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,7 +29,7 @@ func benchPipeline(ctx context.Context, args []string, out, errOut io.Writer) er
 	duration := fs.Duration("duration", 10*time.Second, "length of the latency run")
 	var sf stackFlags
 	sf.register(fs)
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the throughput run to this file")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the throughput run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -58,7 +57,7 @@ func benchPipeline(ctx context.Context, args []string, out, errOut io.Writer) er
 	fmt.Fprintf(out, "jutong bench pipeline: %s (%d fields), 3 embedded brokers, %d partitions, PostgreSQL + ClickHouse, GOMAXPROCS %d\n",
 		it.Code, len(it.Fields), st.Catalog.TopicConfig(it).Partitions, runtime.GOMAXPROCS(0))
 	p := &pipe{st: st, out: out, it: it, pub: pub, gen: g}
-	if err := p.throughput(ctx, *events, *cpuProfile); err != nil {
+	if err := p.throughput(ctx, *events, *profile); err != nil {
 		return err
 	}
 	latEvents, err := p.latency(ctx, *rate, *duration)
@@ -170,17 +169,12 @@ func (p *pipe) follow(ctx context.Context, start time.Time, until func() bool) (
 // landing. The events are made as they are published (made beforehand, they
 // would take gigabytes): the generator's CPU, about a tenth of the
 // process's, is counted with the bus.
-func (p *pipe) throughput(ctx context.Context, events int, cpuProfile string) error {
-	if cpuProfile != "" {
-		f, err := os.Create(cpuProfile)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer f.Close()
+func (p *pipe) throughput(ctx context.Context, events int, profile string) error {
+	stopProfile, err := cpuProfile(profile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	before := resourceUsage()
 	pg0, ch0 := procCPU(p.st.PG.Pid()), procCPU(p.st.CH.Pid())
 	start := time.Now()
@@ -201,7 +195,7 @@ func (p *pipe) throughput(ctx context.Context, events int, cpuProfile string) er
 	}
 	pubTime := time.Since(start)
 	after := resourceUsage()
-	pprof.StopCPUProfile()
+	stopProfile()
 	if f := p.failed.Load(); f > 0 {
 		return fmt.Errorf("%d events failed to publish", f)
 	}

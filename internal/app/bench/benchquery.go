@@ -8,8 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"os"
-	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -38,7 +36,7 @@ func benchQuery(ctx context.Context, args []string, out, errOut io.Writer) error
 	duration := fs.Duration("duration", 10*time.Second, "length of each run (by key, by field)")
 	var sf stackFlags
 	sf.register(fs)
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the runs (this process: the bus and the clients) to this file")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the runs (this process: the bus and the clients) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,17 +57,11 @@ func benchQuery(ctx context.Context, args []string, out, errOut io.Writer) error
 		return err
 	}
 	quiesce(2 * time.Minute)
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := cpuProfile(*profile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	calls := 0
 	for i, run := range []struct {
 		name string

@@ -3,8 +3,10 @@ package bench
 import (
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -75,4 +77,21 @@ func procRSS(pid int) (rss, peak int64) {
 		}
 	}
 	return rss, peak
+}
+
+// cpuProfile writes a CPU profile of what runs until the returned stop is
+// called to path; no path, no profile.
+func cpuProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return sync.OnceFunc(func() { pprof.StopCPUProfile(); f.Close() }), nil
 }
