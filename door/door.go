@@ -61,9 +61,9 @@ type Config struct {
 	// an accepted change of a disputed record carries their ids in the
 	// header jutong.disputes (schemas.HeaderDisputes) on the item's topic.
 	Disputes func(item, key string) []string
-	Now          func() time.Time
-	Log          *slog.Logger
-	Metrics      prometheus.Registerer
+	Now      func() time.Time
+	Log      *slog.Logger
+	Metrics  prometheus.Registerer
 }
 
 // MaxWindow is the longest idempotency window: the retention of the id
@@ -205,10 +205,10 @@ type verdict struct {
 	// current says that ev is what decoding rec gives (read from an inbox
 	// record of the item's current schema).
 	current bool
-	rec    *kgo.Record // to the item topic (accepted) or the quarantine (rejected)
-	pos    Position    // duplicate: the original position
-	v      *contract.Violation
-	q      *quarantine.Record
+	rec     *kgo.Record // to the item topic (accepted) or the quarantine (rejected)
+	pos     Position    // duplicate: the original position
+	v       *contract.Violation
+	q       *quarantine.Record
 }
 
 // judge decides on one candidate; seen holds the ids accepted earlier in
