@@ -2,6 +2,7 @@ package door
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -34,6 +35,40 @@ func TestIDIndexRoundTripAndWindow(t *testing.T) {
 	}
 	if _, dup := x.lookup("other.item", "id-1", at); dup {
 		t.Fatal("ids are per item")
+	}
+}
+
+// The ids of a transaction go in records of up to idsPerRecord; reading
+// them back (and a single id's record, as written before) restores them.
+func TestIDRecordsRoundTrip(t *testing.T) {
+	at := time.UnixMilli(1_795_000_000_000)
+	var ids []accepted
+	for i := range idsPerRecord + 1 {
+		ids = append(ids, accepted{item: "legal_person.enterprise_registration", id: fmt.Sprintf("id-%d\n\t\"", i), pos: Position{int32(i % 6), int64(i)}})
+	}
+	recs := idRecords(ids, at)
+	if len(recs) != 2 {
+		t.Fatalf("%d records for %d ids", len(recs), len(ids))
+	}
+	x := idIndex{window: time.Hour, ids: map[string]idEntry{}}
+	for _, r := range append(recs, idRecord("old.item", "id-old", Position{2, 9}, at)) {
+		x.read(r, at.Add(time.Minute))
+	}
+	for _, a := range ids {
+		if pos, dup := x.lookup(a.item, a.id, at.Add(time.Minute)); !dup || pos != a.pos {
+			t.Fatalf("%q: %v %v, want %v", a.id, pos, dup, a.pos)
+		}
+	}
+	if pos, dup := x.lookup("old.item", "id-old", at.Add(time.Minute)); !dup || pos != (Position{2, 9}) {
+		t.Errorf("a single id's record: %v %v", pos, dup)
+	}
+	// Past the window, nothing is kept.
+	y := idIndex{window: time.Hour, ids: map[string]idEntry{}}
+	for _, r := range recs {
+		y.read(r, at.Add(2*time.Hour))
+	}
+	if len(y.ids) != 0 {
+		t.Errorf("%d ids kept past the window", len(y.ids))
 	}
 }
 

@@ -2,6 +2,7 @@ package door
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -37,11 +38,27 @@ func idKey(item, id string) string { return item + "\x00" + id }
 // load reads the ids topic to its end, keeping what is inside the window.
 func (x *idIndex) load(ctx context.Context, kafka []kgo.Opt, now time.Time) error {
 	x.ids = map[string]idEntry{}
-	return kafkaconn.ReadAll(ctx, kafka, topicname.DoorIDs, func(r *kgo.Record) {
+	return kafkaconn.ReadAll(ctx, kafka, topicname.DoorIDs, func(r *kgo.Record) { x.read(r, now) })
+}
+
+// read keeps the ids of one record of the ids topic that are in the window:
+// a batch (idRecords) or, as written before, a single id (idRecord).
+func (x *idIndex) read(r *kgo.Record, now time.Time) {
+	if !strings.HasPrefix(string(r.Key), idBatchPrefix) {
 		if e, ok := parseIDEntry(r.Value); ok && now.Sub(e.at) < x.window {
 			x.ids[string(r.Key)] = e
 		}
-	})
+		return
+	}
+	var pairs [][2]string
+	if err := json.Unmarshal(r.Value, &pairs); err != nil {
+		return // not one of ours: nothing to remember
+	}
+	for _, kv := range pairs {
+		if e, ok := parseIDEntry([]byte(kv[1])); ok && now.Sub(e.at) < x.window {
+			x.ids[kv[0]] = e
+		}
+	}
 }
 
 func (x *idIndex) lookup(item, id string, now time.Time) (Position, bool) {
@@ -67,10 +84,40 @@ func (x *idIndex) add(item, id string, pos Position, at time.Time) {
 	}
 }
 
-// record is the ids topic's record of an accepted id.
+// record is the ids topic's record of an accepted id (as written before
+// ids were batched; still read).
 func idRecord(item, id string, pos Position, at time.Time) *kgo.Record {
-	return &kgo.Record{Topic: topicname.DoorIDs, Key: []byte(idKey(item, id)),
-		Value: []byte(fmt.Sprintf("%d:%d:%d", pos.Partition, pos.Offset, at.UnixMilli()))}
+	return &kgo.Record{Topic: topicname.DoorIDs, Key: []byte(idKey(item, id)), Value: idValue(pos, at)}
+}
+
+func idValue(pos Position, at time.Time) []byte {
+	return []byte(fmt.Sprintf("%d:%d:%d", pos.Partition, pos.Offset, at.UnixMilli()))
+}
+
+// idBatchPrefix begins the key of a record holding several accepted ids:
+// its value is a JSON array of [idKey, position] pairs. No idKey begins with
+// it (an item code starts with a letter).
+const idBatchPrefix = "\x00batch\x00"
+
+// idsPerRecord bounds the ids in one record (well under Kafka's record size).
+const idsPerRecord = 2000
+
+// idRecords are the ids topic's records of a transaction's accepted ids:
+// one per idsPerRecord ids rather than one per id (half the records the
+// door writes). Each is keyed by its first id, unique in the window.
+func idRecords(ids []accepted, at time.Time) []*kgo.Record {
+	var out []*kgo.Record
+	for len(ids) > 0 {
+		n := min(len(ids), idsPerRecord)
+		pairs := make([][2]string, n)
+		for i, a := range ids[:n] {
+			pairs[i] = [2]string{idKey(a.item, a.id), string(idValue(a.pos, at))}
+		}
+		v, _ := json.Marshal(pairs) // strings only: cannot fail
+		out = append(out, &kgo.Record{Topic: topicname.DoorIDs, Key: []byte(idBatchPrefix + pairs[0][0]), Value: v})
+		ids = ids[n:]
+	}
+	return out
 }
 
 func parseIDEntry(v []byte) (idEntry, bool) {

@@ -75,7 +75,9 @@ func (d *Door) write(ctx context.Context, p producer, vs []verdict, now time.Tim
 		pos := Position{r.Partition, r.Offset}
 		out[i] = Outcome{Status: Accepted, Position: pos}
 		ids = append(ids, accepted{vs[i].it.Code, vs[i].ev.ID, vs[i].ev.Key, pos, i})
-		second, secondIdx = append(second, idRecord(vs[i].it.Code, vs[i].ev.ID, pos, now)), append(secondIdx, -1)
+	}
+	for _, r := range idRecords(ids, now) {
+		second, secondIdx = append(second, r), append(secondIdx, -1)
 	}
 	for i, v := range vs {
 		switch v.status {
