@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/synth"
@@ -70,12 +71,14 @@ func benchPipeline(ctx context.Context, args []string, out, errOut io.Writer) er
 // stackFlags are the settings of the benchmarks that start a whole stack.
 type stackFlags struct {
 	pgDSN, chDSN string
+	decodeCache  int
 	verbose      bool
 }
 
 func (f *stackFlags) register(fs *cmdflag.FlagSet) {
 	fs.EnvStringVar(&f.pgDSN, "postgres-dsn", "JUTONG_POSTGRES_DSN", "", "PostgreSQL; empty starts a throwaway local server")
 	fs.EnvStringVar(&f.chDSN, "clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "ClickHouse; empty starts a throwaway local server")
+	fs.IntVar(&f.decodeCache, "decode-cache", bus.DefaultDecodeCache, "decoded events the sinks, feeds and door share (0: none)")
 	fs.BoolVar(&f.verbose, "v", false, "log progress (info level) to stderr")
 }
 
@@ -88,7 +91,7 @@ func (f *stackFlags) start(ctx context.Context, errOut io.Writer, adjust func(*s
 	}
 	flags := &stack.Flags{Apply: true, DataDir: dir, Brokers: 3, KafkaPorts: "0,0,0",
 		RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", AdminUser: "jutong", AdminPassword: "bench",
-		PostgresDSN: f.pgDSN, ClickHouseDSN: f.chDSN}
+		PostgresDSN: f.pgDSN, ClickHouseDSN: f.chDSN, DecodeCache: f.decodeCache}
 	if adjust != nil {
 		adjust(flags)
 	}
@@ -221,6 +224,8 @@ func (p *pipe) throughput(ctx context.Context, events int, profile string) error
 // publish-to-landed times from the sinks; it returns the events published.
 func (p *pipe) latency(ctx context.Context, rate int, duration time.Duration) (int, error) {
 	d, n := p.it.Namespace()
+	before := resourceUsage()
+	pg0, ch0 := procCPU(p.st.PG.Pid()), procCPU(p.st.CH.Pid())
 	latStart := time.Now()
 	tick := 10 * time.Millisecond
 	perTick := max(1, rate/100)
@@ -256,6 +261,12 @@ func (p *pipe) latency(ctx context.Context, rate int, duration time.Duration) (i
 	fmt.Fprintf(p.out, "\nLatency: %d events at %d events/s for %s, publish time -> landed (the start of the sink's write)\n", latEvents, rate, duration)
 	fmt.Fprintf(p.out, "  postgres     p50 %6.0f ms   p99 %6.0f ms   max lag %d\n", pg50*1000, pg99*1000, w.maxLag["postgres"])
 	fmt.Fprintf(p.out, "  clickhouse   p50 %6.0f ms   p99 %6.0f ms   max lag %d\n", chq[0]*1000, chq[1]*1000, w.maxLag["clickhouse"])
+	if latEvents > 0 {
+		after := resourceUsage()
+		per := func(d time.Duration) float64 { return d.Seconds() * 100_000 / float64(latEvents) }
+		fmt.Fprintf(p.out, "  CPU-s per 100,000 events at this rate: bus %.2f, PostgreSQL %.2f, ClickHouse %.2f\n",
+			per(after.user+after.sys-before.user-before.sys), per(procCPU(p.st.PG.Pid())-pg0), per(procCPU(p.st.CH.Pid())-ch0))
+	}
 	return latEvents, nil
 }
 

@@ -105,6 +105,10 @@ type Config struct {
 	// deployment on the same cluster (another data centre's sinks, a
 	// benchmark beside a running bus) takes its own.
 	GroupPrefix string
+	// DecodeCache is how many decoded events the sinks, the feeds and the
+	// door of this process share (pipeline.DecodeCache): 0, the default
+	// (65,536); negative, none (each runner decodes every record).
+	DecodeCache int
 	// NoTypedViews skips ClickHouse's typed views of the items (two a
 	// item; see docs/analytics.md).
 	NoTypedViews bool
@@ -425,15 +429,20 @@ func (b *Bus) pipelineConfig(context.Context) error {
 	b.pcfg.Log = b.cfg.Log.With("component", "pipeline")
 	b.pcfg.Metrics = b.Metrics
 	b.pcfg.Decoder = schemas.NewDecoder(reg)
-	if b.pcfg.DecodeCache == nil {
-		b.pcfg.DecodeCache = pipeline.NewDecodeCache(decodeCacheSize)
+	if b.pcfg.DecodeCache == nil && b.cfg.DecodeCache >= 0 {
+		size := b.cfg.DecodeCache
+		if size == 0 {
+			size = DefaultDecodeCache
+		}
+		b.pcfg.DecodeCache = pipeline.NewDecodeCache(size)
 	}
 	return nil
 }
 
-// decodeCacheSize is how many decoded events the sinks and feeds share
-// (pipeline.DecodeCache): about three of a runner's largest batches.
-const decodeCacheSize = 1 << 16
+// DefaultDecodeCache is how many decoded events the sinks and feeds share
+// (pipeline.DecodeCache) unless Config.DecodeCache says otherwise: about
+// two seconds at 30,000 events/s, three of a runner's largest batches.
+const DefaultDecodeCache = 1 << 16
 
 // startDoor opens the door (its id index) and runs it on the inboxes.
 func (b *Bus) startDoor(ctx, rctx context.Context) (err error) {
@@ -640,9 +649,15 @@ func (b *Bus) ClickHouseDSN() string { return b.cfg.ClickHouseDSN }
 // DoorConfig is the configuration of the bus's door, for a door of one's
 // own (with NoDoor).
 func (b *Bus) DoorConfig() door.Config {
-	return door.Config{Catalog: b.cfg.Catalog, Kafka: b.kopts, Registry: b.RegistryOpts(), Decoder: b.pcfg.Decoder,
+	cfg := door.Config{Catalog: b.cfg.Catalog, Kafka: b.kopts, Registry: b.RegistryOpts(), Decoder: b.pcfg.Decoder,
 		Window: b.cfg.IdempotencyWindow, Log: b.cfg.Log.With("component", "door"), Metrics: b.Metrics, Group: b.prefix() + "door",
-		OnCorrection: b.corrected, Disputes: b.openDisputes, Forwarded: b.pcfg.DecodeCache.Put}
+		OnCorrection: b.corrected, Disputes: b.openDisputes}
+	// The door's decoded events are worth keeping only for sinks of this
+	// process: holding them costs the garbage collector (docs/benchmarks.md).
+	if b.pcfg.DecodeCache != nil && (b.cfg.PostgresDSN != "" || b.cfg.ClickHouseDSN != "") {
+		cfg.Forwarded = b.pcfg.DecodeCache.Put
+	}
+	return cfg
 }
 
 // checkPrefix refuses a group prefix that is not a dotted name of its own:
