@@ -107,6 +107,7 @@ type Runner struct {
 	lastPub map[*catalog.Item]time.Time
 
 	runCtx context.Context // set by Run; bounds work done in client callbacks
+	cache  *CacheReader    // set by Run when the runner shares a DecodeCache
 }
 
 // New creates a runner for sink over the catalog items it accepts.
@@ -165,6 +166,10 @@ func (r *Runner) Topics() []string {
 // the ledger only moves with written data.
 func (r *Runner) Run(ctx context.Context) error {
 	r.runCtx = ctx
+	if c := r.cfg.DecodeCache; c != nil {
+		r.cache = c.Join(r.Topics())
+		defer r.cache.Leave()
+	}
 	items := make([]*catalog.Item, 0, len(r.items))
 	for _, it := range r.items {
 		items = append(items, it)
@@ -452,10 +457,8 @@ func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record
 			}
 			return err
 		})
-		if err != nil || bad != nil {
-			if c := r.cfg.DecodeCache; c != nil {
-				c.release(kr)
-			}
+		if (err != nil || bad != nil) && r.cache != nil {
+			r.cache.release(kr)
 		}
 		if err != nil {
 			return err // ctx done
@@ -471,8 +474,8 @@ func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record
 		}
 		out[i].Event = ev
 		decoded++
-		if c := r.cfg.DecodeCache; c != nil {
-			c.Put(kr, ev)
+		if r.cache != nil {
+			r.cache.put(kr, ev)
 		}
 		return nil
 	}
@@ -484,8 +487,8 @@ func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record
 		if IsFlag(kr) {
 			continue // a dispute flag, not a change: only the ledger moves
 		}
-		if c := r.cfg.DecodeCache; c != nil {
-			switch ev, st := c.take(kr); st {
+		if r.cache != nil {
+			switch ev, st := r.cache.take(kr); st {
 			case cacheHit:
 				out[i].Event = ev
 				shared++
@@ -500,7 +503,7 @@ func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record
 		}
 	}
 	for _, i := range later {
-		if ev := r.cfg.DecodeCache.wait(recs[i]); ev != nil {
+		if ev := r.cache.wait(recs[i]); ev != nil {
 			out[i].Event = ev
 			shared++
 			continue

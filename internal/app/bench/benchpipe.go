@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/synth"
@@ -78,7 +77,7 @@ type stackFlags struct {
 func (f *stackFlags) register(fs *cmdflag.FlagSet) {
 	fs.EnvStringVar(&f.pgDSN, "postgres-dsn", "JUTONG_POSTGRES_DSN", "", "PostgreSQL; empty starts a throwaway local server")
 	fs.EnvStringVar(&f.chDSN, "clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "ClickHouse; empty starts a throwaway local server")
-	fs.IntVar(&f.decodeCache, "decode-cache", bus.DefaultDecodeCache, "decoded events the sinks, feeds and door share (0: none)")
+	fs.IntVar(&f.decodeCache, "decode-cache", 0, "decoded events the sinks, feeds and door share (0: none, as serve's default)")
 	fs.BoolVar(&f.verbose, "v", false, "log progress (info level) to stderr")
 }
 

@@ -105,9 +105,11 @@ type Config struct {
 	// deployment on the same cluster (another data centre's sinks, a
 	// benchmark beside a running bus) takes its own.
 	GroupPrefix string
-	// DecodeCache is how many decoded events the sinks, the feeds and the
-	// door of this process share (pipeline.DecodeCache): 0, the default
-	// (65,536); negative, none (each runner decodes every record).
+	// DecodeCache, when positive, is how many decoded events the sinks, the
+	// feeds and the door of this process share (pipeline.DecodeCache), so
+	// that a record is decoded once rather than once per sink. Off by
+	// default: with two sinks it saved as much CPU as it cost
+	// (docs/benchmarks.md); it pays with more readers of an item (feeds).
 	DecodeCache int
 	// NoTypedViews skips ClickHouse's typed views of the items (two a
 	// item; see docs/analytics.md).
@@ -429,20 +431,11 @@ func (b *Bus) pipelineConfig(context.Context) error {
 	b.pcfg.Log = b.cfg.Log.With("component", "pipeline")
 	b.pcfg.Metrics = b.Metrics
 	b.pcfg.Decoder = schemas.NewDecoder(reg)
-	if b.pcfg.DecodeCache == nil && b.cfg.DecodeCache >= 0 {
-		size := b.cfg.DecodeCache
-		if size == 0 {
-			size = DefaultDecodeCache
-		}
-		b.pcfg.DecodeCache = pipeline.NewDecodeCache(size)
+	if b.pcfg.DecodeCache == nil && b.cfg.DecodeCache > 0 {
+		b.pcfg.DecodeCache = pipeline.NewDecodeCache(b.cfg.DecodeCache)
 	}
 	return nil
 }
-
-// DefaultDecodeCache is how many decoded events the sinks and feeds share
-// (pipeline.DecodeCache) unless Config.DecodeCache says otherwise: about
-// two seconds at 30,000 events/s, three of a runner's largest batches.
-const DefaultDecodeCache = 1 << 16
 
 // startDoor opens the door (its id index) and runs it on the inboxes.
 func (b *Bus) startDoor(ctx, rctx context.Context) (err error) {

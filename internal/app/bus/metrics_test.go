@@ -33,7 +33,7 @@ var metricName = regexp.MustCompile(`\bjutong_[a-z0-9_]+`)
 // dashboard panel's query must return data.
 func TestDashboardsAndRules(t *testing.T) {
 	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
-	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ClickHouseDSN: chDSN, ReadAuditEvery: time.Second})
+	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ClickHouseDSN: chDSN, ReadAuditEvery: time.Second, DecodeCache: 1 << 16})
 	t.Cleanup(b.Close)
 	cat := sample(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -47,7 +47,7 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	key := fs.EnvString("tls-key", "JUTONG_TLS_KEY", "", "its private key (PEM)")
 	ca := fs.EnvString("tls-ca", "JUTONG_CA_FILE", "", "CA certificate(s) to trust: connects to Kafka over SASL_SSL, and to the registry over HTTPS")
 	decodeCache := 0
-	fs.EnvIntVar(&decodeCache, "decode-cache", "JUTONG_DECODE_CACHE", bus.DefaultDecodeCache, "decoded events the sinks, feeds and door of the process share, so that a record is decoded once (0: none; memory: about 2.5 KB each)")
+	fs.EnvIntVar(&decodeCache, "decode-cache", "JUTONG_DECODE_CACHE", 0, "decoded events the sinks, feeds and door of the process may share, so that a record is decoded once (0: none, the default; 65536 covers about two seconds at 30,000 events/s)")
 	prefix := fs.EnvString("group-prefix", "JUTONG_GROUP_PREFIX", "jutong.", "begins the bus's consumer groups and transactional ids (<prefix>sink.postgres, <prefix>door): another deployment on the same cluster takes its own")
 	typed := fs.Bool("typed-views", true, "make ClickHouse's typed views of every item (two an item: docs/analytics.md)")
 	lookupRate := fs.Float64("lookup-rate", 50, "lookups a second a grant allows unless its application asks for another rate")
@@ -91,7 +91,7 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 		TLS:          certs,
 		RegistryAddr: *regAddr, RegistryURL: *regURL, APIAddr: *apiAddr, SecretsDir: *secrets, CreateUsers: *createUsers, PostgresDSN: *pgDSN, ClickHouseDSN: *chDSN, Log: log,
 		Pipeline: pipeline.Config{InstanceID: *instance}, IdempotencyWindow: window, HTTPReadTimeout: readTimeout,
-		NoTypedViews: !*typed, LookupRate: *lookupRate, GroupPrefix: *prefix, DecodeCache: stack.BusDecodeCache(decodeCache),
+		NoTypedViews: !*typed, LookupRate: *lookupRate, GroupPrefix: *prefix, DecodeCache: decodeCache,
 	})
 	if err != nil {
 		return err
