@@ -315,6 +315,14 @@ type Reject struct {
 // Transactional option.
 // The returned results are in the order of events, then rejects.
 func (p *Publisher) PublishTx(ctx context.Context, item string, events []*schemas.Event, rejects []Reject, extra ...*kgo.Record) ([]Result, error) {
+	return p.PublishTxCorrecting(ctx, item, events, nil, rejects, extra...)
+}
+
+// PublishTxCorrecting is PublishTx where some events correct the records of
+// disputes: corrects maps their event ids to the disputes' ids, named on
+// their inbox records as PublishCorrection does (an adapter whose source
+// table says which change corrects what).
+func (p *Publisher) PublishTxCorrecting(ctx context.Context, item string, events []*schemas.Event, corrects map[string]string, rejects []Reject, extra ...*kgo.Record) ([]Result, error) {
 	if p.cfg.txnID == "" {
 		return nil, errors.New("producers: PublishTx needs the Transactional option")
 	}
@@ -343,6 +351,8 @@ func (p *Publisher) PublishTx(ctx context.Context, item string, events []*schema
 		rec, v := p.record(pr, e)
 		if v != nil {
 			p.m.rejected.WithLabelValues(item, p.dept, v.Rule).Inc()
+		} else if d := corrects[e.ID]; d != "" {
+			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: inbox.HeaderCorrects, Value: []byte(d)})
 		}
 		p.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
 			res := Result{Event: e, Partition: r.Partition, Offset: r.Offset, Bytes: len(r.Value), Err: err}

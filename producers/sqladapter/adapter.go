@@ -46,6 +46,11 @@ type Config struct {
 	UpdatedColumn string
 	// DeletedColumn marks soft-deleted rows (true, 1, or a non-null time).
 	DeletedColumn string
+	// CorrectsColumn, when set, names the dispute a row's change corrects
+	// (a dispute id, or empty or NULL for none): the change is published
+	// naming it (the inbox header jutong.corrects), as
+	// producers.Publisher.PublishCorrection does.
+	CorrectsColumn string
 	// KeyDiffEvery, when positive, finds rows deleted outright (tables
 	// without a soft-delete column): at most this often, once the changes
 	// are caught up, the adapter lists the table's keys and publishes a
@@ -138,7 +143,7 @@ func New(ctx context.Context, cfg Config) (*Adapter, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, need := range []string{cfg.KeyColumn, cfg.UpdatedColumn, cfg.DeletedColumn} {
+	for _, need := range []string{cfg.KeyColumn, cfg.UpdatedColumn, cfg.DeletedColumn, cfg.CorrectsColumn} {
 		if need != "" && !have[strings.ToLower(need)] {
 			return nil, fmt.Errorf("sqladapter: table %s has no column %q", cfg.Table, need)
 		}
@@ -342,6 +347,9 @@ func (a *Adapter) selectList() string {
 	if a.cfg.DeletedColumn != "" {
 		cols = append(cols, a.q(a.cfg.DeletedColumn))
 	}
+	if a.cfg.CorrectsColumn != "" {
+		cols = append(cols, a.q(a.cfg.CorrectsColumn))
+	}
 	return strings.Join(cols, ", ")
 }
 
@@ -406,9 +414,10 @@ type row struct {
 }
 
 type readBatch struct {
-	rows    []row
-	events  []*schemas.Event
-	rejects []producers.Reject
+	rows     []row
+	events   []*schemas.Event
+	rejects  []producers.Reject
+	corrects map[string]string // event id -> the dispute it corrects
 }
 
 // read runs query and turns the rows into events (or rejects).
@@ -425,14 +434,17 @@ func (a *Adapter) read(ctx context.Context, query string, args []any, op schemas
 		dest = append(dest, &text[i])
 	}
 	var updated any
-	var deleted sql.NullString
+	var deleted, corrects sql.NullString
 	if a.cfg.UpdatedColumn != "" {
 		dest = append(dest, &updated)
 	}
 	if a.cfg.DeletedColumn != "" {
 		dest = append(dest, &deleted)
 	}
-	b := &readBatch{}
+	if a.cfg.CorrectsColumn != "" {
+		dest = append(dest, &corrects)
+	}
+	b := &readBatch{corrects: map[string]string{}}
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
@@ -441,6 +453,9 @@ func (a *Adapter) read(ctx context.Context, query string, args []any, op schemas
 		key := text[n].String
 		b.rows = append(b.rows, row{key: key, updated: updated})
 		ev := &schemas.Event{ID: uuid.NewString(), Op: op, Key: key, EventTime: now}
+		if d := strings.TrimSpace(corrects.String); corrects.Valid && d != "" {
+			b.corrects[ev.ID] = d
+		}
 		if t, ok := updated.(time.Time); ok {
 			ev.EventTime = t.UTC().Truncate(time.Millisecond)
 		}
@@ -518,7 +533,7 @@ func (a *Adapter) commit(ctx context.Context, cp Checkpoint, b *readBatch) error
 		return err
 	}
 	extra = append(extra, &kgo.Record{Topic: topicname.Checkpoints(a.cfg.Publisher.Department()), Key: []byte(a.cfg.Name), Value: val})
-	if _, err := a.cfg.Publisher.PublishTx(ctx, a.cfg.Item.Code, b.events, b.rejects, extra...); err != nil {
+	if _, err := a.cfg.Publisher.PublishTxCorrecting(ctx, a.cfg.Item.Code, b.events, b.corrects, b.rejects, extra...); err != nil {
 		return err
 	}
 	a.cp = cp

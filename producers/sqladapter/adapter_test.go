@@ -15,12 +15,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/inbox"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/producers/sqladapter"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/topicname"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -83,8 +85,8 @@ func testAdapter(t *testing.T, d dialect) {
 		names = append(names, f.Name)
 		phs = append(phs, d.ph(i+1))
 	}
-	ddl := fmt.Sprintf("CREATE TABLE enterprise (%s, updated_at %s NOT NULL, deleted %s NOT NULL DEFAULT false, PRIMARY KEY (uscc))",
-		strings.Join(cols, ", "), d.ts, d.boolT)
+	ddl := fmt.Sprintf("CREATE TABLE enterprise (%s, updated_at %s NOT NULL, deleted %s NOT NULL DEFAULT false, corrects %s NULL, PRIMARY KEY (uscc))",
+		strings.Join(cols, ", "), d.ts, d.boolT, d.types[catalog.TypeEnum])
 	if _, err := db.Exec(ddl); err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +125,7 @@ func testAdapter(t *testing.T, d dialect) {
 			t.Fatal(err)
 		}
 		a, err := sqladapter.New(ctx, sqladapter.Config{Item: it, DB: db, Dialect: d.name, Table: "enterprise",
-			UpdatedColumn: "updated_at", DeletedColumn: "deleted", KeyDiffEvery: time.Nanosecond, Batch: 100, Publisher: pub,
+			UpdatedColumn: "updated_at", DeletedColumn: "deleted", CorrectsColumn: "corrects", KeyDiffEvery: time.Nanosecond, Batch: 100, Publisher: pub,
 			Kafka: b.KafkaOpts()})
 		if err != nil {
 			t.Fatal(err)
@@ -150,10 +152,15 @@ func testAdapter(t *testing.T, d dialect) {
 	if cp := a.Checkpoint(); !cp.SnapshotDone || cp.Rows != 250 {
 		t.Fatalf("after the snapshot: %+v", cp)
 	}
-	// Changes: 30 updates and 10 soft deletes.
+	// Changes: 30 updates and 10 soft deletes; the first update corrects
+	// the record of a dispute (the table's corrects column names it).
 	for i := 0; i < 40; i++ {
-		q := fmt.Sprintf("UPDATE enterprise SET updated_at = %s, address = %s WHERE uscc = %s", d.ph(1), d.ph(2), d.ph(3))
-		args := []any{base.Add(time.Duration(i+1) * time.Second), fmt.Sprintf("重庆市渝中区新地址%d号", i), keys[i]}
+		q := fmt.Sprintf("UPDATE enterprise SET updated_at = %s, address = %s, corrects = %s WHERE uscc = %s", d.ph(1), d.ph(2), d.ph(3), d.ph(4))
+		corrects := any(nil)
+		if i == 0 {
+			corrects = "dsp-sql-1"
+		}
+		args := []any{base.Add(time.Duration(i+1) * time.Second), fmt.Sprintf("重庆市渝中区新地址%d号", i), corrects, keys[i]}
 		if i >= 30 {
 			q = fmt.Sprintf("UPDATE enterprise SET updated_at = %s, deleted = true WHERE uscc = %s", d.ph(1), d.ph(2))
 			args = []any{args[0], keys[i]}
@@ -215,5 +222,31 @@ func testAdapter(t *testing.T, d dialect) {
 	}()
 	if ops[schemas.OpSnapshot] != 250 || len(snap) != 250 || ops[schemas.OpUpdate] != 30 || ops[schemas.OpDelete] != 15 || extra != 0 {
 		t.Fatalf("ops %v, distinct snapshot keys %d, %d more records: want 250 snapshots of 250 keys, 30 updates, 15 deletes (10 soft, 5 by key diff)", ops, len(snap), extra)
+	}
+
+	// The correcting change named its dispute on its inbox record, and no other did.
+	in, err := b.Kafka().Client(kgo.ConsumeTopics(topicname.Inbox(it.Source)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	var named []string
+	for read := 0; read < 295; {
+		fs := in.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatal(err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			read++
+			for _, h := range r.Headers {
+				if h.Key == inbox.HeaderCorrects {
+					named = append(named, string(r.Key)+"="+string(h.Value))
+				}
+			}
+		})
+	}
+	if len(named) != 1 || named[0] != keys[0]+"=dsp-sql-1" {
+		t.Errorf("changes naming a dispute: %v, want the update of %s naming dsp-sql-1", named, keys[0])
 	}
 }

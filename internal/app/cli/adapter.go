@@ -118,6 +118,7 @@ func runAdapter(ctx context.Context, args []string, out, errOut io.Writer) error
 	keyCol := fs.String("key-column", "", "the business key column; default: the item's key field")
 	updCol := fs.String("updated-column", "", "an updated-at or increasing column that orders changes; empty: snapshot only")
 	delCol := fs.String("deleted-column", "", "a soft-delete column (true, 1 or a time mean deleted)")
+	corrCol := fs.String("corrects-column", "", "a column naming the dispute a row's change corrects (empty or NULL: none); docs/disputes.md")
 	keyDiff := fs.Duration("key-diff-every", 0, "for rows deleted outright: compare the table's keys with those published, at most this often (e.g. 1h); 0: off")
 	name := fs.String("name", "", "the adapter's name, keying its checkpoint; default item@table")
 	batch := fs.Int("batch", 1000, "rows per transaction")
@@ -161,7 +162,7 @@ func runAdapter(ctx context.Context, args []string, out, errOut io.Writer) error
 	}
 	defer pub.Close()
 	a, err := sqladapter.New(ctx, sqladapter.Config{Item: it, DB: db, Dialect: sqladapter.Dialect(*driver), Table: *table,
-		KeyColumn: *keyCol, UpdatedColumn: *updCol, DeletedColumn: *delCol, KeyDiffEvery: *keyDiff, Name: *name, Batch: *batch, Poll: *poll,
+		KeyColumn: *keyCol, UpdatedColumn: *updCol, DeletedColumn: *delCol, CorrectsColumn: *corrCol, KeyDiffEvery: *keyDiff, Name: *name, Batch: *batch, Poll: *poll,
 		Publisher: pub, Kafka: kopts, Log: log})
 	if err != nil {
 		return err
