@@ -237,7 +237,9 @@ func (p *Publisher) Publish(ctx context.Context, item string, events ...*schemas
 // a dispute is about, naming the dispute (the inbox header
 // jutong.corrects): once the door accepts it, the dispute waits for it to
 // land in every sink and feed, then closes with their receipts. It waits
-// for Kafka's acknowledgement.
+// for Kafka's acknowledgement. A correction the contract refuses corrects
+// nothing: it is kept as any refused event (the quarantine, without the
+// dispute) and its violation returned.
 func (p *Publisher) PublishCorrection(ctx context.Context, item, dispute string, e *schemas.Event) (Result, error) {
 	if dispute == "" {
 		return Result{Event: e}, errors.New("producers: PublishCorrection needs the dispute's id")
@@ -248,12 +250,21 @@ func (p *Publisher) PublishCorrection(ctx context.Context, item, dispute string,
 	}
 	rec, v := p.record(pr, e)
 	if v != nil {
-		return Result{Event: e, Err: v}, v // a correction the contract refuses corrects nothing: not sent
+		// A correction the contract refuses corrects nothing: its refusal is
+		// kept (the quarantine), as any refused event's, without the dispute.
+		p.m.rejected.WithLabelValues(item, p.dept, v.Rule).Inc()
+	} else {
+		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: inbox.HeaderCorrects, Value: []byte(dispute)})
 	}
-	rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: inbox.HeaderCorrects, Value: []byte(dispute)})
 	if err := p.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		p.m.failed.WithLabelValues(item, p.dept).Inc()
+		if v != nil {
+			err = &NotKeptError{Violation: v, Err: err}
+		}
 		return Result{Event: e, Err: err}, err
+	}
+	if v != nil {
+		return Result{Event: e, Partition: rec.Partition, Offset: rec.Offset, Err: v}, v
 	}
 	p.m.published.WithLabelValues(item, p.dept).Inc()
 	return Result{Event: e, Partition: rec.Partition, Offset: rec.Offset, Bytes: len(rec.Value)}, nil

@@ -184,6 +184,29 @@ func TestRejectsAreKept(t *testing.T) {
 	}
 }
 
+// TestRefusedCorrectionIsKept: a correction the contract refuses corrects
+// nothing, and is kept in the quarantine like any refused event, without
+// naming the dispute.
+func TestRefusedCorrectionIsKept(t *testing.T) {
+	b, cat := startBus(t)
+	pub := publisherAs(t, b, cat, "market_supervision", nil)
+	gen := synth.New(cat.Item(item), 3, time.Now())
+	e := gen.Next()
+	e.Data["status"] = "存续" // not in the enum
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := pub.PublishCorrection(ctx, item, "dsp-1", e)
+	var v *contract.Violation
+	if !errors.As(err, &v) || v.Rule != "schema.enum" || !errors.As(res.Err, &v) {
+		t.Fatalf("a refused correction: %v (result %v)", err, res.Err)
+	}
+	q := readAll(t, b, producers.QuarantineTopic, 1)
+	var rej producers.Rejected
+	if len(q) != 1 || json.Unmarshal(q[0].Value, &rej) != nil || rej.EventID != e.ID || rej.Rule != "schema.enum" {
+		t.Fatalf("the quarantine holds %d records (%+v), want the refused correction", len(q), rej)
+	}
+}
+
 func mustCounter(t *testing.T, reg *prometheus.Registry, name string, labels ...string) prometheus.Collector {
 	t.Helper()
 	mfs, err := reg.Gather()

@@ -45,6 +45,12 @@ type Config struct {
 	Format  Format
 	// Progress, when set, gets a progress line now and then (a terminal).
 	Progress io.Writer
+	// CorrectsColumn, when set, is a column (CSV) or field (JSONL) of the
+	// extract that is no field of the item: the dispute a row's change
+	// corrects (empty: none). The change is published naming it, as
+	// producers.Publisher.PublishCorrection does; a row that did not change
+	// publishes nothing, whatever it names.
+	CorrectsColumn string
 }
 
 // Summary is what a run did.
@@ -99,10 +105,11 @@ func (st *state) save(path string) error {
 
 // line is one record read from the extract.
 type line struct {
-	n    int
-	data map[string]any
-	raw  []byte
-	bad  *contract.Violation
+	n        int
+	data     map[string]any
+	raw      []byte
+	bad      *contract.Violation
+	corrects string // the dispute the row's change corrects
 }
 
 // Adapter publishes the changes between an extract and the previous one.
@@ -140,18 +147,19 @@ func (a *Adapter) Summary() Summary { return a.sum }
 
 // changes is the diff of an extract against the previous state.
 type changes struct {
-	events  []*schemas.Event
-	hashes  map[*schemas.Event]string // the record's hash, for the next state
-	rejects []producers.Reject
-	seen    map[string]bool // keys present in the extract
-	next    *state          // unchanged keys so far; published ones are added
+	events   []*schemas.Event
+	corrects map[*schemas.Event]string // the dispute a change corrects
+	hashes   map[*schemas.Event]string // the record's hash, for the next state
+	rejects  []producers.Reject
+	seen     map[string]bool // keys present in the extract
+	next     *state          // unchanged keys so far; published ones are added
 }
 
 // Run diffs the extract against the state, publishes the changes and saves
 // the new state.
 func (a *Adapter) Run(ctx context.Context) error {
 	start := time.Now()
-	lines, err := read(a.cfg.Extract, a.cfg.Format, a.cfg.Item)
+	lines, err := read(a.cfg.Extract, a.cfg.Format, a.cfg.Item, a.cfg.CorrectsColumn)
 	if err != nil {
 		return err
 	}
@@ -187,7 +195,7 @@ var idSpace = uuid.MustParse("6f1b5a2e-8c4d-4e0b-9a57-2d3c1e0f4b6a")
 // diff turns the extract's lines into changes against the previous state.
 func (a *Adapter) diff(lines []line) *changes {
 	it, st := a.cfg.Item, a.prev
-	c := &changes{hashes: map[*schemas.Event]string{}, seen: map[string]bool{},
+	c := &changes{hashes: map[*schemas.Event]string{}, corrects: map[*schemas.Event]string{}, seen: map[string]bool{},
 		next: &state{Item: it.Code, Hashes: make(map[string]string, len(st.Hashes))}}
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	reject := func(l line, key string, v *contract.Violation) {
@@ -229,6 +237,9 @@ func (a *Adapter) diff(lines []line) *changes {
 		}
 		e := &schemas.Event{ID: a.eventID(op, key, h), Op: op, Key: key, Data: l.data, EventTime: now}
 		c.events, c.hashes[e] = append(c.events, e), h
+		if l.corrects != "" {
+			c.corrects[e] = l.corrects
+		}
 	}
 	for key := range st.Hashes {
 		if !c.seen[key] {
@@ -283,14 +294,28 @@ func (a *Adapter) publish(ctx context.Context, c *changes) error {
 		}
 		wg.Done()
 	}
-	for i := 0; i < len(c.events); i += 5000 {
-		chunk := c.events[i:min(i+5000, len(c.events))]
+	var plain []*schemas.Event
+	for _, e := range c.events {
+		if c.corrects[e] == "" {
+			plain = append(plain, e)
+		}
+	}
+	for i := 0; i < len(plain); i += 5000 {
+		chunk := plain[i:min(i+5000, len(plain))]
 		wg.Add(len(chunk))
 		if err := cfg.Publisher.PublishAsync(ctx, it.Code, onResult, chunk...); err != nil {
 			return err
 		}
 	}
 	wg.Wait()
+	for e, dispute := range c.corrects { // one change per key per extract: no order to keep
+		wg.Add(1)
+		res, err := cfg.Publisher.PublishCorrection(ctx, it.Code, dispute, e)
+		if err != nil && res.Err == nil {
+			res.Err = err
+		}
+		onResult(res)
+	}
 	for _, rj := range c.rejects {
 		wg.Add(1)
 		res, err := cfg.Publisher.Quarantine(ctx, it.Code, rj.Event, rj.Violation, rj.Raw)
@@ -309,18 +334,19 @@ func (a *Adapter) publish(ctx context.Context, c *changes) error {
 	return nil
 }
 
-// read parses the whole extract into typed records.
-func read(r io.Reader, format Format, it *catalog.Item) ([]line, error) {
+// read parses the whole extract into typed records; the corrects column,
+// when named, is taken out of each.
+func read(r io.Reader, format Format, it *catalog.Item, corrects string) ([]line, error) {
 	switch format {
 	case CSV:
-		return readCSV(r, it)
+		return readCSV(r, it, corrects)
 	case JSONL:
-		return readJSONL(r, it)
+		return readJSONL(r, it, corrects)
 	}
 	return nil, fmt.Errorf("fileadapter: format %q: want csv or jsonl", format)
 }
 
-func readCSV(r io.Reader, it *catalog.Item) ([]line, error) {
+func readCSV(r io.Reader, it *catalog.Item, corrects string) ([]line, error) {
 	cr := csv.NewReader(bufio.NewReader(r))
 	cr.FieldsPerRecord = -1 // checked per line, so a bad line is quarantined, not fatal
 	header, err := cr.Read()
@@ -347,6 +373,10 @@ func readCSV(r io.Reader, it *catalog.Item) ([]line, error) {
 			continue
 		}
 		for i, col := range header {
+			if corrects != "" && strings.TrimSpace(col) == corrects {
+				l.corrects = strings.TrimSpace(rec[i])
+				continue
+			}
 			f := it.Field(strings.TrimSpace(col))
 			if f == nil {
 				l.data[col] = rec[i] // for the contract to refuse, naming it
@@ -365,7 +395,7 @@ func readCSV(r io.Reader, it *catalog.Item) ([]line, error) {
 	}
 }
 
-func readJSONL(r io.Reader, it *catalog.Item) ([]line, error) {
+func readJSONL(r io.Reader, it *catalog.Item, corrects string) ([]line, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	var out []line
@@ -382,6 +412,12 @@ func readJSONL(r io.Reader, it *catalog.Item) ([]line, error) {
 			l.bad = &contract.Violation{Rule: "json.syntax", Reason: fmt.Sprintf("line %d: %v", n, err)}
 			out = append(out, l)
 			continue
+		}
+		if corrects != "" {
+			if v, ok := rec[corrects].(string); ok {
+				l.corrects = strings.TrimSpace(v)
+			}
+			delete(rec, corrects)
 		}
 		typed, err := schemas.FromJSON(it, rec)
 		var fe *schemas.FieldError

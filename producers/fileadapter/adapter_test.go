@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
+	"math/big"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,11 +17,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/inbox"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/producers/fileadapter"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/topicname"
 )
 
 const item = "legal_person.enterprise_registration"
@@ -184,4 +188,83 @@ func run(ctx context.Context, cfg fileadapter.Config, r io.Reader, f fileadapter
 	}
 	err = a.Run(ctx)
 	return a.Summary(), err
+}
+
+// TestCorrectionsNamedInTheExtract: a column of the extract names the
+// dispute a row's change corrects; the change is published naming it (the
+// inbox header jutong.corrects), a row that did not change publishes
+// nothing whatever it names, and the column is no field of the record.
+func TestCorrectionsNamedInTheExtract(t *testing.T) {
+	cat, _ := catalog.Sample()
+	it := cat.Item(item)
+	b, err := bus.Start(context.Background(), bus.Config{Catalog: cat, KafkaPorts: []int{0}, Brokers: 1, ApplyTopics: true,
+		AdminUser: "jutong", AdminPassword: "pw", RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	p := cat.Department(it.Source).Principal
+	pub, err := producers.New(context.Background(), cat, it.Source, producers.Brokers(b.Kafka().Brokers...),
+		producers.SASL(p, b.Credentials[p]), producers.Registry(b.RegistryURL()), producers.Adapter("file"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := fileadapter.Config{Item: it, Publisher: pub, State: filepath.Join(t.TempDir(), "state.json"), CorrectsColumn: "corrects"}
+	gen := synth.New(it, 9, time.Now())
+	gen.UpdateEvery, gen.DeleteEvery = 0, 0
+	var recs []map[string]any
+	for range 3 {
+		recs = append(recs, gen.Next().Data)
+	}
+	jsonl := func(corrects ...string) io.Reader {
+		var buf bytes.Buffer
+		for i, r := range recs {
+			line := map[string]any{}
+			for _, f := range it.Fields {
+				line[f.Name] = schemas.PortableValue(f, r[f.Name])
+			}
+			if i < len(corrects) {
+				line["corrects"] = corrects[i]
+			}
+			buf.WriteString(mustJSON(t, line) + "\n")
+		}
+		return &buf
+	}
+	if sum, err := run(ctx, cfg, jsonl(), fileadapter.JSONL); err != nil || sum.Created != 3 {
+		t.Fatalf("first extract: %+v %v", sum, err)
+	}
+	// Row 0 corrected (its capital changed) naming dsp-file-1; row 1 names
+	// dsp-file-2 but did not change.
+	recs[0] = maps.Clone(recs[0])
+	recs[0]["registered_capital"] = big.NewRat(500, 1)
+	if sum, err := run(ctx, cfg, jsonl("dsp-file-1", "dsp-file-2"), fileadapter.JSONL); err != nil || sum.Updated != 1 || sum.Unchanged != 2 || sum.Rejected != 0 {
+		t.Fatalf("second extract: %+v %v", sum, err)
+	}
+	in, err := b.Kafka().Client(kgo.ConsumeTopics(topicname.Inbox(it.Source)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	var named []string
+	for read := 0; read < 4; {
+		fs := in.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatal(err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			read++
+			for _, h := range r.Headers {
+				if h.Key == inbox.HeaderCorrects {
+					named = append(named, string(r.Key)+"="+string(h.Value))
+				}
+			}
+		})
+	}
+	key := recs[0][it.Key].(string)
+	if len(named) != 1 || named[0] != key+"=dsp-file-1" {
+		t.Errorf("changes naming a dispute: %v, want the update of %s naming dsp-file-1", named, key)
+	}
 }

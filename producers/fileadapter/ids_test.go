@@ -13,7 +13,7 @@ func TestRepeatedRunHasTheSameEventIDs(t *testing.T) {
 	cat, _ := catalog.Sample()
 	it := cat.Item("legal_person.enterprise_registration")
 	extract := func() []line {
-		lines, err := read(bytes.NewReader([]byte("uscc,name\n91500000MA5U7CQ96X,甲\n91500000MA5U7CQ96X2,乙\n")), CSV, it)
+		lines, err := read(bytes.NewReader([]byte("uscc,name\n91500000MA5U7CQ96X,甲\n91500000MA5U7CQ96X2,乙\n")), CSV, it, "")
 		if err != nil {
 			t.Fatal(err)
 		}

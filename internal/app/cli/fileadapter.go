@@ -21,6 +21,7 @@ func runFileAdapter(ctx context.Context, args []string, out, errOut io.Writer) e
 	item := fs.String("item", "", "the catalog item the extracts hold (required)")
 	format := fs.String("format", "", "csv or jsonl; default: from the file name")
 	stateDir := fs.String("state-dir", filepath.Join(".jutong", "adapters"), "where the previous extract's state is kept")
+	corrects := fs.String("corrects-column", "", "a column (CSV) or field (JSONL) naming the dispute a row's change corrects (empty: none); docs/disputes.md")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,7 +63,7 @@ func runFileAdapter(ctx context.Context, args []string, out, errOut io.Writer) e
 		if err != nil {
 			return err
 		}
-		a, err := fileadapter.New(ctx, fileadapter.Config{Item: it, Publisher: pub, State: state, Extract: file, Format: f, Progress: progress})
+		a, err := fileadapter.New(ctx, fileadapter.Config{Item: it, Publisher: pub, State: state, Extract: file, Format: f, Progress: progress, CorrectsColumn: *corrects})
 		if err == nil {
 			err = a.Run(ctx)
 		}
