@@ -24,8 +24,12 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/jutong/jutong/inbox"
+	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/localsvc"
+	"github.com/jutong/jutong/topicname"
 )
 
 // servers are shared by all tests of one test binary; Main stops them.
@@ -207,4 +211,33 @@ func ClickHouseConn(t testing.TB, dsn string) driver.Conn {
 	conns.Store(key, conn)
 	t.Cleanup(func() { conns.Delete(key); conn.Close() })
 	return conn
+}
+
+// NamedCorrections reads the first n records of dept's inbox (committed
+// ones) and lists, as "key=dispute", those that name the dispute they
+// correct (the header jutong.corrects).
+func NamedCorrections(ctx context.Context, t testing.TB, k kafkaconn.Config, dept string, n int) []string {
+	t.Helper()
+	cl, err := k.Client(kgo.ConsumeTopics(topicname.Inbox(dept)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var named []string
+	for read := 0; read < n; {
+		fs := cl.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatal(err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			read++
+			for _, h := range r.Headers {
+				if h.Key == inbox.HeaderCorrects {
+					named = append(named, string(r.Key)+"="+string(h.Value))
+				}
+			}
+		})
+	}
+	return named
 }

@@ -17,13 +17,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/inbox"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/producers/fileadapter"
 	"github.com/jutong/jutong/schemas"
-	"github.com/jutong/jutong/topicname"
 )
 
 const item = "legal_person.enterprise_registration"
@@ -59,21 +58,7 @@ func mustJSON(t *testing.T, v any) string {
 }
 
 func TestExtractsBecomeChanges(t *testing.T) {
-	cat, _ := catalog.Sample()
-	it := cat.Item(item)
-	b, err := bus.Start(context.Background(), bus.Config{Catalog: cat, KafkaPorts: []int{0}, Brokers: 1, ApplyTopics: true,
-		AdminUser: "jutong", AdminPassword: "pw", RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	p := cat.Department(it.Source).Principal
-	pub, err := producers.New(context.Background(), cat, it.Source, producers.Brokers(b.Kafka().Brokers...),
-		producers.SASL(p, b.Credentials[p]), producers.Registry(b.RegistryURL()), producers.Adapter("file"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
+	it, b, pub := start(t)
 	cfg := fileadapter.Config{Item: it, Publisher: pub, State: filepath.Join(t.TempDir(), "state.json")}
 	ctx := context.Background()
 
@@ -179,6 +164,28 @@ func TestExtractsBecomeChanges(t *testing.T) {
 	}
 }
 
+// start starts a bus (one embedded broker) and a publisher of the item's
+// source, both closed when the test ends.
+func start(t *testing.T) (*catalog.Item, *bus.Bus, *producers.Publisher) {
+	t.Helper()
+	cat, _ := catalog.Sample()
+	it := cat.Item(item)
+	b, err := bus.Start(context.Background(), bus.Config{Catalog: cat, KafkaPorts: []int{0}, Brokers: 1, ApplyTopics: true,
+		AdminUser: "jutong", AdminPassword: "pw", RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	p := cat.Department(it.Source).Principal
+	pub, err := producers.New(context.Background(), cat, it.Source, producers.Brokers(b.Kafka().Brokers...),
+		producers.SASL(p, b.Credentials[p]), producers.Registry(b.RegistryURL()), producers.Adapter("file"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pub.Close)
+	return it, b, pub
+}
+
 // run publishes one extract with a new adapter, as `jutong adapter file` does.
 func run(ctx context.Context, cfg fileadapter.Config, r io.Reader, f fileadapter.Format) (fileadapter.Summary, error) {
 	cfg.Extract, cfg.Format = r, f
@@ -195,21 +202,7 @@ func run(ctx context.Context, cfg fileadapter.Config, r io.Reader, f fileadapter
 // inbox header jutong.corrects), a row that did not change publishes
 // nothing whatever it names, and the column is no field of the record.
 func TestCorrectionsNamedInTheExtract(t *testing.T) {
-	cat, _ := catalog.Sample()
-	it := cat.Item(item)
-	b, err := bus.Start(context.Background(), bus.Config{Catalog: cat, KafkaPorts: []int{0}, Brokers: 1, ApplyTopics: true,
-		AdminUser: "jutong", AdminPassword: "pw", RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	p := cat.Department(it.Source).Principal
-	pub, err := producers.New(context.Background(), cat, it.Source, producers.Brokers(b.Kafka().Brokers...),
-		producers.SASL(p, b.Credentials[p]), producers.Registry(b.RegistryURL()), producers.Adapter("file"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
+	it, b, pub := start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cfg := fileadapter.Config{Item: it, Publisher: pub, State: filepath.Join(t.TempDir(), "state.json"), CorrectsColumn: "corrects"}
@@ -243,26 +236,7 @@ func TestCorrectionsNamedInTheExtract(t *testing.T) {
 	if sum, err := run(ctx, cfg, jsonl("dsp-file-1", "dsp-file-2"), fileadapter.JSONL); err != nil || sum.Updated != 1 || sum.Unchanged != 2 || sum.Rejected != 0 {
 		t.Fatalf("second extract: %+v %v", sum, err)
 	}
-	in, err := b.Kafka().Client(kgo.ConsumeTopics(topicname.Inbox(it.Source)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	var named []string
-	for read := 0; read < 4; {
-		fs := in.PollFetches(ctx)
-		if err := fs.Err0(); err != nil {
-			t.Fatal(err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			read++
-			for _, h := range r.Headers {
-				if h.Key == inbox.HeaderCorrects {
-					named = append(named, string(r.Key)+"="+string(h.Value))
-				}
-			}
-		})
-	}
+	named := testenv.NamedCorrections(ctx, t, b.Kafka(), it.Source, 4)
 	key := recs[0][it.Key].(string)
 	if len(named) != 1 || named[0] != key+"=dsp-file-1" {
 		t.Errorf("changes naming a dispute: %v, want the update of %s naming dsp-file-1", named, key)

@@ -15,14 +15,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/inbox"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/producers/sqladapter"
 	"github.com/jutong/jutong/schemas"
-	"github.com/jutong/jutong/topicname"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -225,27 +223,7 @@ func testAdapter(t *testing.T, d dialect) {
 	}
 
 	// The correcting change named its dispute on its inbox record, and no other did.
-	in, err := b.Kafka().Client(kgo.ConsumeTopics(topicname.Inbox(it.Source)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	var named []string
-	for read := 0; read < 295; {
-		fs := in.PollFetches(ctx)
-		if err := fs.Err0(); err != nil {
-			t.Fatal(err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			read++
-			for _, h := range r.Headers {
-				if h.Key == inbox.HeaderCorrects {
-					named = append(named, string(r.Key)+"="+string(h.Value))
-				}
-			}
-		})
-	}
+	named := testenv.NamedCorrections(ctx, t, b.Kafka(), it.Source, 295)
 	if len(named) != 1 || named[0] != keys[0]+"=dsp-sql-1" {
 		t.Errorf("changes naming a dispute: %v, want the update of %s naming dsp-sql-1", named, keys[0])
 	}
