@@ -131,9 +131,9 @@ type Service struct {
 	cfg     Config
 	cal     *control.Calendar
 	cl      *kgo.Client
-	mu      sync.Mutex
+	mu      sync.RWMutex
 	all     map[string]*Dispute
-	open    map[string][]string // flagged records (openKey) -> their disputes' ids
+	open    map[record][]string // flagged records -> their disputes' ids
 	unshown map[string]bool     // disputes whose flag is not shown yet (FlagShown false)
 	// showMu orders the flag records: each says what was open when it
 	// was written, and a later one is written later.
@@ -177,7 +177,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, cal: cal, cl: cl, all: map[string]*Dispute{}, open: map[string][]string{}, unshown: map[string]bool{}}
+	s := &Service{cfg: cfg, cal: cal, cl: cl, all: map[string]*Dispute{}, open: map[record][]string{}, unshown: map[string]bool{}}
 	if err := kafkaconn.ReadAll(ctx, cfg.Kafka, Topic, func(r *kgo.Record) {
 		var d Dispute
 		if err := json.Unmarshal(r.Value, &d); err != nil {
@@ -418,8 +418,8 @@ func (s *Service) Tick(ctx context.Context) error {
 
 // Get returns a dispute dept may see.
 func (s *Service) Get(dept, id string) (*Dispute, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	d, ok := s.all[id]
 	if !ok || !s.visible(d, dept) {
 		return nil, fmt.Errorf("dispute: %w: %s", ErrNotFound, id)
@@ -431,8 +431,8 @@ func (s *Service) Get(dept, id string) (*Dispute, error) {
 // of its items, all for the data authority; each only while dept reads
 // the item or is its source.
 func (s *Service) List(dept string) []*Dispute {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	var out []*Dispute
 	for _, d := range s.all {
 		if s.visible(d, dept) {
@@ -455,12 +455,16 @@ func (s *Service) visible(d *Dispute, dept string) bool {
 
 // OpenOn returns the open disputes of a record (for the lookups).
 func (s *Service) OpenOn(item, key string) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	return slices.Clone(s.open[openKey(item, key)])
 }
 
-func openKey(item, key string) string { return item + "\x00" + key }
+// record names a record: an item and a key (no allocation to look one up:
+// the door and the feeds ask for every record they pass).
+type record struct{ item, key string }
+
+func openKey(item, key string) record { return record{item, key} }
 
 // flagged says whether a dispute in state st keeps its record flagged.
 func flagged(st State) bool { return st == Pending || st == Correcting }

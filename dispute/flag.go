@@ -1,6 +1,7 @@
 package dispute
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -22,8 +23,8 @@ func (s *Service) show(ctx context.Context) {
 	s.showMu.Lock()
 	defer s.showMu.Unlock()
 	s.mu.Lock()
-	byRecord := map[string][]*Dispute{}
-	var order []string
+	byRecord := map[record][]*Dispute{}
+	var order []record
 	for id := range s.unshown {
 		d := clone(s.all[id])
 		k := openKey(d.Item, d.Key)
@@ -33,7 +34,7 @@ func (s *Service) show(ctx context.Context) {
 		byRecord[k] = append(byRecord[k], d)
 	}
 	s.mu.Unlock()
-	slices.Sort(order)
+	slices.SortFunc(order, func(a, b record) int { return cmp.Or(cmp.Compare(a.item, b.item), cmp.Compare(a.key, b.key)) })
 	for _, k := range order {
 		if err := s.showRecord(ctx, byRecord[k]); err != nil {
 			d := byRecord[k][0]

@@ -3,7 +3,6 @@ package door
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -287,7 +286,11 @@ func (d *Door) judge(ctx context.Context, c Candidate, now time.Time, seen map[s
 			rec.Headers = []kgo.RecordHeader{{Key: schemas.HeaderDisputes, Value: []byte(strings.Join(ids, ","))}}
 		}
 	}
-	current := c.Event == nil && len(c.Value) >= 5 && int(binary.BigEndian.Uint32(c.Value[1:5])) == p.id
+	current := false
+	if c.Event == nil {
+		id, _, err := schemas.Unframe(c.Value)
+		current = err == nil && id == p.id
+	}
 	return verdict{status: Accepted, it: it, ev: ev, rec: rec, current: current}, nil
 }
 

@@ -98,7 +98,7 @@ func New(_ context.Context, cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	name := "feed." + g.Department + "." + it.Code + "." + g.ID
+	name := SinkName(g)
 	cl, err := kafkaconn.NewClient(cfg.Kafka, kgo.TransactionalID(prefixOr(cfg.Prefix)+name), kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.TransactionTimeout(time.Minute))
 	if err != nil {
@@ -178,8 +178,16 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 	return nil
 }
 
-func (s *Sink) ledgerKey(p int32) string {
-	return s.name + "|" + s.proj.Source.Topic() + "|" + strconv.Itoa(int(p))
+func (s *Sink) ledgerKey(p int32) string { return LedgerKey(s.name, s.proj.Source.Topic(), p) }
+
+// SinkName is the name of a grant's feed sink (its pipeline's, and the
+// first part of its ledger's keys).
+func SinkName(g Grant) string { return "feed." + g.Department + "." + g.Item + "." + g.ID }
+
+// LedgerKey is the key, in LedgerTopic, of a feed sink's position in a
+// partition of its item's topic (the value: the next offset, in decimal).
+func LedgerKey(sink, topic string, partition int32) string {
+	return sink + "|" + topic + "|" + strconv.Itoa(int(partition))
 }
 
 // Offsets implements pipeline.Sink: read back from the ledger topic.

@@ -13,6 +13,7 @@ import (
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/internal/cmdflag"
+	"github.com/jutong/jutong/internal/procstat"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
@@ -178,7 +179,7 @@ func (p *pipe) throughput(ctx context.Context, events int, profile string) error
 	}
 	defer stopProfile()
 	before := resourceUsage()
-	pg0, ch0 := procCPU(p.st.PG.Pid()), procCPU(p.st.CH.Pid())
+	pg0, ch0 := procstat.Tree(p.st.PG.Pid()), procstat.Tree(p.st.CH.Pid())
 	start := time.Now()
 	var published atomic.Bool
 	go func() {
@@ -214,7 +215,7 @@ func (p *pipe) throughput(ctx context.Context, events int, profile string) error
 		fmt.Fprintf(p.out, "  CPU of the database servers: %s\n", c)
 		per := func(d time.Duration) float64 { return d.Seconds() * 100_000 / float64(events) }
 		fmt.Fprintf(p.out, "  CPU-s per 100,000 events: bus %.2f, PostgreSQL %.2f, ClickHouse %.2f\n",
-			per(user+sys), per(procCPU(p.st.PG.Pid())-pg0), per(procCPU(p.st.CH.Pid())-ch0))
+			per(user+sys), per(procstat.Tree(p.st.PG.Pid())-pg0), per(procstat.Tree(p.st.CH.Pid())-ch0))
 	}
 	return nil
 }
@@ -224,7 +225,7 @@ func (p *pipe) throughput(ctx context.Context, events int, profile string) error
 func (p *pipe) latency(ctx context.Context, rate int, duration time.Duration) (int, error) {
 	d, n := p.it.Namespace()
 	before := resourceUsage()
-	pg0, ch0 := procCPU(p.st.PG.Pid()), procCPU(p.st.CH.Pid())
+	pg0, ch0 := procstat.Tree(p.st.PG.Pid()), procstat.Tree(p.st.CH.Pid())
 	latStart := time.Now()
 	tick := 10 * time.Millisecond
 	perTick := max(1, rate/100)
@@ -264,7 +265,7 @@ func (p *pipe) latency(ctx context.Context, rate int, duration time.Duration) (i
 		after := resourceUsage()
 		per := func(d time.Duration) float64 { return d.Seconds() * 100_000 / float64(latEvents) }
 		fmt.Fprintf(p.out, "  CPU-s per 100,000 events at this rate: bus %.2f, PostgreSQL %.2f, ClickHouse %.2f\n",
-			per(after.user+after.sys-before.user-before.sys), per(procCPU(p.st.PG.Pid())-pg0), per(procCPU(p.st.CH.Pid())-ch0))
+			per(after.user+after.sys-before.user-before.sys), per(procstat.Tree(p.st.PG.Pid())-pg0), per(procstat.Tree(p.st.CH.Pid())-ch0))
 	}
 	return latEvents, nil
 }
@@ -322,5 +323,5 @@ func serverCPU(st *stack.Stack) (string, bool) {
 	if pg == 0 || ch == 0 {
 		return "", false
 	}
-	return fmt.Sprintf("PostgreSQL %.1fs, ClickHouse %.1fs (since they started)", procCPU(pg).Seconds(), procCPU(ch).Seconds()), true
+	return fmt.Sprintf("PostgreSQL %.1fs, ClickHouse %.1fs (since they started)", procstat.Tree(pg).Seconds(), procstat.Tree(ch).Seconds()), true
 }

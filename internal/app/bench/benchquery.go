@@ -16,6 +16,7 @@ import (
 	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/internal/cmdflag"
+	"github.com/jutong/jutong/internal/procstat"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/producers"
 )
@@ -107,7 +108,7 @@ func (q *query) snapshot(ctx context.Context) error {
 		return err
 	}
 	req.SetBasicAuth(q.auth[0][0], q.auth[0][1])
-	cpu0, pg0 := resourceUsage(), procCPU(q.st.PG.Pid())
+	cpu0, pg0 := resourceUsage(), procstat.Tree(q.st.PG.Pid())
 	start := time.Now()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -126,7 +127,7 @@ func (q *query) snapshot(ctx context.Context) error {
 	rows := lines - 2 // the start and end lines
 	fmt.Fprintf(q.out, "  snapshot          %d rows (%.1f MB NDJSON, masked for health) in %s: %.0f rows/s; CPU jutong %.1fs, PostgreSQL %.1fs\n",
 		rows, float64(bytes)/1e6, elapsed.Round(time.Millisecond), float64(rows)/elapsed.Seconds(),
-		(cpu1.user + cpu1.sys - cpu0.user - cpu0.sys).Seconds(), (procCPU(q.st.PG.Pid()) - pg0).Seconds())
+		(cpu1.user + cpu1.sys - cpu0.user - cpu0.sys).Seconds(), (procstat.Tree(q.st.PG.Pid()) - pg0).Seconds())
 	distinct := map[string]bool{}
 	for _, k := range q.residents {
 		distinct[k] = true
@@ -241,7 +242,7 @@ func (q *query) run(ctx context.Context, name string, mkURL func(*rand.Rand) str
 	var mu sync.Mutex
 	var lat []time.Duration
 	codes := map[int]int{}
-	cpu0, pg0, ch0 := resourceUsage(), procCPU(q.st.PG.Pid()), procCPU(q.st.CH.Pid())
+	cpu0, pg0, ch0 := resourceUsage(), procstat.Tree(q.st.PG.Pid()), procstat.Tree(q.st.CH.Pid())
 	start := time.Now()
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
@@ -284,7 +285,7 @@ func (q *query) run(ctx context.Context, name string, mkURL func(*rand.Rand) str
 	}
 	n := len(lat)
 	own := cpu1.user + cpu1.sys - cpu0.user - cpu0.sys
-	pg, ch := procCPU(q.st.PG.Pid())-pg0, procCPU(q.st.CH.Pid())-ch0
+	pg, ch := procstat.Tree(q.st.PG.Pid())-pg0, procstat.Tree(q.st.CH.Pid())-ch0
 	fmt.Fprintf(q.out, "  %s\n", name)
 	fmt.Fprintf(q.out, "    calls           %d in %s: %.0f calls/s; answers %v\n", n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), codes)
 	fmt.Fprintf(q.out, "    latency         p50 %s  p99 %s  p999 %s\n", pct(0.5).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), pct(0.999).Round(10*time.Microsecond))

@@ -24,6 +24,7 @@ import (
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/localsvc"
+	"github.com/jutong/jutong/internal/procstat"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/schemas"
 )
@@ -142,7 +143,7 @@ func benchTopicsOnce(ctx context.Context, self, dir string, n, partitions int, p
 		return nil, err
 	}
 	res.landed = time.Since(t0)
-	res.rss, res.peak = procRSS(cmd.Process.Pid)
+	res.rss, res.peak = procstat.RSS(cmd.Process.Pid)
 	return res, nil
 }
 

@@ -49,7 +49,7 @@ func (b *Bus) startDisputes(ctx, rctx context.Context) (err error) {
 			var names []string
 			for _, g := range b.Control.Grants() {
 				if g.Item == it.Code && grants.Topic(it, g) != it.Topic() {
-					names = append(names, "feed."+g.Department+"."+it.Code+"."+g.ID)
+					names = append(names, feed.SinkName(grants.FeedGrant(g)))
 				}
 			}
 			return names

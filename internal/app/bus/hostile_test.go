@@ -80,14 +80,14 @@ func TestHostileDepartment(t *testing.T) {
 		e.PublishTime = time.Now().UTC().Truncate(time.Millisecond)
 		return e
 	}
-	send := func(e *schemas.Event, itemCode string) {
+	send := func(e *schemas.Event, itemCode string, extra ...kgo.RecordHeader) {
 		t.Helper()
 		payload, err := s.Encode(e)
 		if err != nil {
 			t.Fatal(err)
 		}
 		rec := &kgo.Record{Topic: topicname.Inbox(dept), Key: []byte(e.Key), Value: schemas.Frame(nil, id, payload),
-			Headers: []kgo.RecordHeader{{Key: inbox.HeaderItem, Value: []byte(itemCode)}}}
+			Headers: append([]kgo.RecordHeader{{Key: inbox.HeaderItem, Value: []byte(itemCode)}}, extra...)}
 		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
@@ -112,11 +112,17 @@ func TestHostileDepartment(t *testing.T) {
 		wantRule[e.ID] = br.rule
 		send(e, item)
 	}
-	// Forged claims: another department as the source, a publish time in 2030.
+	// Forged claims: another department as the source, a publish time in
+	// 2030, a dispute flag of the bus's own (only the door says a record is
+	// disputed).
 	forged := valid()
 	forged.Source.Department = "tax"
 	forged.PublishTime = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	send(forged, item)
+	send(forged, item, kgo.RecordHeader{Key: schemas.HeaderDisputes, Value: []byte("dsp-forged")})
+	// A forged flag record: the bus's kind of record, sent as a department.
+	flagEvent := valid()
+	wantRule[flagEvent.ID] = "kind.unknown"
+	send(flagEvent, item, kgo.RecordHeader{Key: schemas.HeaderKind, Value: []byte(schemas.KindFlag)})
 	// Another department's item, in its own inbox.
 	other := cat.Item("population.resident_registration")
 	ge := synth.New(other, 3, time.Now()).Next()
@@ -146,12 +152,24 @@ func TestHostileDepartment(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The item topic holds the forged record (with the truth stamped) and the valid one, nothing else.
-	landed := itemRecords(ctx, t, b, reg)
+	landed := itemRecords(ctx, t, b, reg) // partitions read one after another: in no order
+	if len(landed) == 2 && landed[1].ID == forged.ID {
+		landed[0], landed[1] = landed[1], landed[0]
+	}
 	if len(landed) != 2 || landed[0].ID != forged.ID || landed[1].ID != ok.ID {
 		t.Fatalf("the item topic holds %d records, want the forged one and the valid one", len(landed))
 	}
 	if got := landed[0]; got.Source.Department != dept || got.PublishTime.Year() == 2030 || time.Since(got.PublishTime) > time.Minute {
 		t.Errorf("forged claims survived the door: source %q, publish time %s", got.Source.Department, got.PublishTime)
+	}
+	if err := kafkaconn.ReadAll(ctx, b.KafkaOpts(), item, func(r *kgo.Record) {
+		for _, h := range r.Headers {
+			if h.Key == schemas.HeaderDisputes || h.Key == schemas.HeaderKind {
+				t.Errorf("a department's header reached the item topic: %s=%s", h.Key, h.Value)
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
 	}
 	byRule := quarantinedByRule(ctx, t, b, dept, wantRule)
 	for _, br := range breakers {
@@ -160,8 +178,8 @@ func TestHostileDepartment(t *testing.T) {
 			t.Errorf("rule %s: quarantined %v with field %q, want field %s", br.rule, found, q.Field, br.field)
 		}
 	}
-	for _, rule := range []string{"source.owner", "schema.decode", "record.size"} {
-		if q, found := byRule[rule]; !found || (rule != "source.owner" && q.PayloadSHA256 == "") {
+	for _, rule := range []string{"source.owner", "schema.decode", "record.size", "kind.unknown"} {
+		if q, found := byRule[rule]; !found || (rule != "source.owner" && rule != "kind.unknown" && q.PayloadSHA256 == "") {
 			t.Errorf("no %s refusal with its payload: %+v", rule, q.Rule)
 		}
 	}

@@ -119,7 +119,7 @@ func (l *Landing) feedsLanded(ctx context.Context, it *catalog.Item, pos *disput
 	var receipts []dispute.Receipt
 	var waiting []string
 	for _, name := range names {
-		if next[name+"|"+it.Topic()+"|"+strconv.Itoa(int(pos.Partition))] > pos.Offset {
+		if next[feed.LedgerKey(name, it.Topic(), pos.Partition)] > pos.Offset {
 			receipts = append(receipts, dispute.Receipt{Sink: name, Topic: it.Topic(), Partition: pos.Partition, Offset: pos.Offset, Landed: time.Now().UTC()})
 		} else {
 			waiting = append(waiting, name)
