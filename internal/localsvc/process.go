@@ -15,21 +15,16 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jutong/jutong/internal/freeport"
 )
 
 // ErrUnavailable is returned when a service has no DSN, no local binaries and
 // cannot be installed. Callers print it; tests skip or fail on it.
 var ErrUnavailable = errors.New("service unavailable")
 
-// freePort asks the kernel for a free loopback TCP port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort is a free loopback TCP port that no other process is handed.
+func freePort() (int, error) { return freeport.One() }
 
 // server is a server process this package started. Its exit is observed
 // once, by a goroutine, and published by closing exited: every waiter (the

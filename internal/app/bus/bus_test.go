@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
-	"net"
 	"net/url"
 	"os"
 	"slices"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/app/bus"
+	"github.com/jutong/jutong/internal/freeport"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/pipeline"
@@ -36,14 +36,9 @@ func TestMain(m *testing.M) {
 const item = "legal_person.enterprise_registration"
 
 func freePorts(t *testing.T, n int) []int {
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	ports, err := freeport.Take(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }

@@ -2,13 +2,14 @@ package cli
 
 import (
 	"context"
-	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jutong/jutong/internal/freeport"
 	"github.com/jutong/jutong/internal/localsvc"
 	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/internal/tlsca"
@@ -35,12 +36,11 @@ func TestDemoDashboards(t *testing.T) {
 			t.Skip("no PostgreSQL binaries and no " + localsvc.EnvPostgresDSN)
 		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.One()
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := l.Addr().String()
-	l.Close()
+	api := "127.0.0.1:" + strconv.Itoa(port)
 	dir, err := os.MkdirTemp("", "jutong-demo-dash-")
 	if err != nil {
 		t.Fatal(err)

@@ -3,29 +3,28 @@ package cli
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jutong/jutong/internal/freeport"
 	"github.com/jutong/jutong/internal/localsvc"
 )
 
 func freePorts(t *testing.T, n int) string {
-	var ports []string
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ports = append(ports, fmt.Sprint(l.Addr().(*net.TCPAddr).Port))
+	ports, err := freeport.Take(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return strings.Join(ports, ",")
+	s := make([]string, n)
+	for i, p := range ports {
+		s[i] = strconv.Itoa(p)
+	}
+	return strings.Join(s, ",")
 }
 
 // TestDemo runs `jutong demo --exit` as make demo does, and checks its
