@@ -39,6 +39,11 @@ type Cluster struct {
 	admin kafkaconn.Config
 }
 
+// Mechanism is the one SASL mechanism the embedded brokers have enabled (a
+// real broker's sasl.enabled.mechanisms): every principal is a SCRAM-SHA-256
+// user.
+const Mechanism = "SCRAM-SHA-256"
+
 // DefaultPorts returns n ports from 9092 upwards.
 func DefaultPorts(n int) []int {
 	ports := make([]int, n)
@@ -65,7 +70,7 @@ func Start(_ context.Context, cfg Config, log *slog.Logger) (*Cluster, error) {
 	opts := []kfake.Opt{
 		kfake.NumBrokers(cfg.Brokers),
 		kfake.Ports(cfg.Ports...),
-		kfake.ListenFn(compatListen(cfg.TLS)), // librdkafka clients authenticate too
+		kfake.ListenFn(compatListen(cfg.TLS, []string{Mechanism})), // answers as a real broker's (librdkafka, kafkajs)
 		kfake.ClusterID("jutong-embedded"),
 		kfake.EnableSASL(),
 		kfake.Superuser("SCRAM-SHA-256", cfg.AdminUser, cfg.AdminPassword),
