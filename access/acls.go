@@ -47,7 +47,8 @@ func GroupPrefix(dept string) string { return dept + "." }
 // checkpoints topic (read and written under transactional ids prefixed with
 // its principal), and reads its own rejects; the data authority reads every
 // department's rejects. Each read gives READ and DESCRIBE on its topic and
-// READ on the department's consumer groups.
+// on the topic's flags topic (topicname.Flags), and READ on the
+// department's consumer groups.
 func Desired(cat *catalog.Catalog, reads ...Read) []ACL {
 	var out []ACL
 	lit := kmsg.ACLResourcePatternTypeLiteral
@@ -84,9 +85,12 @@ func Desired(cat *catalog.Catalog, reads ...Read) []ACL {
 			continue
 		}
 		p := "User:" + d.Principal
+		flags := topicname.Flags(r.Topic) // its records' dispute flags, under the same grant
 		out = append(out,
 			ACL{p, kmsg.ACLResourceTypeTopic, r.Topic, lit, kmsg.ACLOperationRead},
 			ACL{p, kmsg.ACLResourceTypeTopic, r.Topic, lit, kmsg.ACLOperationDescribe},
+			ACL{p, kmsg.ACLResourceTypeTopic, flags, lit, kmsg.ACLOperationRead},
+			ACL{p, kmsg.ACLResourceTypeTopic, flags, lit, kmsg.ACLOperationDescribe},
 			ACL{p, kmsg.ACLResourceTypeGroup, GroupPrefix(d.Code), kmsg.ACLResourcePatternTypePrefixed, kmsg.ACLOperationRead},
 		)
 	}

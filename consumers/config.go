@@ -113,25 +113,28 @@ func OnUndecodable(f func(ctx context.Context, u Undecodable) error) Opt {
 }
 
 // Flag says that the open disputes of a record changed: one was raised, or
-// the last one closed (Disputes empty). It arrives in order with the
-// record's changes, on the item's own topic (a department reading an item in
-// clear); on a masked feed the bus re-emits the record itself with its
-// Delivery.Disputes instead.
+// the last one closed (Disputes empty). The bus keeps the flags of a topic's
+// records in a topic of their own (topicname.Flags: Avro, keyed by the
+// record's key, compacted), which the subscriber reads beside the topic,
+// under the same grant; on a masked feed, Key is the record's pseudonym.
+// Flags and changes come from two topics: a flag is not ordered with the
+// record's changes, which carry their own disputes (Delivery.Disputes).
 type Flag struct {
 	Item      *catalog.Item
 	Key       string
 	Disputes  []string // open from now on
+	Fields    []string // the fields the open disputes question
 	At        time.Time
-	Topic     string
+	Topic     string // the flags topic (or, for a legacy flag record, the item's topic)
 	Partition int32
 	Offset    int64
 }
 
-// OnFlag sets what happens when a record's flag changes on an item's own
-// topic (see Flag). The default counts it (jutong_subscriber_flags_total)
-// and goes on; the changes themselves carry their disputes in
-// Delivery.Disputes either way. A callback that returns an error stops Run
-// with it (the flag is delivered again next time).
+// OnFlag sets what happens when a record's flag changes (see Flag). The
+// default counts it (jutong_subscriber_flags_total) and goes on; the changes
+// themselves carry their disputes in Delivery.Disputes either way. A
+// callback that returns an error stops Run with it (the flag is delivered
+// again next time).
 func OnFlag(f func(ctx context.Context, fl Flag) error) Opt {
 	return func(c *cfg) { c.onFlag = f }
 }

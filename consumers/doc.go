@@ -17,8 +17,11 @@
 // pseudonym (unique per source key).
 //
 // A record under dispute comes with its open disputes (Delivery.Disputes);
-// on an item's own topic the bus also writes flag records when a dispute
-// opens or closes, handed to OnFlag (docs/disputes.md).
+// when a dispute opens or closes, the bus writes the record's flag to the
+// topic's flags topic, which the subscriber reads too and hands to OnFlag
+// (docs/disputes.md). The topics themselves carry only change events of
+// their registered schema, so any Kafka client with a Confluent Avro
+// deserializer reads them (docs/clients.md).
 //
 // WithSnapshot makes a new group start from the items' current state (the
 // bus's snapshot, as the grant sees it) and follow from exactly where it

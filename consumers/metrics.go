@@ -26,7 +26,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"item"}),
 		flags: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jutong_subscriber_flags_total",
-			Help: "Dispute flag records a subscriber read on an item's own topic (a record's open disputes changed), by item.",
+			Help: "Dispute flags a subscriber read (a record's open disputes changed), from the flags topic of what it reads, by item.",
 		}, []string{"item"}),
 	}
 	if reg != nil {

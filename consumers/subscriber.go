@@ -35,28 +35,27 @@ type Delivery struct {
 	Partition int32
 	Offset    int64
 	// Disputes are the open disputes of the record (the source is checking
-	// it, docs/disputes.md): on a feed, when the bus projected the record
-	// (a feed re-emits a record whose flag changed); on the item's own
-	// topic, when the change passed the door (a flag change arrives as a
-	// Flag, see OnFlag); in a snapshot, when it was taken.
+	// it, docs/disputes.md): on a feed, when the bus projected the record;
+	// on the item's own topic, when the change passed the door; in a
+	// snapshot, when it was taken. A flag change arrives as a Flag (OnFlag).
 	Disputes []string
 }
 
 // DisputesHeader is the header naming a record's open disputes.
 const DisputesHeader = schemas.HeaderDisputes
 
-// disputes reads a record's disputes header; flag says whether it is a
-// dispute flag record rather than a change.
-func disputes(r *kgo.Record) (ids []string, flag bool) {
+// disputes reads a record's disputes header; legacy says whether it is a
+// legacy flag record (written onto items' topics before the flags topics).
+func disputes(r *kgo.Record) (ids []string, legacy bool) {
 	for _, h := range r.Headers {
 		switch {
 		case h.Key == DisputesHeader:
 			ids = schemas.SplitDisputes(h.Value)
-		case schemas.IsFlag(h.Key, h.Value):
-			flag = true
+		case schemas.IsLegacyFlag(h.Key, h.Value):
+			legacy = true
 		}
 	}
-	return ids, flag
+	return ids, legacy
 }
 
 // Handler processes one delivery; an error stops Run and redelivers.
@@ -66,7 +65,8 @@ type Handler func(ctx context.Context, d Delivery) error
 type Subscriber struct {
 	cfg   cfg
 	dept  string
-	items map[string]*catalog.Item
+	items map[string]*catalog.Item // by the topic read: the item's, or its feed
+	flags map[string]*catalog.Item // by the flags topic of a topic read
 	cl    *kgo.Client
 	dec   *schemas.Decoder
 	m     *metrics
@@ -94,7 +94,8 @@ func New(ctx context.Context, cat *catalog.Catalog, department string, items []s
 	if !strings.HasPrefix(c.group, department+".") {
 		c.group = department + "." + c.group
 	}
-	s := &Subscriber{cfg: c, dept: department, items: map[string]*catalog.Item{}, m: newMetrics(c.registerer), skipBelow: map[string]map[int32]int64{}}
+	s := &Subscriber{cfg: c, dept: department, items: map[string]*catalog.Item{}, flags: map[string]*catalog.Item{},
+		m: newMetrics(c.registerer), skipBelow: map[string]map[int32]int64{}}
 	conn, err := c.conn.Kafka()
 	if err != nil {
 		return nil, fmt.Errorf("consumers: %w", err)
@@ -115,7 +116,8 @@ func New(ctx context.Context, cat *catalog.Catalog, department string, items []s
 			topic = f // the grant masks or drops fields: its projected feed
 		}
 		s.items[topic] = it
-		topics = append(topics, topic)
+		s.flags[topicname.Flags(topic)] = it
+		topics = append(topics, topic, topicname.Flags(topic))
 	}
 	if c.snapshot != nil {
 		if err := s.takeSnapshot(ctx, conn); err != nil {
@@ -178,9 +180,9 @@ func (s *Subscriber) deliver(ctx context.Context, fs kgo.Fetches, h Handler) err
 				done = append(done, r)
 				continue
 			}
-			ids, isFlag := disputes(r)
-			if isFlag {
-				if err := s.flag(ctx, r); err != nil {
+			ids, legacy := disputes(r)
+			if legacy || s.flags[r.Topic] != nil {
+				if err := s.flag(ctx, r, legacy); err != nil {
 					stop = err
 					return
 				}
@@ -228,10 +230,18 @@ func (s *Subscriber) deliver(ctx context.Context, fs kgo.Fetches, h Handler) err
 	return stop
 }
 
-// flag hands a dispute flag record of an item's topic to OnFlag.
-func (s *Subscriber) flag(ctx context.Context, r *kgo.Record) error {
-	it := s.items[r.Topic]
-	f, err := schemas.ParseFlag(r.Value)
+// flag hands a record of a flags topic, or a legacy flag record of an
+// item's topic, to OnFlag.
+func (s *Subscriber) flag(ctx context.Context, r *kgo.Record, legacy bool) error {
+	it := s.flags[r.Topic]
+	decode := schemas.DecodeFlag
+	if legacy {
+		it, decode = s.items[r.Topic], schemas.ParseLegacyFlag
+	}
+	if r.Value == nil {
+		return nil // a tombstone: compaction drops what it is of
+	}
+	f, err := decode(r.Value)
 	if err != nil {
 		s.cfg.log.Warn("consumers: skipping an unreadable flag record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
 		return nil
@@ -240,7 +250,7 @@ func (s *Subscriber) flag(ctx context.Context, r *kgo.Record) error {
 	if s.cfg.onFlag == nil {
 		return nil
 	}
-	return s.cfg.onFlag(ctx, Flag{Item: it, Key: f.Key, Disputes: f.Disputes, At: f.At, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset})
+	return s.cfg.onFlag(ctx, Flag{Item: it, Key: f.Key, Disputes: f.Disputes, Fields: f.Fields, At: f.At, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset})
 }
 
 // beforeSnapshot says whether r is a feed record the snapshot holds already.

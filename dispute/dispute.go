@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/jutong/jutong/audit"
 	"github.com/jutong/jutong/catalog"
@@ -78,15 +79,22 @@ type Dispute struct {
 	InTime bool `json:"in_time,omitempty"`
 	// FlagShown says that the record's flag shows whether this dispute is
 	// open: in PostgreSQL's flag table and by a flag record on the item's
-	// topic (schemas.Flag). Cleared at every save that opens or closes it;
-	// the service shows it (again, after a crash) until it is set.
+	// flags topic and its feeds' (schemas.Flag). Cleared at every save that
+	// opens or closes it; the service shows it (again, after a crash) until
+	// it is set.
 	FlagShown bool `json:"flag_shown,omitempty"`
+	// Scheme is how its flag is shown (FlagScheme; 0: by a release that
+	// wrote flag records onto the item's topic).
+	Scheme int `json:"flag_scheme,omitempty"`
 }
 
 // Receipt is where and when one sink landed a correction.
 type Receipt struct {
-	Sink      string    `json:"sink"` // postgres, clickhouse, ...
-	Topic     string    `json:"topic"`
+	Sink  string `json:"sink"` // postgres, clickhouse, ...
+	Topic string `json:"topic"`
+	// Key is the key of the record the change landed as, when the sink
+	// says: a correction of another record is refused.
+	Key       string    `json:"-"`
 	Partition int32     `json:"partition"`
 	Offset    int64     `json:"offset"`
 	Landed    time.Time `json:"landed"`
@@ -118,10 +126,16 @@ type Config struct {
 	// minutes). Without it a correction closes the dispute at once.
 	Landing    Landing
 	LandWithin time.Duration
-	// OnFlag, when set, is told when a record's flag changes (a dispute
-	// opened or closed on it), after the flag table and the item's topic
-	// show it: the feeds re-emit the record with the flag.
-	OnFlag func(ctx context.Context, item, key string)
+	// Registry reaches the schema registry as the bus: the flag schema is
+	// registered under every flags topic's subject.
+	Registry []sr.ClientOpt
+	// Feeds lists the flags topics of an item's running feeds: a record's
+	// flag is written to each, as well as to the item's own.
+	Feeds func(item string) []FlagTopic
+	// Change, when set, says which record a change is of (the door's index
+	// of the changes it accepted): a correction naming a change of another
+	// record is refused. found is false for an event id it does not know.
+	Change func(ctx context.Context, item, eventID string) (key string, found bool, err error)
 	Now    func() time.Time
 	Log    *slog.Logger
 }
@@ -138,6 +152,10 @@ type Service struct {
 	// showMu orders the flag records: each says what was open when it
 	// was written, and a later one is written later.
 	showMu sync.Mutex
+	reg    *sr.Client
+	idsMu  sync.Mutex
+	// flagIDs are the flag schema's ids, by flags topic.
+	flagIDs map[string]int
 }
 
 // Errors, wrapped with what happened.
@@ -173,11 +191,17 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("dispute: the flag table: %w", err)
 		}
 	}
-	cl, err := kafkaconn.NewClient(cfg.Kafka, kgo.DefaultProduceTopic(Topic), kgo.RecordPartitioner(flagPartitioner()))
+	var reg *sr.Client
+	if cfg.Registry != nil {
+		if reg, err = sr.NewClient(cfg.Registry...); err != nil {
+			return nil, err
+		}
+	}
+	cl, err := kafkaconn.NewClient(cfg.Kafka, kgo.DefaultProduceTopic(Topic))
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, cal: cal, cl: cl, all: map[string]*Dispute{}, open: map[record][]string{}, unshown: map[string]bool{}}
+	s := &Service{cfg: cfg, cal: cal, cl: cl, reg: reg, flagIDs: map[string]int{}, all: map[string]*Dispute{}, open: map[record][]string{}, unshown: map[string]bool{}}
 	if err := kafkaconn.ReadAll(ctx, cfg.Kafka, Topic, func(r *kgo.Record) {
 		var d Dispute
 		if err := json.Unmarshal(r.Value, &d); err != nil {
@@ -188,6 +212,10 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	}); err != nil {
 		cl.Close()
 		return nil, fmt.Errorf("dispute: load: %w", err)
+	}
+	if err := s.upgradeLegacy(ctx); err != nil {
+		cl.Close()
+		return nil, err
 	}
 	return s, nil
 }
@@ -246,7 +274,7 @@ func (s *Service) raise(ctx context.Context, dept string, it *catalog.Item, r Re
 		}
 	}
 	d := &Dispute{ID: newID(), Request: r, RaisedBy: dept, Source: it.Source, Raised: now.UTC(),
-		Due: s.cal.Deadline(now, it.DisputeDeadline()).UTC(), State: Pending}
+		Due: s.cal.Deadline(now, it.DisputeDeadline()).UTC(), State: Pending, Scheme: FlagScheme}
 	if err := s.save(ctx, d); err != nil {
 		return nil, false, err
 	}
@@ -270,6 +298,9 @@ func (s *Service) Correct(ctx context.Context, id, by, eventID string) (*Dispute
 	if strings.TrimSpace(eventID) == "" {
 		return nil, &RequestError{Field: "event_id", Reason: "required: the event id of the correcting change"}
 	}
+	if err := s.checkChange(ctx, id, by, eventID); err != nil {
+		return nil, err
+	}
 	if s.cfg.Landing == nil {
 		return s.close(ctx, id, by, func(d *Dispute) { d.State, d.Correction, d.Corrected = Corrected, eventID, s.cfg.Now().UTC() }, "dispute_corrected", eventID)
 	}
@@ -281,6 +312,29 @@ func (s *Service) Correct(ctx context.Context, id, by, eventID string) (*Dispute
 		s.cfg.Log.Warn("dispute: receipts not read yet", "dispute", id, "err", err)
 	}
 	return s.Get(by, d.ID)
+}
+
+// checkChange refuses a correction that names a change of another record
+// than the disputed one, when the door knows the change.
+func (s *Service) checkChange(ctx context.Context, id, by, eventID string) error {
+	s.mu.RLock()
+	d, ok := s.all[id]
+	s.mu.RUnlock()
+	if !ok || s.cfg.Change == nil || by != d.Source {
+		return nil // answerLocked says what is wrong
+	}
+	key, found, err := s.cfg.Change(ctx, d.Item, eventID)
+	switch {
+	case err != nil:
+		return fmt.Errorf("dispute: which record change %s is of: %w", eventID, err)
+	case found && key != d.Key:
+		return wrongRecord(d, eventID)
+	}
+	return nil
+}
+
+func wrongRecord(d *Dispute, eventID string) error {
+	return &RequestError{Field: "event_id", Reason: fmt.Sprintf("change %s is not of the disputed record (%s key %s): a dispute is corrected by a change of its own record", eventID, d.Item, d.Key)}
 }
 
 // CorrectRecord is Correct for a change that names the dispute itself: the
@@ -354,6 +408,10 @@ func (s *Service) land(ctx context.Context) error {
 			return err
 		}
 		now := s.cfg.Now()
+		if other := otherRecord(receipts, d.Key); other != "" {
+			s.refuseCorrection(ctx, d, now)
+			continue
+		}
 		s.mu.Lock()
 		next := clone(d)
 		next.Receipts = receipts
@@ -381,6 +439,36 @@ func (s *Service) land(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// otherRecord is the key of another record than key that a receipt says
+// the change landed as ("" when none does).
+func otherRecord(rs []Receipt, key string) string {
+	for _, r := range rs {
+		if r.Key != "" && r.Key != key {
+			return r.Key
+		}
+	}
+	return ""
+}
+
+// refuseCorrection reopens a dispute whose correction turned out, once
+// landed, to be a change of another record: it waits on the source again.
+func (s *Service) refuseCorrection(ctx context.Context, d *Dispute, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.all[d.ID]
+	if !ok || cur.State != Correcting || cur.Correction != d.Correction {
+		return
+	}
+	next := clone(cur)
+	next.State, next.Correction, next.Corrected, next.Receipts = Pending, "", time.Time{}, nil
+	if err := s.save(ctx, next); err != nil {
+		s.cfg.Log.Warn("dispute: cannot reopen a dispute corrected by a change of another record", "dispute", d.ID, "err", err)
+		return
+	}
+	s.cfg.Log.Warn("dispute: the correction is a change of another record: refused, the dispute is open again", "dispute", d.ID, "event", d.Correction)
+	s.audit(ctx, next, "dispute_correction_refused", "jutong", wrongRecord(d, d.Correction).Error(), now)
 }
 
 func sinks(rs []Receipt) string {

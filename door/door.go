@@ -136,6 +136,13 @@ func New(ctx context.Context, cfg Config) (*Door, error) {
 // the door has forwarded.
 func (d *Door) Group() string { return d.cfg.Group }
 
+// Accepted says where the door put the change with this event id, when it
+// accepted it within its window (as this instance knows: what it read at
+// its start, and what it accepted since).
+func (d *Door) Accepted(item, eventID string) (Position, bool) {
+	return d.ids.lookup(item, eventID, time.Now())
+}
+
 // Close releases the gateway's producer.
 func (d *Door) Close() {
 	d.admitMu.Lock()

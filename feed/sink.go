@@ -132,7 +132,9 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 			if err != nil {
 				return err
 			}
+			s.mu.Lock()
 			s.proj, s.schema = p, sc
+			s.mu.Unlock()
 		}
 	}
 	admin, err := kafkaconn.NewClient(s.k)
@@ -163,19 +165,61 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 		v := strconv.FormatInt(s.retainM, 10)
 		cfg["retention.ms"] = &v
 	}
-	res, err := adm.CreateTopic(ctx, parts, rf, cfg, s.topic)
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		return fmt.Errorf("feed: create %s: %w", s.topic, err)
+	if err := createTopic(ctx, adm, s.topic, parts, rf, cfg); err != nil {
+		return err
 	}
-	if res.Err != nil && !errors.Is(res.Err, kerr.TopicAlreadyExists) {
-		return fmt.Errorf("feed: create %s: %w", s.topic, res.Err)
+	// The feed's flags: one compacted partition, keyed by the feed's keys.
+	if err := createTopic(ctx, adm, s.FlagsTopic(), 1, rf, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}); err != nil {
+		return err
 	}
 	ss, err := s.reg.CreateSchema(ctx, s.topic+"-value", sr.Schema{Schema: s.schema.JSON, Type: sr.TypeAvro})
 	if err != nil {
 		return fmt.Errorf("feed: register the schema of %s: %w", s.topic, err)
 	}
 	s.id = ss.ID
+	if _, err := s.reg.CreateSchema(ctx, s.FlagsTopic()+"-value", sr.Schema{Schema: schemas.FlagSchema, Type: sr.TypeAvro}); err != nil {
+		return fmt.Errorf("feed: register the schema of %s: %w", s.FlagsTopic(), err)
+	}
 	return nil
+}
+
+func createTopic(ctx context.Context, adm *kadm.Client, topic string, parts int32, rf int16, cfg map[string]*string) error {
+	res, err := adm.CreateTopic(ctx, parts, rf, cfg, topic)
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		return fmt.Errorf("feed: create %s: %w", topic, err)
+	}
+	return nil
+}
+
+// FlagsTopic is the topic of the feed's records' dispute flags
+// (topicname.Flags), which the grant reads beside the feed.
+func (s *Sink) FlagsTopic() string { return topicname.Flags(s.topic) }
+
+// Item is the grant's item.
+func (s *Sink) Item() string { return s.proj.Source.Code }
+
+// FlagKey is a record's key as the feed shows it (a pseudonym when the
+// grant masks the key).
+func (s *Sink) FlagKey(key string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proj.Key(key)
+}
+
+// FlagFields are the fields of a dispute the grant delivers.
+func (s *Sink) FlagFields(fields []string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, f := range fields {
+		if s.proj.Item.Field(f) != nil {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func (s *Sink) ledgerKey(p int32) string { return LedgerKey(s.name, s.proj.Source.Topic(), p) }
@@ -286,65 +330,4 @@ func prefixOr(p string) string {
 		return "jutong."
 	}
 	return p
-}
-
-// Latest says where the latest change of a key landed in the sink that
-// holds the item's current state: its partition and offset in the item's
-// topic, whether there is one (none for a deleted key), and how far that
-// sink has read the partition (its ledger's next offset).
-type Latest func(ctx context.Context, item, key string) (partition int32, offset int64, found bool, ledgerNext int64, err error)
-
-// Fetch reads and decodes the item topic's record at a position.
-type Fetch func(ctx context.Context, partition int32, offset int64) (*schemas.Event, error)
-
-// ErrBehind says the current state is behind the feed: Reflag could
-// re-emit an older change than the feed holds, so it waits: retry.
-var ErrBehind = errors.New("feed: the current state is behind the feed")
-
-// Reflag re-emits into the feed a key's latest change, projected, with the
-// key's open disputes in the header (none: the flag is cleared), so that a
-// subscriber that read the record before a dispute opened or closed sees
-// it now. It is serialized with Write, so the re-emitted change is the
-// key's latest among those the feed holds and lands after them; when the
-// feed has not projected the key's latest change yet, that change will
-// carry the flag itself and nothing is re-emitted.
-func (s *Sink) Reflag(ctx context.Context, key string, latest Latest, fetch Fetch) (err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	item := s.proj.Source
-	p, off, found, ledger, err := latest(ctx, item.Code, key)
-	if err != nil || !found {
-		return err // a deleted or never-landed key: nothing to flag
-	}
-	next := s.next[p]
-	switch {
-	case ledger < next:
-		return ErrBehind
-	case off >= next:
-		return nil // not projected yet: it will carry the flag
-	}
-	ev, err := fetch(ctx, p, off)
-	if err != nil {
-		return err
-	}
-	headers := []kgo.RecordHeader{{Key: OriginOffset, Value: strconv.AppendInt(nil, off, 10)}, {Key: DisputesHeader}}
-	if s.disputes != nil {
-		headers[1].Value = []byte(strings.Join(s.disputes(item.Code, ev.Key), ","))
-	}
-	out := *ev
-	out.Key = s.proj.Key(ev.Key)
-	out.Data = s.proj.Apply(ev.Data)
-	body, err := s.schema.AppendEncode(nil, &out)
-	if err != nil {
-		return err
-	}
-	if err := s.cl.BeginTransaction(); err != nil {
-		return err
-	}
-	rec := &kgo.Record{Topic: s.topic, Partition: p, Key: []byte(out.Key), Value: schemas.Frame(nil, s.id, body), Headers: headers}
-	if err := s.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
-		_ = s.cl.EndTransaction(context.WithoutCancel(ctx), kgo.TryAbort)
-		return fmt.Errorf("feed %s: reflag: %w", s.topic, err)
-	}
-	return s.cl.EndTransaction(ctx, kgo.TryCommit)
 }

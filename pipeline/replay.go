@@ -167,7 +167,7 @@ func fetchRange(ctx context.Context, cfg Config, dec *schemas.Decoder, it *catal
 				break
 			}
 			rec := Record{Item: it, Partition: p, Offset: kr.Offset}
-			if IsFlag(kr) {
+			if IsLegacyFlag(kr) {
 				recs = append(recs, rec) // not a change: only the ledger moves
 				continue
 			}

@@ -484,8 +484,8 @@ func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record
 	var later []int
 	for i, kr := range recs {
 		out[i] = Record{Item: r.items[kr.Topic], Partition: kr.Partition, Offset: kr.Offset, Raw: kr}
-		if IsFlag(kr) {
-			continue // a dispute flag, not a change: only the ledger moves
+		if IsLegacyFlag(kr) {
+			continue // a legacy dispute flag, not a change: only the ledger moves
 		}
 		if r.cache != nil {
 			switch ev, st := r.cache.take(kr); st {
@@ -520,11 +520,12 @@ func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record
 	return out, nil
 }
 
-// IsFlag says whether a record of an item's topic is a dispute flag record
-// (schemas.Flag), which is no change event: sinks pass it.
-func IsFlag(kr *kgo.Record) bool {
+// IsLegacyFlag says whether a record of an item's topic is a legacy dispute
+// flag record, or the tombstone an upgrade writes over one (flags have their
+// own topics now, docs/upgrading.md): no change event, so sinks pass it.
+func IsLegacyFlag(kr *kgo.Record) bool {
 	for _, h := range kr.Headers {
-		if schemas.IsFlag(h.Key, h.Value) {
+		if schemas.IsLegacyFlag(h.Key, h.Value) {
 			return true
 		}
 	}

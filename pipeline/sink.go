@@ -17,8 +17,8 @@ type Record struct {
 	Partition int32
 	Offset    int64
 	// Event is the decoded change event; nil for a record that was
-	// dead-lettered or that is no change (a dispute flag record,
-	// schemas.Flag), which the sink must only count in its ledger.
+	// dead-lettered or that is no change (a legacy dispute flag record,
+	// IsLegacyFlag), which the sink must only count in its ledger.
 	Event *schemas.Event
 	// DeadLetter is why the record was dead-lettered (when Event is nil;
 	// empty for a flag record).

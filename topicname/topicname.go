@@ -84,5 +84,33 @@ func ParseFeed(topic string) (dept, item, grant string, ok bool) {
 	return parts[0], parts[1] + "." + parts[2], parts[3], true
 }
 
+// FlagsPrefix starts every flags topic's name.
+const FlagsPrefix = Prefix + "flags."
+
+// Flags is the compacted topic holding the dispute flags of the records of
+// a topic that departments read (an item's topic, or a grant's feed), so
+// that the topic itself carries only records of its registered schema:
+// _jutong.flags.<item> or _jutong.flags.feed.<dept>.<item>.<grant>. Whoever
+// may read the topic may read its flags.
+func Flags(topic string) string { return FlagsPrefix + strings.TrimPrefix(topic, Prefix) }
+
+// FlagsOf is the topic whose records' flags a flags topic holds; ok is
+// false for any other name.
+func FlagsOf(flags string) (topic string, ok bool) {
+	rest, found := strings.CutPrefix(flags, FlagsPrefix)
+	if !found || rest == "" {
+		return "", false
+	}
+	if strings.HasPrefix(rest, "feed.") {
+		t := Prefix + rest
+		_, _, _, ok := ParseFeed(t)
+		return t, ok
+	}
+	if strings.Count(rest, ".") != 1 || strings.HasPrefix(rest, ".") || strings.HasSuffix(rest, ".") {
+		return "", false // an item's code is <domain>.<name>
+	}
+	return rest, true
+}
+
 // Internal reports whether a topic is one of Jutong's own.
 func Internal(topic string) bool { return strings.HasPrefix(topic, Prefix) }

@@ -23,3 +23,30 @@ func TestFeedRoundTrip(t *testing.T) {
 		t.Error("Internal")
 	}
 }
+
+func TestFlagsRoundTrip(t *testing.T) {
+	for topic, want := range map[string]string{
+		"population.resident_registration":                       "_jutong.flags.population.resident_registration",
+		Feed("health", "population.resident_registration", "g42"): "_jutong.flags.feed.health.population.resident_registration.g42",
+	} {
+		got := Flags(topic)
+		if got != want {
+			t.Errorf("Flags(%q) = %q, want %q", topic, got, want)
+		}
+		back, ok := FlagsOf(got)
+		if !ok || back != topic {
+			t.Errorf("FlagsOf(%q) = %q %v, want %q", got, back, ok, topic)
+		}
+		if _, _, _, isFeed := ParseFeed(got); isFeed {
+			t.Errorf("ParseFeed(%q) took a flags topic for a feed", got)
+		}
+		if !Internal(got) {
+			t.Errorf("%q is not internal", got)
+		}
+	}
+	for _, bad := range []string{"population.resident_registration", FlagsPrefix, FlagsPrefix + "a", FlagsPrefix + "a.b.c", FlagsPrefix + "feed.x.y", Quarantine} {
+		if _, ok := FlagsOf(bad); ok {
+			t.Errorf("FlagsOf(%q) should fail", bad)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/topicname"
 )
 
 // Spec is the wanted state of one topic.
@@ -35,7 +36,8 @@ type Change struct {
 
 func (c Change) String() string { return fmt.Sprintf("%-16s %s  %s", c.Action, c.Topic, c.Detail) }
 
-// Specs lists the wanted topics: one per catalog item, then internal ones.
+// Specs lists the wanted topics: one per catalog item and its flags topic,
+// then internal ones.
 // The replication factor is capped at the number of brokers.
 func Specs(cat *catalog.Catalog, brokers int, internal ...Spec) []Spec {
 	var out []Spec
@@ -48,7 +50,7 @@ func Specs(cat *catalog.Catalog, brokers int, internal ...Spec) []Spec {
 		if tc.CleanupPolicy != "" {
 			s.Configs["cleanup.policy"] = tc.CleanupPolicy
 		}
-		out = append(out, s)
+		out = append(out, s, FlagsSpec(it.Topic(), tc.ReplicationFactor))
 	}
 	out = append(out, internal...)
 	for i := range out {
@@ -57,6 +59,13 @@ func Specs(cat *catalog.Catalog, brokers int, internal ...Spec) []Spec {
 		}
 	}
 	return out
+}
+
+// FlagsSpec is the wanted state of a topic's flags topic
+// (topicname.Flags): compacted, one partition (flags are few: one record a
+// disputed record, the latest kept).
+func FlagsSpec(topic string, rf int16) Spec {
+	return Spec{Name: topicname.Flags(topic), Partitions: 1, ReplicationFactor: rf, Configs: map[string]string{"cleanup.policy": "compact"}}
 }
 
 // Plan compares the wanted topics with the cluster.

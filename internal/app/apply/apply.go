@@ -18,6 +18,7 @@ import (
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/topics"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/topicname"
 )
 
 // Check generates every item's schema and, with a registry client (nil:
@@ -84,23 +85,37 @@ func NewPlan(ctx context.Context, cat *catalog.Catalog, kafka []kgo.Opt, rc *sr.
 	if p.Topics, err = topics.Plan(ctx, p.adm, topics.Specs(cat, n, internal...)); err != nil {
 		return nil, err
 	}
-	for _, it := range cat.Items {
-		s, err := schemas.For(it)
-		if err != nil {
-			return nil, err
-		}
-		_, err = rc.LookupSchema(ctx, it.Subject(), sr.Schema{Schema: s.JSON})
+	want, err := Registrations(cat)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range want {
+		_, err = rc.LookupSchema(ctx, r.Subject, sr.Schema{Schema: r.Schema})
 		var re *sr.ResponseError
 		switch {
 		case err == nil:
 			continue // registered already
 		case errors.As(err, &re) && (re.ErrorCode == 40401 || re.ErrorCode == 40403):
-			p.Schemas = append(p.Schemas, Registration{it.Subject(), s.JSON})
+			p.Schemas = append(p.Schemas, r)
 		default:
-			return nil, fmt.Errorf("registry: %s: %w", it.Subject(), err)
+			return nil, fmt.Errorf("registry: %s: %w", r.Subject, err)
 		}
 	}
 	return p, nil
+}
+
+// Registrations are the schemas the catalog implies: each item's change
+// event under its subject, and the flag schema under its flags topic's.
+func Registrations(cat *catalog.Catalog) ([]Registration, error) {
+	var out []Registration
+	for _, it := range cat.Items {
+		s, err := schemas.For(it)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Registration{it.Subject(), s.JSON}, Registration{topicname.Flags(it.Topic()) + "-value", schemas.FlagSchema})
+	}
+	return out, nil
 }
 
 // Empty says whether there is nothing to change.

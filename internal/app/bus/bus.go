@@ -40,6 +40,7 @@ import (
 	"github.com/jutong/jutong/dispute"
 	"github.com/jutong/jutong/door"
 	"github.com/jutong/jutong/feed"
+	"github.com/jutong/jutong/internal/app/apply"
 	"github.com/jutong/jutong/internal/app/grants"
 	"github.com/jutong/jutong/internal/app/landing"
 	"github.com/jutong/jutong/internal/embedded"
@@ -153,10 +154,6 @@ type Bus struct {
 	// Disputes are the disputes of shared records.
 	Disputes    *dispute.Service
 	disputesRef atomic.Pointer[dispute.Service] // for the feeds, which start first
-	// reflagPending are the records (item, key) whose flag the feeds could
-	// not re-emit yet.
-	reflagMu      sync.Mutex
-	reflagPending map[[2]string]bool
 
 	cluster *embedded.Cluster // nil when running against an existing cluster
 	regURL  string
@@ -174,7 +171,7 @@ type Bus struct {
 	feedKey []byte
 	// chLanding reads ClickHouse's history for the disputes' receipts.
 	chLanding driver.Conn
-	// landing says where corrections landed, and a record's latest change.
+	// landing says where corrections landed, and reads a change.
 	landing *landing.Landing
 	// lookupDB is the bus's own pool (lookups, dispute flags) on the PostgreSQL the sink writes.
 	lookupDB *pgxpool.Pool
@@ -364,13 +361,13 @@ func (b *Bus) registerSchemas(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, it := range b.cfg.Catalog.Items {
-		s, err := schemas.For(it)
-		if err != nil {
-			return err
-		}
-		if _, err := rc.RegisterSchema(ctx, it.Subject(), sr.Schema{Schema: s.JSON, Type: sr.TypeAvro}, -1, -1); err != nil {
-			return fmt.Errorf("register %s: %w", it.Subject(), err)
+	want, err := apply.Registrations(b.cfg.Catalog)
+	if err != nil {
+		return err
+	}
+	for _, r := range want {
+		if _, err := rc.RegisterSchema(ctx, r.Subject, sr.Schema{Schema: r.Schema, Type: sr.TypeAvro}, -1, -1); err != nil {
+			return fmt.Errorf("register %s: %w", r.Subject, err)
 		}
 	}
 	return nil

@@ -23,6 +23,7 @@ import (
 	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/topicname"
 )
 
 func TestMain(m *testing.M) {
@@ -310,7 +311,7 @@ func TestRestartKeepsRecords(t *testing.T) {
 
 	b = startBus(t, cfg)
 	t.Cleanup(b.Close)
-	if subs := b.Registry.Subjects(); len(subs) != len(sample(t).Items) || !slices.Contains(subs, item+"-value") {
+	if subs := b.Registry.Subjects(); len(subs) != 2*len(sample(t).Items) || !slices.Contains(subs, item+"-value") || !slices.Contains(subs, topicname.Flags(item)+"-value") { // items and their flags
 		t.Fatalf("registry after restart has subjects %v", subs)
 	}
 	// Every record is still in the topic.

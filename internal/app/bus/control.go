@@ -32,7 +32,7 @@ func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
 		return err
 	}
 	b.feeds = &grants.FeedRunner{Catalog: b.cfg.Catalog, Kafka: b.kopts, Registry: b.RegistryOpts(), Pipeline: b.pcfg, KeySecret: b.feedKey, Prefix: b.prefix(), Log: log,
-		Disputes: b.openDisputes}
+		Disputes: b.openDisputes, Started: b.feedStarted}
 	b.grants = grants.New(grants.Config{Catalog: b.cfg.Catalog, ACLs: grants.KafkaACLs{Kafka: b.kopts}, Feeds: b.feeds, Audit: b.audit, Log: log})
 	b.Control, err = control.Open(ctx, control.Config{
 		Catalog: b.cfg.Catalog, Kafka: b.kopts, Audit: b.audit, Published: b.published,

@@ -20,12 +20,16 @@ import (
 	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/dispute"
 	"github.com/jutong/jutong/internal/app/bus"
+	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/lookup"
 	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/topicname"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 )
 
 // TestDisputes: tax, which reads enterprise registrations, disputes one;
@@ -107,8 +111,9 @@ func TestDisputes(t *testing.T) {
 	}
 
 	// In tax's feed and the SDK: tax read the record before the dispute;
-	// the feed re-emits it flagged, its next change comes flagged, and so
-	// does it in tax's snapshot; in the theme databases too.
+	// the feed's flags topic flags it (with the disputed fields tax's grant
+	// delivers), its next change comes flagged, and so does it in tax's
+	// snapshot; in the theme databases too.
 	pub, err := producers.New(ctx, cat, "market_supervision", b.PublisherOpts("market_supervision")...)
 	if err != nil {
 		t.Fatal(err)
@@ -119,24 +124,23 @@ func TestDisputes(t *testing.T) {
 	if _, err := pub.Publish(ctx, item, &touched); err != nil {
 		t.Fatal(err)
 	}
-	feedGot, err := readAll(t, b, cat, "tax", item, len(evs)+2, "disputes") // the changes, the re-emission, the next change
+	feedGot, err := readAll(t, b, cat, "tax", item, len(evs)+1, "disputes") // the changes, the next change
 	if err != nil {
 		t.Fatal(err)
 	}
 	var flaggedInFeed []string
-	reemitted := false
 	for _, dl := range feedGot {
 		switch {
 		case dl.Event.ID == touched.ID:
 			flaggedInFeed = dl.Disputes
-		case dl.Event.Key == key && len(dl.Disputes) == 1 && dl.Disputes[0] == d.ID:
-			reemitted = true // the record tax had read, again, flagged
-		case len(dl.Disputes) > 0 && dl.Event.Key != key:
-			t.Errorf("an undisputed record is flagged: %s %v", dl.Event.Key, dl.Disputes)
+		case len(dl.Disputes) > 0:
+			t.Errorf("a change published before the dispute, or of another record, is flagged: %s %v", dl.Event.Key, dl.Disputes)
 		}
 	}
-	if !reemitted {
-		t.Errorf("tax's feed did not re-emit the record it had read, flagged")
+	if fl := lastFlags(ctx, t, b, cat, "tax", item, func(fs map[string]consumers.Flag) bool { return len(fs[key].Disputes) == 1 }); len(fl) != 1 ||
+		!slices.Equal(fl[key].Disputes, []string{d.ID}) || !slices.Equal(fl[key].Fields, []string{"registered_capital"}) ||
+		!strings.HasPrefix(fl[key].Topic, "_jutong.flags.feed.tax.") {
+		t.Errorf("tax's flags: %+v, want one, of %s, flagged by %s on registered_capital, on its feed's flags topic", fl, key, d.ID)
 	}
 	if !strings.HasPrefix(feedGot[0].Topic, "_jutong.feed.tax.") || len(flaggedInFeed) != 1 || flaggedInFeed[0] != d.ID {
 		t.Errorf("tax's feed: the change of the disputed record carries %v, want [%s] (topic %s)", flaggedInFeed, d.ID, feedGot[0].Topic)
@@ -194,35 +198,23 @@ func TestDisputes(t *testing.T) {
 	if n := flagged(); n != 0 {
 		t.Errorf("%d flags after the correction", n)
 	}
-	// Tax's feed clears the flag: the key's last record there has none.
-	var cleared *consumers.Delivery
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		all, err := readAll(t, b, cat, "tax", item, len(evs)+4, "cleared-"+uuid.NewString()[:8])
-		if err != nil {
-			continue
-		}
-		for i := range all {
-			if all[i].Event.Key == key {
-				cleared = &all[i]
-			}
-		}
-		if cleared != nil && len(cleared.Disputes) == 0 {
-			break
-		}
-	}
-	if cleared == nil || len(cleared.Disputes) != 0 {
-		t.Errorf("tax's feed still flags the corrected record: %+v", cleared)
+	// Tax's feed's flags topic clears the flag.
+	if fl := lastFlags(ctx, t, b, cat, "tax", item, func(fs map[string]consumers.Flag) bool { return len(fs[key].Disputes) == 0 }); len(fl[key].Disputes) != 0 {
+		t.Errorf("tax's flags still flag the corrected record: %+v", fl[key])
 	}
 	if ids := lookupFlag(); len(ids) != 0 {
 		t.Errorf("the lookup still flags %v", ids)
 	}
 	// Civil affairs reads the item in clear (its own topic, no feed): the
-	// flag records tell it when the dispute opened and closed, in order
-	// with the record's changes, which passed the door flagged.
+	// item's flags topic tells it when the dispute opened and closed, and
+	// the record's changes passed the door flagged.
 	clearFlags(ctx, t, b, cat, "civil_affairs", item, key, d.ID, touched.ID, fixed.ID)
-	// The sinks passed the flag records: nothing dead-lettered, no row.
+	// The item's topic and tax's feed carry only records of their
+	// registered schemas (a standard Confluent deserializer reads every
+	// one), and nothing was dead-lettered.
+	onlyRegistered(ctx, t, b, cat.Item(item).Topic(), feedGot[0].Topic)
 	if n := chCount(ctx, t, testenv.ClickHouseConn(t, chDSN), "SELECT count() FROM dead_letters"); n != 0 {
-		t.Errorf("%d dead letters in ClickHouse: the flag records are no change events", n)
+		t.Errorf("%d dead letters in ClickHouse", n)
 	}
 
 	// Rejected, with the reason, which the raiser reads.
@@ -342,24 +334,24 @@ func TestDisputes(t *testing.T) {
 	}
 }
 
-// clearFlags reads item in clear as dept, from the start, and checks that
-// the disputed record's flag records and changes say, in order: the dispute
-// opened, the touched change (flagged), the correction (flagged), the
-// dispute closed.
+// clearFlags reads item in clear as dept, from the start, and checks what
+// it says of the disputed record: on the item's flags topic, the dispute
+// opened then closed; on the item's topic, the touched change and the
+// correction flagged.
 func clearFlags(ctx context.Context, t *testing.T, b *bus.Bus, cat *catalog.Catalog, dept, item, key, id, touched, fixed string) {
 	t.Helper()
-	type seen struct {
-		what   string
-		ids    []string
-		offset int64
-	}
-	var got []seen
+	var flags, changes []string
+	var flagOffsets []int64
 	p := cat.Department(dept).Principal
 	sub, err := consumers.New(ctx, cat, dept, []string{item}, consumers.Brokers(b.Kafka().Brokers...),
 		consumers.SASL(p, b.Credentials[p]), consumers.Registry(b.RegistryURL()), consumers.Group("clear-flags"),
 		consumers.OnFlag(func(_ context.Context, f consumers.Flag) error {
 			if f.Key == key {
-				got = append(got, seen{"flag", f.Disputes, f.Offset})
+				flags = append(flags, "flag "+strings.Join(f.Disputes, ","))
+				flagOffsets = append(flagOffsets, f.Offset)
+				if f.Topic != topicname.Flags(cat.Item(item).Topic()) {
+					t.Errorf("a flag on %s, not the item's flags topic", f.Topic)
+				}
 			}
 			return nil
 		}))
@@ -375,13 +367,13 @@ func clearFlags(ctx context.Context, t *testing.T, b *bus.Bus, cat *catalog.Cata
 	err = sub.Run(rctx, func(_ context.Context, dl consumers.Delivery) error {
 		switch {
 		case dl.Event.ID == touched:
-			got = append(got, seen{"touched", dl.Disputes, dl.Offset})
+			changes = append(changes, "touched "+strings.Join(dl.Disputes, ","))
 		case dl.Event.ID == fixed:
-			got = append(got, seen{"fixed", dl.Disputes, dl.Offset})
+			changes = append(changes, "fixed "+strings.Join(dl.Disputes, ","))
 		case len(dl.Disputes) > 0:
 			t.Errorf("an undisputed change is flagged: %s %v", dl.Event.Key, dl.Disputes)
 		}
-		if len(got) >= 4 {
+		if len(changes) == 2 && len(flags) >= 2 {
 			stop()
 		}
 		return nil
@@ -389,16 +381,73 @@ func clearFlags(ctx context.Context, t *testing.T, b *bus.Bus, cat *catalog.Cata
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"flag " + id, "touched " + id, "fixed " + id, "flag "}
-	var have []string
-	for i, g := range got {
-		have = append(have, g.what+" "+strings.Join(g.ids, ","))
-		if i > 0 && g.offset <= got[i-1].offset {
-			t.Errorf("out of order: %+v", got)
-		}
+	if want := []string{"flag " + id, "flag "}; !slices.Equal(flags, want) || !slices.IsSorted(flagOffsets) {
+		t.Errorf("%s's flags in clear: %q at %v, want %q in order", dept, flags, flagOffsets, want)
 	}
-	if !slices.Equal(have, want) {
-		t.Errorf("%s in clear read %q, want %q", dept, have, want)
+	if want := []string{"touched " + id, "fixed " + id}; !slices.Equal(changes, want) {
+		t.Errorf("%s's changes in clear: %q, want %q", dept, changes, want)
+	}
+}
+
+// lastFlags reads dept's flags of item (the flags topic of what it reads)
+// from the start, as the SDK hands them to OnFlag, until done says the
+// latest flag of each key is what the caller waits for, or 20 seconds pass.
+func lastFlags(ctx context.Context, t *testing.T, b *bus.Bus, cat *catalog.Catalog, dept, item string, done func(map[string]consumers.Flag) bool) map[string]consumers.Flag {
+	t.Helper()
+	rctx, stop := context.WithTimeout(ctx, 20*time.Second)
+	defer stop()
+	last := map[string]consumers.Flag{}
+	p := cat.Department(dept).Principal
+	sub, err := consumers.New(ctx, cat, dept, []string{item}, consumers.Brokers(b.Kafka().Brokers...),
+		consumers.SASL(p, b.Credentials[p]), consumers.Registry(b.RegistryURL()), consumers.Group("flags-"+uuid.NewString()[:8]),
+		consumers.OnFlag(func(_ context.Context, f consumers.Flag) error {
+			last[f.Key] = f
+			if done(last) {
+				stop()
+			}
+			return nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if err := sub.Run(rctx, func(context.Context, consumers.Delivery) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return last
+}
+
+// onlyRegistered reads each topic from the start, as the bus (raw bytes),
+// and checks that every record is a Confluent-framed value under a schema
+// registered for the topic's subject.
+func onlyRegistered(ctx context.Context, t *testing.T, b *bus.Bus, topics ...string) {
+	t.Helper()
+	rc, err := sr.NewClient(b.RegistryOpts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range topics {
+		ids := map[int]bool{}
+		vs, err := rc.Schemas(ctx, topic+"-value")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vs {
+			ids[v.ID] = true
+		}
+		n := 0
+		if err := kafkaconn.ReadAll(ctx, b.KafkaOpts(), topic, func(r *kgo.Record) {
+			n++
+			id, _, err := schemas.Unframe(r.Value)
+			if err != nil || !ids[id] {
+				t.Errorf("%s partition %d offset %d is not a record of its subject's schemas %v (schema id %d, %v): headers %v", topic, r.Partition, r.Offset, ids, id, err, r.Headers)
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			t.Errorf("%s is empty", topic)
+		}
 	}
 }
 
@@ -431,8 +480,8 @@ func snapshotLines(ctx context.Context, t *testing.T, b *bus.Bus, cat *catalog.C
 // TestFlagShownAfterACrash: a bus that saved a dispute and died before
 // showing its flag (as if killed between the two writes) leaves it unshown
 // in the disputes' topic; the next start shows it: the flag table in
-// PostgreSQL and a flag record on the item's topic, in the record's
-// partition, then marks it shown.
+// PostgreSQL and a flag record on the item's flags topic, then marks it
+// shown.
 func TestFlagShownAfterACrash(t *testing.T) {
 	pgDSN := testenv.Postgres(t)
 	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
@@ -448,7 +497,7 @@ func TestFlagShownAfterACrash(t *testing.T) {
 	key := evs[3].Key
 	now := time.Now().UTC()
 	left := dispute.Dispute{ID: "dsp-crashed", Request: dispute.Request{Item: item, Key: key, Fields: []string{"name"}, Claim: "名称有误"},
-		RaisedBy: "tax", Source: "market_supervision", Raised: now, Due: now.Add(72 * time.Hour), State: dispute.Pending}
+		RaisedBy: "tax", Source: "market_supervision", Raised: now, Due: now.Add(72 * time.Hour), State: dispute.Pending, Scheme: dispute.FlagScheme}
 	v, _ := json.Marshal(left)
 	cl, err := kgo.NewClient(b.KafkaOpts()...)
 	if err != nil {
@@ -461,7 +510,7 @@ func TestFlagShownAfterACrash(t *testing.T) {
 	// The next start: the service loads the disputes and, at its first
 	// tick, shows what is unshown.
 	db := testenv.PostgresPool(t, pgDSN)
-	svc, err := dispute.Open(ctx, dispute.Config{Catalog: cat, Kafka: b.KafkaOpts(), DB: db, MayRead: func(string, string) bool { return true }})
+	svc, err := dispute.Open(ctx, dispute.Config{Catalog: cat, Kafka: b.KafkaOpts(), Registry: b.RegistryOpts(), DB: db, MayRead: func(string, string) bool { return true }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,28 +525,121 @@ func TestFlagShownAfterACrash(t *testing.T) {
 	if got, err := svc.Get("tax", left.ID); err != nil || !got.FlagShown {
 		t.Errorf("not marked shown: %+v %v", got, err)
 	}
-	// The flag record, in the partition of the record's changes.
-	rd, err := kgo.NewClient(append(b.KafkaOpts(), kgo.ConsumeTopics(cat.Item(item).Topic()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	// The flag record, on the item's flags topic.
+	var f schemas.Flag
+	if err := kafkaconn.ReadAll(ctx, b.KafkaOpts(), topicname.Flags(cat.Item(item).Topic()), func(r *kgo.Record) {
+		if string(r.Key) == key {
+			f, err = schemas.DecodeFlag(r.Value)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil || !slices.Equal(f.Disputes, []string{left.ID}) || !slices.Equal(f.Fields, []string{"name"}) {
+		t.Errorf("the flag record: %+v %v", f, err)
+	}
+}
+
+// TestLegacyFlagsUpgrade: disputes saved by a release that wrote flag
+// records onto the items' topics move to the flags topics at the next
+// start: each record's flag is written to its item's flags topic; on a
+// compacted item topic the legacy flag record gets a tombstone in its own
+// partition, which the sinks pass (compaction then removes both); on a
+// topic that deletes by time nothing is written to it.
+func TestLegacyFlagsUpgrade(t *testing.T) {
+	pgDSN := testenv.Postgres(t)
+	cat := sample(t)
+	const compacted, timed = "legal_person.enterprise_registration", "legal_person.tax_credit_rating"
+	cat.Item(compacted).TopicSettings.CleanupPolicy = "compact"
+	b := startBus(t, bus.Config{Catalog: cat, PostgresDSN: pgDSN, ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
+	t.Cleanup(b.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	keys := map[string]string{}
+	for _, item := range []string{compacted, timed} {
+		keys[item] = publishItem(t, b, cat, item, 5, 11)[2].Key
+	}
+	cl, err := kgo.NewClient(append(b.KafkaOpts(), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rd.Close()
-	changeAt, flagAt := int32(-1), int32(-2)
-	for changeAt != flagAt && ctx.Err() == nil {
-		for _, r := range rd.PollFetches(ctx).Records() {
-			switch {
-			case string(r.Key) == key:
-				changeAt = r.Partition
-			case string(r.Key) == string(schemas.FlagKey(key)):
-				f, err := schemas.ParseFlag(r.Value)
-				if err != nil || !slices.Equal(f.Disputes, []string{left.ID}) || !pipeline.IsFlag(r) {
-					t.Fatalf("the flag record: %+v %v", f, err)
-				}
-				flagAt = r.Partition
-			}
+	defer cl.Close()
+	legacyAt := map[string]int32{}
+	now := time.Now().UTC()
+	for item, key := range keys {
+		d := dispute.Dispute{ID: "dsp-old-" + item[len("legal_person."):], Request: dispute.Request{Item: item, Key: key, Fields: []string{"name"}, Claim: "有误"},
+			RaisedBy: "tax", Source: cat.Item(item).Source, Raised: now, Due: now.Add(72 * time.Hour), State: dispute.Pending, FlagShown: true}
+		if item == timed {
+			d.RaisedBy, d.Fields = "big_data", []string{"rating"}
+		}
+		v, _ := json.Marshal(d)
+		// As the old release wrote it: a JSON flag record in the record's partition.
+		part := int32(kgo.StickyKeyPartitioner(nil).ForTopic(item).Partition(&kgo.Record{Key: []byte(key)}, 6))
+		legacyAt[item] = part
+		flag, _ := json.Marshal(schemas.Flag{Item: item, Key: key, Disputes: []string{d.ID}, At: now})
+		if err := cl.ProduceSync(ctx,
+			&kgo.Record{Topic: dispute.Topic, Key: []byte(d.ID), Value: v},
+			&kgo.Record{Topic: item, Partition: part, Key: schemas.LegacyFlagKey(key), Value: flag,
+				Headers: []kgo.RecordHeader{{Key: schemas.HeaderKind, Value: []byte(schemas.KindFlag)}}},
+		).FirstErr(); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if changeAt != flagAt {
-		t.Errorf("the flag record is in partition %d, the record's changes in %d", flagAt, changeAt)
+	ends := func(topic string) int64 {
+		adm := kadm.NewClient(cl)
+		o, err := adm.ListEndOffsets(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		o.Each(func(l kadm.ListedOffset) { n += l.Offset })
+		return n
+	}
+	timedBefore := ends(timed)
+
+	svc, err := dispute.Open(ctx, dispute.Config{Catalog: cat, Kafka: b.KafkaOpts(), Registry: b.RegistryOpts(), DB: testenv.PostgresPool(t, pgDSN),
+		MayRead: func(string, string) bool { return true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if err := svc.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for item, key := range keys {
+		var f schemas.Flag
+		if err := kafkaconn.ReadAll(ctx, b.KafkaOpts(), topicname.Flags(item), func(r *kgo.Record) {
+			if string(r.Key) == key {
+				f, _ = schemas.DecodeFlag(r.Value)
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(f.Disputes) != 1 || f.Key != key {
+			t.Errorf("%s: the flags topic after the upgrade holds %+v", item, f)
+		}
+		if d, err := svc.Get("tax", "dsp-old-"+item[len("legal_person."):]); err == nil && (d.Scheme != dispute.FlagScheme || !d.FlagShown) {
+			t.Errorf("%s: the dispute after the upgrade: %+v", item, d)
+		}
+	}
+	var tomb *kgo.Record
+	if err := kafkaconn.ReadAll(ctx, b.KafkaOpts(), compacted, func(r *kgo.Record) {
+		if string(r.Key) == string(schemas.LegacyFlagKey(keys[compacted])) && r.Value == nil {
+			tomb = r
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if tomb == nil || tomb.Partition != legacyAt[compacted] || !pipeline.IsLegacyFlag(tomb) {
+		t.Errorf("the compacted topic's tombstone over the legacy flag record: %+v (the record is in partition %d)", tomb, legacyAt[compacted])
+	}
+	if n := ends(timed); n != timedBefore {
+		t.Errorf("the upgrade wrote %d records to %s, which deletes by time only", n-timedBefore, timed)
+	}
+	// The sinks passed the legacy records and the tombstone.
+	if err := b.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := ends(pipeline.DeadLetterTopic); n != 0 {
+		t.Errorf("%d dead letters", n)
 	}
 }

@@ -2,7 +2,6 @@ package bus
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"time"
 
@@ -57,20 +56,29 @@ func (b *Bus) startDisputes(ctx, rctx context.Context) (err error) {
 		Kafka: b.kopts, Decoder: b.pcfg.Decoder})
 	log := b.cfg.Log.With("component", "dispute")
 	b.Disputes, err = dispute.Open(ctx, dispute.Config{
-		Catalog: b.cfg.Catalog, Kafka: b.kopts, Audit: b.audit, DB: db, Now: b.cfg.Now, Log: log, Landing: b.landing.Receipts, OnFlag: b.reflag,
+		Catalog: b.cfg.Catalog, Kafka: b.kopts, Registry: b.RegistryOpts(), Audit: b.audit, DB: db, Now: b.cfg.Now, Log: log,
+		Landing: b.landing.Receipts, Change: b.changeKey,
 		MayRead: func(dept, item string) bool { return len(b.Control.GrantsOn(dept, item)) > 0 },
+		Feeds: func(item string) []dispute.FlagTopic {
+			var out []dispute.FlagTopic
+			for _, s := range b.feeds.Sinks(item) {
+				out = append(out, feedFlags(s))
+			}
+			return out
+		},
 	})
 	if err != nil {
 		return err
 	}
 	b.disputesRef.Store(b.Disputes)
-	b.Metrics.MustRegister(b.Disputes.Collector())
-	b.tick(rctx, every(b.cfg.ControlEvery), "dispute tick (receipts, escalation)", log, func(ctx context.Context) error {
-		if err := b.retryReflags(ctx); err != nil {
-			return err
+	// The feeds started first: their flags topics now.
+	for _, it := range b.cfg.Catalog.Items {
+		for _, s := range b.feeds.Sinks(it.Code) {
+			b.feedStarted(ctx, s)
 		}
-		return b.Disputes.Tick(ctx)
-	})
+	}
+	b.Metrics.MustRegister(b.Disputes.Collector())
+	b.tick(rctx, every(b.cfg.ControlEvery), "dispute tick (receipts, escalation)", log, b.Disputes.Tick)
 	return nil
 }
 
@@ -112,44 +120,37 @@ func (b *Bus) pg(ctx context.Context) (*pgxpool.Pool, error) {
 	return b.lookupDB, nil
 }
 
-// reflag has the item's feeds re-emit a record whose dispute flag changed;
-// what cannot be done yet (the current state behind a feed) is retried at
-// every tick.
-func (b *Bus) reflag(ctx context.Context, item, key string) {
-	if b.cfg.PostgresDSN == "" {
-		return // no current state to re-emit from
-	}
-	it := b.cfg.Catalog.Item(item)
-	if it == nil {
-		return
-	}
-	err := b.feeds.Reflag(ctx, item, key, b.landing.Latest, b.landing.Fetch(it))
-	b.reflagMu.Lock()
-	defer b.reflagMu.Unlock()
-	k := [2]string{item, key}
-	if err != nil {
-		if !errors.Is(err, feed.ErrBehind) {
-			b.cfg.Log.Warn("a disputed record's flag could not be re-emitted into its feeds yet", "item", item, "err", err)
-		}
-		if b.reflagPending == nil {
-			b.reflagPending = map[[2]string]bool{}
-		}
-		b.reflagPending[k] = true
-		return
-	}
-	delete(b.reflagPending, k)
+// feedFlags is the flags topic of a feed, as the disputes write it.
+func feedFlags(s *feed.Sink) dispute.FlagTopic {
+	return dispute.FlagTopic{Topic: s.FlagsTopic(), Key: s.FlagKey, Fields: s.FlagFields}
 }
 
-// retryReflags retries the re-emissions that could not be done.
-func (b *Bus) retryReflags(ctx context.Context) error {
-	b.reflagMu.Lock()
-	var pending [][2]string
-	for k := range b.reflagPending {
-		pending = append(pending, k)
+// feedStarted brings a feed's flags topic in line with the open disputes
+// (a feed started before the disputes opened is done when they open).
+func (b *Bus) feedStarted(ctx context.Context, s *feed.Sink) {
+	d := b.disputesRef.Load()
+	if d == nil {
+		return
 	}
-	b.reflagMu.Unlock()
-	for _, k := range pending {
-		b.reflag(ctx, k[0], k[1])
+	if err := d.ReconcileFlags(ctx, s.Item(), feedFlags(s)); err != nil {
+		b.cfg.Log.Warn("a feed's flags topic could not be brought in line with the open disputes", "topic", s.FlagsTopic(), "err", err)
 	}
-	return nil
+}
+
+// changeKey says which record a change the door accepted is of: the door
+// knows where it put it, and the record there says.
+func (b *Bus) changeKey(ctx context.Context, item, eventID string) (string, bool, error) {
+	it := b.cfg.Catalog.Item(item)
+	if it == nil || b.door == nil {
+		return "", false, nil
+	}
+	pos, ok := b.door.Accepted(item, eventID)
+	if !ok {
+		return "", false, nil
+	}
+	ev, err := b.landing.Fetch(it)(ctx, pos.Partition, pos.Offset)
+	if err != nil {
+		return "", false, err
+	}
+	return ev.Key, true, nil
 }

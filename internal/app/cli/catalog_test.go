@@ -15,6 +15,7 @@ import (
 
 	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/app/bus"
+	"github.com/jutong/jutong/topicname"
 )
 
 func run(t *testing.T, args ...string) (string, error) {
@@ -55,11 +56,15 @@ func TestCatalogApplyIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if n := strings.Count(out, "\ncreate ") + strings.Count(out[:7], "create "); n != len(cat.Items) {
-		t.Errorf("created %d topics, want %d:\n%s", n, len(cat.Items), out)
+	// Each item's topic and its flags topic, with their schemas.
+	if n := strings.Count(out, "\ncreate ") + strings.Count(out[:7], "create "); n != 2*len(cat.Items) {
+		t.Errorf("created %d topics, want %d:\n%s", n, 2*len(cat.Items), out)
 	}
-	if n := strings.Count(out, "registered "); n != len(cat.Items) {
-		t.Errorf("registered %d schemas, want %d:\n%s", n, len(cat.Items), out)
+	if n := strings.Count(out, "registered "); n != 2*len(cat.Items) {
+		t.Errorf("registered %d schemas, want %d:\n%s", n, 2*len(cat.Items), out)
+	}
+	if !strings.Contains(out, topicname.Flags(cat.Items[0].Topic())) {
+		t.Errorf("no flags topic created:\n%s", out)
 	}
 	out, err = run(t, args...)
 	if err != nil || !strings.HasPrefix(out, "no change:") {

@@ -3,7 +3,6 @@ package grants
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 
@@ -48,7 +47,10 @@ type FeedRunner struct {
 	Prefix string
 	// Disputes lists a record's open disputes (feed.Config.Disputes).
 	Disputes func(item, key string) []string
-	Log      *slog.Logger
+	// Started, when set, is told of each feed started (its topics exist):
+	// its flags topic is brought in line with the open disputes.
+	Started func(ctx context.Context, s *feed.Sink)
+	Log     *slog.Logger
 
 	mu    sync.Mutex
 	feeds map[string]*feedRun // by grant id
@@ -108,6 +110,9 @@ func (f *FeedRunner) start(ctx context.Context, g feed.Grant) (*feedRun, error) 
 		sink.Close()
 		return nil, err
 	}
+	if f.Started != nil {
+		f.Started(ctx, sink)
+	}
 	r, err := pipeline.New(f.Pipeline, sink)
 	if err != nil {
 		sink.Close()
@@ -130,24 +135,17 @@ func (r *feedRun) stop() {
 	<-r.done
 }
 
-// Reflag re-emits a key's latest change into every running feed of the
-// item, with the key's open disputes (feed.Sink.Reflag).
-func (f *FeedRunner) Reflag(ctx context.Context, item, key string, latest feed.Latest, fetch feed.Fetch) error {
+// Sinks are the running feeds of an item.
+func (f *FeedRunner) Sinks(item string) []*feed.Sink {
 	f.mu.Lock()
-	var runs []*feedRun
+	defer f.mu.Unlock()
+	var out []*feed.Sink
 	for _, r := range f.feeds {
 		if r.item == item {
-			runs = append(runs, r)
+			out = append(out, r.sink)
 		}
 	}
-	f.mu.Unlock()
-	var errs []error
-	for _, r := range runs {
-		if err := r.sink.Reflag(ctx, key, latest, fetch); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", r.topic, err))
-		}
-	}
-	return errors.Join(errs...)
+	return out
 }
 
 // Close stops every feed.

@@ -123,11 +123,15 @@ func deptOf(principal string) string {
 // ResolveRead attributes a consumer group's read of a topic: the department
 // whose group it is (groups are prefixed with the department's code), the
 // item, and the grant it reads under (none for an unconditional item read
-// without one). ok is false for reads that are not a department's.
+// without one); a read of a topic's flags topic counts as a read of the
+// topic. ok is false for reads that are not a department's.
 func (r *Reconciler) ResolveRead(group, topic string) (dept, item, grant string, ok bool) {
 	dept, _, found := strings.Cut(group, ".")
 	if !found || r.cfg.Catalog.Department(dept) == nil {
 		return "", "", "", false
+	}
+	if of, isFlags := topicname.FlagsOf(topic); isFlags {
+		topic = of // a read of the records' flags is a read under the same grant
 	}
 	if fd, fi, fg, isFeed := topicname.ParseFeed(topic); isFeed {
 		return fd, fi, fg, fd == dept

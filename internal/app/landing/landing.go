@@ -1,8 +1,8 @@
 // Package landing says where a change has landed in the bus's sinks and
 // feeds, for the disputes' receipts (ClickHouse's history gives the change's
 // position, PostgreSQL its row or its ledger past that position, each masked
-// feed its ledger), and where a record's latest change is, for the feeds'
-// re-emission of a record whose flag changed.
+// feed its ledger), and reads a change at its position in its item's topic
+// (which record a correction is of).
 package landing
 
 import (
@@ -64,10 +64,11 @@ func (l *Landing) Receipts(ctx context.Context, item, eventID string) ([]dispute
 		var part int32
 		var off int64
 		var landed time.Time
-		err := l.cfg.ClickHouse.QueryRow(ctx, "SELECT kafka_partition, kafka_offset, landed_time FROM events WHERE item = ? AND event_id = ? LIMIT 1", item, eventID).Scan(&part, &off, &landed)
+		var key string
+		err := l.cfg.ClickHouse.QueryRow(ctx, "SELECT kafka_partition, kafka_offset, landed_time, key FROM events WHERE item = ? AND event_id = ? LIMIT 1", item, eventID).Scan(&part, &off, &landed, &key)
 		switch {
 		case err == nil:
-			pos = &dispute.Receipt{Sink: "clickhouse", Topic: it.Topic(), Partition: part, Offset: off, Landed: landed.UTC()}
+			pos = &dispute.Receipt{Sink: "clickhouse", Topic: it.Topic(), Partition: part, Offset: off, Landed: landed.UTC(), Key: key}
 			receipts = append(receipts, *pos)
 		case errors.Is(err, sql.ErrNoRows) || strings.Contains(err.Error(), "no rows"):
 			waiting = append(waiting, "clickhouse")
@@ -135,9 +136,10 @@ func pgLanded(ctx context.Context, db *pgxpool.Pool, it *catalog.Item, eventID s
 	var part int32
 	var off int64
 	var landed time.Time
-	err := db.QueryRow(ctx, fmt.Sprintf("SELECT _partition, _offset, _landed_at FROM %s WHERE _event_id::text = $1", pgx.Identifier{d, n}.Sanitize()), eventID).Scan(&part, &off, &landed)
+	var key string
+	err := db.QueryRow(ctx, fmt.Sprintf("SELECT _partition, _offset, _landed_at, %s::text FROM %s WHERE _event_id::text = $1", pgx.Identifier{it.Key}.Sanitize(), pgx.Identifier{d, n}.Sanitize()), eventID).Scan(&part, &off, &landed, &key)
 	if err == nil {
-		return &dispute.Receipt{Sink: "postgres", Topic: it.Topic(), Partition: part, Offset: off, Landed: landed.UTC()}, nil
+		return &dispute.Receipt{Sink: "postgres", Topic: it.Topic(), Partition: part, Offset: off, Landed: landed.UTC(), Key: key}, nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return nil, err
@@ -157,33 +159,8 @@ func pgLanded(ctx context.Context, db *pgxpool.Pool, it *catalog.Item, eventID s
 	return &dispute.Receipt{Sink: "postgres", Topic: it.Topic(), Partition: pos.Partition, Offset: pos.Offset, Landed: time.Now().UTC()}, nil
 }
 
-// Latest is where a key's latest change landed in PostgreSQL, and how far
-// PostgreSQL has read that partition.
-func (l *Landing) Latest(ctx context.Context, item, key string) (int32, int64, bool, int64, error) {
-	it := l.cfg.Catalog.Item(item)
-	db := l.cfg.Postgres
-	if db == nil || it == nil {
-		return 0, 0, false, 0, nil
-	}
-	d, n := it.Namespace()
-	var part int32
-	var off, next int64
-	err := db.QueryRow(ctx, fmt.Sprintf("SELECT _partition, _offset FROM %s WHERE %s = $1", pgx.Identifier{d, n}.Sanitize(), pgx.Identifier{it.Key}.Sanitize()), key).Scan(&part, &off)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, 0, false, 0, nil
-	}
-	if err != nil {
-		return 0, 0, false, 0, err
-	}
-	err = db.QueryRow(ctx, "SELECT next_offset FROM jutong.sink_offsets WHERE sink = 'postgres' AND topic = $1 AND partition = $2", it.Topic(), part).Scan(&next)
-	if err != nil {
-		return 0, 0, false, 0, err
-	}
-	return part, off, true, next, nil
-}
-
 // Fetch reads and decodes one record of an item's topic.
-func (l *Landing) Fetch(it *catalog.Item) feed.Fetch {
+func (l *Landing) Fetch(it *catalog.Item) func(ctx context.Context, partition int32, offset int64) (*schemas.Event, error) {
 	return func(ctx context.Context, partition int32, offset int64) (*schemas.Event, error) {
 		cl, err := kafkaconn.NewClient(l.cfg.Kafka, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{it.Topic(): {partition: kgo.NewOffset().At(offset)}}),
 			kgo.FetchIsolationLevel(kgo.ReadCommitted()))
