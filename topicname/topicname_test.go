@@ -26,7 +26,7 @@ func TestFeedRoundTrip(t *testing.T) {
 
 func TestFlagsRoundTrip(t *testing.T) {
 	for topic, want := range map[string]string{
-		"population.resident_registration":                       "_jutong.flags.population.resident_registration",
+		"population.resident_registration":                        "_jutong.flags.population.resident_registration",
 		Feed("health", "population.resident_registration", "g42"): "_jutong.flags.feed.health.population.resident_registration.g42",
 	} {
 		got := Flags(topic)
