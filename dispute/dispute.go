@@ -117,6 +117,9 @@ type Config struct {
 	// MayRead says whether a department reads the item (an active grant):
 	// only those may dispute its records or see their disputes.
 	MayRead func(dept, item string) bool
+	// Delivers, when set, says whether one of dept's grants on item
+	// delivers the field in clear: only such fields may be disputed.
+	Delivers func(dept, item, field string) bool
 	// DB, when set, is the PostgreSQL database of the base and theme
 	// databases: open disputes are flagged there.
 	DB *pgxpool.Pool
@@ -245,6 +248,9 @@ func (s *Service) Raise(ctx context.Context, dept string, r Request) (*Dispute, 
 		if it.Field(f) == nil {
 			return nil, &RequestError{Field: "fields", Reason: fmt.Sprintf("%s has no field %q", it.Code, f)}
 		}
+		if s.cfg.Delivers != nil && !s.cfg.Delivers(dept, it.Code, f) {
+			return nil, fmt.Errorf("%w: fields: %s's grant on %s does not deliver %s in clear (not granted, or above its grade): a dispute names only fields the department sees", ErrForbidden, dept, it.Code, f)
+		}
 	}
 	d, fresh, err := s.raise(ctx, dept, it, r)
 	if err == nil && fresh {
@@ -311,7 +317,11 @@ func (s *Service) Correct(ctx context.Context, id, by, eventID string) (*Dispute
 	if err := s.land(ctx); err != nil {
 		s.cfg.Log.Warn("dispute: receipts not read yet", "dispute", id, "err", err)
 	}
-	return s.Get(by, d.ID)
+	got, err := s.Get(by, d.ID)
+	if err == nil && got.State == Pending { // landed already, as a change of another record
+		return nil, wrongRecord(got, eventID)
+	}
+	return got, err
 }
 
 // checkChange refuses a correction that names a change of another record

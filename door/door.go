@@ -313,7 +313,13 @@ func (d *Door) rejectVerdict(c Candidate, it *catalog.Item, ev *schemas.Event, v
 		RejectedAt: now.UTC().Truncate(time.Millisecond), Raw: string(c.Raw), Source: c.Source}
 	if c.Refused != nil {
 		r := *c.Refused
-		r.Department, r.RejectedAt, r.Source = c.Department, q.RejectedAt, c.Source
+		r.Department, r.RejectedAt, r.Source, r.Item = c.Department, q.RejectedAt, c.Source, code
+		if r.Rule != v.Rule || r.Field != v.Field {
+			// The door's own verdict wins (a refusal sent for an item the
+			// department does not own is a source.owner refusal); the
+			// client's is kept in the reason.
+			r.Rule, r.Field, r.Reason = v.Rule, v.Field, fmt.Sprintf("%s (the client had refused it: %s on %q: %s)", v.Reason, c.Refused.Rule, c.Refused.Field, c.Refused.Reason)
+		}
 		q = r
 	}
 	if ev != nil {

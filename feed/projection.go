@@ -88,6 +88,14 @@ func (p *Projection) Identity() bool {
 	return len(p.masked) == 0 && len(p.Item.Fields) == len(p.Source.Fields)
 }
 
+// Delivers says whether the grant sees a field in clear: approved, and not
+// above its grade. Only such a field may be named in what the grant does
+// (a lookup by its value, a dispute of it): naming a masked or dropped one
+// would tell the grant what it may not see.
+func (p *Projection) Delivers(field string) bool {
+	return p.Item.Field(field) != nil && !p.masked[field]
+}
+
 // Masked lists the masked fields.
 func (p *Projection) Masked() []string {
 	var out []string

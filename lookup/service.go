@@ -286,6 +286,12 @@ func (s *Service) ByField(ctx context.Context, dept, code, field, value, purpose
 	}
 	asked := []string{field + "=" + value}
 	g, err := s.authorize(dept, it, purpose)
+	if err == nil && !s.projection(it, g).Delivers(field) {
+		// A lookup by a field the grant masks or drops would tell which
+		// records hold a value the grant may not see.
+		err = &Denied{Status: 403, Reason: fmt.Sprintf("field: grant %s does not deliver %s in clear (%s): a lookup may name only the fields the grant sees; %s",
+			g.ID, field, fieldWhy(it, g, field), "look a record up by its key with /records/{key}, or apply for the field")}
+	}
 	if err != nil {
 		return nil, g, s.denied(ctx, dept, it, purpose, asked, err)
 	}
@@ -311,6 +317,15 @@ func (s *Service) ByField(ctx context.Context, dept, code, field, value, purpose
 		p.Next = s.cursor(recs[limit-1].clearKey)
 	}
 	return p, g, nil
+}
+
+// fieldWhy says why a grant does not see a field in clear.
+func fieldWhy(it *catalog.Item, g Grant, field string) string {
+	f := it.Field(field)
+	if f.Name != it.Key && !contains(g.Fields, field) {
+		return "not among the grant's fields"
+	}
+	return fmt.Sprintf("grade %d, above the grant's grade %d", f.Grade, g.Grade)
 }
 
 func (s *Service) item(code string) (*catalog.Item, error) {

@@ -405,6 +405,11 @@ func readJSONL(r io.Reader, it *catalog.Item, corrects string) ([]line, error) {
 			continue
 		}
 		l := line{n: n, raw: append([]byte(nil), raw...), data: map[string]any{}}
+		if v := contract.CheckJSONText(n, raw); v != nil {
+			l.bad = v // the decoder would turn it into U+FFFD, silently
+			out = append(out, l)
+			continue
+		}
 		var rec map[string]any
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.UseNumber()

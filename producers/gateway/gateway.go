@@ -12,10 +12,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -263,12 +261,12 @@ func (g *Gateway) process(ctx context.Context, dept string, it *catalog.Item, li
 	resp := &Response{Results: make([]Result, len(lines))}
 	for i, raw := range lines {
 		c := door.Candidate{Department: dept, Item: it.Code, Raw: raw}
-		switch {
-		case len(raw) > it.RecordLimit():
+		if len(raw) > it.RecordLimit() {
 			c.Bad = &contract.Violation{Rule: "record.size", Reason: fmt.Sprintf("line %d has %d bytes, the item's limit is %d", i+1, len(raw), it.RecordLimit())}
-		case !utf8.Valid(raw):
-			c.Bad = invalidUTF8(i+1, raw)
-		default:
+		} else {
+			c.Bad = contract.CheckJSONText(i+1, raw) // bad bytes, lone surrogates: never decoded into U+FFFD
+		}
+		if c.Bad == nil {
 			p := g.parse(it, i+1, raw)
 			c.Event, c.Bad, c.Corrects = p.ev, p.bad, p.corrects
 			if p.ev != nil {
@@ -301,27 +299,6 @@ func (g *Gateway) process(ctx context.Context, dept string, it *catalog.Item, li
 	}
 	return resp, nil
 }
-
-// invalidUTF8 names the rule, and the field when it can be told: the JSON
-// decoder would otherwise replace the bad bytes with U+FFFD, silently.
-func invalidUTF8(line int, raw []byte) *contract.Violation {
-	at := 0
-	for at < len(raw) {
-		r, n := utf8.DecodeRune(raw[at:])
-		if r == utf8.RuneError && n == 1 {
-			break
-		}
-		at += n
-	}
-	field := ""
-	if m := lastKey.FindAllSubmatch(raw[:at], -1); len(m) > 0 {
-		field = string(m[len(m)-1][1])
-	}
-	return &contract.Violation{Field: field, Rule: "text.utf8", Reason: fmt.Sprintf("line %d is not valid UTF-8 at byte %d", line, at)}
-}
-
-// lastKey finds JSON object keys ("name":) before a position.
-var lastKey = regexp.MustCompile(`"([A-Za-z_][A-Za-z0-9_]*)"\s*:`)
 
 func setRejected(res *Result, v *contract.Violation) {
 	res.Status, res.Rule, res.Field, res.Reason = "rejected", v.Rule, v.Field, v.Reason

@@ -255,11 +255,15 @@ func TestTextSizeAndRetries(t *testing.T) {
 	nul = strings.Replace(nul, "\x00", `\u0000`, 1)
 	badUTF8 := strings.Replace(withName("重庆PLACEHOLDER公司"), "PLACEHOLDER", "\xff\xfe", 1)
 	huge := withName(strings.Repeat("大", 4<<20)) // 12 MiB of name
-	code, r, raw := post(t, url(), tok, strings.Join([]string{nul, badUTF8, huge}, "\n"))
-	if code != 200 || r.Rejected != 3 {
-		t.Fatalf("want 200 with three refusals, got %d: %.500s", code, raw)
+	// JSON escapes of lone UTF-16 surrogates: no character (Go's decoder
+	// would store U+FFFD instead, silently).
+	high := strings.Replace(withName("重庆PLACEHOLDER公司"), "PLACEHOLDER", `\ud800`, 1)
+	low := strings.Replace(withName("重庆PLACEHOLDER公司"), "PLACEHOLDER", `\udcff`, 1)
+	code, r, raw := post(t, url(), tok, strings.Join([]string{nul, badUTF8, huge, high, low}, "\n"))
+	if code != 200 || r.Rejected != 5 {
+		t.Fatalf("want 200 with five refusals, got %d: %.500s", code, raw)
 	}
-	for i, want := range []struct{ rule, field string }{{"text.nul", "name"}, {"text.utf8", "name"}, {"record.size", ""}} {
+	for i, want := range []struct{ rule, field string }{{"text.nul", "name"}, {"text.utf8", "name"}, {"record.size", ""}, {"text.utf8", "name"}, {"text.utf8", "name"}} {
 		if res := r.Results[i]; res.Status != "rejected" || res.Rule != want.rule || res.Field != want.field {
 			t.Errorf("line %d: %+v, want rule %s field %q", i+1, res, want.rule, want.field)
 		}
@@ -281,7 +285,7 @@ func TestTextSizeAndRetries(t *testing.T) {
 			big = &kept[i]
 		}
 	}
-	if len(kept) != 3 || big == nil || big.PayloadSHA256 == "" || big.PayloadSize < 12<<20 || len(big.Payload) == 0 {
+	if len(kept) != 5 || big == nil || big.PayloadSHA256 == "" || big.PayloadSize < 12<<20 || len(big.Payload) == 0 {
 		t.Fatalf("quarantine: %d records; the oversized one: %+v", len(kept), big)
 	}
 

@@ -65,6 +65,7 @@ func (c controlClient) call(dept, method, path string, body any, out any) int {
 	}
 	if resp.StatusCode >= 300 && out != nil {
 		c.t.Logf("%s %s as %s: %d %s", method, path, dept, resp.StatusCode, raw)
+		_ = json.Unmarshal(raw, out) // the error body, for a caller that reads it
 	}
 	return resp.StatusCode
 }

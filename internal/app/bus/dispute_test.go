@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"maps"
 	"math/big"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/dispute"
 	"github.com/jutong/jutong/internal/app/bus"
+	"github.com/jutong/jutong/internal/app/landing"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/lookup"
@@ -81,6 +83,12 @@ func TestDisputes(t *testing.T) {
 	}
 	if code := cc.call("market_supervision", "POST", "/v1/disputes", req, nil); code != http.StatusUnprocessableEntity {
 		t.Errorf("the source disputed its own record: %d", code)
+	}
+	// A field outside tax's grant (it does not see it): refused.
+	outside := req
+	outside.Fields = []string{"legal_representative_id"}
+	if code := cc.call("tax", "POST", "/v1/disputes", outside, nil); code != http.StatusForbidden {
+		t.Errorf("tax disputed a field its grant does not deliver: %d", code)
 	}
 
 	// Flagged in PostgreSQL and in a lookup.
@@ -159,6 +167,16 @@ func TestDisputes(t *testing.T) {
 	}
 	if code := cc.call("market_supervision", "POST", "/v1/disputes/"+d.ID+"/reject", map[string]string{}, nil); code != http.StatusUnprocessableEntity {
 		t.Errorf("a rejection without a reason: %d", code)
+	}
+	// A correction naming a change of another record (the door accepted
+	// it, so it knows which): refused, and the dispute stays open.
+	var refusal struct{ Error, Field string }
+	if code := cc.call("market_supervision", "POST", "/v1/disputes/"+d.ID+"/correct", map[string]string{"event_id": evs[1].ID}, &refusal); code != http.StatusUnprocessableEntity ||
+		!strings.Contains(refusal.Error, "not of the disputed record") {
+		t.Errorf("a correction by a change of another record: %d %+v", code, refusal)
+	}
+	if got, _ := b.Disputes.Get("tax", d.ID); got == nil || got.State != dispute.Pending {
+		t.Errorf("after the refused correction: %+v", got)
 	}
 	// The source publishes the corrected record, then names the change: the
 	// dispute closes once PostgreSQL and ClickHouse have landed it, with
@@ -641,5 +659,48 @@ func TestLegacyFlagsUpgrade(t *testing.T) {
 	}
 	if n := ends(pipeline.DeadLetterTopic); n != 0 {
 		t.Errorf("%d dead letters", n)
+	}
+}
+
+// TestCorrectionOfAnotherRecordOnceLanded: a bus instance whose door does
+// not know the change a correction names (another instance accepted it)
+// learns which record it is of when it lands: a change of another record is
+// refused then (with the audit event dispute_correction_refused where the
+// service audits), and the dispute waits on the source again.
+func TestCorrectionOfAnotherRecordOnceLanded(t *testing.T) {
+	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
+	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ClickHouseDSN: chDSN, ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
+	t.Cleanup(b.Close)
+	cat := sample(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const item = "legal_person.enterprise_registration"
+	evs := publishItem(t, b, cat, item, 4, 21)
+	if err := b.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	land := landing.New(landing.Config{Catalog: cat, ClickHouse: testenv.ClickHouseConn(t, chDSN), Postgres: testenv.PostgresPool(t, pgDSN),
+		PostgresHolds: func(*catalog.Item) bool { return true }, Kafka: b.KafkaOpts()})
+	svc, err := dispute.Open(ctx, dispute.Config{Catalog: cat, Kafka: b.KafkaOpts(), Registry: b.RegistryOpts(), Landing: land.Receipts,
+		MayRead: func(string, string) bool { return true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	d, err := svc.Raise(ctx, "tax", dispute.Request{Item: item, Key: evs[0].Key, Fields: []string{"name"}, Claim: "名称有误"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = svc.Correct(ctx, d.ID, "market_supervision", evs[1].ID) // landed, as a change of evs[1]'s record
+	var re *dispute.RequestError
+	if !errors.As(err, &re) || re.Field != "event_id" || !strings.Contains(re.Reason, "not of the disputed record") {
+		t.Fatalf("a correction by a landed change of another record: %v", err)
+	}
+	if got, _ := svc.Get("tax", d.ID); got == nil || got.State != dispute.Pending || got.Correction != "" || len(got.Receipts) != 0 {
+		t.Errorf("the dispute after the refusal: %+v", got)
+	}
+	// The source's own record, corrected: accepted.
+	if got, err := svc.Correct(ctx, d.ID, "market_supervision", evs[0].ID); err != nil || got.State != dispute.Corrected {
+		t.Errorf("a correction by a change of the disputed record: %+v %v", got, err)
 	}
 }

@@ -59,6 +59,15 @@ func (b *Bus) startDisputes(ctx, rctx context.Context) (err error) {
 		Catalog: b.cfg.Catalog, Kafka: b.kopts, Registry: b.RegistryOpts(), Audit: b.audit, DB: db, Now: b.cfg.Now, Log: log,
 		Landing: b.landing.Receipts, Change: b.changeKey,
 		MayRead: func(dept, item string) bool { return len(b.Control.GrantsOn(dept, item)) > 0 },
+		Delivers: func(dept, item, field string) bool {
+			it := b.cfg.Catalog.Item(item)
+			for _, g := range b.Control.GrantsOn(dept, item) {
+				if it != nil && feed.Project(it, grants.FeedGrant(g)).Delivers(field) {
+					return true
+				}
+			}
+			return false
+		},
 		Feeds: func(item string) []dispute.FlagTopic {
 			var out []dispute.FlagTopic
 			for _, s := range b.feeds.Sinks(item) {

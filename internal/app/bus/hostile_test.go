@@ -136,6 +136,16 @@ func TestHostileDepartment(t *testing.T) {
 		Headers: []kgo.RecordHeader{{Key: inbox.HeaderItem, Value: []byte(other.Code)}}}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
+	// A refusal notice of its own (jutong.kind: refused, as the SDK sends
+	// what it refused) for another department's item: the door's verdict,
+	// source.owner, wins over the rule the sender put in it.
+	notice, _ := json.Marshal(quarantine.Record{Item: other.Code, Key: ge.Key, Department: dept, Rule: "blank", Field: "name",
+		Reason: "name is blank", EventID: "refused-for-another-item", Op: "CREATE"})
+	wantRule["refused-for-another-item"] = "source.owner"
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topicname.Inbox(dept), Key: []byte(ge.Key), Value: notice,
+		Headers: []kgo.RecordHeader{{Key: inbox.HeaderItem, Value: []byte(other.Code)}, {Key: inbox.HeaderKind, Value: []byte(inbox.KindRefused)}}}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
 	// Garbage, an unknown schema id, another item's schema under this item,
 	// and a record over the item's size limit.
 	huge := schemas.Frame(nil, id, make([]byte, 950<<10))
@@ -172,6 +182,10 @@ func TestHostileDepartment(t *testing.T) {
 		t.Fatal(err)
 	}
 	byRule := quarantinedByRule(ctx, t, b, dept, wantRule)
+	if q := byEvent(ctx, t, b, "refused-for-another-item"); q == nil || q.Rule != "source.owner" || q.Field != "" || q.Item != other.Code ||
+		!strings.Contains(q.Reason, "not the source") || !strings.Contains(q.Reason, "blank") {
+		t.Errorf("a refusal notice for another department's item is kept as %+v, want the door's source.owner (the sender's blank in the reason)", q)
+	}
 	for _, br := range breakers {
 		q, found := byRule[br.rule]
 		if !found || q.Field != br.field || q.Reason == "" {
@@ -366,6 +380,20 @@ func quarantinedByRule(ctx context.Context, t *testing.T, b *bus.Bus, dept strin
 		t.Fatal(err)
 	}
 	return byRule
+}
+
+// byEvent is the quarantine's record of an event id (nil: none).
+func byEvent(ctx context.Context, t *testing.T, b *bus.Bus, id string) *quarantine.Record {
+	var out *quarantine.Record
+	if err := kafkaconn.ReadAll(ctx, b.KafkaOpts(), topicname.Quarantine, func(r *kgo.Record) {
+		var q quarantine.Record
+		if json.Unmarshal(r.Value, &q) == nil && q.EventID == id {
+			out = &q
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // itemRecords decodes every record of the item's topic.

@@ -108,6 +108,10 @@ func TestLookups(t *testing.T) {
 	health := grant(t, cc, cat, "health", control.Request{Item: resident, Purpose: purpose, Fields: []string{"citizen_id", "name", "division_code", "phone"}, Grade: 2})
 	grant(t, cc, cat, "civil_affairs", control.Request{Item: resident, Purpose: "低保核查", Grade: 4, LookupRate: 1})
 	taxEnt := grant(t, cc, cat, "tax", control.Request{Item: enterprise, Purpose: "纳税信用评价", Grade: 4})
+	// Two grants that do not see the legal representative's id in clear:
+	// above health's grade, outside development and reform's fields.
+	grant(t, cc, cat, "health", control.Request{Item: enterprise, Purpose: "医疗机构登记核查", Grade: 2})
+	grant(t, cc, cat, "development_reform", control.Request{Item: enterprise, Purpose: "项目单位核查", Grade: 4, Fields: []string{"uscc", "name", "status"}})
 	if err := b.WaitCaughtUp(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -293,6 +297,16 @@ func TestLookups(t *testing.T) {
 	if code, _, _ := lookupAs(t, b, cat, "tax", "/v1/items/"+enterprise+"/records", url.Values{"purpose": {"纳税信用评价"}, "field": {"name"}, "value": {"x"}}); code != 400 {
 		t.Errorf("a field that is not a lookup field: %d", code)
 	}
+	// A lookup by a field the grant masks or drops would say which
+	// enterprises the person represents: refused, naming the field, and
+	// audited as refused.
+	for dept, why := range map[string]string{"health": "above the grant's grade", "development_reform": "not among the grant's fields"} {
+		purpose := map[string]string{"health": "医疗机构登记核查", "development_reform": "项目单位核查"}[dept]
+		code, _, body := lookupAs(t, b, cat, dept, "/v1/items/"+enterprise+"/records", url.Values{"purpose": {purpose}, "field": {"legal_representative_id"}, "value": {rep}})
+		if code != 403 || !strings.Contains(string(body), "legal_representative_id") || !strings.Contains(string(body), why) || strings.Contains(string(body), shared[0].Key) {
+			t.Errorf("%s looks enterprises up by a field it does not see: %d %s", dept, code, body)
+		}
+	}
 
 	// Each answered call is in ClickHouse's audit table once; the refusals
 	// for a grant or a purpose too.
@@ -300,12 +314,12 @@ func TestLookups(t *testing.T) {
 	var lookups, refused, withRep uint64
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		_ = ch.QueryRow(ctx, "SELECT countIf(kind = 'lookup'), countIf(kind = 'lookup_refused'), countIf(kind = 'lookup' AND has(keys, 'legal_representative_id="+rep+"')) FROM audit").Scan(&lookups, &refused, &withRep)
-		if int(lookups) >= calls && refused >= 2 {
+		if int(lookups) >= calls && refused >= 4 {
 			break
 		}
 	}
-	if int(lookups) != calls || refused != 2 || withRep == 0 {
-		t.Errorf("audit: %d lookups (want %d), %d refused (want 2), %d by the representative", lookups, calls, refused, withRep)
+	if int(lookups) != calls || refused != 4 || withRep == 0 {
+		t.Errorf("audit: %d lookups (want %d), %d refused (want 4), %d by the representative", lookups, calls, refused, withRep)
 	}
 	var purposeOK uint64
 	_ = ch.QueryRow(ctx, "SELECT count() FROM audit WHERE kind = 'lookup' AND department = 'health' AND grant = ? AND purpose = ?", health.ID, purpose).Scan(&purposeOK)
