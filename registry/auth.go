@@ -55,7 +55,7 @@ func (a Access) guard(next http.Handler, log *slog.Logger) http.Handler {
 			// Refused before the body is read: an anonymous client cannot
 			// hold the connection with a slow body.
 			w.Header().Set("WWW-Authenticate", `Basic realm="jutong schema registry"`)
-			deny(w, http.StatusUnauthorized, 40101, "Unauthorized: HTTP basic authentication with a bus principal is required")
+			deny(w, http.StatusUnauthorized, 401, "Unauthorized: HTTP basic authentication with a bus principal is required")
 			log.Warn("registry request refused: not authenticated", "method", r.Method, "path", r.URL.Path, "user", user, "remote", r.RemoteAddr)
 		case reader && !isRead(r):
 			deny(w, http.StatusForbidden, 40301, "User "+user+" is denied operation "+r.Method+" "+r.URL.Path+": only the bus's admin (jutong catalog apply) registers schemas, deletes or changes configuration")

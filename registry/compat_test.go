@@ -94,7 +94,7 @@ func TestEvolutionOverHTTP(t *testing.T) {
 		}
 		return f
 	})
-	res, err := rc.CheckCompatibility(ctx, subject, -1, sr.Schema{Schema: retyped})
+	res, err := rc.CheckCompatibility(sr.WithParams(ctx, sr.Verbose), subject, -1, sr.Schema{Schema: retyped})
 	if err != nil || res.Is || len(res.Messages) == 0 || !strings.Contains(res.Messages[0], "data.employees") {
 		t.Fatalf("check of a retyped field: %+v %v", res, err)
 	}

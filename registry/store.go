@@ -386,9 +386,14 @@ func (s *Store) SetLevel(ctx context.Context, subject string, l Level) error {
 	return s.write(ctx, recordKey{Kind: "config", Subject: subject}, configValue{l})
 }
 
-// DeleteLevel removes subject's own level, falling back to the global one.
+// DeleteLevel removes subject's own level, falling back to the global one,
+// and returns it; subject "" removes the global level, falling back to
+// DefaultLevel.
 func (s *Store) DeleteLevel(ctx context.Context, subject string) (Level, error) {
 	l, ok := s.SubjectLevel(subject)
+	if subject == "" {
+		l, ok = s.Level(""), true
+	}
 	if !ok {
 		return "", errSubjectNotFound(subject)
 	}
@@ -484,22 +489,6 @@ func (s *Store) SchemaByID(id int) (string, error) {
 		return "", errSchemaNotFound
 	}
 	return text, nil
-}
-
-// Usages lists the subject-versions that use schema id.
-func (s *Store) Usages(id int) []Version {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	var out []Version
-	for _, versions := range s.subjects {
-		for _, v := range versions {
-			if v.ID == id && !v.Deleted {
-				out = append(out, Version{Subject: v.Subject, Version: v.Version})
-			}
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Subject < out[j].Subject })
-	return out
 }
 
 // DeleteVersion deletes version n of subject (n = -1: the latest): soft

@@ -36,7 +36,7 @@ func Check(ctx context.Context, cat *catalog.Catalog, rc *sr.Client) ([]string, 
 		if rc == nil {
 			continue
 		}
-		res, err := rc.CheckCompatibility(ctx, it.Subject(), -2, sr.Schema{Schema: s.JSON})
+		res, err := rc.CheckCompatibility(sr.WithParams(ctx, sr.Verbose), it.Subject(), -2, sr.Schema{Schema: s.JSON}) // verbose: with the reasons
 		var re *sr.ResponseError
 		switch {
 		case errors.As(err, &re) && re.ErrorCode == 40401:
