@@ -46,7 +46,9 @@ func GroupPrefix(dept string) string { return dept + "." }
 // any other of Jutong's topics), keeps its adapters' checkpoints in its own
 // checkpoints topic (read and written under transactional ids prefixed with
 // its principal), and reads its own rejects; the data authority reads every
-// department's rejects. Each read gives READ and DESCRIBE on its topic and
+// department's rejects; a source reads its own items' topics (what the door
+// published in its name) and their flags topics. Each read gives READ and
+// DESCRIBE on its topic and
 // on the topic's flags topic (topicname.Flags), and READ on the
 // department's consumer groups.
 func Desired(cat *catalog.Catalog, reads ...Read) []ACL {
@@ -73,6 +75,16 @@ func Desired(cat *catalog.Catalog, reads ...Read) []ACL {
 				ACL{p, kmsg.ACLResourceTypeTopic, topicname.RejectsPrefix, pre, kmsg.ACLOperationRead},
 				ACL{p, kmsg.ACLResourceTypeTopic, topicname.RejectsPrefix, pre, kmsg.ACLOperationDescribe},
 			)
+		}
+	}
+	// A source reads back its own items as the door published them (and
+	// their flags): the records it sent, stamped, in their partitions.
+	for _, it := range cat.Items {
+		if d := cat.Department(it.Source); d != nil {
+			p := "User:" + d.Principal
+			for _, t := range []string{it.Topic(), topicname.Flags(it.Topic())} {
+				out = append(out, ACL{p, kmsg.ACLResourceTypeTopic, t, lit, kmsg.ACLOperationRead}, ACL{p, kmsg.ACLResourceTypeTopic, t, lit, kmsg.ACLOperationDescribe})
+			}
 		}
 	}
 	// A department reads its rejects with a consumer group of its own.
