@@ -80,6 +80,7 @@ type Door struct {
 
 	mu       sync.Mutex
 	prepared map[string]*prepared // by item code
+	itemOfID map[int]string       // schema id -> item code ("": none)
 
 	admitMu sync.Mutex
 	admit   *kgo.Client // the gateway's transactional producer
@@ -122,7 +123,7 @@ func New(ctx context.Context, cfg Config) (*Door, error) {
 	}
 	d := &Door{cfg: cfg, reg: reg, dec: cfg.Decoder, ids: idIndex{window: cfg.Window}, m: newMetrics(cfg.Metrics),
 		topics:   &topicSet{kafka: cfg.Kafka, have: map[string]bool{}},
-		prepared: map[string]*prepared{}}
+		prepared: map[string]*prepared{}, itemOfID: map[int]string{}}
 	if d.dec == nil {
 		d.dec = schemas.NewDecoder(reg)
 	}
@@ -151,6 +152,40 @@ func (d *Door) Close() {
 		d.admit.Close()
 		d.admit = nil
 	}
+}
+
+// itemOf is the catalog item whose subject (<item>-value) a Confluent-framed
+// value's schema id is registered under ("" for none), asked of the
+// registry once per id.
+func (d *Door) itemOf(ctx context.Context, value []byte) (string, error) {
+	id, _, err := schemas.Unframe(value)
+	if err != nil {
+		return "", nil
+	}
+	d.mu.Lock()
+	item, known := d.itemOfID[id]
+	d.mu.Unlock()
+	if known {
+		return item, nil
+	}
+	uses, err := d.reg.SchemaUsagesByID(ctx, id)
+	var re *sr.ResponseError
+	switch {
+	case errors.As(err, &re) && re.StatusCode == 404:
+		uses = nil
+	case err != nil:
+		return "", fmt.Errorf("door: which subject schema %d is of: %w", id, err)
+	}
+	for _, u := range uses {
+		if code, ok := strings.CutSuffix(u.Subject, "-value"); ok && d.cfg.Catalog.Item(code) != nil {
+			item = code
+			break
+		}
+	}
+	d.mu.Lock()
+	d.itemOfID[id] = item
+	d.mu.Unlock()
+	return item, nil
 }
 
 // prepare registers (or looks up) an item's schema once.
@@ -222,6 +257,19 @@ type verdict struct {
 func (d *Door) judge(ctx context.Context, c Candidate, now time.Time, seen map[string]bool) (verdict, error) {
 	reject := func(it *catalog.Item, ev *schemas.Event, v *contract.Violation) verdict {
 		return d.rejectVerdict(c, it, ev, v, now)
+	}
+	if c.Item == "" && c.Event == nil && c.Refused == nil && c.Value != nil {
+		// No jutong.item header: a standard Confluent serializer framed the
+		// value with the item's schema id, which says the item.
+		item, err := d.itemOf(ctx, c.Value)
+		if err != nil {
+			return verdict{}, err // the registry does not answer: retry
+		}
+		if item == "" {
+			return reject(nil, c.Event, &contract.Violation{Rule: "item.unknown",
+				Reason: "the record names no item: no jutong.item header, and its value is not framed with the schema id of an item's subject (<item>-value)"}), nil
+		}
+		c.Item = item
 	}
 	it := d.cfg.Catalog.Item(c.Item)
 	if it == nil {

@@ -474,3 +474,64 @@ func TestItemWithoutTopicStopsNothing(t *testing.T) {
 		t.Fatalf("%d records refused with item.no_topic, want 5", refused)
 	}
 }
+
+// TestInboxWithoutItemHeader: a department's standard Confluent serializer
+// frames the value with its item's registered schema id and sets no Jutong
+// header; the door takes the item from the id. A value framed with the id
+// of another department's item is refused as source.owner, one with an id no
+// item's subject has as item.unknown.
+func TestInboxWithoutItemHeader(t *testing.T) {
+	b := startBus(t, bus.Config{})
+	t.Cleanup(b.Close)
+	cat := sample(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const dept = "market_supervision"
+	reg, err := sr.NewClient(b.RegistryOpts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := func(it *catalog.Item, e *schemas.Event) []byte {
+		s, err := schemas.For(it)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := reg.RegisterSchema(ctx, it.Subject(), sr.Schema{Schema: s.JSON, Type: sr.TypeAvro}, -1, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := s.Encode(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return schemas.Frame(nil, id, p)
+	}
+	own, other := cat.Item(item), cat.Item("population.resident_registration")
+	ok := synth.New(own, 5, time.Now()).Next()
+	foreign := synth.New(other, 5, time.Now()).Next()
+	cl := rawAs(t, b, cat, dept)
+	for _, r := range []*kgo.Record{
+		{Key: []byte(ok.Key), Value: frame(own, ok)},
+		{Key: []byte(foreign.Key), Value: frame(other, foreign)},
+		{Key: []byte("x"), Value: schemas.Frame(nil, 424242, []byte{2})},
+	} {
+		r.Topic = topicname.Inbox(dept)
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	landed := itemRecords(ctx, t, b, reg)
+	if len(landed) != 1 || landed[0].ID != ok.ID || landed[0].Source.Department != dept {
+		t.Errorf("the item topic holds %+v, want the record sent without a header", landed)
+	}
+	byRule := quarantinedByRule(ctx, t, b, dept, nil)
+	if q, found := byRule["source.owner"]; !found || q.Item != other.Code || q.PayloadSHA256 == "" {
+		t.Errorf("another department's item, framed with its id: %+v, want source.owner with the payload", q)
+	}
+	if q, found := byRule["item.unknown"]; !found || !strings.Contains(q.Reason, "jutong.item") {
+		t.Errorf("an unknown schema id without a header: %+v", q)
+	}
+}
