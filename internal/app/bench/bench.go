@@ -36,7 +36,10 @@ Subcommands:
             topics (jutong serve in a child process, one event per topic)
   query     lookups through the HTTP API by key and by a lookup field, from concurrent
             clients, with auth, grant check, masking, rate limit and audit on: calls/s,
-            p50/p99/p999 latency, CPU per call, audit rows landed`
+            p50/p99/p999 latency, CPU per call, audit rows landed
+  compression
+            what each Kafka compression codec costs per record (franz-go's codecs, on an
+            item's records in produce-sized batches): ratio, compress and decompress CPU`
 
 // Run runs `jutong bench`.
 func Run(ctx context.Context, args []string, out, errOut io.Writer) error {
@@ -52,13 +55,15 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return benchDoor(ctx, args[1:], out, errOut)
 	case "query":
 		return benchQuery(ctx, args[1:], out, errOut)
+	case "compression":
+		return benchCompression(ctx, args[1:], out, errOut)
 	}
 	if len(args) == 0 || args[0] != "publish" {
-		fmt.Fprintf(errOut, "Usage: jutong bench [publish|pipeline|door|topics|query] [flags]   (no subcommand: pipeline)\n\n%s\n", benchDesc)
+		fmt.Fprintf(errOut, "Usage: jutong bench [publish|pipeline|door|topics|query|compression] [flags]   (no subcommand: pipeline)\n\n%s\n", benchDesc)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
-		return errors.New("a subcommand is required: publish, pipeline, door, topics or query")
+		return errors.New("a subcommand is required: publish, pipeline, door, topics, query or compression")
 	}
 	return benchPublish(ctx, args[1:], out, errOut)
 }
