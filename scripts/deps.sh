@@ -16,6 +16,16 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ -z "${JUTONG_MYSQL_DSN:-}" ] && ! command -v mariadbd >/dev/null 2>&1 && ! [ -x /usr/sbin/mariadbd ]; then
   need+=(mariadb-server mariadb-client)
 fi
+# The third-party clients suite (clients/): Node.js and npm; what
+# @confluentinc/kafka-javascript builds librdkafka with (its prebuilt binary
+# cannot be downloaded here); Debian's Python Kafka client and Avro library.
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+command -v make >/dev/null 2>&1 || need+=(make)
+for pkg in zlib1g-dev libssl-dev libzstd-dev libcurl4-openssl-dev libsasl2-dev liblz4-dev python3-confluent-kafka python3-avro; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
 
 if ((${#need[@]})); then
   if [ "$(id -u)" != 0 ]; then
