@@ -42,9 +42,9 @@ import (
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 const (
-	enterprise = "legal_person.enterprise_registration"  // market supervision's; tax reads it in clear
-	resident   = "population.resident_registration"       // public security's; tax reads a masked feed
-	rating     = "legal_person.tax_credit_rating"         // tax's own: each client publishes one
+	enterprise = "legal_person.enterprise_registration" // market supervision's; tax reads it in clear
+	resident   = "population.resident_registration"     // public security's; tax reads a masked feed
+	rating     = "legal_person.tax_credit_rating"       // tax's own: each client publishes one
 	dept       = "tax"
 )
 
