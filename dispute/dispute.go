@@ -398,6 +398,11 @@ func (s *Service) answerLocked(ctx context.Context, id, by string, set func(*Dis
 	return clone(next), nil
 }
 
+// Land reads the receipts of the corrections in flight and closes the
+// disputes whose correction landed everywhere (Tick does it too); with no
+// correction in flight it does nothing.
+func (s *Service) Land(ctx context.Context) error { return s.land(ctx) }
+
 // land reads the receipts of the corrections in flight and closes the
 // disputes whose correction landed everywhere.
 func (s *Service) land(ctx context.Context) error {

@@ -88,6 +88,9 @@ func (b *Bus) startDisputes(ctx, rctx context.Context) (err error) {
 	}
 	b.Metrics.MustRegister(b.Disputes.Collector())
 	b.tick(rctx, every(b.cfg.ControlEvery), "dispute tick (receipts, escalation)", log, b.Disputes.Tick)
+	// A correction closes its dispute within seconds of landing everywhere,
+	// not at the next minute's tick.
+	b.tick(rctx, min(every(b.cfg.ControlEvery), 2*time.Second), "dispute receipts", log, b.Disputes.Land)
 	return nil
 }
 
