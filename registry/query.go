@@ -66,20 +66,22 @@ func (s *Store) VersionsMatching(subject string, f Filter) ([]int, error) {
 // GetMatching returns version n of subject (n = -1: the latest), a
 // soft-deleted one too with deleted.
 func (s *Store) GetMatching(subject string, n int, deleted bool) (*Version, error) {
-	if !deleted {
-		return s.Get(subject, n)
-	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	versions := s.subjects[subject]
-	if len(versions) == 0 {
+	var kept []*Version
+	for _, v := range s.subjects[subject] {
+		if deleted || !v.Deleted {
+			kept = append(kept, v)
+		}
+	}
+	if len(kept) == 0 {
 		return nil, errSubjectNotFound(subject)
 	}
 	if n == -1 {
-		c := *versions[len(versions)-1]
+		c := *kept[len(kept)-1]
 		return &c, nil
 	}
-	for _, v := range versions {
+	for _, v := range kept {
 		if v.Version == n {
 			c := *v
 			return &c, nil

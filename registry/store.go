@@ -453,32 +453,8 @@ func (s *Store) Versions(subject string) ([]int, error) {
 	return out, nil
 }
 
-// Get returns version n of subject; n = -1 means the latest.
-func (s *Store) Get(subject string, n int) (*Version, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	versions := s.subjects[subject]
-	var live []*Version
-	for _, v := range versions {
-		if !v.Deleted {
-			live = append(live, v)
-		}
-	}
-	if len(live) == 0 {
-		return nil, errSubjectNotFound(subject)
-	}
-	if n == -1 {
-		c := *live[len(live)-1]
-		return &c, nil
-	}
-	for _, v := range live {
-		if v.Version == n {
-			c := *v
-			return &c, nil
-		}
-	}
-	return nil, errVersionNotFound(fmt.Sprint(n))
-}
+// Get returns live version n of subject; n = -1 means the latest.
+func (s *Store) Get(subject string, n int) (*Version, error) { return s.GetMatching(subject, n, false) }
 
 // SchemaByID returns the schema text registered under id.
 func (s *Store) SchemaByID(id int) (string, error) {

@@ -10,6 +10,7 @@ const https = require('https')
 const { KafkaJS } = require('@confluentinc/kafka-javascript')
 const { SchemaRegistryClient, SerdeType, AvroSerializer, AvroDeserializer } = require('@confluentinc/schemaregistry')
 const logicalTypes = require('./avro-types')
+const { flagsOf, print, tracker } = require('./harness') // the test suite's bookkeeping
 
 const env = (k, def) => {
   const v = process.env[k] ?? def
@@ -40,9 +41,7 @@ const registry = new SchemaRegistryClient({
 // item's, a feed's, a flags topic's.
 const deserializer = new AvroDeserializer(registry, SerdeType.VALUE, { logicalTypes })
 
-const flagsOf = (topic) => '_jutong.flags.' + topic.replace(/^_jutong\./, '')
 const topics = env('JUTONG_TOPICS').split(',')
-const print = (o) => process.stdout.write(JSON.stringify(o) + '\n')
 
 async function produce (file) {
   // The inbox carries every item of the department: the item's subject is
@@ -63,14 +62,10 @@ async function produce (file) {
 
 async function main () {
   const own = process.env.JUTONG_PRODUCE ? await produce(process.env.JUTONG_PRODUCE) : null
-  const stop = env('JUTONG_STOP_EVENT')
-  const stopped = new Set()
-  const raised = new Map()
-  const cleared = new Set()
-  let landed = !own
+  const track = tracker({ topics, stop: env('JUTONG_STOP_EVENT'), own })
   const consumer = kafka.consumer({ kafkaJS: { groupId: env('JUTONG_GROUP'), fromBeginning: true } })
   await consumer.connect()
-  const all = [...topics, ...topics.map(flagsOf)]
+  const all = [...topics, ...topics.map(flagsOf)] // each topic and its flags topic, _jutong.flags.<topic without _jutong.>
   if (own) all.push(own.item) // a source reads its own items
   await consumer.subscribe({ topics: all })
   let done
@@ -81,26 +76,11 @@ async function main () {
       const value = message.value === null ? null : await deserializer.deserialize(topic, message.value)
       const header = message.headers && message.headers['jutong.disputes']
       const disputes = header ? header.toString() : ''
-      if (topic.startsWith('_jutong.flags.')) {
-        print({ kind: 'flag', topic, partition, offset: message.offset, key, flag: value })
-        const open = raised.get(topic) || new Set()
-        if (value && value.disputes.length > 0) open.add(key)
-        else if (open.delete(key) && open.size === 0) cleared.add(topic)
-        raised.set(topic, open)
-      } else if (own && topic === own.item) {
-        if (value && value.event_id === own.eventId) {
-          landed = true
-          print({ kind: 'landed', topic, partition, offset: message.offset, event: value })
-        }
-      } else {
-        print({ kind: 'record', topic, partition, offset: message.offset, key, disputes, event: value })
-        if (value && value.event_id === stop) stopped.add(topic)
-      }
-      if (landed && topics.every((t) => stopped.has(t) && cleared.has(flagsOf(t)))) done()
+      if (track.seen(topic, partition, message.offset, key, value, disputes)) done()
     }
   })
   const timer = setTimeout(() => {
-    console.error(`timed out: stop event on ${[...stopped]}, flags cleared on ${[...cleared]}, own change landed ${landed}`)
+    console.error('timed out: ' + track.state())
     process.exit(2)
   }, Number(env('JUTONG_TIMEOUT_S', '180')) * 1000)
   await finished

@@ -16,6 +16,7 @@ const { Kafka, CompressionTypes, CompressionCodecs, logLevel } = require('kafkaj
 const SnappyCodec = require('kafkajs-snappy')
 const { SchemaRegistry, SchemaType } = require('@kafkajs/confluent-schema-registry')
 const logicalTypes = require('./avro-types')
+const { flagsOf, print, tracker } = require('./harness') // the test suite's bookkeeping
 
 // The bus writes snappy batches; kafkajs has gzip only built in.
 CompressionCodecs[CompressionTypes.Snappy] = SnappyCodec
@@ -42,10 +43,7 @@ const registry = new SchemaRegistry(
   { host: env('JUTONG_REGISTRY_URL'), auth: { username, password }, agent: new https.Agent({ ca, keepAlive: true }) },
   { [SchemaType.AVRO]: { logicalTypes } })
 
-// A topic's dispute flags are in _jutong.flags.<topic without _jutong.>.
-const flagsOf = (topic) => '_jutong.flags.' + topic.replace(/^_jutong\./, '')
 const topics = env('JUTONG_TOPICS').split(',')
-const print = (o) => process.stdout.write(JSON.stringify(o) + '\n')
 
 async function produce (file) {
   // The change of an item the department is the source of, in its inbox:
@@ -67,16 +65,12 @@ async function produce (file) {
 
 async function main () {
   const own = process.env.JUTONG_PRODUCE ? await produce(process.env.JUTONG_PRODUCE) : null
-  const stop = env('JUTONG_STOP_EVENT')
-  const stopped = new Set() // topics where the stop event was read
-  const raised = new Map() // flags topic -> keys flagged and not cleared yet
-  const cleared = new Set() // flags topics where a flag was raised and cleared
-  let landed = !own
+  const track = tracker({ topics, stop: env('JUTONG_STOP_EVENT'), own })
   const consumer = kafka.consumer({ groupId: env('JUTONG_GROUP') }) // <department>.<anything>
   // A crashed consumer is a stalled group: say so and stop.
   consumer.on(consumer.events.CRASH, ({ payload }) => { console.error('consumer crashed:', payload.error); process.exit(1) })
   await consumer.connect()
-  const all = [...topics, ...topics.map(flagsOf)]
+  const all = [...topics, ...topics.map(flagsOf)] // each topic and its flags topic, _jutong.flags.<topic without _jutong.>
   if (own) all.push(own.item) // a source reads its own items
   await consumer.subscribe({ topics: all, fromBeginning: true })
   let done
@@ -85,28 +79,14 @@ async function main () {
     eachMessage: async ({ topic, partition, message }) => {
       const key = message.key && message.key.toString()
       const value = message.value === null ? null : await registry.decode(message.value)
-      const disputes = message.headers['jutong.disputes']
-      if (topic.startsWith('_jutong.flags.')) {
-        print({ kind: 'flag', topic, partition, offset: message.offset, key, flag: value })
-        const open = raised.get(topic) || new Set()
-        if (value && value.disputes.length > 0) open.add(key)
-        else if (open.delete(key) && open.size === 0) cleared.add(topic)
-        raised.set(topic, open)
-      } else if (own && topic === own.item) {
-        if (value && value.event_id === own.eventId) {
-          landed = true
-          print({ kind: 'landed', topic, partition, offset: message.offset, event: value })
-        }
-      } else {
-        print({ kind: 'record', topic, partition, offset: message.offset, key, disputes: disputes ? disputes.toString() : '', event: value })
-        if (value && value.event_id === stop) stopped.add(topic)
-      }
-      if (landed && topics.every((t) => stopped.has(t) && cleared.has(flagsOf(t)))) done()
+      const header = message.headers['jutong.disputes'] // the record's open disputes, if any
+      const disputes = header ? header.toString() : ''
+      if (track.seen(topic, partition, message.offset, key, value, disputes)) done()
     }
   })
   const timeout = Number(env('JUTONG_TIMEOUT_S', '180')) * 1000
   const timer = setTimeout(() => {
-    console.error(`timed out: stop event on ${[...stopped]}, flags cleared on ${[...cleared]}, own change landed ${landed}`)
+    console.error('timed out: ' + track.state())
     process.exit(2)
   }, timeout)
   await finished

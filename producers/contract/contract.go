@@ -306,17 +306,22 @@ func checkText(field, s string) *Violation {
 		return &Violation{Field: field, Rule: "text.nul", Reason: fmt.Sprintf("%s holds a NUL character at byte %d", field, i)}
 	}
 	if !utf8.ValidString(s) {
-		i := 0
-		for i < len(s) {
-			r, n := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && n == 1 {
-				break
-			}
-			i += n
-		}
-		return &Violation{Field: field, Rule: "text.utf8", Reason: fmt.Sprintf("%s is not valid UTF-8 at byte %d", field, i)}
+		return &Violation{Field: field, Rule: "text.utf8", Reason: fmt.Sprintf("%s is not valid UTF-8 at byte %d", field, invalidAt([]byte(s)))}
 	}
 	return nil
+}
+
+// invalidAt is the offset of the first byte of b that is not UTF-8.
+func invalidAt(b []byte) int {
+	i := 0
+	for i < len(b) {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			break
+		}
+		i += n
+	}
+	return i
 }
 
 func checkRules(f *catalog.Field, s string, now time.Time) *Violation {

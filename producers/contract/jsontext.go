@@ -21,14 +21,7 @@ func CheckJSONText(line int, raw []byte) *Violation {
 		where = fmt.Sprintf("line %d ", line)
 	}
 	if !utf8.Valid(raw) {
-		at := 0
-		for at < len(raw) {
-			r, n := utf8.DecodeRune(raw[at:])
-			if r == utf8.RuneError && n == 1 {
-				break
-			}
-			at += n
-		}
+		at := invalidAt(raw)
 		return &Violation{Field: fieldBefore(raw, at), Rule: "text.utf8", Reason: fmt.Sprintf("%sis not valid UTF-8 at byte %d", where, at)}
 	}
 	if at, esc, ok := loneSurrogate(raw); ok {
