@@ -25,18 +25,18 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/consumers"
-	"github.com/jutong/jutong/control"
-	"github.com/jutong/jutong/dispute"
 	"github.com/jutong/jutong/internal/app/cli"
 	"github.com/jutong/jutong/internal/freeport"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/internal/tlsca"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/topicname"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
-	"github.com/jutong/jutong/topicname"
+	"github.com/jutong/jutong/server/control"
+	"github.com/jutong/jutong/server/dispute"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

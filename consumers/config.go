@@ -11,8 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/sdkconn"
+	"github.com/jutong/jutong/model/catalog"
 )
 
 // Opt configures a Subscriber.

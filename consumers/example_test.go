@@ -6,12 +6,12 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/consumers"
-	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/producers"
+	"github.com/jutong/jutong/server/control"
 )
 
 // A department reads an item it was granted. Here the bus runs in the

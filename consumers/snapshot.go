@@ -16,8 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/schemas"
 )
 

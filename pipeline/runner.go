@@ -15,12 +15,12 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/plugin/kprom"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/promutil"
 	"github.com/jutong/jutong/internal/retry"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/topicname"
 	"github.com/jutong/jutong/schemas"
-	"github.com/jutong/jutong/topicname"
 )
 
 // DeadLetterTopic receives records that can never be written, with the error.

@@ -12,8 +12,8 @@ import (
 
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/synth"
-	"github.com/jutong/jutong/producers/contract"
-	"github.com/jutong/jutong/quarantine"
+	"github.com/jutong/jutong/model/quarantine"
+	"github.com/jutong/jutong/model/rules"
 	"github.com/jutong/jutong/schemas"
 )
 
@@ -39,7 +39,7 @@ func TestTextSizeAndDuplicatesThroughTheInbox(t *testing.T) {
 	wantRule := []string{"text.nul", "text.utf8", "record.size"}
 	res, _ := pub.Publish(ctx, item, bad...)
 	for i, r := range res {
-		var v *contract.Violation
+		var v *rules.Violation
 		if !errors.As(r.Err, &v) || v.Rule != wantRule[i] {
 			t.Errorf("event %d: %v, want rule %s", i, r.Err, wantRule[i])
 		}
@@ -54,7 +54,7 @@ func TestTextSizeAndDuplicatesThroughTheInbox(t *testing.T) {
 	taxPub := publisherAs(t, b, cat, "tax", nil)
 	probe := *twice
 	_, err := taxPub.Publish(ctx, item, &probe)
-	if v := (*contract.Violation)(nil); !errors.As(err, &v) || v.Rule != "source.owner" {
+	if v := (*rules.Violation)(nil); !errors.As(err, &v) || v.Rule != "source.owner" {
 		t.Fatalf("tax's probe: %v, want source.owner", err)
 	}
 	if err := b.WaitCaughtUp(ctx); err != nil {

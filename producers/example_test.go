@@ -8,10 +8,10 @@ import (
 	"math/big"
 	"time"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/app/bus"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/rules"
 	"github.com/jutong/jutong/producers"
-	"github.com/jutong/jutong/producers/contract"
 	"github.com/jutong/jutong/schemas"
 )
 
@@ -60,7 +60,7 @@ func Example() {
 	bad.Data = map[string]any{"uscc": bad.Key, "taxpayer_name": "某公司", "rating": "A", "year": int64(2025),
 		"assessed_on": time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)}
 	_, err = pub.Publish(ctx, "legal_person.tax_credit_rating", &bad)
-	var v *contract.Violation
+	var v *rules.Violation
 	if errors.As(err, &v) {
 		fmt.Println("refused:", v.Field, v.Rule)
 	}

@@ -10,11 +10,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/inbox"
-	"github.com/jutong/jutong/producers/contract"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/inbox"
+	"github.com/jutong/jutong/model/rules"
+	"github.com/jutong/jutong/model/topicname"
 	"github.com/jutong/jutong/schemas"
-	"github.com/jutong/jutong/topicname"
 )
 
 // Publisher publishes one department's change events.
@@ -105,9 +105,9 @@ func (p *Publisher) prepare(ctx context.Context, code string) (*prepared, error)
 // NotKeptError is a refusal whose quarantine record could not be written:
 // the event was refused at the door (Violation) and, unlike every other
 // refusal, is not kept; the caller must retry it or keep it itself. It
-// matches both *NotKeptError and *contract.Violation with errors.As.
+// matches both *NotKeptError and *rules.Violation with errors.As.
 type NotKeptError struct {
-	Violation *contract.Violation
+	Violation *rules.Violation
 	Err       error // why the quarantine write failed
 }
 
@@ -124,7 +124,7 @@ type Result struct {
 	Partition int32 // where it landed in the department's inbox
 	Offset    int64
 	Bytes     int // the size of the record's value on the wire
-	// Err is nil when the inbox has it. A *contract.Violation (errors.As)
+	// Err is nil when the inbox has it. A *rules.Violation (errors.As)
 	// means the client-side check refused it: it was sent all the same and
 	// the door keeps it in QuarantineTopic, unless Err is also a
 	// *NotKeptError: then the inbox write failed and it is not kept.
@@ -134,17 +134,17 @@ type Result struct {
 // record checks and encodes one event for the department's inbox; the
 // event's source and publish time are filled in here (the door sets them
 // again: it, not the client, says who published and when). A refusal is
-// returned as a *contract.Violation with a refusal notice to send all the
+// returned as a *rules.Violation with a refusal notice to send all the
 // same, holding the values as they were given (encoding could change them:
 // Avro truncates a decimal with too many places), so that the bus keeps it.
-func (p *Publisher) record(pr *prepared, e *schemas.Event) (*kgo.Record, *contract.Violation) {
+func (p *Publisher) record(pr *prepared, e *schemas.Event) (*kgo.Record, *rules.Violation) {
 	e.Source = schemas.Source{Department: p.dept, System: p.cfg.system, Adapter: p.cfg.adapter}
 	e.PublishTime = p.cfg.now().UTC().Truncate(1e6)
 	if e.EventTime.IsZero() {
 		e.EventTime = e.PublishTime
 	}
 	it := pr.schema.Item
-	if v := contract.Check(it, p.dept, e, e.PublishTime); v != nil {
+	if v := rules.Check(it, p.dept, e, e.PublishTime); v != nil {
 		return refusalRecord(p.dept, it, e, v, e.PublishTime, nil), v
 	}
 	// Frame first, then append the Avro body: one allocation per record.
@@ -153,11 +153,11 @@ func (p *Publisher) record(pr *prepared, e *schemas.Event) (*kgo.Record, *contra
 	if err != nil {
 		// The checks above make this unreachable for catalog types; keep
 		// the record all the same, as a schema violation.
-		v := &contract.Violation{Item: it.Code, Key: e.Key, Rule: "schema.encode", Reason: err.Error()}
+		v := &rules.Violation{Item: it.Code, Key: e.Key, Rule: "schema.encode", Reason: err.Error()}
 		return refusalRecord(p.dept, it, e, v, e.PublishTime, nil), v
 	}
 	if len(value) > it.RecordLimit() {
-		v := &contract.Violation{Item: it.Code, Key: e.Key, Rule: "record.size",
+		v := &rules.Violation{Item: it.Code, Key: e.Key, Rule: "record.size",
 			Reason: fmt.Sprintf("the record has %d bytes encoded, the item's limit is %d", len(value), it.RecordLimit())}
 		return refusalRecord(p.dept, it, e, v, e.PublishTime, value), v
 	}
@@ -288,7 +288,7 @@ func (p *Publisher) Close() {
 // values (bad JSON, a value of the wrong form): it is sent to the inbox as a
 // refusal, with the violation and the raw input, and the door keeps it in
 // the quarantine as it does the records it refuses itself.
-func (p *Publisher) Quarantine(ctx context.Context, item string, e *schemas.Event, v *contract.Violation, raw []byte) (Result, error) {
+func (p *Publisher) Quarantine(ctx context.Context, item string, e *schemas.Event, v *rules.Violation, raw []byte) (Result, error) {
 	pr, err := p.prepare(ctx, item)
 	if err != nil {
 		return Result{}, err
@@ -315,7 +315,7 @@ func (p *Publisher) Department() string { return p.dept }
 // quarantined with its violation and raw input.
 type Reject struct {
 	Event     *schemas.Event
-	Violation *contract.Violation
+	Violation *rules.Violation
 	Raw       []byte
 }
 

@@ -14,11 +14,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/rules"
 	"github.com/jutong/jutong/producers"
-	"github.com/jutong/jutong/producers/contract"
 	"github.com/jutong/jutong/schemas"
 )
 
@@ -129,7 +129,7 @@ func TestRejectsAreKept(t *testing.T) {
 	}
 	valid := map[string]bool{}
 	for _, r := range results {
-		var v *contract.Violation
+		var v *rules.Violation
 		switch rule, bad := wantRule[r.Event.ID]; {
 		case bad && (!errors.As(r.Err, &v) || v.Rule != rule):
 			t.Errorf("event %s: got %v, want rule %s", r.Event.ID, r.Err, rule)
@@ -196,7 +196,7 @@ func TestRefusedCorrectionIsKept(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	res, err := pub.PublishCorrection(ctx, item, "dsp-1", e)
-	var v *contract.Violation
+	var v *rules.Violation
 	if !errors.As(err, &v) || v.Rule != "schema.enum" || !errors.As(res.Err, &v) {
 		t.Fatalf("a refused correction: %v (result %v)", err, res.Err)
 	}
@@ -242,7 +242,7 @@ func TestNotTheSource(t *testing.T) {
 	pub := publisherAs(t, b, cat, "tax", nil)
 	e := synth.New(cat.Item(item), 2, time.Now()).Next()
 	_, err := pub.Publish(context.Background(), item, e)
-	var v *contract.Violation
+	var v *rules.Violation
 	if !errors.As(err, &v) || v.Rule != "source.owner" {
 		t.Fatalf("tax publishing %s: %v", item, err)
 	}

@@ -7,12 +7,12 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/inbox"
-	"github.com/jutong/jutong/producers/contract"
-	"github.com/jutong/jutong/quarantine"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/inbox"
+	"github.com/jutong/jutong/model/quarantine"
+	"github.com/jutong/jutong/model/rules"
+	"github.com/jutong/jutong/model/topicname"
 	"github.com/jutong/jutong/schemas"
-	"github.com/jutong/jutong/topicname"
 )
 
 // QuarantineTopic keeps every record refused at the door, with the reason
@@ -24,7 +24,7 @@ type Rejected = quarantine.Record
 
 // refusalRecord is the inbox record of an event the publisher refused: the
 // door keeps it in the quarantine with the rule found here.
-func refusalRecord(dept string, it *catalog.Item, e *schemas.Event, v *contract.Violation, at time.Time, raw []byte) *kgo.Record {
+func refusalRecord(dept string, it *catalog.Item, e *schemas.Event, v *rules.Violation, at time.Time, raw []byte) *kgo.Record {
 	rec := schemas.PortableRecord(it, e.Data)
 	r := Rejected{
 		Item: it.Code, Key: e.Key, Department: e.Source.Department, System: e.Source.System, Adapter: e.Source.Adapter,

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/hamba/avro/v2"
-	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/model/catalog"
 )
 
 // Schema is the Avro schema of one item's change events.

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/schemas"
 )
 

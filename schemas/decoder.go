@@ -9,7 +9,7 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/model/catalog"
 )
 
 // RecordError marks a record that can never be decoded (not framed, unknown

@@ -8,7 +8,7 @@ import (
 	"math/bits"
 	"time"
 
-	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/model/catalog"
 )
 
 // encoder writes an item's change events in Avro binary directly from the

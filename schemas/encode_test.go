@@ -8,8 +8,8 @@ import (
 
 	"github.com/hamba/avro/v2"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/schemas"
 )
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/schemas"
 )
 

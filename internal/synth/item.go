@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/ident"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/ident"
 	"github.com/jutong/jutong/schemas"
 )
 

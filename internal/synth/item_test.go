@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/producers/contract"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/rules"
 	"github.com/jutong/jutong/schemas"
 )
 
@@ -27,7 +27,7 @@ func TestEveryItemPassesTheDoor(t *testing.T) {
 		for i := 0; i < 2000; i++ {
 			e := g.Next()
 			e.PublishTime = now
-			if v := contract.Check(it, it.Source, e, now.Add(time.Second)); v != nil {
+			if v := rules.Check(it, it.Source, e, now.Add(time.Second)); v != nil {
 				t.Fatalf("%s: generated event refused: %v", it.Code, v)
 			}
 			if _, err := s.Encode(e); err != nil {
@@ -56,7 +56,7 @@ func TestCorruptIsRefused(t *testing.T) {
 			n++
 			bad.Source = schemas.Source{Department: it.Source, System: "s", Adapter: "sdk"}
 			bad.PublishTime = time.Now()
-			if v := contract.Check(it, it.Source, bad, time.Now()); v == nil {
+			if v := rules.Check(it, it.Source, bad, time.Now()); v == nil {
 				t.Fatalf("%s: a corrupted event passed the door: %+v", it.Code, bad.Data)
 			}
 		}

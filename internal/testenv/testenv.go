@@ -26,10 +26,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/jutong/jutong/inbox"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/localsvc"
-	"github.com/jutong/jutong/topicname"
+	"github.com/jutong/jutong/model/inbox"
+	"github.com/jutong/jutong/model/topicname"
 )
 
 // servers are shared by all tests of one test binary; Main stops them.

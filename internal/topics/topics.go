@@ -14,8 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 
-	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/topicname"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/topicname"
 )
 
 // Spec is the wanted state of one topic.

@@ -7,8 +7,8 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/pipeline/chsink"
 	"github.com/jutong/jutong/pipeline/sinktest"

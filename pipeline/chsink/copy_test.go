@@ -11,9 +11,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/jutong/jutong/audit"
 	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/pipeline/chsink"
+	"github.com/jutong/jutong/server/audit"
 )
 
 // TestCopyAddsColumns: an audit table made by an earlier version (without

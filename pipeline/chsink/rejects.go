@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"time"
 
-	"github.com/jutong/jutong/quarantine"
+	"github.com/jutong/jutong/model/quarantine"
 )
 
 // RejectsDDL keeps every record refused at the door (the quarantine topic),

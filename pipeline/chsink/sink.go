@@ -11,7 +11,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/schemas"
 )

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/model/catalog"
 )
 
 // Typed views give analysts an item's records with real columns, on

@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/pipeline/pgsink"
 	"github.com/jutong/jutong/pipeline/sinktest"
 )

@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/schemas"
 )

@@ -19,9 +19,9 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/rules"
 	"github.com/jutong/jutong/producers"
-	"github.com/jutong/jutong/producers/contract"
 	"github.com/jutong/jutong/schemas"
 )
 
@@ -108,7 +108,7 @@ type line struct {
 	n        int
 	data     map[string]any
 	raw      []byte
-	bad      *contract.Violation
+	bad      *rules.Violation
 	corrects string // the dispute the row's change corrects
 }
 
@@ -198,7 +198,7 @@ func (a *Adapter) diff(lines []line) *changes {
 	c := &changes{hashes: map[*schemas.Event]string{}, corrects: map[*schemas.Event]string{}, seen: map[string]bool{},
 		next: &state{Item: it.Code, Hashes: make(map[string]string, len(st.Hashes))}}
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	reject := func(l line, key string, v *contract.Violation) {
+	reject := func(l line, key string, v *rules.Violation) {
 		v.Key = key
 		c.rejects = append(c.rejects, producers.Reject{Event: &schemas.Event{ID: uuid.NewString(), Op: schemas.OpUpdate, Key: key, EventTime: now, Data: l.data}, Violation: v, Raw: l.raw})
 	}
@@ -211,16 +211,16 @@ func (a *Adapter) diff(lines []line) *changes {
 			c.seen[key] = key != ""
 			continue
 		case key == "":
-			reject(l, key, &contract.Violation{Field: it.Key, Rule: "key.required", Reason: fmt.Sprintf("line %d has no %s", l.n, it.Key)})
+			reject(l, key, &rules.Violation{Field: it.Key, Rule: "key.required", Reason: fmt.Sprintf("line %d has no %s", l.n, it.Key)})
 			continue
 		case c.seen[key]:
-			reject(l, key, &contract.Violation{Field: it.Key, Rule: "key.duplicate", Reason: fmt.Sprintf("line %d repeats key %s within one extract", l.n, key)})
+			reject(l, key, &rules.Violation{Field: it.Key, Rule: "key.duplicate", Reason: fmt.Sprintf("line %d repeats key %s within one extract", l.n, key)})
 			continue
 		}
 		c.seen[key] = true
 		canon, err := schemas.JSONValues(it, l.data)
 		if err != nil {
-			reject(l, key, &contract.Violation{Rule: "schema.type", Reason: err.Error()})
+			reject(l, key, &rules.Violation{Rule: "schema.type", Reason: err.Error()})
 			continue
 		}
 		sumHash := sha256.Sum256(canon)
@@ -268,7 +268,7 @@ func (a *Adapter) publish(ctx context.Context, c *changes) error {
 		mu.Lock()
 		defer mu.Unlock()
 		done++
-		var v *contract.Violation
+		var v *rules.Violation
 		switch {
 		case r.Err == nil:
 			switch r.Event.Op {
@@ -362,13 +362,13 @@ func readCSV(r io.Reader, it *catalog.Item, corrects string) ([]line, error) {
 		}
 		l := line{n: n, data: map[string]any{}}
 		if err != nil {
-			l.bad = &contract.Violation{Rule: "csv.syntax", Reason: fmt.Sprintf("line %d: %v", n, err)}
+			l.bad = &rules.Violation{Rule: "csv.syntax", Reason: fmt.Sprintf("line %d: %v", n, err)}
 			out = append(out, l)
 			continue
 		}
 		l.raw = []byte(strings.Join(rec, ","))
 		if len(rec) != len(header) {
-			l.bad = &contract.Violation{Rule: "csv.columns", Reason: fmt.Sprintf("line %d has %d columns, the header %d", n, len(rec), len(header))}
+			l.bad = &rules.Violation{Rule: "csv.columns", Reason: fmt.Sprintf("line %d has %d columns, the header %d", n, len(rec), len(header))}
 			out = append(out, l)
 			continue
 		}
@@ -385,7 +385,7 @@ func readCSV(r io.Reader, it *catalog.Item, corrects string) ([]line, error) {
 			v, err := schemas.FromText(f, rec[i])
 			var fe *schemas.FieldError
 			if errors.As(err, &fe) && l.bad == nil {
-				l.bad = &contract.Violation{Field: fe.Field, Rule: "schema.type", Reason: fmt.Sprintf("line %d: %s", n, fe.Reason)}
+				l.bad = &rules.Violation{Field: fe.Field, Rule: "schema.type", Reason: fmt.Sprintf("line %d: %s", n, fe.Reason)}
 			}
 			if err == nil {
 				l.data[f.Name] = v
@@ -405,7 +405,7 @@ func readJSONL(r io.Reader, it *catalog.Item, corrects string) ([]line, error) {
 			continue
 		}
 		l := line{n: n, raw: append([]byte(nil), raw...), data: map[string]any{}}
-		if v := contract.CheckJSONText(n, raw); v != nil {
+		if v := rules.CheckJSONText(n, raw); v != nil {
 			l.bad = v // the decoder would turn it into U+FFFD, silently
 			out = append(out, l)
 			continue
@@ -414,7 +414,7 @@ func readJSONL(r io.Reader, it *catalog.Item, corrects string) ([]line, error) {
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.UseNumber()
 		if err := dec.Decode(&rec); err != nil {
-			l.bad = &contract.Violation{Rule: "json.syntax", Reason: fmt.Sprintf("line %d: %v", n, err)}
+			l.bad = &rules.Violation{Rule: "json.syntax", Reason: fmt.Sprintf("line %d: %v", n, err)}
 			out = append(out, l)
 			continue
 		}
@@ -428,7 +428,7 @@ func readJSONL(r io.Reader, it *catalog.Item, corrects string) ([]line, error) {
 		var fe *schemas.FieldError
 		if errors.As(err, &fe) {
 			l.data = rec
-			l.bad = &contract.Violation{Field: fe.Field, Rule: "schema.type", Reason: fmt.Sprintf("line %d: %s", n, fe.Reason)}
+			l.bad = &rules.Violation{Field: fe.Field, Rule: "schema.type", Reason: fmt.Sprintf("line %d: %s", n, fe.Reason)}
 		} else {
 			l.data = typed
 		}

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/jutong/jutong/catalog"
+	"github.com/jutong/jutong/model/catalog"
 )
 
 // A run stopped before it saved its state publishes the same changes again

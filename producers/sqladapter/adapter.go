@@ -15,13 +15,13 @@ import (
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/retry"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/rules"
+	"github.com/jutong/jutong/model/topicname"
 	"github.com/jutong/jutong/producers"
-	"github.com/jutong/jutong/producers/contract"
 	"github.com/jutong/jutong/schemas"
-	"github.com/jutong/jutong/topicname"
 )
 
 // Dialect is the SQL dialect of the source database.
@@ -468,7 +468,7 @@ func (a *Adapter) read(ctx context.Context, query string, args []any, op schemas
 			continue
 		}
 		data := make(map[string]any, n)
-		var bad *contract.Violation
+		var bad *rules.Violation
 		raw := map[string]string{}
 		for i, c := range a.cols {
 			if !text[i].Valid {
@@ -479,7 +479,7 @@ func (a *Adapter) read(ctx context.Context, query string, args []any, op schemas
 			v, err := schemas.FromText(a.cfg.Item.Field(c), text[i].String)
 			var fe *schemas.FieldError
 			if errors.As(err, &fe) && bad == nil {
-				bad = &contract.Violation{Key: key, Field: fe.Field, Rule: "schema.type", Reason: fe.Reason}
+				bad = &rules.Violation{Key: key, Field: fe.Field, Rule: "schema.type", Reason: fe.Reason}
 			}
 			data[c] = v
 		}

@@ -14,10 +14,10 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/producers/sqladapter"
 	"github.com/jutong/jutong/schemas"

@@ -13,12 +13,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/rules"
 	"github.com/jutong/jutong/producers"
-	"github.com/jutong/jutong/producers/contract"
 	"github.com/jutong/jutong/schemas"
 )
 
@@ -149,7 +149,7 @@ func checkAndEncode(out io.Writer, it *catalog.Item, pool []*schemas.Event, n in
 		e := pool[i%len(pool)]
 		e.Source = schemas.Source{Department: it.Source, System: "bench", Adapter: "sdk"}
 		e.PublishTime = now
-		if v := contract.Check(it, it.Source, e, now); v != nil {
+		if v := rules.Check(it, it.Source, e, now); v != nil {
 			return v
 		}
 		if buf, err = s.AppendEncode(buf[:0], e); err != nil {

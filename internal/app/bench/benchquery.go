@@ -13,12 +13,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/procstat"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/producers"
+	"github.com/jutong/jutong/server/control"
 )
 
 const (

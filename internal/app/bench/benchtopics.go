@@ -20,12 +20,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/localsvc"
 	"github.com/jutong/jutong/internal/procstat"
 	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/schemas"
 )
 

@@ -19,15 +19,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/consumers"
-	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/server/control"
 )
 
 // clock is a control-plane clock the test can move forward.

@@ -15,15 +15,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/freeport"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/topicname"
 	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
-	"github.com/jutong/jutong/topicname"
 )
 
 func TestMain(m *testing.M) {

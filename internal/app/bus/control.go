@@ -8,10 +8,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 
-	"github.com/jutong/jutong/audit"
-	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/internal/app/grants"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/server/audit"
+	"github.com/jutong/jutong/server/control"
 )
 
 // openDisputes lists a record's open disputes, once the disputes are open

@@ -18,18 +18,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/jutong/jutong/audit"
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/quarantine"
 	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/pipeline/chsink"
 	"github.com/jutong/jutong/pipeline/pgsink"
 	"github.com/jutong/jutong/producers"
-	"github.com/jutong/jutong/quarantine"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/server/audit"
 )
 
 // The crash child is this test binary run again with these variables: it

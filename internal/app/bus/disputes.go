@@ -8,12 +8,12 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/dispute"
-	"github.com/jutong/jutong/feed"
 	"github.com/jutong/jutong/internal/app/grants"
 	"github.com/jutong/jutong/internal/app/landing"
 	"github.com/jutong/jutong/internal/httpmetrics"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/pipeline/feed"
+	"github.com/jutong/jutong/server/dispute"
 )
 
 // startDisputes opens the disputes (flagged in the PostgreSQL the sink

@@ -10,9 +10,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/jutong/jutong/door"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/server/door"
 )
 
 // TestDoorHandsOverWhatDecodingGives: the events the door hands to the

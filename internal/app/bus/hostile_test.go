@@ -13,15 +13,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/inbox"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
-	"github.com/jutong/jutong/quarantine"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/inbox"
+	"github.com/jutong/jutong/model/quarantine"
+	"github.com/jutong/jutong/model/topicname"
 	"github.com/jutong/jutong/schemas"
-	"github.com/jutong/jutong/topicname"
 )
 
 // rawAs is a plain franz-go client with a department's own credentials:

@@ -8,7 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/jutong/jutong/internal/kafkaconn"
-	"github.com/jutong/jutong/topicname"
+	"github.com/jutong/jutong/model/topicname"
 )
 
 // Lag returns how many records are yet to be passed on: per sink, the

@@ -6,10 +6,10 @@ import (
 	"crypto/subtle"
 	"net/http"
 
-	"github.com/jutong/jutong/audit"
-	"github.com/jutong/jutong/feed"
 	"github.com/jutong/jutong/internal/httpmetrics"
-	"github.com/jutong/jutong/lookup"
+	"github.com/jutong/jutong/pipeline/feed"
+	"github.com/jutong/jutong/server/audit"
+	"github.com/jutong/jutong/server/lookup"
 )
 
 // serveLookups adds the lookups to the API, over the PostgreSQL the sink

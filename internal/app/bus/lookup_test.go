@@ -14,14 +14,14 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
-	"github.com/jutong/jutong/lookup"
+	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/server/control"
+	"github.com/jutong/jutong/server/lookup"
 )
 
 // lookupAs calls the lookup API as dept (its principal and Kafka password).

@@ -14,13 +14,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/model/rules"
 	"github.com/jutong/jutong/producers"
-	"github.com/jutong/jutong/producers/contract"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/server/control"
 )
 
 var metricName = regexp.MustCompile(`\bjutong_[a-z0-9_]+`)
@@ -63,7 +63,7 @@ func TestDashboardsAndRules(t *testing.T) {
 			t.Fatal("nothing to corrupt")
 		}
 		res, _ := pub.Publish(ctx, item, evs...)
-		var v *contract.Violation
+		var v *rules.Violation
 		for i, r := range res {
 			if refused := errors.As(r.Err, &v); (r.Err != nil && !refused) || refused != (i == len(res)-1) {
 				t.Fatalf("event %d of %d: %v", i, len(res), r.Err)

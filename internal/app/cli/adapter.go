@@ -12,13 +12,13 @@ import (
 	_ "github.com/go-sql-driver/mysql" // the mysql driver for MariaDB/MySQL sources
 	_ "github.com/jackc/pgx/v5/stdlib" // the pgx driver for PostgreSQL sources
 
-	"github.com/jutong/jutong/access"
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/producers/sqladapter"
+	"github.com/jutong/jutong/server/access"
 )
 
 const adapterDesc = `Publishes a department's data as change events of a catalog item.

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/model/catalog"
 )
 
 func TestMain(m *testing.M) {

@@ -26,8 +26,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/jutong/jutong/access"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/server/access"
 )
 
 // devTarget is a running `jutong dev` as an attacker finds it: its

@@ -13,12 +13,12 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/app/apply"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/model/catalog"
 )
 
 const catalogDesc = `Works with the catalog: the departments, items, base and theme databases that

@@ -13,9 +13,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/app/bus"
-	"github.com/jutong/jutong/topicname"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/topicname"
 )
 
 func run(t *testing.T, args ...string) (string, error) {
@@ -143,7 +143,7 @@ func TestCatalogCheck(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "catalog ok: 9 departments, 22 items, 3 theme databases") {
 		t.Fatalf("check of the sample: %v %s", err, out)
 	}
-	_, err = run(t, "catalog", "check", "--catalog", "../../../catalog/testdata/broken/key_field_missing")
+	_, err = run(t, "catalog", "check", "--catalog", "../../../model/catalog/testdata/broken/key_field_missing")
 	if err == nil || !strings.Contains(err.Error(), "field penalty_no: business key field does not exist") {
 		t.Fatalf("check of a broken catalog: %v", err)
 	}

@@ -14,14 +14,14 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
-	"github.com/jutong/jutong/access"
-	"github.com/jutong/jutong/control"
-	"github.com/jutong/jutong/feed"
 	"github.com/jutong/jutong/internal/app/grants"
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/tlsca"
+	"github.com/jutong/jutong/pipeline/feed"
+	"github.com/jutong/jutong/server/access"
+	"github.com/jutong/jutong/server/control"
 )
 
 const controlDesc = `Talks to the control API of a running bus (jutong dev, demo or serve) as a department's

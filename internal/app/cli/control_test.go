@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jutong/jutong/access"
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/server/access"
 )
 
 // TestControlCommands drives applications through the CLI against a running

@@ -20,15 +20,15 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/jutong/jutong/access"
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/localsvc"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/internal/tlsca"
+	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/server/access"
 )
 
 type syncBuffer struct {

@@ -10,8 +10,8 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/jutong/jutong/dispute"
 	"github.com/jutong/jutong/internal/cmdflag"
+	"github.com/jutong/jutong/server/dispute"
 )
 
 const disputeDesc = `Disputes of shared records, as a department's officer:

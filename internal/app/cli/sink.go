@@ -8,10 +8,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/pipeline/chsink"
 	"github.com/jutong/jutong/pipeline/pgsink"

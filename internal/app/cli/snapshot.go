@@ -12,10 +12,10 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/jutong/jutong/access"
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/tlsca"
+	"github.com/jutong/jutong/server/access"
 )
 
 const snapshotDesc = `Takes the current state of a catalog item as the department's grant sees it (masked

@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/producers"
+	"github.com/jutong/jutong/server/control"
 )
 
 // TestSnapshotCommand: jutong snapshot writes the start line, one line per

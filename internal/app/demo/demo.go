@@ -20,13 +20,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/rules"
 	"github.com/jutong/jutong/pipeline/pgsink"
 	"github.com/jutong/jutong/producers"
-	"github.com/jutong/jutong/producers/contract"
 	"github.com/jutong/jutong/schemas"
 )
 
@@ -182,7 +182,7 @@ func (d *run) publish(ctx context.Context, wheel []int) ([][]*schemas.Event, err
 	var once sync.Once
 	var wg sync.WaitGroup
 	done := func(r producers.Result) {
-		var v *contract.Violation
+		var v *rules.Violation
 		switch {
 		case errors.As(r.Err, &v):
 			d.refused.Add(1) // kept in the quarantine topic

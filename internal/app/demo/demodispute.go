@@ -12,11 +12,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/dispute"
 	"github.com/jutong/jutong/internal/app/stack"
+	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/server/dispute"
 )
 
 // demoDispute plays a dispute after the subscribers: tax, which now reads

@@ -6,11 +6,11 @@ import (
 	"io"
 	"time"
 
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/consumers"
-	"github.com/jutong/jutong/control"
 	"github.com/jutong/jutong/internal/app/stack"
+	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/server/control"
 )
 
 // demoSubscribers plays two subscribing departments after the publishing:

@@ -10,11 +10,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/jutong/jutong/access"
-	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/feed"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/pipeline"
+	"github.com/jutong/jutong/pipeline/feed"
+	"github.com/jutong/jutong/server/access"
 )
 
 // KafkaACLs reconciles the ACLs of a cluster, as its superuser.

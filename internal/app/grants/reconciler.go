@@ -6,12 +6,12 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/jutong/jutong/access"
-	"github.com/jutong/jutong/audit"
-	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/control"
-	"github.com/jutong/jutong/feed"
-	"github.com/jutong/jutong/topicname"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/topicname"
+	"github.com/jutong/jutong/pipeline/feed"
+	"github.com/jutong/jutong/server/access"
+	"github.com/jutong/jutong/server/audit"
+	"github.com/jutong/jutong/server/control"
 )
 
 // ACLs makes the Jutong-owned ACLs of the cluster exactly want.

@@ -12,13 +12,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/jutong/jutong/access"
-	"github.com/jutong/jutong/audit"
-	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/control"
-	"github.com/jutong/jutong/feed"
 	"github.com/jutong/jutong/internal/embedded"
-	"github.com/jutong/jutong/topicname"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/topicname"
+	"github.com/jutong/jutong/pipeline/feed"
+	"github.com/jutong/jutong/server/access"
+	"github.com/jutong/jutong/server/audit"
+	"github.com/jutong/jutong/server/control"
 )
 
 // feeds records what the reconciler asked of the feeds.

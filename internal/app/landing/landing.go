@@ -19,11 +19,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/jutong/jutong/catalog"
-	"github.com/jutong/jutong/dispute"
-	"github.com/jutong/jutong/feed"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/pipeline/feed"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/server/dispute"
 )
 
 // Config says where the sinks are.

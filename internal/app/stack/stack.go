@@ -20,12 +20,12 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/jutong/jutong/access"
-	"github.com/jutong/jutong/catalog"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/localsvc"
 	"github.com/jutong/jutong/internal/tlsca"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/server/access"
 )
 
 // LoadCatalog reads dir, or the embedded sample when dir is empty.

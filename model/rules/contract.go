@@ -1,0 +1,343 @@
+package rules
+
+import (
+	"fmt"
+	"math"
+	"math/big"
+	"math/bits"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/ident"
+	"github.com/jutong/jutong/schemas"
+)
+
+// Violation is a rejected record: which item, key, field and rule, and why.
+type Violation struct {
+	Item   string
+	Key    string
+	Field  string // empty for record-level rules
+	Rule   string // e.g. "required", "uscc.checksum", "source.owner"
+	Reason string
+}
+
+func (v *Violation) Error() string {
+	loc := v.Item
+	if v.Key != "" {
+		loc += " key " + v.Key
+	}
+	if v.Field != "" {
+		loc += " field " + v.Field
+	}
+	return fmt.Sprintf("rejected %s: rule %s: %s", loc, v.Rule, v.Reason)
+}
+
+// Check checks one event of item published by department. now bounds the
+// "not in the future" rules. It returns the first violation found, or nil.
+func Check(it *catalog.Item, department string, e *schemas.Event, now time.Time) *Violation {
+	bad := func(field, rule, format string, args ...any) *Violation {
+		return &Violation{Item: it.Code, Key: e.Key, Field: field, Rule: rule, Reason: fmt.Sprintf(format, args...)}
+	}
+	if department != it.Source {
+		return bad("", "source.owner", "department %q is not the source of this item (%q is): one datum, one source", department, it.Source)
+	}
+	if !e.Op.Valid() {
+		return bad("", "op", "operation %q is not CREATE, UPDATE, DELETE or SNAPSHOT", e.Op)
+	}
+	if strings.TrimSpace(e.Key) == "" {
+		return bad(it.Key, "key.required", "the business key is empty")
+	}
+	if vi := checkText(it.Key, e.Key); vi != nil {
+		vi.Item, vi.Key = it.Code, e.Key
+		return vi
+	}
+	if e.ID == "" {
+		return bad("", "event_id.required", "the event id is empty")
+	}
+	if vi := checkText("event_id", e.ID); vi != nil {
+		vi.Item, vi.Key = it.Code, e.Key
+		return vi
+	}
+	if len(e.ID) > 128 {
+		return bad("event_id", "event_id.length", "the event id has %d bytes, at most 128", len(e.ID))
+	}
+	if e.Op == schemas.OpDelete {
+		if e.Data != nil {
+			return bad("", "delete.data", "a delete carries no data")
+		}
+		return checkKeyRules(it, e, now)
+	}
+	if e.Data == nil {
+		return bad("", "data.required", "%s needs the record's data", e.Op)
+	}
+	for name := range e.Data {
+		if it.Field(name) == nil {
+			return bad(name, "schema.unknown_field", "the item has no such field")
+		}
+	}
+	for _, f := range it.Fields {
+		v, present := e.Data[f.Name]
+		if !present || v == nil {
+			if f.Required {
+				return bad(f.Name, "required", "%s (%s) is required", f.Name, f.Title)
+			}
+			continue
+		}
+		if vi := checkValue(f, v, now); vi != nil {
+			vi.Item, vi.Key = it.Code, e.Key
+			return vi
+		}
+	}
+	if k, _ := e.Data[it.Key].(string); k != e.Key {
+		return bad(it.Key, "key.match", "the event key %q differs from the record's %s %q", e.Key, it.Key, k)
+	}
+	return nil
+}
+
+func checkKeyRules(it *catalog.Item, e *schemas.Event, now time.Time) *Violation {
+	if vi := checkRules(it.KeyField(), e.Key, now); vi != nil {
+		vi.Item, vi.Key = it.Code, e.Key
+		return vi
+	}
+	return nil
+}
+
+func checkValue(f *catalog.Field, v any, now time.Time) *Violation {
+	typeErr := func(want string) *Violation {
+		return &Violation{Field: f.Name, Rule: "schema.type", Reason: fmt.Sprintf("want %s, got %T", want, v)}
+	}
+	switch f.Type {
+	case catalog.TypeString:
+		s, ok := v.(string)
+		if !ok {
+			return typeErr("a string")
+		}
+		if vi := checkText(f.Name, s); vi != nil {
+			return vi
+		}
+		if strings.TrimSpace(s) == "" {
+			return &Violation{Field: f.Name, Rule: "blank", Reason: fmt.Sprintf("%s (%s) is empty or blank", f.Name, f.Title)}
+		}
+		return checkRules(f, s, now)
+	case catalog.TypeEnum:
+		s, ok := v.(string)
+		if !ok {
+			return typeErr("a string")
+		}
+		for _, sym := range f.Symbols {
+			if s == sym {
+				return nil
+			}
+		}
+		return &Violation{Field: f.Name, Rule: "schema.enum", Reason: fmt.Sprintf("%q is not one of %s", s, strings.Join(f.Symbols, ", "))}
+	case catalog.TypeLong:
+		n, ok := v.(int64)
+		if !ok {
+			return typeErr("an int64")
+		}
+		if f.Min == nil && f.Max == nil {
+			return nil
+		}
+		exact := n > -1<<53 && n < 1<<53
+		return checkRange(f, float64(n), exact, func() *big.Rat { return new(big.Rat).SetInt64(n) }, 0, nil, nil)
+	case catalog.TypeDouble:
+		x, ok := v.(float64)
+		if !ok {
+			return typeErr("a float64")
+		}
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return &Violation{Field: f.Name, Rule: "schema.type", Reason: "NaN and infinities are not values"}
+		}
+		return checkRange(f, x, true, nil, 0, nil, nil)
+	case catalog.TypeBoolean:
+		if _, ok := v.(bool); !ok {
+			return typeErr("a bool")
+		}
+	case catalog.TypeDecimal:
+		r, ok := v.(*big.Rat)
+		if !ok || r == nil {
+			return typeErr("a *big.Rat")
+		}
+		if vi := checkDecimal(f, r); vi != nil {
+			return vi
+		}
+		if f.Min == nil && f.Max == nil {
+			return nil
+		}
+		if u, ok := unscaled(f, r); ok {
+			// Compare in units of the scale when the bounds are whole units.
+			if lo, hi, ok := scaledBounds(f); ok {
+				x, _ := r.Float64()
+				return checkRange(f, x, true, nil, u, lo, hi)
+			}
+		}
+		x, exact := r.Float64()
+		return checkRange(f, x, exact, func() *big.Rat { return r }, 0, nil, nil)
+	case catalog.TypeDate, catalog.TypeTimestamp:
+		t, ok := v.(time.Time)
+		if !ok {
+			return typeErr("a time.Time")
+		}
+		if f.HasRule("not_future") && t.After(now) {
+			return &Violation{Field: f.Name, Rule: "not_future", Reason: fmt.Sprintf("%s is in the future", t.Format(time.RFC3339))}
+		}
+	}
+	return nil
+}
+
+// checkDecimal refuses values that the column cannot hold exactly: more
+// fractional digits than the scale (Avro would silently truncate them) or
+// more integer digits than precision-scale.
+func checkDecimal(f *catalog.Field, r *big.Rat) *Violation {
+	if f.Precision <= 18 && r.Num().IsInt64() && r.Denom().IsInt64() {
+		// Fast path without big arithmetic: unscaled = num * 10^scale / den.
+		num, den := r.Num().Int64(), r.Denom().Int64()
+		hi, lo := bits.Mul64(uint64(absInt(num)), uint64(pow10[f.Scale]))
+		if hi == 0 && lo <= math.MaxInt64 {
+			if int64(lo)%den != 0 {
+				return &Violation{Field: f.Name, Rule: "decimal.scale", Reason: fmt.Sprintf("%s has more than %d decimal places", r.RatString(), f.Scale)}
+			}
+			if int64(lo)/den >= pow10[f.Precision] {
+				return &Violation{Field: f.Name, Rule: "decimal.precision", Reason: fmt.Sprintf("%s has more than %d digits", r.FloatString(f.Scale), f.Precision)}
+			}
+			return nil
+		}
+	}
+	scaled := new(big.Rat).Mul(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(f.Scale)), nil)))
+	if !scaled.IsInt() {
+		return &Violation{Field: f.Name, Rule: "decimal.scale", Reason: fmt.Sprintf("%s has more than %d decimal places", r.RatString(), f.Scale)}
+	}
+	limit := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(f.Precision)), nil)
+	if new(big.Int).Abs(scaled.Num()).Cmp(limit) >= 0 {
+		return &Violation{Field: f.Name, Rule: "decimal.precision", Reason: fmt.Sprintf("%s has more than %d digits", r.FloatString(f.Scale), f.Precision)}
+	}
+	return nil
+}
+
+var pow10 = [19]int64{1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18}
+
+func absInt(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+// checkRange applies the field's inclusive min and max. A decimal compares
+// as an integer count of its scale's units (u against lo, hi) when it can;
+// other values compare as float64 when that is exact, else as rationals.
+func checkRange(f *catalog.Field, x float64, exact bool, r func() *big.Rat, u int64, lo, hi *int64) *Violation {
+	below := func(bound float64) bool {
+		switch {
+		case lo != nil:
+			return u < *lo
+		case exact:
+			return x < bound
+		}
+		return r().Cmp(new(big.Rat).SetFloat64(bound)) < 0
+	}
+	above := func(bound float64) bool {
+		switch {
+		case hi != nil:
+			return u > *hi
+		case exact:
+			return x > bound
+		}
+		return r().Cmp(new(big.Rat).SetFloat64(bound)) > 0
+	}
+	if f.Min != nil && below(*f.Min) {
+		return &Violation{Field: f.Name, Rule: "range.min", Reason: fmt.Sprintf("%v is below the minimum %v", x, *f.Min)}
+	}
+	if f.Max != nil && above(*f.Max) {
+		return &Violation{Field: f.Name, Rule: "range.max", Reason: fmt.Sprintf("%v is above the maximum %v", x, *f.Max)}
+	}
+	return nil
+}
+
+// unscaled returns r in units of the field's scale, when it fits an int64.
+func unscaled(f *catalog.Field, r *big.Rat) (int64, bool) {
+	if f.Scale > 18 || !r.Num().IsInt64() || !r.Denom().IsInt64() {
+		return 0, false
+	}
+	num, den := r.Num().Int64(), r.Denom().Int64()
+	hi, lo := bits.Mul64(uint64(absInt(num)), uint64(pow10[f.Scale]))
+	if hi != 0 || lo > math.MaxInt64 || int64(lo)%den != 0 {
+		return 0, false
+	}
+	u := int64(lo) / den
+	if num < 0 {
+		u = -u
+	}
+	return u, true
+}
+
+// scaledBounds returns min and max in units of the scale (a nil bound is
+// absent), when they are whole units that float64 holds exactly.
+func scaledBounds(f *catalog.Field) (lo, hi *int64, ok bool) {
+	conv := func(b *float64) (*int64, bool) {
+		if b == nil {
+			return nil, true
+		}
+		if f.Scale > 15 {
+			return nil, false
+		}
+		v := *b * float64(pow10[f.Scale])
+		if v != math.Trunc(v) || math.Abs(v) >= 1<<53 {
+			return nil, false
+		}
+		n := int64(v)
+		return &n, true
+	}
+	lo, okLo := conv(f.Min)
+	hi, okHi := conv(f.Max)
+	if !okLo || !okHi || (lo == nil && hi == nil) {
+		return nil, nil, false
+	}
+	return lo, hi, true
+}
+
+// checkText refuses text that a database cannot keep as it was sent: NUL
+// characters (PostgreSQL refuses them) and bytes that are not UTF-8 (which
+// would otherwise be rewritten somewhere on the way). Never silently fixed.
+func checkText(field, s string) *Violation {
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		return &Violation{Field: field, Rule: "text.nul", Reason: fmt.Sprintf("%s holds a NUL character at byte %d", field, i)}
+	}
+	if !utf8.ValidString(s) {
+		return &Violation{Field: field, Rule: "text.utf8", Reason: fmt.Sprintf("%s is not valid UTF-8 at byte %d", field, invalidAt([]byte(s)))}
+	}
+	return nil
+}
+
+// invalidAt is the offset of the first byte of b that is not UTF-8.
+func invalidAt(b []byte) int {
+	i := 0
+	for i < len(b) {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			break
+		}
+		i += n
+	}
+	return i
+}
+
+func checkRules(f *catalog.Field, s string, now time.Time) *Violation {
+	for _, rule := range f.Rules {
+		var err error
+		switch rule {
+		case "uscc":
+			err = ident.CheckUSCC(s)
+		case "citizen_id":
+			err = ident.CheckCitizenID(s, now)
+		case "division":
+			err = ident.CheckDivision(s)
+		}
+		if ie, ok := err.(*ident.Error); ok {
+			return &Violation{Field: f.Name, Rule: ie.Rule, Reason: ie.Error()}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,156 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/model/topicname"
+)
+
+// PositionsTopic keeps the read auditor's last seen group offsets
+// (compacted), written in the same transaction as the read events.
+const PositionsTopic = topicname.AuditPositions
+
+// Reads audits what departments read, from Kafka itself: the committed
+// offsets of every department's consumer groups, whatever client they use.
+// Each poll turns the offsets' advance since the last poll into one read
+// event per group and topic: department, item, grant, records, window.
+type Reads struct {
+	k []kgo.Opt
+	// Resolve maps a group and a topic to the department, the item and the
+	// grant it is read under; ok false for groups that are not a
+	// department's.
+	resolve func(group, topic string) (dept, item, grant string, ok bool)
+	cl      *kgo.Client // transactional: events and positions together
+	last    map[string]int64
+	lastAt  time.Time
+	loaded  bool
+}
+
+// NewReads makes a read auditor; prefix begins its transactional id
+// (<prefix>audit.reads; "" for "jutong.").
+func NewReads(k []kgo.Opt, prefix string, resolve func(group, topic string) (dept, item, grant string, ok bool)) (*Reads, error) {
+	if prefix == "" {
+		prefix = "jutong."
+	}
+	cl, err := kafkaconn.NewClient(k, kgo.TransactionalID(prefix+"audit.reads"))
+	if err != nil {
+		return nil, err
+	}
+	return &Reads{k: k, resolve: resolve, cl: cl, last: map[string]int64{}}, nil
+}
+
+// Close closes the auditor's client.
+func (r *Reads) Close() { r.cl.Close() }
+
+type position struct {
+	Offset int64     `json:"offset"`
+	At     time.Time `json:"at"`
+}
+
+func (r *Reads) load(ctx context.Context) error {
+	err := kafkaconn.ReadAll(ctx, r.k, PositionsTopic, func(rec *kgo.Record) {
+		var p position
+		if json.Unmarshal(rec.Value, &p) == nil {
+			r.last[string(rec.Key)] = p.Offset
+			if p.At.After(r.lastAt) {
+				r.lastAt = p.At
+			}
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	r.loaded = true
+	return nil
+}
+
+// Poll audits the reads since the last poll and returns the events written.
+func (r *Reads) Poll(ctx context.Context) ([]Event, error) {
+	if !r.loaded {
+		if err := r.load(ctx); err != nil {
+			return nil, err
+		}
+	}
+	admin, err := kafkaconn.NewClient(r.k)
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close()
+	adm := kadm.NewClient(admin)
+	listed, err := adm.ListGroups(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("audit: list groups: %w", err)
+	}
+	var groups []string
+	for _, g := range listed.Groups() {
+		groups = append(groups, g)
+	}
+	now := time.Now().UTC()
+	start := r.lastAt
+	if start.IsZero() {
+		start = now
+	}
+	type gt struct{ group, topic string }
+	read := map[gt]int64{}
+	moved := map[string]int64{}
+	fetched := adm.FetchManyOffsets(ctx, groups...)
+	for _, resp := range fetched {
+		if resp.Err != nil {
+			continue
+		}
+		resp.Fetched.Each(func(o kadm.OffsetResponse) {
+			if o.Err != nil || o.At < 0 {
+				return
+			}
+			if _, _, _, ok := r.resolve(resp.Group, o.Topic); !ok {
+				return
+			}
+			key := resp.Group + "|" + o.Topic + "|" + strconv.Itoa(int(o.Partition))
+			prev := r.last[key]
+			if o.At > prev {
+				read[gt{resp.Group, o.Topic}] += o.At - prev
+				moved[key] = o.At
+			}
+		})
+	}
+	if len(moved) == 0 {
+		return nil, nil
+	}
+	var evs []Event
+	var recs []*kgo.Record
+	for k, n := range read {
+		dept, item, grant, _ := r.resolve(k.group, k.topic)
+		e := Event{Time: now, Kind: Read, Department: dept, Item: item, Grant: grant, Actor: dept, Group: k.group,
+			Records: n, WindowStart: start, WindowEnd: now, Detail: "topic " + k.topic}
+		b, _ := json.Marshal(e)
+		evs = append(evs, e)
+		recs = append(recs, &kgo.Record{Topic: Topic, Key: []byte(dept), Value: b})
+	}
+	for key, off := range moved {
+		b, _ := json.Marshal(position{Offset: off, At: now})
+		recs = append(recs, &kgo.Record{Topic: PositionsTopic, Key: []byte(key), Value: b})
+	}
+	if err := r.cl.BeginTransaction(); err != nil {
+		return nil, err
+	}
+	if err := r.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		_ = r.cl.EndTransaction(context.WithoutCancel(ctx), kgo.TryAbort)
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	if err := r.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	for key, off := range moved {
+		r.last[key] = off
+	}
+	r.lastAt = now
+	return evs, nil
+}
