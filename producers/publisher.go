@@ -153,12 +153,11 @@ func (p *Publisher) record(pr *prepared, e *schemas.Event) (*kgo.Record, *rules.
 	if err != nil {
 		// The checks above make this unreachable for catalog types; keep
 		// the record all the same, as a schema violation.
-		v := &rules.Violation{Item: it.Code, Key: e.Key, Rule: "schema.encode", Reason: err.Error()}
+		v := &rules.Violation{Item: it.Code, Key: e.Key, Rule: rules.SchemaEncode, Reason: err.Error()}
 		return refusalRecord(p.dept, it, e, v, e.PublishTime, nil), v
 	}
-	if len(value) > it.RecordLimit() {
-		v := &rules.Violation{Item: it.Code, Key: e.Key, Rule: "record.size",
-			Reason: fmt.Sprintf("the record has %d bytes encoded, the item's limit is %d", len(value), it.RecordLimit())}
+	if v := rules.Size(it, len(value), "the record encoded"); v != nil {
+		v.Key = e.Key
 		return refusalRecord(p.dept, it, e, v, e.PublishTime, value), v
 	}
 	return &kgo.Record{

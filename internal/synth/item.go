@@ -11,6 +11,7 @@ import (
 
 	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/model/ident"
+	"github.com/jutong/jutong/model/rules/field"
 	"github.com/jutong/jutong/schemas"
 )
 
@@ -87,20 +88,22 @@ func (g *Generator) pastDate(minYears, maxYears int) time.Time {
 	return g.now.Truncate(24*time.Hour).AddDate(0, 0, -days)
 }
 
-func (g *Generator) citizenID() string {
-	return ident.NewCitizenID(g.r, g.division(), g.pastDate(18, 80), g.r.IntN(2) == 0)
+// ruled makes a valid value of the field's text rule (package field);
+// ok is false for a field without one.
+func (g *Generator) ruled(f *catalog.Field) (string, bool) {
+	for _, name := range f.Rules {
+		if r, ok := field.Lookup(name); ok && r.Example != nil {
+			return r.Example(g.r, g.division(), g.now), true
+		}
+	}
+	return "", false
 }
 
 // newKey makes a fresh business key in the key field's format.
 func (g *Generator) newKey() string {
 	f := g.it.KeyField()
-	switch {
-	case f.HasRule("uscc"):
-		return ident.NewUSCC(g.r, g.division())
-	case f.HasRule("citizen_id"):
-		return g.citizenID()
-	case f.HasRule("division"):
-		return g.division()
+	if v, ok := g.ruled(f); ok {
+		return v
 	}
 	g.seq++
 	year := g.now.Year()
@@ -199,13 +202,8 @@ func bounds(f *catalog.Field, lo, hi float64) (float64, float64) {
 
 // text makes a string value from the field's rules, name and title.
 func (g *Generator) text(f *catalog.Field, rec map[string]any) string {
-	switch {
-	case f.HasRule("uscc"):
-		return ident.NewUSCC(g.r, g.division())
-	case f.HasRule("citizen_id"):
-		return g.citizenID()
-	case f.HasRule("division"):
-		return g.division()
+	if v, ok := g.ruled(f); ok {
+		return v
 	}
 	t := f.Title
 	switch {
@@ -287,16 +285,15 @@ func (g *Generator) Corrupt(ev *schemas.Event) *schemas.Event {
 	}
 	for _, f := range g.it.Fields {
 		s, ok := bad.Data[f.Name].(string)
-		if !ok || f.Name == g.it.Key || len(s) != 18 || !(f.HasRule("citizen_id") || f.HasRule("uscc")) {
+		if !ok || f.Name == g.it.Key {
 			continue
 		}
-		last := s[17]
-		repl := byte('0')
-		if last == '0' {
-			repl = '1'
+		for _, name := range f.Rules {
+			if r, ok := field.Lookup(name); ok && r.Corrupt != nil {
+				bad.Data[f.Name] = r.Corrupt(s) // the check character no longer matches
+				return &bad
+			}
 		}
-		bad.Data[f.Name] = s[:17] + string(repl) // the check character no longer matches
-		return &bad
 	}
 	for _, f := range g.it.Fields {
 		if f.Required && f.Type == catalog.TypeString && f.Name != g.it.Key {

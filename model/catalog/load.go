@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/jutong/jutong/model/rules/field"
 )
 
 //go:embed data
@@ -106,7 +108,6 @@ func (e *ValidationError) Error() string {
 var (
 	itemCodeRe  = regexp.MustCompile(`^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$`)
 	fieldNameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
-	knownRules  = map[string]bool{"uscc": true, "citizen_id": true, "division": true, "not_future": true}
 	frequencies = map[string]bool{"realtime": true, "daily": true, "weekly": true, "monthly": true, "quarterly": true, "yearly": true}
 	policies    = map[string]bool{"": true, "delete": true, "compact": true, "compact,delete": true}
 )
@@ -303,19 +304,14 @@ func validateField(fd *Field, bad func(string, ...any)) {
 		bad("grade must be 1 to 4")
 	}
 	for _, r := range fd.Rules {
-		if !knownRules[r] {
-			bad("unknown rule %q", r)
-			continue
-		}
-		switch r {
-		case "uscc", "citizen_id", "division":
-			if fd.Type != TypeString {
-				bad("rule %q needs a string field", r)
-			}
-		case "not_future":
-			if fd.Type != TypeDate && fd.Type != TypeTimestamp {
-				bad("rule %q needs a date or timestamp field", r)
-			}
+		rule, ok := field.Lookup(r)
+		switch {
+		case !ok:
+			bad("unknown rule %q (known: %s)", r, strings.Join(field.Names(), ", "))
+		case rule.Kind == field.Text && fd.Type != TypeString:
+			bad("rule %q needs a string field", r)
+		case rule.Kind == field.Time && fd.Type != TypeDate && fd.Type != TypeTimestamp:
+			bad("rule %q needs a date or timestamp field", r)
 		}
 	}
 }

@@ -173,8 +173,9 @@ type Field struct {
 	Precision int       `json:"precision,omitempty"`
 	Scale     int       `json:"scale,omitempty"`
 	Symbols   []string  `json:"symbols,omitempty"`
-	// Rules are content checks applied at the door: "uscc", "citizen_id",
-	// "division", "not_future".
+	// Rules are content checks applied at the door, by name: those of
+	// package model/rules/field ("uscc", "citizen_id", "division",
+	// "not_future").
 	Rules []string `json:"rules,omitempty"`
 	// Min and Max bound long, double and decimal values (inclusive).
 	Min *float64 `json:"min,omitempty"`

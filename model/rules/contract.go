@@ -10,7 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jutong/jutong/model/catalog"
-	"github.com/jutong/jutong/model/ident"
+	"github.com/jutong/jutong/model/rules/field"
 	"github.com/jutong/jutong/schemas"
 )
 
@@ -34,54 +34,74 @@ func (v *Violation) Error() string {
 	return fmt.Sprintf("rejected %s: rule %s: %s", loc, v.Rule, v.Reason)
 }
 
+// Owner refuses a record of item from a department that is not its source
+// (one datum, one source).
+func Owner(it *catalog.Item, department string) *Violation {
+	if department == it.Source {
+		return nil
+	}
+	return &Violation{Item: it.Code, Rule: SourceOwner,
+		Reason: fmt.Sprintf("department %q is not the source of this item (%q is): one datum, one source", department, it.Source)}
+}
+
+// Size refuses a record of item of n bytes over the item's limit; what says
+// what was measured ("the record", "the record encoded", "line 3").
+func Size(it *catalog.Item, n int, what string) *Violation {
+	if n <= it.RecordLimit() {
+		return nil
+	}
+	return &Violation{Item: it.Code, Rule: RecordSize, Reason: fmt.Sprintf("%s has %d bytes, the item's limit is %d", what, n, it.RecordLimit())}
+}
+
 // Check checks one event of item published by department. now bounds the
 // "not in the future" rules. It returns the first violation found, or nil.
 func Check(it *catalog.Item, department string, e *schemas.Event, now time.Time) *Violation {
 	bad := func(field, rule, format string, args ...any) *Violation {
 		return &Violation{Item: it.Code, Key: e.Key, Field: field, Rule: rule, Reason: fmt.Sprintf(format, args...)}
 	}
-	if department != it.Source {
-		return bad("", "source.owner", "department %q is not the source of this item (%q is): one datum, one source", department, it.Source)
+	if v := Owner(it, department); v != nil {
+		v.Key = e.Key
+		return v
 	}
 	if !e.Op.Valid() {
-		return bad("", "op", "operation %q is not CREATE, UPDATE, DELETE or SNAPSHOT", e.Op)
+		return bad("", Op, "operation %q is not CREATE, UPDATE, DELETE or SNAPSHOT", e.Op)
 	}
 	if strings.TrimSpace(e.Key) == "" {
-		return bad(it.Key, "key.required", "the business key is empty")
+		return bad(it.Key, KeyRequired, "the business key is empty")
 	}
 	if vi := checkText(it.Key, e.Key); vi != nil {
 		vi.Item, vi.Key = it.Code, e.Key
 		return vi
 	}
 	if e.ID == "" {
-		return bad("", "event_id.required", "the event id is empty")
+		return bad("", EventIDRequired, "the event id is empty")
 	}
 	if vi := checkText("event_id", e.ID); vi != nil {
 		vi.Item, vi.Key = it.Code, e.Key
 		return vi
 	}
 	if len(e.ID) > 128 {
-		return bad("event_id", "event_id.length", "the event id has %d bytes, at most 128", len(e.ID))
+		return bad("event_id", EventIDLength, "the event id has %d bytes, at most 128", len(e.ID))
 	}
 	if e.Op == schemas.OpDelete {
 		if e.Data != nil {
-			return bad("", "delete.data", "a delete carries no data")
+			return bad("", DeleteData, "a delete carries no data")
 		}
 		return checkKeyRules(it, e, now)
 	}
 	if e.Data == nil {
-		return bad("", "data.required", "%s needs the record's data", e.Op)
+		return bad("", DataRequired, "%s needs the record's data", e.Op)
 	}
 	for name := range e.Data {
 		if it.Field(name) == nil {
-			return bad(name, "schema.unknown_field", "the item has no such field")
+			return bad(name, SchemaUnknownField, "the item has no such field")
 		}
 	}
 	for _, f := range it.Fields {
 		v, present := e.Data[f.Name]
 		if !present || v == nil {
 			if f.Required {
-				return bad(f.Name, "required", "%s (%s) is required", f.Name, f.Title)
+				return bad(f.Name, Required, "%s (%s) is required", f.Name, f.Title)
 			}
 			continue
 		}
@@ -91,7 +111,7 @@ func Check(it *catalog.Item, department string, e *schemas.Event, now time.Time)
 		}
 	}
 	if k, _ := e.Data[it.Key].(string); k != e.Key {
-		return bad(it.Key, "key.match", "the event key %q differs from the record's %s %q", e.Key, it.Key, k)
+		return bad(it.Key, KeyMatch, "the event key %q differs from the record's %s %q", e.Key, it.Key, k)
 	}
 	return nil
 }
@@ -106,7 +126,7 @@ func checkKeyRules(it *catalog.Item, e *schemas.Event, now time.Time) *Violation
 
 func checkValue(f *catalog.Field, v any, now time.Time) *Violation {
 	typeErr := func(want string) *Violation {
-		return &Violation{Field: f.Name, Rule: "schema.type", Reason: fmt.Sprintf("want %s, got %T", want, v)}
+		return &Violation{Field: f.Name, Rule: SchemaType, Reason: fmt.Sprintf("want %s, got %T", want, v)}
 	}
 	switch f.Type {
 	case catalog.TypeString:
@@ -118,7 +138,7 @@ func checkValue(f *catalog.Field, v any, now time.Time) *Violation {
 			return vi
 		}
 		if strings.TrimSpace(s) == "" {
-			return &Violation{Field: f.Name, Rule: "blank", Reason: fmt.Sprintf("%s (%s) is empty or blank", f.Name, f.Title)}
+			return &Violation{Field: f.Name, Rule: Blank, Reason: fmt.Sprintf("%s (%s) is empty or blank", f.Name, f.Title)}
 		}
 		return checkRules(f, s, now)
 	case catalog.TypeEnum:
@@ -131,7 +151,7 @@ func checkValue(f *catalog.Field, v any, now time.Time) *Violation {
 				return nil
 			}
 		}
-		return &Violation{Field: f.Name, Rule: "schema.enum", Reason: fmt.Sprintf("%q is not one of %s", s, strings.Join(f.Symbols, ", "))}
+		return &Violation{Field: f.Name, Rule: SchemaEnum, Reason: fmt.Sprintf("%q is not one of %s", s, strings.Join(f.Symbols, ", "))}
 	case catalog.TypeLong:
 		n, ok := v.(int64)
 		if !ok {
@@ -148,7 +168,7 @@ func checkValue(f *catalog.Field, v any, now time.Time) *Violation {
 			return typeErr("a float64")
 		}
 		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return &Violation{Field: f.Name, Rule: "schema.type", Reason: "NaN and infinities are not values"}
+			return &Violation{Field: f.Name, Rule: SchemaType, Reason: "NaN and infinities are not values"}
 		}
 		return checkRange(f, x, true, nil, 0, nil, nil)
 	case catalog.TypeBoolean:
@@ -180,8 +200,12 @@ func checkValue(f *catalog.Field, v any, now time.Time) *Violation {
 		if !ok {
 			return typeErr("a time.Time")
 		}
-		if f.HasRule("not_future") && t.After(now) {
-			return &Violation{Field: f.Name, Rule: "not_future", Reason: fmt.Sprintf("%s is in the future", t.Format(time.RFC3339))}
+		for _, name := range f.Rules {
+			if r, ok := field.Lookup(name); ok && r.Kind == field.Time {
+				if rule, why, ok := r.CheckTime(t, now); !ok {
+					return &Violation{Field: f.Name, Rule: rule, Reason: why}
+				}
+			}
 		}
 	}
 	return nil
@@ -197,21 +221,21 @@ func checkDecimal(f *catalog.Field, r *big.Rat) *Violation {
 		hi, lo := bits.Mul64(uint64(absInt(num)), uint64(pow10[f.Scale]))
 		if hi == 0 && lo <= math.MaxInt64 {
 			if int64(lo)%den != 0 {
-				return &Violation{Field: f.Name, Rule: "decimal.scale", Reason: fmt.Sprintf("%s has more than %d decimal places", r.RatString(), f.Scale)}
+				return &Violation{Field: f.Name, Rule: DecimalScale, Reason: fmt.Sprintf("%s has more than %d decimal places", r.RatString(), f.Scale)}
 			}
 			if int64(lo)/den >= pow10[f.Precision] {
-				return &Violation{Field: f.Name, Rule: "decimal.precision", Reason: fmt.Sprintf("%s has more than %d digits", r.FloatString(f.Scale), f.Precision)}
+				return &Violation{Field: f.Name, Rule: DecimalPrecision, Reason: fmt.Sprintf("%s has more than %d digits", r.FloatString(f.Scale), f.Precision)}
 			}
 			return nil
 		}
 	}
 	scaled := new(big.Rat).Mul(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(f.Scale)), nil)))
 	if !scaled.IsInt() {
-		return &Violation{Field: f.Name, Rule: "decimal.scale", Reason: fmt.Sprintf("%s has more than %d decimal places", r.RatString(), f.Scale)}
+		return &Violation{Field: f.Name, Rule: DecimalScale, Reason: fmt.Sprintf("%s has more than %d decimal places", r.RatString(), f.Scale)}
 	}
 	limit := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(f.Precision)), nil)
 	if new(big.Int).Abs(scaled.Num()).Cmp(limit) >= 0 {
-		return &Violation{Field: f.Name, Rule: "decimal.precision", Reason: fmt.Sprintf("%s has more than %d digits", r.FloatString(f.Scale), f.Precision)}
+		return &Violation{Field: f.Name, Rule: DecimalPrecision, Reason: fmt.Sprintf("%s has more than %d digits", r.FloatString(f.Scale), f.Precision)}
 	}
 	return nil
 }
@@ -248,10 +272,10 @@ func checkRange(f *catalog.Field, x float64, exact bool, r func() *big.Rat, u in
 		return r().Cmp(new(big.Rat).SetFloat64(bound)) > 0
 	}
 	if f.Min != nil && below(*f.Min) {
-		return &Violation{Field: f.Name, Rule: "range.min", Reason: fmt.Sprintf("%v is below the minimum %v", x, *f.Min)}
+		return &Violation{Field: f.Name, Rule: RangeMin, Reason: fmt.Sprintf("%v is below the minimum %v", x, *f.Min)}
 	}
 	if f.Max != nil && above(*f.Max) {
-		return &Violation{Field: f.Name, Rule: "range.max", Reason: fmt.Sprintf("%v is above the maximum %v", x, *f.Max)}
+		return &Violation{Field: f.Name, Rule: RangeMax, Reason: fmt.Sprintf("%v is above the maximum %v", x, *f.Max)}
 	}
 	return nil
 }
@@ -303,10 +327,10 @@ func scaledBounds(f *catalog.Field) (lo, hi *int64, ok bool) {
 // would otherwise be rewritten somewhere on the way). Never silently fixed.
 func checkText(field, s string) *Violation {
 	if i := strings.IndexByte(s, 0); i >= 0 {
-		return &Violation{Field: field, Rule: "text.nul", Reason: fmt.Sprintf("%s holds a NUL character at byte %d", field, i)}
+		return &Violation{Field: field, Rule: TextNUL, Reason: fmt.Sprintf("%s holds a NUL character at byte %d", field, i)}
 	}
 	if !utf8.ValidString(s) {
-		return &Violation{Field: field, Rule: "text.utf8", Reason: fmt.Sprintf("%s is not valid UTF-8 at byte %d", field, invalidAt([]byte(s)))}
+		return &Violation{Field: field, Rule: TextUTF8, Reason: fmt.Sprintf("%s is not valid UTF-8 at byte %d", field, invalidAt([]byte(s)))}
 	}
 	return nil
 }
@@ -324,19 +348,13 @@ func invalidAt(b []byte) int {
 	return i
 }
 
+// checkRules applies the field's text rules (package field).
 func checkRules(f *catalog.Field, s string, now time.Time) *Violation {
-	for _, rule := range f.Rules {
-		var err error
-		switch rule {
-		case "uscc":
-			err = ident.CheckUSCC(s)
-		case "citizen_id":
-			err = ident.CheckCitizenID(s, now)
-		case "division":
-			err = ident.CheckDivision(s)
-		}
-		if ie, ok := err.(*ident.Error); ok {
-			return &Violation{Field: f.Name, Rule: ie.Rule, Reason: ie.Error()}
+	for _, name := range f.Rules {
+		if r, ok := field.Lookup(name); ok && r.Kind == field.Text {
+			if rule, why, ok := r.CheckText(s, now); !ok {
+				return &Violation{Field: f.Name, Rule: rule, Reason: why}
+			}
 		}
 	}
 	return nil

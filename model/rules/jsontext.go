@@ -22,10 +22,10 @@ func CheckJSONText(line int, raw []byte) *Violation {
 	}
 	if !utf8.Valid(raw) {
 		at := invalidAt(raw)
-		return &Violation{Field: fieldBefore(raw, at), Rule: "text.utf8", Reason: fmt.Sprintf("%sis not valid UTF-8 at byte %d", where, at)}
+		return &Violation{Field: fieldBefore(raw, at), Rule: TextUTF8, Reason: fmt.Sprintf("%sis not valid UTF-8 at byte %d", where, at)}
 	}
 	if at, esc, ok := loneSurrogate(raw); ok {
-		return &Violation{Field: fieldBefore(raw, at), Rule: "text.utf8",
+		return &Violation{Field: fieldBefore(raw, at), Rule: TextUTF8,
 			Reason: fmt.Sprintf("%sholds the escape %s at byte %d: a lone UTF-16 surrogate is no character (a pair \\uD83D\\uDE00 is)", where, esc, at)}
 	}
 	return nil

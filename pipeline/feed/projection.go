@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/rules/field"
 	"github.com/jutong/jutong/schemas"
 )
 
@@ -139,19 +140,21 @@ func (p *Projection) Apply(data map[string]any) map[string]any {
 	return out
 }
 
-// Mask renders a value with its identifying part hidden: citizen IDs keep
-// their first 6 and last 4 characters (the division and the check), credit
-// codes their first 8, names their first character, other text its first
-// and last quarter; numbers, dates and times are hidden whole.
+// Mask renders a value with its identifying part hidden: a value of a field
+// rule's form as the rule masks it (citizen IDs keep their first 6 and last
+// 4 characters, the division and the check; credit codes their first 8:
+// package field), names their first character, other text its first and
+// last quarter; numbers, dates and times are hidden whole.
 func Mask(f *catalog.Field, v any) string {
 	switch x := v.(type) {
 	case string:
+		if r, ok := maskingRule(f); ok {
+			if m, ok := r.Mask(x); ok {
+				return m
+			}
+		}
 		n := utf8.RuneCountInString(x)
 		switch {
-		case f.HasRule("citizen_id") && n == 18:
-			return x[:6] + strings.Repeat("*", 8) + x[14:]
-		case f.HasRule("uscc") && n == 18:
-			return x[:8] + strings.Repeat("*", 10)
 		case n <= 1:
 			return "*"
 		case n <= 4: // a personal name
@@ -203,12 +206,22 @@ func (p *Projection) Describe() string {
 	return b.String()
 }
 
+// maskingRule is the field's rule that says how to mask its values (package
+// field), if it has one.
+func maskingRule(f *catalog.Field) (field.Rule, bool) {
+	for _, name := range f.Rules {
+		if r, ok := field.Lookup(name); ok && r.Mask != nil {
+			return r, true
+		}
+	}
+	return field.Rule{}, false
+}
+
 func maskRule(f *catalog.Field) string {
+	if r, ok := maskingRule(f); ok {
+		return r.MaskDoc
+	}
 	switch {
-	case f.HasRule("citizen_id"):
-		return "first 6 and last 4 characters"
-	case f.HasRule("uscc"):
-		return "first 8 characters"
 	case f.Type == catalog.TypeString || f.Type == catalog.TypeEnum:
 		return "first and last quarter; names their first character"
 	default:

@@ -211,16 +211,16 @@ func (a *Adapter) diff(lines []line) *changes {
 			c.seen[key] = key != ""
 			continue
 		case key == "":
-			reject(l, key, &rules.Violation{Field: it.Key, Rule: "key.required", Reason: fmt.Sprintf("line %d has no %s", l.n, it.Key)})
+			reject(l, key, &rules.Violation{Field: it.Key, Rule: rules.KeyRequired, Reason: fmt.Sprintf("line %d has no %s", l.n, it.Key)})
 			continue
 		case c.seen[key]:
-			reject(l, key, &rules.Violation{Field: it.Key, Rule: "key.duplicate", Reason: fmt.Sprintf("line %d repeats key %s within one extract", l.n, key)})
+			reject(l, key, &rules.Violation{Field: it.Key, Rule: rules.KeyDuplicate, Reason: fmt.Sprintf("line %d repeats key %s within one extract", l.n, key)})
 			continue
 		}
 		c.seen[key] = true
 		canon, err := schemas.JSONValues(it, l.data)
 		if err != nil {
-			reject(l, key, &rules.Violation{Rule: "schema.type", Reason: err.Error()})
+			reject(l, key, &rules.Violation{Rule: rules.SchemaType, Reason: err.Error()})
 			continue
 		}
 		sumHash := sha256.Sum256(canon)
@@ -362,13 +362,13 @@ func readCSV(r io.Reader, it *catalog.Item, corrects string) ([]line, error) {
 		}
 		l := line{n: n, data: map[string]any{}}
 		if err != nil {
-			l.bad = &rules.Violation{Rule: "csv.syntax", Reason: fmt.Sprintf("line %d: %v", n, err)}
+			l.bad = &rules.Violation{Rule: rules.CSVSyntax, Reason: fmt.Sprintf("line %d: %v", n, err)}
 			out = append(out, l)
 			continue
 		}
 		l.raw = []byte(strings.Join(rec, ","))
 		if len(rec) != len(header) {
-			l.bad = &rules.Violation{Rule: "csv.columns", Reason: fmt.Sprintf("line %d has %d columns, the header %d", n, len(rec), len(header))}
+			l.bad = &rules.Violation{Rule: rules.CSVColumns, Reason: fmt.Sprintf("line %d has %d columns, the header %d", n, len(rec), len(header))}
 			out = append(out, l)
 			continue
 		}
@@ -385,7 +385,7 @@ func readCSV(r io.Reader, it *catalog.Item, corrects string) ([]line, error) {
 			v, err := schemas.FromText(f, rec[i])
 			var fe *schemas.FieldError
 			if errors.As(err, &fe) && l.bad == nil {
-				l.bad = &rules.Violation{Field: fe.Field, Rule: "schema.type", Reason: fmt.Sprintf("line %d: %s", n, fe.Reason)}
+				l.bad = &rules.Violation{Field: fe.Field, Rule: rules.SchemaType, Reason: fmt.Sprintf("line %d: %s", n, fe.Reason)}
 			}
 			if err == nil {
 				l.data[f.Name] = v
@@ -414,7 +414,7 @@ func readJSONL(r io.Reader, it *catalog.Item, corrects string) ([]line, error) {
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.UseNumber()
 		if err := dec.Decode(&rec); err != nil {
-			l.bad = &rules.Violation{Rule: "json.syntax", Reason: fmt.Sprintf("line %d: %v", n, err)}
+			l.bad = &rules.Violation{Rule: rules.JSONSyntax, Reason: fmt.Sprintf("line %d: %v", n, err)}
 			out = append(out, l)
 			continue
 		}
@@ -428,7 +428,7 @@ func readJSONL(r io.Reader, it *catalog.Item, corrects string) ([]line, error) {
 		var fe *schemas.FieldError
 		if errors.As(err, &fe) {
 			l.data = rec
-			l.bad = &rules.Violation{Field: fe.Field, Rule: "schema.type", Reason: fmt.Sprintf("line %d: %s", n, fe.Reason)}
+			l.bad = &rules.Violation{Field: fe.Field, Rule: rules.SchemaType, Reason: fmt.Sprintf("line %d: %s", n, fe.Reason)}
 		} else {
 			l.data = typed
 		}

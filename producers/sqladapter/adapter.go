@@ -479,7 +479,7 @@ func (a *Adapter) read(ctx context.Context, query string, args []any, op schemas
 			v, err := schemas.FromText(a.cfg.Item.Field(c), text[i].String)
 			var fe *schemas.FieldError
 			if errors.As(err, &fe) && bad == nil {
-				bad = &rules.Violation{Key: key, Field: fe.Field, Rule: "schema.type", Reason: fe.Reason}
+				bad = &rules.Violation{Key: key, Field: fe.Field, Rule: rules.SchemaType, Reason: fe.Reason}
 			}
 			data[c] = v
 		}

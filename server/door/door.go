@@ -266,18 +266,17 @@ func (d *Door) judge(ctx context.Context, c Candidate, now time.Time, seen map[s
 			return verdict{}, err // the registry does not answer: retry
 		}
 		if item == "" {
-			return reject(nil, c.Event, &rules.Violation{Rule: "item.unknown",
+			return reject(nil, c.Event, &rules.Violation{Rule: rules.ItemUnknown,
 				Reason: "the record names no item: no jutong.item header, and its value is not framed with the schema id of an item's subject (<item>-value)"}), nil
 		}
 		c.Item = item
 	}
 	it := d.cfg.Catalog.Item(c.Item)
 	if it == nil {
-		return reject(nil, c.Event, &rules.Violation{Item: c.Item, Rule: "item.unknown", Reason: fmt.Sprintf("%q is no catalog item", c.Item)}), nil
+		return reject(nil, c.Event, &rules.Violation{Item: c.Item, Rule: rules.ItemUnknown, Reason: fmt.Sprintf("%q is no catalog item", c.Item)}), nil
 	}
-	if c.Department != it.Source {
-		return reject(it, c.Event, &rules.Violation{Item: it.Code, Rule: "source.owner",
-			Reason: fmt.Sprintf("department %q is not the source of this item (%q is): one datum, one source", c.Department, it.Source)}), nil
+	if v := rules.Owner(it, c.Department); v != nil {
+		return reject(it, c.Event, v), nil
 	}
 	if c.Refused != nil {
 		return reject(it, c.Event, &rules.Violation{Item: it.Code, Key: c.Refused.Key, Field: c.Refused.Field, Rule: c.Refused.Rule, Reason: c.Refused.Reason}), nil
@@ -287,15 +286,14 @@ func (d *Door) judge(ctx context.Context, c Candidate, now time.Time, seen map[s
 	}
 	ev := c.Event
 	if ev == nil {
-		if len(c.Value) > it.RecordLimit() {
-			return reject(it, nil, &rules.Violation{Item: it.Code, Rule: "record.size",
-				Reason: fmt.Sprintf("the record has %d bytes, the item's limit is %d", len(c.Value), it.RecordLimit())}), nil
+		if v := rules.Size(it, len(c.Value), "the record"); v != nil {
+			return reject(it, nil, v), nil
 		}
 		var err error
 		ev, err = d.dec.DecodeItem(ctx, it, c.Value)
 		var bad *schemas.RecordError
 		if errors.As(err, &bad) {
-			return reject(it, nil, &rules.Violation{Item: it.Code, Rule: "schema.decode", Reason: bad.Error()}), nil
+			return reject(it, nil, &rules.Violation{Item: it.Code, Rule: rules.SchemaDecode, Reason: bad.Error()}), nil
 		}
 		if err != nil {
 			return verdict{}, err // the registry does not answer: retry
@@ -319,7 +317,7 @@ func (d *Door) judge(ctx context.Context, c Candidate, now time.Time, seen map[s
 	if ok, err := d.topics.exists(ctx, it.Topic()); err != nil {
 		return verdict{}, err
 	} else if !ok {
-		return reject(it, ev, &rules.Violation{Item: it.Code, Key: ev.Key, Rule: "item.no_topic",
+		return reject(it, ev, &rules.Violation{Item: it.Code, Key: ev.Key, Rule: rules.ItemNoTopic,
 			Reason: fmt.Sprintf("the item's topic %s does not exist yet (jutong catalog apply creates it)", it.Topic())}), nil
 	}
 	p, err := d.prepare(ctx, it)
@@ -328,11 +326,11 @@ func (d *Door) judge(ctx context.Context, c Candidate, now time.Time, seen map[s
 	}
 	value := schemas.Frame(make([]byte, 0, 512), p.id, nil)
 	if value, err = p.schema.AppendEncode(value, ev); err != nil {
-		return reject(it, ev, &rules.Violation{Item: it.Code, Key: ev.Key, Rule: "schema.encode", Reason: err.Error()}), nil
+		return reject(it, ev, &rules.Violation{Item: it.Code, Key: ev.Key, Rule: rules.SchemaEncode, Reason: err.Error()}), nil
 	}
-	if len(value) > it.RecordLimit() {
-		return reject(it, ev, &rules.Violation{Item: it.Code, Key: ev.Key, Rule: "record.size",
-			Reason: fmt.Sprintf("the record has %d bytes encoded, the item's limit is %d", len(value), it.RecordLimit())}), nil
+	if v := rules.Size(it, len(value), "the record encoded"); v != nil {
+		v.Key = ev.Key
+		return reject(it, ev, v), nil
 	}
 	seen[idKey(it.Code, ev.ID)] = true
 	rec := &kgo.Record{Topic: it.Topic(), Key: []byte(ev.Key), Value: value}

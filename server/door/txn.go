@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jutong/jutong/model/rules"
+
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/jutong/jutong/internal/kafkaconn"
@@ -269,15 +271,15 @@ func inboxCandidates(recs []*kgo.Record) []Candidate {
 		if kind == inbox.KindRefused {
 			var q quarantine.Record
 			if err := json.Unmarshal(r.Value, &q); err != nil {
-				q = quarantine.Record{Rule: "refused.unreadable", Reason: "a client's refusal notice that is not JSON: " + err.Error()}
+				q = quarantine.Record{Rule: rules.RefusedUnreadable, Reason: "a client's refusal notice that is not JSON: " + err.Error()}
 			}
 			if q.Rule == "" {
-				q.Rule, q.Reason = "refused.unreadable", "a client's refusal notice without a rule"
+				q.Rule, q.Reason = rules.RefusedUnreadable, "a client's refusal notice without a rule"
 			}
 			c.Refused = &q
 		} else if kind != "" {
 			c.Bad = nil
-			c.Refused = &quarantine.Record{Rule: "kind.unknown", Reason: fmt.Sprintf("record kind %q is not known", kind)}
+			c.Refused = &quarantine.Record{Rule: rules.KindUnknown, Reason: fmt.Sprintf("record kind %q is not known", kind)}
 		}
 		out = append(out, c)
 	}

@@ -222,7 +222,7 @@ func (g *Gateway) parse(it *catalog.Item, line int, raw []byte) parsed {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
 		p.ev = &schemas.Event{}
-		p.bad = &rules.Violation{Rule: "json.syntax", Reason: fmt.Sprintf("line %d is not a JSON event: %v", line, err)}
+		p.bad = &rules.Violation{Rule: rules.JSONSyntax, Reason: fmt.Sprintf("line %d is not a JSON event: %v", line, err)}
 		return p
 	}
 	p.ev = &schemas.Event{ID: in.EventID, Op: schemas.Op(in.Op), Key: in.Key}
@@ -230,7 +230,7 @@ func (g *Gateway) parse(it *catalog.Item, line int, raw []byte) parsed {
 	if in.EventTime != "" {
 		t, err := time.Parse(time.RFC3339Nano, in.EventTime)
 		if err != nil {
-			p.bad = &rules.Violation{Key: in.Key, Field: "event_time", Rule: "schema.type", Reason: fmt.Sprintf("%q is not an RFC 3339 timestamp", in.EventTime)}
+			p.bad = &rules.Violation{Key: in.Key, Field: "event_time", Rule: rules.SchemaType, Reason: fmt.Sprintf("%q is not an RFC 3339 timestamp", in.EventTime)}
 			return p
 		}
 		p.ev.EventTime = t.UTC().Truncate(time.Millisecond)
@@ -240,7 +240,7 @@ func (g *Gateway) parse(it *catalog.Item, line int, raw []byte) parsed {
 		dec := json.NewDecoder(bytes.NewReader(in.Data))
 		dec.UseNumber()
 		if err := dec.Decode(&rec); err != nil {
-			p.bad = &rules.Violation{Key: in.Key, Field: "data", Rule: "schema.type", Reason: "data must be a JSON object: " + err.Error()}
+			p.bad = &rules.Violation{Key: in.Key, Field: "data", Rule: rules.SchemaType, Reason: "data must be a JSON object: " + err.Error()}
 			return p
 		}
 		typed, err := schemas.FromJSON(it, rec)
@@ -248,7 +248,7 @@ func (g *Gateway) parse(it *catalog.Item, line int, raw []byte) parsed {
 			var fe *schemas.FieldError
 			errors.As(err, &fe)
 			p.ev.Data = rec
-			p.bad = &rules.Violation{Key: in.Key, Field: fe.Field, Rule: "schema.type", Reason: fe.Reason}
+			p.bad = &rules.Violation{Key: in.Key, Field: fe.Field, Rule: rules.SchemaType, Reason: fe.Reason}
 			return p
 		}
 		p.ev.Data = typed
@@ -261,8 +261,8 @@ func (g *Gateway) process(ctx context.Context, dept string, it *catalog.Item, li
 	resp := &Response{Results: make([]Result, len(lines))}
 	for i, raw := range lines {
 		c := door.Candidate{Department: dept, Item: it.Code, Raw: raw}
-		if len(raw) > it.RecordLimit() {
-			c.Bad = &rules.Violation{Rule: "record.size", Reason: fmt.Sprintf("line %d has %d bytes, the item's limit is %d", i+1, len(raw), it.RecordLimit())}
+		if v := rules.Size(it, len(raw), fmt.Sprintf("line %d", i+1)); v != nil {
+			c.Bad = v
 		} else {
 			c.Bad = rules.CheckJSONText(i+1, raw) // bad bytes, lone surrogates: never decoded into U+FFFD
 		}
