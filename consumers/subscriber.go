@@ -162,6 +162,9 @@ func (s *Subscriber) Run(ctx context.Context, h Handler) error {
 		}
 		err := s.deliver(ctx, fs, h)
 		s.cl.AllowRebalance()
+		if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return nil // ctx ended in the middle of a batch: what was handled is committed
+		}
 		if err != nil {
 			return err
 		}
