@@ -108,6 +108,7 @@ type Runner struct {
 
 	runCtx context.Context // set by Run; bounds work done in client callbacks
 	cache  *CacheReader    // set by Run when the runner shares a DecodeCache
+	raw    bool            // a TopicSink: records are passed undecoded
 }
 
 // New creates a runner for sink over the catalog items it accepts.
@@ -127,9 +128,16 @@ func New(cfg Config, sink Sink) (*Runner, error) {
 	r := &Runner{cfg: cfg, sink: sink, dec: dec, items: make(map[string]*catalog.Item),
 		log: cfg.Log.With("sink", sink.Name()), m: newMetrics(cfg.Metrics),
 		hw: map[tp]int64{}, pos: map[tp]int64{}, lastPub: map[*catalog.Item]time.Time{}}
-	for _, it := range cfg.Catalog.Items {
-		if sink.Accepts(it) {
-			r.items[it.Topic()] = it
+	if ts, ok := sink.(TopicSink); ok {
+		r.raw = true
+		for _, t := range ts.Topics() {
+			r.items[t] = &catalog.Item{Code: t, Source: "jutong"} // a stand-in: the topic is no item
+		}
+	} else {
+		for _, it := range cfg.Catalog.Items {
+			if sink.Accepts(it) {
+				r.items[it.Topic()] = it
+			}
 		}
 	}
 	if len(r.items) == 0 {
@@ -237,8 +245,10 @@ func (r *Runner) Run(ctx context.Context) error {
 			cl.AllowRebalance()
 			continue
 		}
-		batch, err := r.decode(ctx, dlq, recs)
-		if err != nil {
+		var batch []Record
+		if r.raw {
+			batch = r.undecoded(recs)
+		} else if batch, err = r.decode(ctx, dlq, recs); err != nil {
 			cl.AllowRebalance()
 			return err
 		}
@@ -350,6 +360,9 @@ func (r *Runner) observe(batch []Record, landed time.Time, took time.Duration) {
 	for _, rec := range batch {
 		k := tp{rec.Item.Topic(), rec.Partition}
 		r.pos[k] = max(r.pos[k], rec.Offset+1)
+		if r.raw && rec.DeadLetter == "" {
+			counts[rec.Item]++
+		}
 		if rec.Event == nil {
 			continue
 		}
@@ -518,6 +531,15 @@ func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record
 		}
 	}
 	return out, nil
+}
+
+// undecoded turns the records of a TopicSink's topics into sink records.
+func (r *Runner) undecoded(recs []*kgo.Record) []Record {
+	out := make([]Record, len(recs))
+	for i, kr := range recs {
+		out[i] = Record{Item: r.items[kr.Topic], Partition: kr.Partition, Offset: kr.Offset, Raw: kr}
+	}
+	return out
 }
 
 // IsLegacyFlag says whether a record of an item's topic is a legacy dispute

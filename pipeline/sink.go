@@ -64,3 +64,15 @@ type Sink interface {
 	Write(ctx context.Context, batch []Record, landed time.Time) error
 	Close() error
 }
+
+// TopicSink is a Sink of topics of its own rather than of the catalog's items
+// (the ClickHouse copies of the audit trail, the quarantine and the
+// disputes): the runner reads the topics it names and hands it their
+// records undecoded (Record.Raw; Record.Event nil; Record.Item a stand-in
+// whose code is the topic), under the same exactly-once rules (its ledger,
+// its retries, its dead letters, its metrics).
+type TopicSink interface {
+	Sink
+	// Topics lists the topics the sink copies.
+	Topics() []string
+}

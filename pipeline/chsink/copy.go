@@ -8,11 +8,10 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/jutong/jutong/internal/kafkaconn"
-	"github.com/jutong/jutong/internal/retry"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/pipeline"
 )
 
 // Table is a JSON topic copied into a ClickHouse table by Copy: the audit
@@ -34,109 +33,126 @@ type Table struct {
 	Seen func(value []byte)
 }
 
-// Copy copies t's topic into its table until ctx is done, exactly once:
-// every row carries its Kafka partition and offset, and the copy resumes
-// after the highest position in the table. The position is read behind the
-// same fence as the events sink's ledger, so a copy killed mid-insert is
-// resumed after the block that insert lands, never before it; a failed
-// insert (whose block may or may not have landed) is followed by a fresh
-// read of the position, behind the fence too. ClickHouse that is down is
-// waited for, without limit.
-func Copy(ctx context.Context, kafka []kgo.Opt, dsn string, t Table, log *slog.Logger) error {
+// CopySink copies a Table's topic into its table, exactly once, as a
+// pipeline.TopicSink: the runner reads the topic from the sink's own ledger
+// (the highest position in the table: every row carries its Kafka partition
+// and offset), retries it while ClickHouse is down, and dead-letters a
+// record the table refuses. The position is read behind the same fence as
+// the events sink's ledger, so a copy killed mid-insert is resumed after
+// the block that insert lands, never before it; after a failed insert
+// (whose block may or may not have landed) the next write reads the
+// position again, behind the fence too, and leaves out what landed.
+type CopySink struct {
+	c     *copier
+	conn  driver.Conn
+	dirty bool            // the last insert failed: its block may have landed
+	next  map[int32]int64 // the next offset to copy, per partition
+}
+
+// NewCopy opens the copy of t into the ClickHouse database of dsn.
+func NewCopy(dsn string, t Table, log *slog.Logger) (*CopySink, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	opts, err := clickhouse.ParseDSN(dsn)
 	if err != nil {
-		return fmt.Errorf("chsink: %w", err)
+		return nil, fmt.Errorf("chsink: %w", err)
 	}
 	conn, err := clickhouse.Open(opts)
 	if err != nil {
-		return fmt.Errorf("chsink: %w", err)
+		return nil, fmt.Errorf("chsink: %w", err)
 	}
-	defer conn.Close()
 	c := &copier{t: t, conn: conn, table: tableOf(t.Insert), log: log}
 	c.fence = newFence(log, conn, opts.Auth.Database, "copy."+c.table)
-	backoff := retry.Backoff{Min: 500 * time.Millisecond, Max: 5 * time.Second}
-	warn := func(what string) func(int, error, time.Duration) {
-		return func(_ int, err error, wait time.Duration) {
-			log.Warn("chsink copy: "+what+" failed, will retry", "table", c.table, "backoff", wait, "err", err)
-		}
-	}
-	var last map[int32]int64
-	if _, err := retry.Do(ctx, backoff, func() (err error) {
-		if err = conn.Exec(ctx, t.DDL); err != nil {
-			return err
-		}
-		if err = c.addColumns(ctx); err != nil {
-			return err
-		}
-		last, err = c.positions(ctx)
-		return err
-	}, warn("start")); err != nil {
-		return nilIfDone(ctx, err)
-	}
-	start := map[int32]kgo.Offset{}
-	parts, err := partitions(ctx, kafka, t.Topic)
-	if err != nil {
-		return err
-	}
-	for _, p := range parts {
-		if o, ok := last[p]; ok {
-			start[p] = kgo.NewOffset().At(o + 1)
-		} else {
-			start[p] = kgo.NewOffset().AtStart()
-		}
-	}
-	// Blocks of up to a second's worth: every insert makes a part that
-	// ClickHouse merges later, so a busy topic (the lookups' audit) must
-	// not insert a block per fetch.
-	cl, err := kafkaconn.NewClient(kafka, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{t.Topic: start}),
-		kgo.FetchMinBytes(1<<20), kgo.FetchMaxWait(time.Second))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	for {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		fs.EachError(func(_ string, p int32, err error) {
-			log.Warn("chsink copy: fetch", "topic", t.Topic, "partition", p, "err", err)
-		})
-		recs := fs.Records()
-		if len(recs) == 0 {
-			continue
-		}
-		dirty := false
-		if _, err := retry.Do(ctx, backoff, func() error {
-			if dirty {
-				// The failed block may have landed: keep only what did not.
-				last, err := c.positions(ctx)
-				if err != nil {
-					return err
-				}
-				kept := recs[:0]
-				for _, r := range recs {
-					if o, ok := last[r.Partition]; !ok || r.Offset > o {
-						kept = append(kept, r)
-					}
-				}
-				recs = kept
-			}
-			if err := c.insert(ctx, recs); err != nil {
-				dirty = true
-				return err
-			}
-			return nil
-		}, warn("insert")); err != nil {
-			return nilIfDone(ctx, err)
-		}
-		if t.Seen != nil {
-			for _, r := range recs {
-				t.Seen(r.Value)
-			}
-		}
-	}
+	return &CopySink{c: c, conn: conn, next: map[int32]int64{}}, nil
 }
+
+// Copy runs the copy of t until ctx is done, with the runner's settings in
+// cfg (Kafka, catalog, metrics); its blocks are of up to a second's worth
+// (every insert makes a part that ClickHouse merges later: a busy topic, the
+// lookups' audit, must not insert a block per fetch).
+func Copy(ctx context.Context, cfg pipeline.Config, dsn string, t Table, log *slog.Logger) error {
+	s, err := NewCopy(dsn, t, log)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = time.Second
+	}
+	r, err := pipeline.New(cfg, s)
+	if err != nil {
+		return err
+	}
+	return r.Run(ctx)
+}
+
+// Name implements pipeline.Sink: copy.<table>.
+func (s *CopySink) Name() string { return "copy." + s.c.table }
+
+// Topics implements pipeline.TopicSink.
+func (s *CopySink) Topics() []string { return []string{s.c.t.Topic} }
+
+// Accepts implements pipeline.Sink: no catalog item (the sink copies its
+// topic).
+func (s *CopySink) Accepts(*catalog.Item) bool { return false }
+
+// Prepare implements pipeline.Sink: the table, and the columns added since
+// its first version.
+func (s *CopySink) Prepare(ctx context.Context, _ []*catalog.Item) error {
+	if err := s.conn.Exec(ctx, s.c.t.DDL); err != nil {
+		return err
+	}
+	return s.c.addColumns(ctx)
+}
+
+// Offsets implements pipeline.Sink: the highest position in the table, plus
+// one, behind the fence.
+func (s *CopySink) Offsets(ctx context.Context, _ []string) (pipeline.Offsets, error) {
+	last, err := s.c.positions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := pipeline.Offsets{s.c.t.Topic: {}}
+	for p, o := range last {
+		out[s.c.t.Topic][p] = o + 1
+		s.next[p] = o + 1
+	}
+	s.dirty = false
+	return out, nil
+}
+
+// Write implements pipeline.Sink: one block of the batch's rows (those at
+// or past the ledger), then Seen for each.
+func (s *CopySink) Write(ctx context.Context, batch []pipeline.Record, _ time.Time) error {
+	if s.dirty { // the failed block may have landed: keep only what did not
+		if _, err := s.Offsets(ctx, nil); err != nil {
+			return err
+		}
+	}
+	recs := make([]*kgo.Record, 0, len(batch))
+	for _, r := range batch {
+		if r.Raw != nil && r.Offset >= s.next[r.Partition] && r.DeadLetter == "" {
+			recs = append(recs, r.Raw)
+		}
+	}
+	if err := s.c.insert(ctx, recs); err != nil {
+		s.dirty = true
+		return err
+	}
+	for _, r := range batch {
+		s.next[r.Partition] = max(s.next[r.Partition], r.Offset+1)
+	}
+	if s.c.t.Seen != nil {
+		for _, r := range recs {
+			s.c.t.Seen(r.Value)
+		}
+	}
+	return nil
+}
+
+// Close implements pipeline.Sink.
+func (s *CopySink) Close() error { return s.conn.Close() }
 
 type copier struct {
 	t     Table
@@ -144,13 +160,6 @@ type copier struct {
 	table string
 	fence fence
 	log   *slog.Logger
-}
-
-func nilIfDone(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
 }
 
 func tableOf(insert string) string {
@@ -229,19 +238,4 @@ func (c *copier) insert(ctx context.Context, recs []*kgo.Record) error {
 		}
 	}
 	return b.Send()
-}
-
-func partitions(ctx context.Context, kafka []kgo.Opt, topic string) ([]int32, error) {
-	admin, err := kafkaconn.NewClient(kafka)
-	if err != nil {
-		return nil, err
-	}
-	defer admin.Close()
-	offs, err := kadm.NewClient(admin).ListEndOffsets(ctx, topic)
-	if err != nil {
-		return nil, err
-	}
-	var out []int32
-	offs.Each(func(o kadm.ListedOffset) { out = append(out, o.Partition) })
-	return out, nil
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/pipeline/chsink"
 	"github.com/jutong/jutong/server/audit"
 )
@@ -61,7 +63,8 @@ func TestCopyAddsColumns(t *testing.T) {
 	cctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- chsink.Copy(cctx, kopts, dsn, chsink.Table{Topic: audit.Topic, DDL: audit.TableDDL, Insert: audit.InsertSQL, Row: audit.Row, Added: audit.AddedColumns},
+		done <- chsink.Copy(cctx, pipeline.Config{Kafka: kopts, Catalog: &catalog.Catalog{}}, dsn,
+			chsink.Table{Topic: audit.Topic, DDL: audit.TableDDL, Insert: audit.InsertSQL, Row: audit.Row, Added: audit.AddedColumns},
 			slog.New(slog.DiscardHandler))
 	}()
 	defer func() { stop(); <-done }()

@@ -514,8 +514,8 @@ func (b *Bus) startSinks(ctx, rctx context.Context) error {
 	return nil
 }
 
-// startCopies copies the audit trail and the quarantine into ClickHouse,
-// exactly once, counting the quarantined records in a metric.
+// startCopies copies the audit trail, the quarantine and the disputes into
+// ClickHouse, exactly once, counting the quarantined records in a metric.
 func (b *Bus) startCopies(rctx context.Context) {
 	log := b.cfg.Log.With("component", "copy")
 	quarantined := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jutong_quarantined_events_total",
@@ -529,8 +529,11 @@ func (b *Bus) startCopies(rctx context.Context) {
 		{Topic: dispute.Topic, DDL: chsink.DisputesDDL, Insert: chsink.DisputesInsert, Row: dispute.Row},
 	} {
 		b.wg.Go(func() {
-			if err := chsink.Copy(rctx, b.kopts, b.cfg.ClickHouseDSN, t, log); err != nil && rctx.Err() == nil {
+			// Through a pipeline runner, as every sink: its ledger, retries,
+			// metrics (sink copy.<table>) and failure, which stops the bus.
+			if err := chsink.Copy(rctx, b.pcfg, b.cfg.ClickHouseDSN, t, log); err != nil && rctx.Err() == nil {
 				log.Error("copy to ClickHouse stopped", "topic", t.Topic, "err", err)
+				b.errs <- fmt.Errorf("copy of %s: %w", t.Topic, err)
 			}
 		})
 	}

@@ -85,7 +85,7 @@ func crashChild() {
 		{Topic: audit.Topic, DDL: audit.TableDDL, Insert: audit.InsertSQL, Row: audit.Row},
 		chsink.RejectsTable(nil),
 	} {
-		go func() { errs <- chsink.Copy(ctx, kopts, os.Getenv(envCH), t, log) }()
+		go func() { errs <- chsink.Copy(ctx, cfg, os.Getenv(envCH), t, log) }()
 	}
 	for _, s := range []pipeline.Sink{pg, ch} {
 		r, err := pipeline.New(cfg, s)
