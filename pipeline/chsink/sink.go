@@ -2,6 +2,7 @@ package chsink
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -225,6 +226,36 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 		}
 	}
 	return b.Send()
+}
+
+// Kind is the sink's kind in the bus's table of sinks (package sinks), and
+// the name it runs under by default.
+const Kind = "clickhouse"
+
+// Landed implements pipeline.Positions: the change in the history (which
+// keeps every one).
+func (s *Sink) Landed(ctx context.Context, it *catalog.Item, eventID string) (pipeline.Landed, bool, error) {
+	var l pipeline.Landed
+	err := s.conn.QueryRow(ctx, "SELECT kafka_partition, kafka_offset, landed_time, key FROM events WHERE item = ? AND event_id = ? LIMIT 1",
+		it.Topic(), eventID).Scan(&l.Partition, &l.Offset, &l.At, &l.Key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return pipeline.Landed{}, false, nil
+	}
+	if err != nil {
+		return pipeline.Landed{}, false, err
+	}
+	l.At = l.At.UTC()
+	return l, true, nil
+}
+
+// Ledger implements pipeline.Positions: the history's highest position per
+// partition, plus one (without the fence: what has landed so far).
+func (s *Sink) Ledger(ctx context.Context, it *catalog.Item) (map[int32]int64, error) {
+	out := pipeline.Offsets{}
+	if err := s.offsets(ctx, []string{it.Topic()}, out); err != nil {
+		return nil, err
+	}
+	return out[it.Topic()], nil
 }
 
 // Offsets implements pipeline.Sink: the ledger is the highest offset landed.

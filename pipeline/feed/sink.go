@@ -236,8 +236,28 @@ func LedgerKey(sink, topic string, partition int32) string {
 
 // Offsets implements pipeline.Sink: read back from the ledger topic.
 func (s *Sink) Offsets(ctx context.Context, _ []string) (pipeline.Offsets, error) {
-	out := pipeline.Offsets{}
-	t := s.proj.Source.Topic()
+	ledger, err := s.Ledger(ctx, s.proj.Source)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	for p, n := range ledger {
+		s.next[p] = n
+	}
+	s.mu.Unlock()
+	return pipeline.Offsets{s.proj.Source.Topic(): ledger}, nil
+}
+
+// Landed implements pipeline.Positions: a feed keeps no index of event ids,
+// so it says where a change landed only through its Ledger.
+func (s *Sink) Landed(context.Context, *catalog.Item, string) (pipeline.Landed, bool, error) {
+	return pipeline.Landed{}, false, nil
+}
+
+// Ledger implements pipeline.Positions: the feed's position in its item's
+// topic, from the ledger topic.
+func (s *Sink) Ledger(ctx context.Context, _ *catalog.Item) (map[int32]int64, error) {
+	out := map[int32]int64{}
 	prefix := s.name + "|"
 	err := kafkaconn.ReadAll(ctx, s.k, LedgerTopic, func(r *kgo.Record) {
 		k := string(r.Key)
@@ -249,19 +269,11 @@ func (s *Sink) Offsets(ctx context.Context, _ []string) (pipeline.Offsets, error
 		if err1 != nil || err2 != nil {
 			return
 		}
-		if out[t] == nil {
-			out[t] = map[int32]int64{}
-		}
-		out[t][int32(p)] = n
+		out[int32(p)] = n
 	})
 	if err != nil {
 		return nil, fmt.Errorf("feed: %w", err)
 	}
-	s.mu.Lock()
-	for p, n := range out[t] {
-		s.next[p] = n
-	}
-	s.mu.Unlock()
 	return out, nil
 }
 

@@ -164,6 +164,58 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 	return nil
 }
 
+// Kind is the sink's kind in the bus's table of sinks (package sinks), and
+// the name it runs under by default.
+const Kind = "postgres"
+
+// Landed implements pipeline.Positions: the row the change made, while it
+// is the key's current one.
+func (s *Sink) Landed(ctx context.Context, it *catalog.Item, eventID string) (pipeline.Landed, bool, error) {
+	d, n := it.Namespace()
+	var l pipeline.Landed
+	err := s.pool.QueryRow(ctx, fmt.Sprintf("SELECT _partition, _offset, _landed_at, %s::text FROM %s WHERE _event_id::text = $1",
+		pgx.Identifier{it.Key}.Sanitize(), pgx.Identifier{d, n}.Sanitize()), eventID).Scan(&l.Partition, &l.Offset, &l.At, &l.Key)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return pipeline.Landed{}, false, nil
+	}
+	if err != nil {
+		return pipeline.Landed{}, false, err
+	}
+	l.At = l.At.UTC()
+	return l, true, nil
+}
+
+// Ledger implements pipeline.Positions.
+func (s *Sink) Ledger(ctx context.Context, it *catalog.Item) (map[int32]int64, error) {
+	return LedgerOf(ctx, s.pool, s.name, it.Topic())
+}
+
+// Querier is what reads the ledger: a pool, a connection or a transaction.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// LedgerOf reads the ledger of sink name for topic (the next offset per
+// partition) through q: in a transaction, consistently with the tables it
+// reads (the snapshots' positions).
+func LedgerOf(ctx context.Context, q Querier, name, topic string) (map[int32]int64, error) {
+	rows, err := q.Query(ctx, "SELECT partition, next_offset FROM jutong.sink_offsets WHERE sink = $1 AND topic = $2", name, topic)
+	if err != nil {
+		return nil, fmt.Errorf("pgsink: ledger: %w", err)
+	}
+	defer rows.Close()
+	out := map[int32]int64{}
+	for rows.Next() {
+		var p int32
+		var n int64
+		if err := rows.Scan(&p, &n); err != nil {
+			return nil, err
+		}
+		out[p] = n
+	}
+	return out, rows.Err()
+}
+
 // Offsets implements pipeline.Sink.
 func (s *Sink) Offsets(ctx context.Context, topics []string) (pipeline.Offsets, error) {
 	rows, err := s.pool.Query(ctx, `SELECT topic, partition, next_offset FROM jutong.sink_offsets WHERE sink = $1 AND topic = ANY($2)`, s.name, topics)

@@ -101,7 +101,7 @@ func New(cfg Config) (*Service, error) {
 		cfg.MaxPage = 100
 	}
 	if cfg.Sink == "" {
-		cfg.Sink = "postgres"
+		cfg.Sink = pgsink.Kind
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

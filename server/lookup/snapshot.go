@@ -11,6 +11,7 @@ import (
 
 	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/model/topicname"
+	"github.com/jutong/jutong/pipeline/pgsink"
 	"github.com/jutong/jutong/server/audit"
 )
 
@@ -48,18 +49,13 @@ func (s *Service) Snapshot(ctx context.Context, dept, code, purpose string, star
 		return 0, fmt.Errorf("lookup: snapshot: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	st := Start{Item: it.Code, Grant: g.ID, Positions: map[int32]int64{}, Follow: it.Topic()}
+	st := Start{Item: it.Code, Grant: g.ID, Follow: it.Topic()}
 	if !s.projection(it, g).Identity() {
 		st.Follow = topicname.Feed(dept, it.Code, g.ID)
 	}
-	rows, err := tx.Query(ctx, "SELECT partition, next_offset FROM jutong.sink_offsets WHERE sink = $1 AND topic = $2", s.cfg.Sink, it.Topic())
-	if err != nil {
-		return 0, fmt.Errorf("lookup: snapshot: the ledger: %w", err)
-	}
-	var part int32
-	var next int64
-	if _, err := pgx.ForEachRow(rows, []any{&part, &next}, func() error { st.Positions[part] = next; return nil }); err != nil {
-		return 0, fmt.Errorf("lookup: snapshot: the ledger: %w", err)
+	// The sink's ledger, in the transaction that reads its tables.
+	if st.Positions, err = pgsink.LedgerOf(ctx, tx, s.cfg.Sink, it.Topic()); err != nil {
+		return 0, fmt.Errorf("lookup: snapshot: %w", err)
 	}
 	if err := s.cfg.Audit(ctx, audit.Event{Time: s.cfg.Now().UTC(), Kind: audit.Snapshot, Department: dept, Item: it.Code,
 		Application: g.ID, Grant: g.ID, Actor: dept, Purpose: purpose, Detail: "positions " + positions(st.Positions)}); err != nil {

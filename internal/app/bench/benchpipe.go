@@ -15,6 +15,8 @@ import (
 	"github.com/jutong/jutong/internal/procstat"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/pipeline/chsink"
+	"github.com/jutong/jutong/pipeline/pgsink"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
 	"github.com/prometheus/client_golang/prometheus"
@@ -203,11 +205,11 @@ func (p *pipe) throughput(ctx context.Context, events int, profile string) error
 		return fmt.Errorf("%d events failed to publish", f)
 	}
 	fmt.Fprintf(p.out, "\nThroughput: %d events, published as fast as possible\n", events)
-	for _, s := range []string{"postgres", "clickhouse"} {
+	for _, s := range []string{pgsink.Kind, chsink.Kind} {
 		fmt.Fprintf(p.out, "  landed in %-10s  %10.0f events/s  (all %d in %s; max lag %d)\n", s,
 			float64(events)/w.caughtUp[s].Seconds(), events, w.caughtUp[s].Round(time.Millisecond), w.maxLag[s])
 	}
-	wall := max(w.caughtUp["postgres"], w.caughtUp["clickhouse"], pubTime)
+	wall := max(w.caughtUp[pgsink.Kind], w.caughtUp[chsink.Kind], pubTime)
 	user, sys := after.user-before.user, after.sys-before.sys
 	fmt.Fprintf(p.out, "  CPU of this process (publisher, brokers, pipelines): user %.1fs sys %.1fs = %.2f cores\n",
 		user.Seconds(), sys.Seconds(), (user+sys).Seconds()/wall.Seconds())
@@ -259,8 +261,8 @@ func (p *pipe) latency(ctx context.Context, rate int, duration time.Duration) (i
 		return 0, err
 	}
 	fmt.Fprintf(p.out, "\nLatency: %d events at %d events/s for %s, publish time -> landed (the start of the sink's write)\n", latEvents, rate, duration)
-	fmt.Fprintf(p.out, "  postgres     p50 %6.0f ms   p99 %6.0f ms   max lag %d\n", pg50*1000, pg99*1000, w.maxLag["postgres"])
-	fmt.Fprintf(p.out, "  clickhouse   p50 %6.0f ms   p99 %6.0f ms   max lag %d\n", chq[0]*1000, chq[1]*1000, w.maxLag["clickhouse"])
+	fmt.Fprintf(p.out, "  postgres     p50 %6.0f ms   p99 %6.0f ms   max lag %d\n", pg50*1000, pg99*1000, w.maxLag[pgsink.Kind])
+	fmt.Fprintf(p.out, "  clickhouse   p50 %6.0f ms   p99 %6.0f ms   max lag %d\n", chq[0]*1000, chq[1]*1000, w.maxLag[chsink.Kind])
 	if latEvents > 0 {
 		after := resourceUsage()
 		per := func(d time.Duration) float64 { return d.Seconds() * 100_000 / float64(latEvents) }

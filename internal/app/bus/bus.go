@@ -22,8 +22,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -48,6 +46,7 @@ import (
 	"github.com/jutong/jutong/pipeline/chsink"
 	"github.com/jutong/jutong/pipeline/feed"
 	"github.com/jutong/jutong/pipeline/pgsink"
+	"github.com/jutong/jutong/pipeline/sinks"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
 	"github.com/jutong/jutong/server/access"
@@ -89,8 +88,13 @@ type Config struct {
 	// tokens.json (their publishing tokens) and officers.json (their
 	// officers' tokens); default DataDir, or memory.
 	SecretsDir string
-	// PostgresDSN and ClickHouseDSN select the sinks; empty skips one.
+	// PostgresDSN and ClickHouseDSN are the bus's databases: the
+	// PostgreSQL and ClickHouse sinks write them (empty: that sink is off),
+	// the lookups and the disputes' flags use the first, the audit trail's
+	// copy the second.
 	PostgresDSN, ClickHouseDSN string
+	// Sinks are the databases of other sink kinds (package sinks), by kind.
+	Sinks map[string]string
 	// Pipeline tunes the sink runners (batch size, wait, retries).
 	Pipeline pipeline.Config
 	// ControlEvery is how often grants are expired and overdue applications
@@ -169,8 +173,6 @@ type Bus struct {
 	sinks   []pipeline.Sink
 	// feedKey is the secret the grants' pseudonymous keys derive from.
 	feedKey []byte
-	// chLanding reads ClickHouse's history for the disputes' receipts.
-	chLanding driver.Conn
 	// landing says where corrections landed, and reads a change.
 	landing *landing.Landing
 	// lookupDB is the bus's own pool (lookups, dispute flags) on the PostgreSQL the sink writes.
@@ -220,6 +222,11 @@ func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
 	// The control plane: applications and grants. Opening it reconciles the
 	// ACLs (the catalog's and the grants') and starts the grants' feeds.
 	if err := b.startControl(ctx, rctx); err != nil {
+		return nil, err
+	}
+	// The sinks are opened before the disputes, which ask them for
+	// receipts, and run once everything is up.
+	if err := b.openSinks(ctx); err != nil {
 		return nil, err
 	}
 	if err := b.startDisputes(ctx, rctx); err != nil {
@@ -479,22 +486,28 @@ func (b *Bus) serveAPI(ctx context.Context) (err error) {
 	return err
 }
 
-// startSinks starts a pipeline per sink (PostgreSQL, ClickHouse), and the
-// ClickHouse copies of the audit trail and the quarantine.
-func (b *Bus) startSinks(ctx, rctx context.Context) error {
-	if b.cfg.PostgresDSN != "" {
-		pg, err := pgsink.New(ctx, pgsink.Config{Name: "postgres", DSN: b.cfg.PostgresDSN, Themes: b.cfg.Catalog.Themes})
+// openSinks opens a sink of each kind given a database (package sinks:
+// PostgreSQL, ClickHouse).
+func (b *Bus) openSinks(ctx context.Context) error {
+	for _, k := range sinks.Kinds() {
+		dsn := b.cfg.sinkDSN(k.Name)
+		if dsn == "" {
+			continue
+		}
+		s, err := k.New(ctx, sinks.Options{Name: k.Name, DSN: dsn, Catalog: b.cfg.Catalog, NoTypedViews: b.cfg.NoTypedViews,
+			Log: b.cfg.Log.With("sink", k.Name)})
 		if err != nil {
 			return err
 		}
-		b.sinks = append(b.sinks, pg)
+		b.sinks = append(b.sinks, s)
 	}
+	return nil
+}
+
+// startSinks starts a pipeline per sink, and the ClickHouse copies of the
+// audit trail, the quarantine and the disputes.
+func (b *Bus) startSinks(ctx, rctx context.Context) error {
 	if b.cfg.ClickHouseDSN != "" {
-		ch, err := chsink.New(ctx, chsink.Config{Name: "clickhouse", DSN: b.cfg.ClickHouseDSN, NoTypedViews: b.cfg.NoTypedViews})
-		if err != nil {
-			return err
-		}
-		b.sinks = append(b.sinks, ch)
 		b.startCopies(rctx)
 	}
 	for _, s := range b.sinks {
@@ -653,6 +666,19 @@ func (b *Bus) DoorConfig() door.Config {
 	return cfg
 }
 
+// sinkDSN is the database of a sink kind ("" for none).
+func (c Config) sinkDSN(kind string) string {
+	switch {
+	case c.Sinks[kind] != "":
+		return c.Sinks[kind]
+	case kind == pgsink.Kind:
+		return c.PostgresDSN
+	case kind == chsink.Kind:
+		return c.ClickHouseDSN
+	}
+	return ""
+}
+
 // checkPrefix refuses a group prefix that is not a dotted name of its own:
 // one inside a department's group namespace (<code>.) would let that
 // department join the bus's groups.
@@ -708,9 +734,6 @@ func (b *Bus) Close() {
 	}
 	if b.Disputes != nil {
 		b.Disputes.Close()
-	}
-	if b.chLanding != nil {
-		b.chLanding.Close()
 	}
 	if b.reads != nil {
 		b.reads.Close()

@@ -24,6 +24,7 @@ import (
 	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/model/topicname"
 	"github.com/jutong/jutong/pipeline"
+	"github.com/jutong/jutong/pipeline/sinks"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
 	"github.com/jutong/jutong/server/control"
@@ -679,8 +680,17 @@ func TestCorrectionOfAnotherRecordOnceLanded(t *testing.T) {
 	if err := b.WaitCaughtUp(ctx); err != nil {
 		t.Fatal(err)
 	}
-	land := landing.New(landing.Config{Catalog: cat, ClickHouse: testenv.ClickHouseConn(t, chDSN), Postgres: testenv.PostgresPool(t, pgDSN),
-		PostgresHolds: func(*catalog.Item) bool { return true }, Kafka: b.KafkaOpts()})
+	// The sinks as another instance opens them, to ask them what they hold.
+	var held []pipeline.Sink
+	for kind, dsn := range map[string]string{"postgres": pgDSN, "clickhouse": chDSN} {
+		s, err := sinks.Open(ctx, kind, sinks.Options{DSN: dsn, Catalog: cat})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		held = append(held, s)
+	}
+	land := landing.New(landing.Config{Catalog: cat, Kafka: b.KafkaOpts(), Sinks: func(*catalog.Item) []pipeline.Sink { return held }})
 	svc, err := dispute.Open(ctx, dispute.Config{Catalog: cat, Kafka: b.KafkaOpts(), Registry: b.RegistryOpts(), Landing: land.Receipts,
 		MayRead: func(string, string) bool { return true }})
 	if err != nil {

@@ -5,13 +5,13 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jutong/jutong/internal/app/grants"
 	"github.com/jutong/jutong/internal/app/landing"
 	"github.com/jutong/jutong/internal/httpmetrics"
 	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/pipeline/feed"
 	"github.com/jutong/jutong/server/dispute"
 )
@@ -26,34 +26,19 @@ func (b *Bus) startDisputes(ctx, rctx context.Context) (err error) {
 			return err
 		}
 	}
-	if b.cfg.ClickHouseDSN != "" {
-		opts, err := clickhouse.ParseDSN(b.cfg.ClickHouseDSN)
-		if err != nil {
-			return err
-		}
-		if b.chLanding, err = clickhouse.Open(opts); err != nil {
-			return err
-		}
-	}
-	b.landing = landing.New(landing.Config{Catalog: b.cfg.Catalog, ClickHouse: b.chLanding, Postgres: db,
-		PostgresHolds: func(it *catalog.Item) bool {
+	b.landing = landing.New(landing.Config{Catalog: b.cfg.Catalog, Kafka: b.kopts, Decoder: b.pcfg.Decoder,
+		Sinks: func(it *catalog.Item) []pipeline.Sink {
+			var out []pipeline.Sink
 			for _, s := range b.sinks {
-				if s.Name() == "postgres" && s.Accepts(it) {
-					return true
+				if s.Accepts(it) {
+					out = append(out, s)
 				}
 			}
-			return false
-		},
-		Feeds: func(it *catalog.Item) []string {
-			var names []string
-			for _, g := range b.Control.Grants() {
-				if g.Item == it.Code && grants.Topic(it, g) != it.Topic() {
-					names = append(names, feed.SinkName(grants.FeedGrant(g)))
-				}
+			for _, s := range b.feeds.Sinks(it.Code) {
+				out = append(out, s)
 			}
-			return names
-		},
-		Kafka: b.kopts, Decoder: b.pcfg.Decoder})
+			return out
+		}})
 	log := b.cfg.Log.With("component", "dispute")
 	b.Disputes, err = dispute.Open(ctx, dispute.Config{
 		Catalog: b.cfg.Catalog, Kafka: b.kopts, Registry: b.RegistryOpts(), Audit: b.audit, DB: db, Now: b.cfg.Now, Log: log,

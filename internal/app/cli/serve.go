@@ -14,6 +14,7 @@ import (
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/tlsca"
 	"github.com/jutong/jutong/pipeline"
+	"github.com/jutong/jutong/pipeline/sinks"
 )
 
 const serveDesc = `Runs Jutong against an existing Kafka cluster and existing databases, as in a
@@ -38,8 +39,7 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	secrets := fs.EnvString("secrets-dir", "JUTONG_SECRETS_DIR", "/var/lib/jutong", "holds credentials.json (departments' SCRAM passwords), tokens.json (publishing tokens) and officers.json (officers' tokens), created when missing")
 	createUsers := fs.Bool("create-users", false, "create or update each department's SCRAM user from credentials.json (run once, by one instance)")
 	regURL := fs.EnvString("registry-url", "JUTONG_REGISTRY_URL", "", "use this external Confluent-compatible schema registry instead of serving one")
-	pgDSN := fs.EnvString("postgres-dsn", "JUTONG_POSTGRES_DSN", "", "PostgreSQL for the base databases; empty: no PostgreSQL sink")
-	chDSN := fs.EnvString("clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "ClickHouse, native protocol; empty: no ClickHouse sink")
+	dsns := registerSinkFlags(fs, func(k sinks.Kind) string { return "empty: no " + k.Name + " sink" })
 	instance := fs.EnvString("instance-id", "JUTONG_INSTANCE_ID", "", "a stable name for this instance (static group membership): restarted under the same name, it takes its partitions back at once")
 	catDir := fs.EnvString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	verbose := fs.Bool("v", false, "log progress (info level) to stderr")
@@ -85,11 +85,12 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if *cert != "" || *ca != "" {
 		certs = &tlsca.Files{Cert: *cert, Key: *key, CA: *ca}
 	}
+	pg, ch, others := dsns.split()
 	b, err := bus.Start(ctx, bus.Config{
 		Catalog:      cat,
 		Kafka:        &kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass, CAFile: *ca},
 		TLS:          certs,
-		RegistryAddr: *regAddr, RegistryURL: *regURL, APIAddr: *apiAddr, SecretsDir: *secrets, CreateUsers: *createUsers, PostgresDSN: *pgDSN, ClickHouseDSN: *chDSN, Log: log,
+		RegistryAddr: *regAddr, RegistryURL: *regURL, APIAddr: *apiAddr, SecretsDir: *secrets, CreateUsers: *createUsers, PostgresDSN: pg, ClickHouseDSN: ch, Sinks: others, Log: log,
 		Pipeline: pipeline.Config{InstanceID: *instance}, IdempotencyWindow: window, HTTPReadTimeout: readTimeout,
 		NoTypedViews: !*typed, LookupRate: *lookupRate, GroupPrefix: *prefix, DecodeCache: decodeCache,
 	})

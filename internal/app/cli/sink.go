@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,8 +14,7 @@ import (
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/pipeline"
-	"github.com/jutong/jutong/pipeline/chsink"
-	"github.com/jutong/jutong/pipeline/pgsink"
+	"github.com/jutong/jutong/pipeline/sinks"
 )
 
 const sinkDesc = `Operates on the sinks.
@@ -35,8 +35,8 @@ func runSink(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return errors.New("a subcommand is required: replay")
 	}
 	fs := cmdflag.New("sink replay", sinkDesc, errOut)
-	sinkKind := fs.String("sink", "", "postgres or clickhouse (required)")
-	name := fs.String("sink-name", "", "the sink's name in its ledger; default: postgres or clickhouse, as jutong dev and serve name them")
+	sinkKind := fs.String("sink", "", "the sink kind: "+strings.Join(sinks.Names(), " or ")+" (required)")
+	name := fs.String("sink-name", "", "the sink's name in its ledger; default: its kind's, as jutong dev and serve name them")
 	item := fs.String("item", "", "the catalog item to replay (required)")
 	fromOffset := fs.Int64("from-offset", 0, "replay every partition from this offset (clamped to the log start)")
 	fromTime := fs.String("from-time", "", "replay from the first record at or after this time (RFC 3339, e.g. 2026-11-20T00:00:00+08:00)")
@@ -45,8 +45,7 @@ func runSink(ctx context.Context, args []string, out, errOut io.Writer) error {
 	pass := fs.EnvString("kafka-password", "JUTONG_ADMIN_PASSWORD", "", "its password (jutong dev writes the admin's to --data-dir/jutong.env)")
 	ca := fs.EnvString("ca", "JUTONG_CA_FILE", "", "CA certificate to trust: TLS (SASL_SSL, HTTPS) to the bus; jutong dev makes one in --data-dir/tls/ca.pem")
 	reg := fs.EnvString("registry", "JUTONG_REGISTRY_URL", "https://127.0.0.1:8081", "schema registry URL")
-	pgDSN := fs.EnvString("postgres-dsn", "JUTONG_POSTGRES_DSN", "", "the PostgreSQL sink's database")
-	chDSN := fs.EnvString("clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "the ClickHouse sink's database")
+	dsns := registerSinkFlags(fs, func(k sinks.Kind) string { return "the database of --sink " + k.Name })
 	catDir := fs.EnvString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -65,33 +64,22 @@ func runSink(ctx context.Context, args []string, out, errOut io.Writer) error {
 			return fmt.Errorf("--from-time: %w", err)
 		}
 	}
-	if *name == "" {
-		*name = *sinkKind
+	kind, ok := sinks.Lookup(*sinkKind)
+	if !ok {
+		return fmt.Errorf("--sink %q: want one of %s", *sinkKind, strings.Join(sinks.Names(), ", "))
 	}
-	var sink pipeline.Replayer
-	switch *sinkKind {
-	case "postgres":
-		if *pgDSN == "" {
-			return errors.New("--postgres-dsn is required")
-		}
-		s, err := pgsink.New(ctx, pgsink.Config{Name: *name, DSN: *pgDSN, Themes: cat.Themes})
-		if err != nil {
-			return err
-		}
-		if !s.Accepts(it) {
-			s.Close()
-			return fmt.Errorf("%s is in no base or theme database: the PostgreSQL sink does not hold it", it.Code)
-		}
-		sink = s
-	case "clickhouse":
-		if *chDSN == "" {
-			return errors.New("--clickhouse-dsn is required")
-		}
-		if sink, err = chsink.New(ctx, chsink.Config{Name: *name, DSN: *chDSN}); err != nil {
-			return err
-		}
-	default:
-		return fmt.Errorf("--sink %q: want postgres or clickhouse", *sinkKind)
+	s, err := sinks.Open(ctx, kind.Name, sinks.Options{Name: *name, DSN: *dsns[kind.Name], Catalog: cat})
+	if err != nil {
+		return err
+	}
+	sink, ok := s.(pipeline.Replayer)
+	if !ok {
+		s.Close()
+		return fmt.Errorf("--sink %s: that sink cannot replay", kind.Name)
+	}
+	if !s.Accepts(it) {
+		s.Close()
+		return fmt.Errorf("%s does not hold %s (a PostgreSQL sink holds the items of the base and theme databases)", kind.Name, it.Code)
 	}
 	defer sink.Close()
 	k := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass, CAFile: *ca}
