@@ -77,14 +77,19 @@ type TopicSink interface {
 	Topics() []string
 }
 
-// Positions is an optional capability of a Sink: what it holds, asked
-// without disturbing its runner (unlike Offsets, which readies the sink to
-// resume). The disputes' receipts ask it where a correction landed.
-type Positions interface {
+// Locator and Ledgerer are optional capabilities of a Sink: what it holds,
+// asked without disturbing its runner (unlike Offsets, which readies the
+// sink to resume). The disputes' receipts ask them where a correction
+// landed.
+type Locator interface {
 	// Landed says where the change with the event id of item landed in
 	// the sink; found is false when the sink does not hold it (not yet,
 	// never, or no more: a later change of its key replaced it).
 	Landed(ctx context.Context, it *catalog.Item, eventID string) (l Landed, found bool, err error)
+}
+
+// Ledgerer: see Locator.
+type Ledgerer interface {
 	// Ledger is how far the sink has read item's topic: the next offset of
 	// each partition it has written.
 	Ledger(ctx context.Context, it *catalog.Item) (map[int32]int64, error)

@@ -232,7 +232,7 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 // the name it runs under by default.
 const Kind = "clickhouse"
 
-// Landed implements pipeline.Positions: the change in the history (which
+// Landed implements pipeline.Locator: the change in the history (which
 // keeps every one).
 func (s *Sink) Landed(ctx context.Context, it *catalog.Item, eventID string) (pipeline.Landed, bool, error) {
 	var l pipeline.Landed
@@ -248,7 +248,7 @@ func (s *Sink) Landed(ctx context.Context, it *catalog.Item, eventID string) (pi
 	return l, true, nil
 }
 
-// Ledger implements pipeline.Positions: the history's highest position per
+// Ledger implements pipeline.Ledgerer: the history's highest position per
 // partition, plus one (without the fence: what has landed so far).
 func (s *Sink) Ledger(ctx context.Context, it *catalog.Item) (map[int32]int64, error) {
 	out := pipeline.Offsets{}

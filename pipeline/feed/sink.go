@@ -248,13 +248,8 @@ func (s *Sink) Offsets(ctx context.Context, _ []string) (pipeline.Offsets, error
 	return pipeline.Offsets{s.proj.Source.Topic(): ledger}, nil
 }
 
-// Landed implements pipeline.Positions: a feed keeps no index of event ids,
-// so it says where a change landed only through its Ledger.
-func (s *Sink) Landed(context.Context, *catalog.Item, string) (pipeline.Landed, bool, error) {
-	return pipeline.Landed{}, false, nil
-}
-
-// Ledger implements pipeline.Positions: the feed's position in its item's
+// Ledger implements pipeline.Ledgerer (a feed keeps no index of event ids,
+// so it is no pipeline.Locator): the feed's position in its item's
 // topic, from the ledger topic.
 func (s *Sink) Ledger(ctx context.Context, _ *catalog.Item) (map[int32]int64, error) {
 	out := map[int32]int64{}

@@ -168,7 +168,7 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 // the name it runs under by default.
 const Kind = "postgres"
 
-// Landed implements pipeline.Positions: the row the change made, while it
+// Landed implements pipeline.Locator: the row the change made, while it
 // is the key's current one.
 func (s *Sink) Landed(ctx context.Context, it *catalog.Item, eventID string) (pipeline.Landed, bool, error) {
 	d, n := it.Namespace()
@@ -185,7 +185,7 @@ func (s *Sink) Landed(ctx context.Context, it *catalog.Item, eventID string) (pi
 	return l, true, nil
 }
 
-// Ledger implements pipeline.Positions.
+// Ledger implements pipeline.Ledgerer.
 func (s *Sink) Ledger(ctx context.Context, it *catalog.Item) (map[int32]int64, error) {
 	return LedgerOf(ctx, s.pool, s.name, it.Topic())
 }

@@ -3,7 +3,7 @@
 // turns it on (its database's DSN, a flag and an environment variable) and
 // its constructor. The bus runs a pipeline for every kind given a DSN;
 // `jutong sink replay --sink KIND` opens a kind by name. A new sink is its
-// package (a pipeline.Sink, with pipeline.Positions for the disputes'
+// package (a pipeline.Sink, with pipeline.Locator and Ledgerer for the disputes'
 // receipts and pipeline.Replayer for repairs) and one line in kinds.
 package sinks
 

@@ -1,6 +1,6 @@
 // Package landing says where a change has landed in the bus's sinks and
-// feeds, for the disputes' receipts, by asking each sink (its
-// pipeline.Positions: no SQL of a sink's tables here), and reads a change
+// feeds, for the disputes' receipts, by asking each sink (pipeline.Locator,
+// pipeline.Ledgerer: no SQL of a sink's tables here), and reads a change
 // at its position in its item's topic (which record a correction is of).
 package landing
 
@@ -36,36 +36,33 @@ type Landing struct{ cfg Config }
 func New(cfg Config) *Landing { return &Landing{cfg: cfg} }
 
 // Receipts says where a correcting change has landed, asking each sink
-// holding its item (pipeline.Positions): a sink that finds the change says
-// where and when (ClickHouse's history, PostgreSQL's row while it is the
-// key's current one); a sink that does not (a feed, or PostgreSQL once a
-// later change replaced the row) has landed it when its ledger has passed
-// the position another sink found it at. The others are waited for. A sink
-// that cannot say (no Positions) is not waited for.
+// holding its item: a sink that finds the change (a pipeline.Locator:
+// ClickHouse's history, PostgreSQL's row while it is the key's current one)
+// says where and when; a sink that does not, or cannot look (a feed: only a
+// pipeline.Ledgerer), has landed it once its ledger has passed the position
+// another sink found it at. The others are waited for; a sink that can say
+// neither is not, nor is a ledger alone when no sink can find the change.
 func (l *Landing) Receipts(ctx context.Context, item, eventID string) ([]dispute.Receipt, []string, error) {
 	it := l.cfg.Catalog.Item(item)
 	if it == nil || l.cfg.Sinks == nil {
 		return nil, nil, nil
 	}
-	type held struct {
-		name string
-		pos  pipeline.Positions
-	}
-	var holders []held
-	for _, s := range l.cfg.Sinks(it) {
-		if p, ok := s.(pipeline.Positions); ok {
-			holders = append(holders, held{s.Name(), p})
-		}
-	}
+	holders := l.cfg.Sinks(it)
 	found := map[string]pipeline.Landed{}
 	var at *pipeline.Landed
-	for _, h := range holders {
-		land, ok, err := h.pos.Landed(ctx, it, eventID)
+	locators := 0
+	for _, s := range holders {
+		loc, ok := s.(pipeline.Locator)
+		if !ok {
+			continue
+		}
+		locators++
+		land, ok, err := loc.Landed(ctx, it, eventID)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", h.name, err)
+			return nil, nil, fmt.Errorf("%s: %w", s.Name(), err)
 		}
 		if ok {
-			found[h.name] = land
+			found[s.Name()] = land
 			if at == nil {
 				at = &land
 			}
@@ -73,22 +70,27 @@ func (l *Landing) Receipts(ctx context.Context, item, eventID string) ([]dispute
 	}
 	var receipts []dispute.Receipt
 	var waiting []string
-	for _, h := range holders {
-		if land, ok := found[h.name]; ok {
-			receipts = append(receipts, dispute.Receipt{Sink: h.name, Topic: it.Topic(), Partition: land.Partition, Offset: land.Offset, Landed: land.At, Key: land.Key})
+	for _, s := range holders {
+		if land, ok := found[s.Name()]; ok {
+			receipts = append(receipts, dispute.Receipt{Sink: s.Name(), Topic: it.Topic(), Partition: land.Partition, Offset: land.Offset, Landed: land.At, Key: land.Key})
 			continue
 		}
-		if at != nil {
-			ledger, err := h.pos.Ledger(ctx, it)
+		_, locates := s.(pipeline.Locator)
+		led, ledgers := s.(pipeline.Ledgerer)
+		switch {
+		case at != nil && ledgers:
+			ledger, err := led.Ledger(ctx, it)
 			if err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", h.name, err)
+				return nil, nil, fmt.Errorf("%s: %w", s.Name(), err)
 			}
 			if ledger[at.Partition] > at.Offset { // passed since, or not indexed by event id
-				receipts = append(receipts, dispute.Receipt{Sink: h.name, Topic: it.Topic(), Partition: at.Partition, Offset: at.Offset, Landed: time.Now().UTC()})
+				receipts = append(receipts, dispute.Receipt{Sink: s.Name(), Topic: it.Topic(), Partition: at.Partition, Offset: at.Offset, Landed: time.Now().UTC()})
 				continue
 			}
+			waiting = append(waiting, s.Name())
+		case locates || (ledgers && locators > 0):
+			waiting = append(waiting, s.Name())
 		}
-		waiting = append(waiting, h.name)
 	}
 	return receipts, waiting, nil
 }
