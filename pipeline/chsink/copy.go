@@ -29,8 +29,6 @@ type Table struct {
 	Added [][2]string
 	// Row turns a record's value into the row's values, positions excluded.
 	Row func(value []byte, ts time.Time) []any
-	// Seen, when set, is called for every record copied (metrics).
-	Seen func(value []byte)
 }
 
 // CopySink copies a Table's topic into its table, exactly once, as a
@@ -123,7 +121,7 @@ func (s *CopySink) Offsets(ctx context.Context, _ []string) (pipeline.Offsets, e
 }
 
 // Write implements pipeline.Sink: one block of the batch's rows (those at
-// or past the ledger), then Seen for each.
+// or past the ledger).
 func (s *CopySink) Write(ctx context.Context, batch []pipeline.Record, _ time.Time) error {
 	if s.dirty { // the failed block may have landed: keep only what did not
 		if _, err := s.Offsets(ctx, nil); err != nil {
@@ -142,11 +140,6 @@ func (s *CopySink) Write(ctx context.Context, batch []pipeline.Record, _ time.Ti
 	}
 	for _, r := range batch {
 		s.next[r.Partition] = max(s.next[r.Partition], r.Offset+1)
-	}
-	if s.c.t.Seen != nil {
-		for _, r := range recs {
-			s.c.t.Seen(r.Value)
-		}
 	}
 	return nil
 }

@@ -28,10 +28,9 @@ ORDER BY (department, item, rejected_at, kafka_partition, kafka_offset)`
 
 const rejectsInsert = `INSERT INTO rejects (rejected_at, item, department, system, adapter, rule, field, reason, record_key, event_id, kafka_partition, kafka_offset)`
 
-// RejectsTable is the quarantine's copy into the rejects table, for Copy;
-// seen (optional) is told of each rejected record copied.
-func RejectsTable(seen func(quarantine.Record)) Table {
-	t := Table{Topic: quarantine.Topic, DDL: RejectsDDL, Insert: rejectsInsert,
+// RejectsTable is the quarantine's copy into the rejects table, for Copy.
+func RejectsTable() Table {
+	return Table{Topic: quarantine.Topic, DDL: RejectsDDL, Insert: rejectsInsert,
 		Row: func(value []byte, ts time.Time) []any {
 			var r quarantine.Record
 			if err := json.Unmarshal(value, &r); err != nil {
@@ -39,13 +38,4 @@ func RejectsTable(seen func(quarantine.Record)) Table {
 			}
 			return []any{r.RejectedAt.Truncate(time.Second), r.Item, r.Department, r.System, r.Adapter, r.Rule, r.Field, r.Reason, r.Key, r.EventID}
 		}}
-	if seen != nil {
-		t.Seen = func(value []byte) {
-			var r quarantine.Record
-			if json.Unmarshal(value, &r) == nil {
-				seen(r)
-			}
-		}
-	}
-	return t
 }

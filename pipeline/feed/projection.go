@@ -22,6 +22,7 @@ import (
 
 	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/model/rules/field"
+	"github.com/jutong/jutong/model/topicname"
 	"github.com/jutong/jutong/schemas"
 )
 
@@ -82,6 +83,16 @@ func Project(it *catalog.Item, g Grant) *Projection {
 	}
 	p.Item = it.WithFields(fields)
 	return p
+}
+
+// Topic is the topic a grant of dept reads the projected item on: the
+// item's own when the projection changes nothing, else the grant's feed.
+// The one place that decides it (ACLs, snapshots, lookups' schemas).
+func (p *Projection) Topic(dept, grant string) string {
+	if p.Identity() {
+		return p.Source.Topic()
+	}
+	return topicname.Feed(dept, p.Source.Code, grant)
 }
 
 // Identity says whether the projection delivers the item unchanged.

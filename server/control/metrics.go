@@ -9,6 +9,9 @@ var (
 		"Applications whose review is past its deadline (escalated), by the stage they wait in.", []string{"state"}, nil)
 	grantsDesc = prometheus.NewDesc("jutong_grants_active",
 		"Grants in force now.", nil, nil)
+	intervalDesc = prometheus.NewDesc("jutong_item_update_interval_seconds",
+		"The longest an item may go without a change under its update frequency (responsibility list), by item, department and frequency.",
+		[]string{"item", "department", "frequency"}, nil)
 )
 
 // Collector exports the control state as metrics, read at each scrape.
@@ -20,6 +23,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- appsDesc
 	ch <- overdueDesc
 	ch <- grantsDesc
+	ch <- intervalDesc
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
@@ -43,4 +47,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(overdueDesc, prometheus.GaugeValue, float64(n), string(st))
 	}
 	ch <- prometheus.MustNewConstMetric(grantsDesc, prometheus.GaugeValue, float64(grants))
+	// The responsibility list's deadlines, for the alert on an item gone quiet.
+	for _, it := range s.cfg.Catalog.Items {
+		ch <- prometheus.MustNewConstMetric(intervalDesc, prometheus.GaugeValue, it.UpdateInterval().Seconds(), it.Code, it.Source, it.UpdateFrequency)
+	}
 }

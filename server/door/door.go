@@ -421,16 +421,20 @@ func quarantineRecords(q *quarantine.Record) []*kgo.Record {
 
 // metrics count what the door did.
 type metrics struct {
-	outcomes *prometheus.CounterVec
+	outcomes, quarantined *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "jutong_door_records_total",
 		Help: "Records the door judged, by item, department, path (inbox or gateway), outcome (accepted, duplicate, rejected) and, for a refusal, the rule.",
-	}, []string{"item", "department", "path", "outcome", "rule"})}
+	}, []string{"item", "department", "path", "outcome", "rule"}),
+		quarantined: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jutong_quarantined_events_total",
+			Help: "Records refused at the door and kept in the quarantine topic, whoever published them (SDK, gateway, adapters), by item, department and rule."},
+			[]string{"item", "department", "rule"})}
 	if reg != nil {
 		m.outcomes = promutil.Register(reg, m.outcomes)
+		m.quarantined = promutil.Register(reg, m.quarantined)
 	}
 	return m
 }

@@ -137,6 +137,9 @@ func (d *Door) committed(path string, cands []Candidate, out []Outcome, ids []ac
 			rule = o.Violation.Rule
 		}
 		d.m.outcomes.WithLabelValues(cands[i].Item, cands[i].Department, path, o.Status, rule).Inc()
+		if o.Status == Rejected {
+			d.m.quarantined.WithLabelValues(cands[i].Item, cands[i].Department, rule).Inc()
+		}
 	}
 }
 

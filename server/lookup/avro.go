@@ -11,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/jutong/jutong/model/catalog"
-	"github.com/jutong/jutong/model/topicname"
 	"github.com/jutong/jutong/schemas"
 )
 
@@ -36,10 +35,7 @@ func (s *Service) schemaID(ctx context.Context, dept string, it *catalog.Item, g
 		return 0, nil, &Denied{Status: http.StatusNotAcceptable, Reason: "Avro answers need the schema registry, which this bus did not give the lookups: ask for JSON"}
 	}
 	p := s.projection(it, g)
-	subject := it.Subject()
-	if !p.Identity() {
-		subject = topicname.Feed(dept, it.Code, g.ID) + "-value"
-	}
+	subject := p.Topic(dept, g.ID) + "-value"
 	sc, err := p.Schema()
 	if err != nil {
 		return 0, nil, err

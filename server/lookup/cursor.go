@@ -46,3 +46,11 @@ func (s *Service) cursorKey(c string) (string, error) {
 	}
 	return "", &Denied{Status: 400, Reason: "after: not a cursor this bus issued (or one from before its restart): start from the first page"}
 }
+
+// CursorSecret derives the key that seals the cursors from a secret the
+// instances of one bus share (the bus's Kafka password), so that a cursor
+// from one instance opens at another.
+func CursorSecret(shared string) []byte {
+	sum := sha256.Sum256([]byte("lookup cursors\x00" + shared))
+	return sum[:]
+}

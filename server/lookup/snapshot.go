@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/jutong/jutong/model/catalog"
-	"github.com/jutong/jutong/model/topicname"
 	"github.com/jutong/jutong/pipeline/pgsink"
 	"github.com/jutong/jutong/server/audit"
 )
@@ -49,10 +48,7 @@ func (s *Service) Snapshot(ctx context.Context, dept, code, purpose string, star
 		return 0, fmt.Errorf("lookup: snapshot: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	st := Start{Item: it.Code, Grant: g.ID, Follow: it.Topic()}
-	if !s.projection(it, g).Identity() {
-		st.Follow = topicname.Feed(dept, it.Code, g.ID)
-	}
+	st := Start{Item: it.Code, Grant: g.ID, Follow: s.projection(it, g).Topic(dept, g.ID)}
 	// The sink's ledger, in the transaction that reads its tables.
 	if st.Positions, err = pgsink.LedgerOf(ctx, tx, s.cfg.Sink, it.Topic()); err != nil {
 		return 0, fmt.Errorf("lookup: snapshot: %w", err)

@@ -40,7 +40,6 @@ import (
 	"github.com/jutong/jutong/internal/tlsca"
 	"github.com/jutong/jutong/internal/topics"
 	"github.com/jutong/jutong/model/catalog"
-	"github.com/jutong/jutong/model/quarantine"
 	"github.com/jutong/jutong/model/topicname"
 	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/pipeline/chsink"
@@ -528,17 +527,12 @@ func (b *Bus) startSinks(ctx, rctx context.Context) error {
 }
 
 // startCopies copies the audit trail, the quarantine and the disputes into
-// ClickHouse, exactly once, counting the quarantined records in a metric.
+// ClickHouse, exactly once.
 func (b *Bus) startCopies(rctx context.Context) {
 	log := b.cfg.Log.With("component", "copy")
-	quarantined := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jutong_quarantined_events_total",
-		Help: "Records refused at the door and kept in the quarantine topic, whoever published them (SDK, gateway, adapters), by item, department and rule."},
-		[]string{"item", "department", "rule"})
-	b.Metrics.MustRegister(quarantined)
-	seen := func(r quarantine.Record) { quarantined.WithLabelValues(r.Item, r.Department, r.Rule).Inc() }
 	for _, t := range []chsink.Table{
 		{Topic: audit.Topic, DDL: audit.TableDDL, Insert: audit.InsertSQL, Row: audit.Row, Added: audit.AddedColumns},
-		chsink.RejectsTable(seen),
+		chsink.RejectsTable(),
 		{Topic: dispute.Topic, DDL: chsink.DisputesDDL, Insert: chsink.DisputesInsert, Row: dispute.Row},
 	} {
 		b.wg.Go(func() {

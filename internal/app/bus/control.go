@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/jutong/jutong/internal/app/grants"
@@ -42,7 +41,7 @@ func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
 		return err
 	}
 	b.Metrics.MustRegister(b.Control.Collector())
-	b.registerCatalogMetrics()
+	b.subLag = grants.LagGauge(b.Metrics)
 	b.wg.Go(func() { b.Control.Run(rctx, every(b.cfg.ControlEvery)) })
 	if b.reads, err = audit.NewReads(b.kopts, b.prefix(), b.grants.ResolveRead); err != nil {
 		return err
@@ -80,31 +79,12 @@ func every(d time.Duration) time.Duration {
 	return d
 }
 
-// registerCatalogMetrics exports what the catalog expects of each item, and
-// the subscriber-lag gauge.
-func (b *Bus) registerCatalogMetrics() {
-	interval := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "jutong_item_update_interval_seconds",
-		Help: "The longest an item may go without a change under its update frequency (responsibility list), by item, department and frequency."},
-		[]string{"item", "department", "frequency"})
-	for _, it := range b.cfg.Catalog.Items {
-		interval.WithLabelValues(it.Code, it.Source, it.UpdateFrequency).Set(it.UpdateInterval().Seconds())
-	}
-	b.Metrics.MustRegister(interval)
-	b.subLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "jutong_subscriber_lag_records",
-		Help: "Records a department's consumer groups have yet to read, by department and item (feeds counted under their item)."},
-		[]string{"department", "item"})
-	b.Metrics.MustRegister(b.subLag)
-}
-
 // AuditReads audits the departments' reads and updates their lag now (the
 // bus does it every ReadAuditEvery).
 func (b *Bus) AuditReads(ctx context.Context) ([]audit.Event, error) {
 	evs, err := b.reads.Poll(ctx)
-	if lag, lerr := b.grants.SubscriberLag(ctx, b.kopts); lerr == nil {
-		b.subLag.Reset()
-		for k, n := range lag {
-			b.subLag.WithLabelValues(k.Department, k.Item).Set(float64(n))
-		}
+	if lerr := b.grants.RefreshLag(ctx, b.kopts, b.subLag); lerr != nil {
+		b.cfg.Log.Warn("the subscribers' lag could not be read", "err", lerr)
 	}
 	return evs, err
 }

@@ -83,7 +83,7 @@ func crashChild() {
 	// runs them.
 	for _, t := range []chsink.Table{
 		{Topic: audit.Topic, DDL: audit.TableDDL, Insert: audit.InsertSQL, Row: audit.Row},
-		chsink.RejectsTable(nil),
+		chsink.RejectsTable(),
 	} {
 		go func() { errs <- chsink.Copy(ctx, cfg, os.Getenv(envCH), t, log) }()
 	}

@@ -2,8 +2,6 @@ package bus
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"net/http"
 
 	"github.com/jutong/jutong/internal/httpmetrics"
@@ -22,10 +20,9 @@ func (b *Bus) serveLookups(ctx context.Context, mux *http.ServeMux) (err error) 
 	if err != nil {
 		return err
 	}
-	secret := sha256.Sum256([]byte("lookup cursors\x00" + b.kafka.Password)) // shared by the instances of one bus
 	svc, err := lookup.New(lookup.Config{
-		Catalog: b.cfg.Catalog, DB: db, Disputes: b.Disputes.OpenOn, Rate: b.cfg.LookupRate, CursorSecret: secret[:],
-		Authenticate: b.department,
+		Catalog: b.cfg.Catalog, DB: db, Disputes: b.Disputes.OpenOn, Rate: b.cfg.LookupRate, CursorSecret: lookup.CursorSecret(b.kafka.Password), // the instances of one bus share it
+		Authenticate: func(user, pass string) (string, bool) { return b.Credentials.Department(b.cfg.Catalog, user, pass) },
 		Grants: func(dept, item string) []lookup.Grant {
 			var out []lookup.Grant
 			for _, g := range b.Control.GrantsOn(dept, item) {
@@ -48,22 +45,4 @@ func (b *Bus) serveLookups(ctx context.Context, mux *http.ServeMux) (err error) 
 	mux.Handle("GET /v1/items/{code}/records", h)
 	mux.Handle("GET /v1/items/{code}/snapshot", h)
 	return nil
-}
-
-// department resolves a department's principal and Kafka password to its code.
-func (b *Bus) department(user, pass string) (string, bool) {
-	want, ok := b.Credentials[user]
-	if !ok || want == "" {
-		return "", false
-	}
-	hw, hp := sha256.Sum256([]byte(want)), sha256.Sum256([]byte(pass))
-	if subtle.ConstantTimeCompare(hw[:], hp[:]) != 1 {
-		return "", false
-	}
-	for _, d := range b.cfg.Catalog.Departments {
-		if d.Principal == user {
-			return d.Code, true
-		}
-	}
-	return "", false
 }

@@ -3,11 +3,37 @@ package grants
 import (
 	"context"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/jutong/jutong/internal/kafkaconn"
 )
+
+// LagGauge is the jutong_subscriber_lag_records gauge, registered on reg;
+// RefreshLag sets it.
+func LagGauge(reg prometheus.Registerer) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "jutong_subscriber_lag_records",
+		Help: "Records a department's consumer groups have yet to read, by department and item (feeds counted under their item)."},
+		[]string{"department", "item"})
+	if reg != nil {
+		reg.MustRegister(g)
+	}
+	return g
+}
+
+// RefreshLag sets gauge to the departments' lag now (SubscriberLag).
+func (r *Reconciler) RefreshLag(ctx context.Context, kafka []kgo.Opt, gauge *prometheus.GaugeVec) error {
+	lag, err := r.SubscriberLag(ctx, kafka)
+	if err != nil {
+		return err
+	}
+	gauge.Reset()
+	for k, n := range lag {
+		gauge.WithLabelValues(k.Department, k.Item).Set(float64(n))
+	}
+	return nil
+}
 
 // DeptItem names a department's reads of an item (feeds count under their item).
 type DeptItem struct{ Department, Item string }

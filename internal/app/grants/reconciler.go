@@ -64,10 +64,7 @@ func FeedGrant(g control.Grant) feed.Grant {
 // Topic is the topic a grant reads: the item's own when the grant sees every
 // field unmasked, else the grant's masked feed.
 func Topic(it *catalog.Item, g control.Grant) string {
-	if feed.Project(it, FeedGrant(g)).Identity() {
-		return it.Topic()
-	}
-	return topicname.Feed(g.Department, g.Item, g.ID)
+	return feed.Project(it, FeedGrant(g)).Topic(g.Department, g.ID)
 }
 
 // Apply makes Kafka match grants, the active grants (the control plane calls
