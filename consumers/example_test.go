@@ -27,7 +27,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	defer b.Close()
+	defer b.Close(context.Background())
 
 	// Public security publishes residents (the citizen ID is graded 3).
 	const item = "population.resident_registration"

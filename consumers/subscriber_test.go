@@ -34,7 +34,7 @@ func start(ctx context.Context, t *testing.T) (*bus.Bus, *catalog.Catalog, *prod
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	k := b.Kafka()
 	pub, err := producers.New(ctx, cat, "market_supervision", producers.Brokers(k.Brokers...),
 		producers.SASL(k.User, k.Password), producers.Registry(b.RegistryURL()))

@@ -27,7 +27,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	defer b.Close()
+	defer b.Close(context.Background())
 	password := b.Credentials["dept.tax"] // jutong dev keeps these in .jutong/credentials.json
 
 	pub, err := producers.New(ctx, cat, "tax",

@@ -37,7 +37,7 @@ func startBus(t testing.TB) (*bus.Bus, *catalog.Catalog) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	return b, cat
 }
 
@@ -268,7 +268,7 @@ func TestCloseIsBounded(t *testing.T) {
 	if _, err := pub.Publish(ctx, item, gen.Next()); err != nil { // registers the schema
 		t.Fatal(err)
 	}
-	b.Close() // the brokers are gone
+	b.Close(context.Background()) // the brokers are gone
 	var results []producers.Result
 	var mu sync.Mutex
 	var wg sync.WaitGroup

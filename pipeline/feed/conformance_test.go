@@ -42,7 +42,7 @@ func TestConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	reg, err := sr.NewClient(b.RegistryOpts()...)
 	if err != nil {
 		t.Fatal(err)

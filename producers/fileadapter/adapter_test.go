@@ -175,7 +175,7 @@ func start(t *testing.T) (*catalog.Item, *bus.Bus, *producers.Publisher) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	p := cat.Department(it.Source).Principal
 	pub, err := producers.New(context.Background(), cat, it.Source, producers.Brokers(b.Kafka().Brokers...),
 		producers.SASL(p, b.Credentials[p]), producers.Registry(b.RegistryURL()), producers.Adapter("file"))

@@ -111,7 +111,7 @@ func testAdapter(t *testing.T, d dialect) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	defer b.Close(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	principal := cat.Department(it.Source).Principal

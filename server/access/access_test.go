@@ -34,7 +34,7 @@ func start(t *testing.T) (*bus.Bus, *catalog.Catalog) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	return b, cat
 }
 

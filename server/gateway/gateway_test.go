@@ -41,7 +41,7 @@ func startBus(t *testing.T) (*bus.Bus, *catalog.Catalog) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	return b, cat
 }
 
@@ -302,9 +302,9 @@ func TestTextSizeAndRetries(t *testing.T) {
 			t.Fatalf("attempt %d: %d %.300s", i+1, code, raw)
 		}
 	}
-	b.Close()
+	b.Close(context.Background())
 	b = start() // a restart of the bus: the door still knows the id
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	code, r, raw = post(t, url(), tok, body)
 	if code != 200 || r.Results[0].Status != "duplicate" || r.Results[0].Offset == nil {
 		t.Fatalf("after a restart: %d %.300s", code, raw)

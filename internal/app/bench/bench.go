@@ -86,7 +86,7 @@ func benchPublish(ctx context.Context, args []string, out, errOut io.Writer) err
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	defer b.Close(context.Background())
 	defer pub.Close()
 	g := synth.New(it, 1, time.Now())
 	g.DeleteEvery = 0 // every event carries a full record
@@ -130,7 +130,7 @@ func benchBus(ctx context.Context, cat *catalog.Catalog, it *catalog.Item, broke
 	pub, err := producers.New(ctx, cat, it.Source, producers.Brokers(b.Kafka().Brokers...),
 		producers.SASL(dept.Principal, b.Credentials[dept.Principal]), producers.Registry(b.RegistryURL()))
 	if err != nil {
-		b.Close()
+		b.Close(context.Background())
 		return nil, nil, err
 	}
 	return b, pub, nil

@@ -34,7 +34,7 @@ func benchDoor(ctx context.Context, args []string, out, errOut io.Writer) error 
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	defer b.Close(context.Background())
 	defer pub.Close()
 	g := synth.New(it, 1, time.Now())
 	g.DeleteEvery = 0

@@ -124,7 +124,7 @@ func benchTopicsOnce(ctx context.Context, self, dir string, n, partitions int, p
 	if err != nil {
 		return nil, err
 	}
-	defer b.Close()
+	defer b.Close(context.Background())
 	res.created = time.Since(t0)
 
 	if err := produceOnePerTopic(ctx, b, cat); err != nil {

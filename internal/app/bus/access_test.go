@@ -154,7 +154,7 @@ func TestAccess(t *testing.T) {
 	chDSN := testenv.ClickHouse(t)
 	clk := &clock{}
 	b := startBus(t, bus.Config{ClickHouseDSN: chDSN, Now: clk.now, ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	cat := sample(t)
 	cc := controlClient{t, b.APIURL(), b}
 	const resident = "population.resident_registration"

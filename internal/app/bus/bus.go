@@ -161,7 +161,6 @@ type Bus struct {
 	cluster *embedded.Cluster // nil when running against an existing cluster
 	regURL  string
 	apiURL  string
-	servers []*http.Server // the registry's and the API's
 	gw      *gateway.Gateway
 	door    *door.Door
 	grants  *grants.Reconciler
@@ -180,6 +179,8 @@ type Bus struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	errs     chan error
+	closeMu  sync.Mutex
+	closers  []closer // what Close closes, in the order the parts started
 }
 
 // Start starts everything; Close stops it.
@@ -205,7 +206,7 @@ func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
 	b.cancel = cancel
 	defer func() {
 		if err != nil {
-			b.Close()
+			_ = b.Close(context.Background())
 		}
 	}()
 	for _, step := range []func(context.Context) error{
@@ -259,6 +260,7 @@ func (b *Bus) startKafka(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
+		b.onClose("embedded kafka", func(context.Context) error { b.cluster.Close(); return nil }) // flushes its log to disk
 		b.kafka = b.cluster.Admin()
 	}
 	b.kopts, err = b.kafka.Opts()
@@ -346,6 +348,7 @@ func (b *Bus) serveRegistry(ctx context.Context) (err error) {
 	if b.Registry, err = registry.Open(ctx, admin, registry.DefaultTopic, log.With("component", "registry")); err != nil {
 		return err
 	}
+	b.onClose("schema registry", func(context.Context) error { b.Registry.Close(); return nil })
 	// The bus's admin writes; a department's principal, with its Kafka
 	// password, reads.
 	acc := registry.Access{Admin: b.kafka.User, AdminPassword: b.kafka.Password, Reader: func(user string) (string, bool) {
@@ -402,7 +405,7 @@ func (b *Bus) serve(addr string, h http.Handler, what string) (string, error) {
 		}
 		ln, scheme = tls.NewListener(ln, tc), "https"
 	}
-	b.servers = append(b.servers, srv)
+	b.onClose(what, srv.Shutdown) // requests in flight finish, within Close's deadline
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			b.cfg.Log.Error(what+" stopped", "err", err)
@@ -448,6 +451,7 @@ func (b *Bus) startDoor(ctx, rctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	b.onClose("door", func(context.Context) error { b.door.Close(); return nil })
 	if b.cfg.NoDoor {
 		return nil
 	}
@@ -499,6 +503,7 @@ func (b *Bus) openSinks(ctx context.Context) error {
 			return err
 		}
 		b.sinks = append(b.sinks, s)
+		b.onClose("sink "+s.Name(), func(context.Context) error { return s.Close() })
 	}
 	return nil
 }
@@ -705,49 +710,45 @@ func (b *Bus) KafkaOpts() []kgo.Opt { return b.kopts }
 // Errors delivers pipeline failures (a pipeline that stopped for good).
 func (b *Bus) Errors() <-chan error { return b.errs }
 
-// Close stops the pipelines (finishing or abandoning their open batch), the
-// feeds, the control plane, the HTTP servers, the registry and the cluster,
-// which flushes its log to disk.
-func (b *Bus) Close() {
+// onClose records how to close a part that started: Close closes the parts
+// in the reverse order they started (the HTTP servers, whose requests need
+// everything else, first; the cluster last).
+func (b *Bus) onClose(what string, fn func(context.Context) error) {
+	b.closeMu.Lock()
+	defer b.closeMu.Unlock()
+	b.closers = append(b.closers, closer{what, fn})
+}
+
+type closer struct {
+	what string
+	fn   func(context.Context) error
+}
+
+// Close stops the bus within ctx: the pipelines, the door, the ticks (each
+// finishing or abandoning its open batch: nothing is lost, the ledgers only
+// move with written data), then every part in the reverse order it started.
+// A part that does not stop by ctx's deadline is left behind, named in the
+// error. Close is safe to call more than once.
+func (b *Bus) Close(ctx context.Context) error {
 	if b.cancel != nil {
 		b.cancel()
 	}
-	b.wg.Wait()
-	// The HTTP servers first: their requests in flight still need the
-	// control plane, the lookups' pool and the audit writer.
-	for _, srv := range b.servers {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = srv.Shutdown(ctx)
-		cancel()
+	var errs []error
+	waited := make(chan struct{})
+	go func() { b.wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("the pipelines did not stop in time: %w", ctx.Err()))
 	}
-	if b.feeds != nil {
-		b.feeds.Close()
+	b.closeMu.Lock()
+	closers := b.closers
+	b.closers = nil
+	b.closeMu.Unlock()
+	for i := len(closers) - 1; i >= 0; i-- {
+		if err := closers[i].fn(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", closers[i].what, err))
+		}
 	}
-	if b.Control != nil {
-		b.Control.Close()
-	}
-	if b.Disputes != nil {
-		b.Disputes.Close()
-	}
-	if b.reads != nil {
-		b.reads.Close()
-	}
-	if b.lookupDB != nil {
-		b.lookupDB.Close()
-	}
-	if b.audit != nil {
-		b.audit.Close()
-	}
-	if b.door != nil {
-		b.door.Close()
-	}
-	if b.Registry != nil {
-		b.Registry.Close()
-	}
-	for _, s := range b.sinks {
-		s.Close()
-	}
-	if b.cluster != nil {
-		b.cluster.Close()
-	}
+	return errors.Join(errs...)
 }

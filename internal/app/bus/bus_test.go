@@ -109,7 +109,7 @@ func handMade() *schemas.Event {
 func TestPublishedEqualsLanded(t *testing.T) {
 	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
 	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ClickHouseDSN: chDSN})
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	pub := publisher(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -307,10 +307,10 @@ func TestRestartKeepsRecords(t *testing.T) {
 	}
 	b := startBus(t, cfg)
 	publish(b, 500)
-	b.Close()
+	b.Close(context.Background())
 
 	b = startBus(t, cfg)
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	if subs := b.Registry.Subjects(); len(subs) != 2*len(sample(t).Items) || !slices.Contains(subs, item+"-value") || !slices.Contains(subs, topicname.Flags(item)+"-value") { // items and their flags
 		t.Fatalf("registry after restart has subjects %v", subs)
 	}
@@ -355,7 +355,7 @@ func TestRestartKeepsRecords(t *testing.T) {
 func TestUndecodableRecordIsDeadLettered(t *testing.T) {
 	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
 	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ClickHouseDSN: chDSN})
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	k := b.Kafka()
@@ -428,7 +428,7 @@ func sample(t *testing.T) *catalog.Catalog {
 func TestExternalRegistry(t *testing.T) {
 	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
 	first := startBus(t, bus.Config{}) // cluster + registry, no sinks
-	t.Cleanup(first.Close)
+	t.Cleanup(func() { _ = first.Close(context.Background()) })
 	k := first.Kafka()
 	second, err := bus.Start(context.Background(), bus.Config{Catalog: sample(t), Kafka: &k, RegistryURL: first.RegistryURL(), APIAddr: "127.0.0.1:0",
 		SecretsDir:  t.TempDir(), // its own secrets: it must not touch the first bus's users
@@ -436,7 +436,7 @@ func TestExternalRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(second.Close)
+	t.Cleanup(func() { _ = second.Close(context.Background()) })
 	if second.Registry != nil || second.RegistryURL() != first.RegistryURL() {
 		t.Fatal("the second bus serves a registry of its own")
 	}
@@ -464,7 +464,7 @@ func TestExternalRegistry(t *testing.T) {
 func TestThemeDatabases(t *testing.T) {
 	pgDSN := testenv.Postgres(t)
 	b := startBus(t, bus.Config{PostgresDSN: pgDSN})
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	cat := sample(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -521,7 +521,7 @@ func TestPostgresOutage(t *testing.T) {
 	proxy := testenv.NewProxy(t, u.Host)
 	u.Host = proxy.Addr()
 	b := startBus(t, bus.Config{PostgresDSN: u.String(), Pipeline: pipeline.Config{RetryMax: 2 * time.Second, LagEvery: 500 * time.Millisecond}})
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	pub := publisher(t, b)
@@ -612,7 +612,7 @@ func gauge(t *testing.T, b *bus.Bus, name, sink string) float64 {
 func TestGroupPrefix(t *testing.T) {
 	pgDSN := testenv.Postgres(t)
 	b := startBus(t, bus.Config{PostgresDSN: pgDSN, GroupPrefix: "jutong.dc2."})
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	cat := sample(t)
 	publishItem(t, b, cat, item, 20, 61)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -644,7 +644,7 @@ func TestGroupPrefix(t *testing.T) {
 		RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0"}
 	if b2, err := bus.Start(ctx, bad); err == nil || !strings.Contains(err.Error(), "inside department tax") {
 		if b2 != nil {
-			b2.Close()
+			b2.Close(context.Background())
 		}
 		t.Errorf("a prefix inside tax's groups: %v", err)
 	}

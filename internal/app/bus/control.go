@@ -30,8 +30,10 @@ func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
 	if b.audit, err = audit.NewWriter(b.kopts); err != nil {
 		return err
 	}
+	b.onClose("audit writer", func(context.Context) error { b.audit.Close(); return nil })
 	b.feeds = &grants.FeedRunner{Catalog: b.cfg.Catalog, Kafka: b.kopts, Registry: b.RegistryOpts(), Pipeline: b.pcfg, KeySecret: b.feedKey, Prefix: b.prefix(), Log: log,
 		Disputes: b.openDisputes, Started: b.feedStarted}
+	b.onClose("feeds", func(context.Context) error { b.feeds.Close(); return nil })
 	b.grants = grants.New(grants.Config{Catalog: b.cfg.Catalog, ACLs: grants.KafkaACLs{Kafka: b.kopts}, Feeds: b.feeds, Audit: b.audit, Log: log})
 	b.Control, err = control.Open(ctx, control.Config{
 		Catalog: b.cfg.Catalog, Kafka: b.kopts, Audit: b.audit, Published: b.published,
@@ -40,12 +42,14 @@ func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	b.onClose("control plane", func(context.Context) error { b.Control.Close(); return nil })
 	b.Metrics.MustRegister(b.Control.Collector())
 	b.subLag = grants.LagGauge(b.Metrics)
 	b.wg.Go(func() { b.Control.Run(rctx, every(b.cfg.ControlEvery)) })
 	if b.reads, err = audit.NewReads(b.kopts, b.prefix(), b.grants.ResolveRead); err != nil {
 		return err
 	}
+	b.onClose("read auditor", func(context.Context) error { b.reads.Close(); return nil })
 	b.tick(rctx, every(b.cfg.ReadAuditEvery), "read audit", log, func(ctx context.Context) error {
 		_, err := b.AuditReads(ctx)
 		return err

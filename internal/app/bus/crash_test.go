@@ -111,7 +111,7 @@ func TestPipelineSurvivesSIGKILL(t *testing.T) {
 	}
 	c := &crashRun{t: t, pgDSN: testenv.Postgres(t), chDSN: testenv.ClickHouse(t), cat: sample(t), published: map[string]int{}}
 	c.b = startBus(t, bus.Config{}) // Kafka, the registry and the door only: the pipelines run in the child
-	t.Cleanup(c.b.Close)
+	t.Cleanup(func() { _ = c.b.Close(context.Background()) })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	t.Cleanup(c.kill)

@@ -47,7 +47,7 @@ func TestDisputes(t *testing.T) {
 	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
 	clk := &clock{}
 	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ClickHouseDSN: chDSN, Now: clk.now, ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	cat := sample(t)
 	cc := controlClient{t, b.APIURL(), b}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -504,7 +504,7 @@ func snapshotLines(ctx context.Context, t *testing.T, b *bus.Bus, cat *catalog.C
 func TestFlagShownAfterACrash(t *testing.T) {
 	pgDSN := testenv.Postgres(t)
 	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	cat := sample(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -570,7 +570,7 @@ func TestLegacyFlagsUpgrade(t *testing.T) {
 	const compacted, timed = "legal_person.enterprise_registration", "legal_person.tax_credit_rating"
 	cat.Item(compacted).TopicSettings.CleanupPolicy = "compact"
 	b := startBus(t, bus.Config{Catalog: cat, PostgresDSN: pgDSN, ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	keys := map[string]string{}
@@ -671,7 +671,7 @@ func TestLegacyFlagsUpgrade(t *testing.T) {
 func TestCorrectionOfAnotherRecordOnceLanded(t *testing.T) {
 	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
 	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ClickHouseDSN: chDSN, ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	cat := sample(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -64,6 +64,7 @@ func (b *Bus) startDisputes(ctx, rctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	b.onClose("disputes", func(context.Context) error { b.Disputes.Close(); return nil })
 	b.disputesRef.Store(b.Disputes)
 	// The feeds started first: their flags topics now.
 	for _, it := range b.cfg.Catalog.Items {
@@ -113,6 +114,7 @@ func (b *Bus) pg(ctx context.Context) (*pgxpool.Pool, error) {
 			return nil, err
 		}
 		b.lookupDB = p
+		b.onClose("lookups' pool", func(context.Context) error { p.Close(); return nil })
 	}
 	return b.lookupDB, nil
 }

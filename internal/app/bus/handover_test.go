@@ -21,7 +21,7 @@ import (
 // gives, for items of every field type.
 func TestDoorHandsOverWhatDecodingGives(t *testing.T) {
 	b := startBus(t, bus.Config{NoDoor: true})
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	cat := sample(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -46,7 +46,7 @@ func rawAs(t *testing.T, b *bus.Bus, cat *catalog.Catalog, dept string, extra ..
 func TestHostileDepartment(t *testing.T) {
 	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
 	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ClickHouseDSN: chDSN})
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	cat := sample(t)
 	const dept = "market_supervision"
 	it := cat.Item(item)
@@ -221,7 +221,7 @@ func TestHostileDepartment(t *testing.T) {
 func TestRecordTheDatabaseRefuses(t *testing.T) {
 	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
 	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ClickHouseDSN: chDSN})
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	cat := sample(t)
 	it := cat.Item(item)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -425,7 +425,7 @@ func TestItemWithoutTopicStopsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	admin, err := b.Kafka().Client()
 	if err != nil {
 		t.Fatal(err)
@@ -482,7 +482,7 @@ func TestItemWithoutTopicStopsNothing(t *testing.T) {
 // item's subject has as item.unknown.
 func TestInboxWithoutItemHeader(t *testing.T) {
 	b := startBus(t, bus.Config{})
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	cat := sample(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

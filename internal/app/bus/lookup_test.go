@@ -72,7 +72,7 @@ func grant(t *testing.T, cc controlClient, cat *catalog.Catalog, dept string, r 
 func TestLookups(t *testing.T) {
 	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
 	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ClickHouseDSN: chDSN, ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	cat := sample(t)
 	cc := controlClient{t, b.APIURL(), b}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

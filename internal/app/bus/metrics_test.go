@@ -34,7 +34,7 @@ var metricName = regexp.MustCompile(`\bjutong_[a-z0-9_]+`)
 func TestDashboardsAndRules(t *testing.T) {
 	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
 	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ClickHouseDSN: chDSN, ReadAuditEvery: time.Second, DecodeCache: 1 << 16})
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	cat := sample(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -22,7 +22,7 @@ import (
 func TestReplay(t *testing.T) {
 	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
 	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ClickHouseDSN: chDSN})
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	pub := publisher(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

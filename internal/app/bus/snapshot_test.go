@@ -36,7 +36,7 @@ import (
 func TestSnapshotThenFollow(t *testing.T) {
 	pgDSN := testenv.Postgres(t)
 	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	cat := sample(t)
 	cc := controlClient{t, b.APIURL(), b}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -198,7 +198,7 @@ func pending(ctx context.Context, t *testing.T, b *bus.Bus, topic string, next m
 func TestSubscriberWithSnapshot(t *testing.T) {
 	pgDSN := testenv.Postgres(t)
 	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
-	t.Cleanup(b.Close)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	cat := sample(t)
 	cc := controlClient{t, b.APIURL(), b}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

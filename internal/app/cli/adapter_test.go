@@ -39,7 +39,7 @@ func TestAdapterCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	defer b.Close(context.Background())
 	common := []string{"--brokers", strings.Join(b.Kafka().Brokers, ","), "--registry", b.RegistryURL(),
 		"--credentials", filepath.Join(secrets, "credentials.json")}
 

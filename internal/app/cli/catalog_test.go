@@ -48,7 +48,7 @@ func TestCatalogApplyIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	defer b.Close(context.Background())
 	args := []string{"catalog", "apply", "--brokers", strings.Join(b.Kafka().Brokers, ","),
 		"--kafka-user", "jutong", "--kafka-password", "pw", "--registry", b.RegistryURL()}
 

@@ -29,7 +29,7 @@ func TestControlCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	defer b.Close(context.Background())
 	run := func(dept string, args ...string) string {
 		t.Helper()
 		var out, errOut bytes.Buffer

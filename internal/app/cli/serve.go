@@ -97,7 +97,7 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	defer b.Close(context.Background())
 	fmt.Fprintf(out, "Jutong serving: registry %s, brokers %s\n", b.RegistryURL(), *brokers)
 	select {
 	case <-ctx.Done():

@@ -31,7 +31,7 @@ func TestSnapshotCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	defer b.Close(context.Background())
 	const item = "legal_person.enterprise_registration"
 	it := cat.Item(item)
 	pub, err := producers.New(ctx, cat, it.Source, b.PublisherOpts(it.Source)...)

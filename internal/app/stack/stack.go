@@ -285,7 +285,7 @@ func (st *Stack) ClickHouseClient(args ...string) []string {
 
 func (st *Stack) Close() {
 	if st.Bus != nil {
-		st.Bus.Close()
+		st.Bus.Close(context.Background())
 	}
 	if st.PGPool != nil {
 		st.PGPool.Close()
