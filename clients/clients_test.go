@@ -25,6 +25,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/consumers"
 	"github.com/jutong/jutong/internal/app/cli"
 	"github.com/jutong/jutong/internal/freeport"
@@ -593,8 +594,7 @@ func (d *dev) publisher(ctx context.Context, t *testing.T, cat *catalog.Catalog,
 	t.Helper()
 	p := cat.Department(source).Principal
 	tc, _ := tlsca.Client(d.env["JUTONG_CA_FILE"])
-	pub, err := producers.New(ctx, cat, source, producers.Brokers(strings.Split(d.env["JUTONG_KAFKA_BROKERS"], ",")...),
-		producers.SASL(p, d.secrets(t, "credentials.json")[p]), producers.Registry(d.env["JUTONG_REGISTRY_URL"]), producers.TLS(tc))
+	pub, err := producers.New(ctx, cat, source, connect.Config{Brokers: strings.Split(d.env["JUTONG_KAFKA_BROKERS"], ","), User: p, Password: d.secrets(t, "credentials.json")[p], Registry: d.env["JUTONG_REGISTRY_URL"], TLS: tc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -683,9 +683,7 @@ func (d *dev) reference(ctx context.Context, t *testing.T, cat *catalog.Catalog,
 	t.Helper()
 	p := cat.Department(dept).Principal
 	tc, _ := tlsca.Client(d.env["JUTONG_CA_FILE"])
-	sub, err := consumers.New(ctx, cat, dept, items, consumers.Brokers(strings.Split(d.env["JUTONG_KAFKA_BROKERS"], ",")...),
-		consumers.SASL(p, d.secrets(t, "credentials.json")[p]), consumers.Registry(d.env["JUTONG_REGISTRY_URL"]), consumers.TLS(tc),
-		consumers.Group("reference"))
+	sub, err := consumers.New(ctx, cat, dept, items, connect.Config{Brokers: strings.Split(d.env["JUTONG_KAFKA_BROKERS"], ","), User: p, Password: d.secrets(t, "credentials.json")[p], Registry: d.env["JUTONG_REGISTRY_URL"], TLS: tc}, consumers.Group("reference"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,16 +2,14 @@ package consumers
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/jutong/jutong/internal/sdkconn"
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/model/catalog"
 )
 
@@ -19,7 +17,7 @@ import (
 type Opt func(*cfg)
 
 type cfg struct {
-	conn          sdkconn.Conn
+	conn          connect.Config
 	group         string
 	log           *slog.Logger
 	registerer    prometheus.Registerer
@@ -34,14 +32,14 @@ func defaultCfg(department string) cfg {
 }
 
 func (c *cfg) validate() error {
-	if err := c.conn.Check("consumers"); err != nil {
-		return err
+	if err := c.conn.Validate(); err != nil {
+		return fmt.Errorf("consumers: %w", err)
 	}
 	if c.closeTimeout <= 0 {
 		return errors.New("consumers: CloseTimeout must be positive")
 	}
 	if c.snapshot != nil && (c.snapshot.API == "" || c.snapshot.Purpose == "" || c.snapshot.Handle == nil || c.conn.User == "") {
-		return errors.New("consumers: WithSnapshot needs the API, the purpose, a Handle and SASL credentials")
+		return errors.New("consumers: WithSnapshot needs the API, the purpose, a Handle and the connection's user and password")
 	}
 	if c.onUndecodable == nil {
 		log := c.log
@@ -52,29 +50,6 @@ func (c *cfg) validate() error {
 	}
 	return nil
 }
-
-// Brokers sets the Kafka bootstrap brokers.
-func Brokers(addrs ...string) Opt { return func(c *cfg) { c.conn.Brokers = addrs } }
-
-// SASL authenticates as the department's SCRAM-SHA-256 principal.
-func SASL(user, pass string) Opt { return func(c *cfg) { c.conn.User, c.conn.Pass = user, pass } }
-
-// Registry sets the Confluent-compatible schema registry URL. The client
-// authenticates to it with the SASL user and password (HTTP basic auth, as
-// Confluent's basic.auth.credentials.source=SASL_INHERIT) unless
-// RegistryOpts says otherwise.
-func Registry(url string) Opt { return func(c *cfg) { c.conn.RegistryURL = url } }
-
-// RegistryOpts adds schema registry client options: sr.DialTLSConfig for
-// HTTPS with a private CA, sr.BasicAuth for other credentials.
-func RegistryOpts(opts ...sr.ClientOpt) Opt {
-	return func(c *cfg) { c.conn.RegistryOpts = append(c.conn.RegistryOpts, opts...) }
-}
-
-// TLS connects to Kafka (SASL_SSL) and to the registry (HTTPS) with c:
-// for a bus whose certificates a private CA signed, a config whose RootCAs
-// hold that CA (jutong dev prints where its ca.pem is).
-func TLS(t *tls.Config) Opt { return func(c *cfg) { c.conn.AddTLS(t) } }
 
 // Group sets the consumer group (default "<department>.default"); a
 // department's groups share its code and a dot as prefix, so one ACL covers
@@ -87,11 +62,6 @@ func Logger(l *slog.Logger) Opt { return func(c *cfg) { c.log = l } }
 // Metrics registers the subscriber's counters (jutong_subscriber_delivered_total,
 // jutong_subscriber_undecodable_total) on reg, as producers.Metrics does.
 func Metrics(reg prometheus.Registerer) Opt { return func(c *cfg) { c.registerer = reg } }
-
-// KafkaOpts adds franz-go client options (TLS, ...).
-func KafkaOpts(opts ...kgo.Opt) Opt {
-	return func(c *cfg) { c.conn.KafkaOpts = append(c.conn.KafkaOpts, opts...) }
-}
 
 // Undecodable is a record no schema reads: bytes that are not Confluent-
 // framed Avro, or a schema id the registry does not know.

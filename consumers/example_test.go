@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/consumers"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/synth"
@@ -31,8 +32,7 @@ func Example() {
 
 	// Public security publishes residents (the citizen ID is graded 3).
 	const item = "population.resident_registration"
-	pub, err := producers.New(ctx, cat, "public_security", producers.Brokers(b.Kafka().Brokers...),
-		producers.SASL("dept.public_security", b.Credentials["dept.public_security"]), producers.Registry(b.RegistryURL()))
+	pub, err := producers.New(ctx, cat, "public_security", connect.Config{Brokers: b.Kafka().Brokers, User: "dept.public_security", Password: b.Credentials["dept.public_security"], Registry: b.RegistryURL()})
 	if err != nil {
 		panic(err)
 	}
@@ -49,11 +49,7 @@ func Example() {
 	b.Control.Decide(ctx, app.ID, "big_data", control.Verdict{Approve: true})
 	b.Control.Decide(ctx, app.ID, "public_security", control.Verdict{Approve: true})
 
-	sub, err := consumers.New(ctx, cat, "health", []string{item},
-		consumers.Brokers(b.Kafka().Brokers...),
-		consumers.SASL("dept.health", b.Credentials["dept.health"]),
-		consumers.Registry(b.RegistryURL()),
-		consumers.Group("vaccination-stats")) // the group is health.vaccination-stats
+	sub, err := consumers.New(ctx, cat, "health", []string{item}, connect.Config{Brokers: b.Kafka().Brokers, User: "dept.health", Password: b.Credentials["dept.health"], Registry: b.RegistryURL()}, consumers.Group("vaccination-stats")) // the group is health.vaccination-stats
 	if err != nil {
 		panic(err)
 	}

@@ -124,13 +124,13 @@ func (s *Subscriber) snapshotItem(ctx context.Context, topic string, it *catalog
 	sc := s.cfg.snapshot
 	hc := sc.HTTPClient
 	if hc == nil {
-		hc = http.DefaultClient
+		hc = s.cfg.conn.HTTPClient() // trusting the connection's TLS roots
 	}
 	req, err := http.NewRequestWithContext(ctx, "GET", sc.API+"/v1/items/"+url.PathEscape(it.Code)+"/snapshot?"+url.Values{"purpose": {sc.Purpose}}.Encode(), nil)
 	if err != nil {
 		return nil, err
 	}
-	req.SetBasicAuth(s.cfg.conn.User, s.cfg.conn.Pass)
+	req.SetBasicAuth(s.cfg.conn.User, s.cfg.conn.Password)
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("consumers: snapshot of %s: %w", it.Code, err)

@@ -11,8 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/retry"
 	"github.com/jutong/jutong/model/catalog"
@@ -77,8 +77,9 @@ type Subscriber struct {
 
 // New creates a subscriber of department to the given items; it asks Kafka
 // which of them the department reads through a masked feed.
-func New(ctx context.Context, cat *catalog.Catalog, department string, items []string, opts ...Opt) (*Subscriber, error) {
+func New(ctx context.Context, cat *catalog.Catalog, department string, items []string, conn connect.Config, opts ...Opt) (*Subscriber, error) {
 	c := defaultCfg(department)
+	c.conn = conn
 	for _, o := range opts {
 		o(&c)
 	}
@@ -96,12 +97,8 @@ func New(ctx context.Context, cat *catalog.Catalog, department string, items []s
 	}
 	s := &Subscriber{cfg: c, dept: department, items: map[string]*catalog.Item{}, flags: map[string]*catalog.Item{},
 		m: newMetrics(c.registerer), skipBelow: map[string]map[int32]int64{}}
-	conn, err := c.conn.Kafka()
-	if err != nil {
-		return nil, fmt.Errorf("consumers: %w", err)
-	}
-	conn = append(conn, c.conn.KafkaOpts...) // TLS and the caller's own
-	feeds, err := grantedFeeds(ctx, conn, department)
+	kconn := append(c.conn.Kafka(), c.conn.KafkaOpts...) // TLS and the caller's own
+	feeds, err := grantedFeeds(ctx, kconn, department)
 	if err != nil {
 		return nil, err
 	}
@@ -120,18 +117,18 @@ func New(ctx context.Context, cat *catalog.Catalog, department string, items []s
 		topics = append(topics, topic, topicname.Flags(topic))
 	}
 	if c.snapshot != nil {
-		if err := s.takeSnapshot(ctx, conn); err != nil {
+		if err := s.takeSnapshot(ctx, kconn); err != nil {
 			return nil, err
 		}
 	}
-	kopts := append(conn, kgo.ConsumerGroup(c.group), kgo.ConsumeTopics(topics...),
+	kopts := append(c.conn.Kafka(), kgo.ConsumerGroup(c.group), kgo.ConsumeTopics(topics...),
 		kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), // never an aborted adapter transaction
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if s.cl, err = kgo.NewClient(append(kopts, c.conn.KafkaOpts...)...); err != nil {
 		return nil, fmt.Errorf("consumers: %w", err)
 	}
-	reg, err := sr.NewClient(c.conn.Registry()...)
+	reg, err := c.conn.RegistryClient()
 	if err != nil {
 		s.cl.Close()
 		return nil, fmt.Errorf("consumers: %w", err)

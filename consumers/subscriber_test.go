@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/consumers"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/synth"
@@ -36,8 +37,7 @@ func start(ctx context.Context, t *testing.T) (*bus.Bus, *catalog.Catalog, *prod
 	}
 	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	k := b.Kafka()
-	pub, err := producers.New(ctx, cat, "market_supervision", producers.Brokers(k.Brokers...),
-		producers.SASL(k.User, k.Password), producers.Registry(b.RegistryURL()))
+	pub, err := producers.New(ctx, cat, "market_supervision", connect.Config{Brokers: k.Brokers, User: k.User, Password: k.Password, Registry: b.RegistryURL()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,8 +62,7 @@ func TestHandlerErrorRedelivers(t *testing.T) {
 	}
 
 	sub := func() *consumers.Subscriber {
-		s, err := consumers.New(ctx, cat, "big_data", []string{item}, consumers.Brokers(k.Brokers...),
-			consumers.SASL(k.User, k.Password), consumers.Registry(b.RegistryURL()), consumers.Group("big_data.test"))
+		s, err := consumers.New(ctx, cat, "big_data", []string{item}, connect.Config{Brokers: k.Brokers, User: k.User, Password: k.Password, Registry: b.RegistryURL()}, consumers.Group("big_data.test"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,12 +157,10 @@ func TestGarbageRecordIsSkipped(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	var bad []consumers.Undecodable
 	sub := func() *consumers.Subscriber {
-		s, err := consumers.New(ctx, cat, "big_data", []string{item}, consumers.Brokers(k.Brokers...),
-			consumers.SASL(k.User, k.Password), consumers.Registry(b.RegistryURL()), consumers.Group("big_data.garbage"),
-			consumers.Metrics(reg), consumers.OnUndecodable(func(_ context.Context, u consumers.Undecodable) error {
-				bad = append(bad, u)
-				return nil
-			}))
+		s, err := consumers.New(ctx, cat, "big_data", []string{item}, connect.Config{Brokers: k.Brokers, User: k.User, Password: k.Password, Registry: b.RegistryURL()}, consumers.Group("big_data.garbage"), consumers.Metrics(reg), consumers.OnUndecodable(func(_ context.Context, u consumers.Undecodable) error {
+			bad = append(bad, u)
+			return nil
+		}))
 		if err != nil {
 			t.Fatal(err)
 		}

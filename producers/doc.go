@@ -7,9 +7,9 @@
 // produces it to the item's topic keyed by the business key, with the
 // idempotent producer, so that all changes of one entity stay in order.
 //
-//	pub, err := producers.New(ctx, cat, "market_supervision",
-//		producers.Brokers("127.0.0.1:9092"), producers.SASL(user, pass),
-//		producers.Registry("https://127.0.0.1:8081"))
+//	conn := connect.Config{Brokers: []string{"127.0.0.1:9092"}, User: user, Password: pass,
+//		Registry: "https://127.0.0.1:8081", TLS: trustingTheBusCA}
+//	pub, err := producers.New(ctx, cat, "market_supervision", conn)
 //	...
 //	err = pub.Publish(ctx, "legal_person.enterprise_registration", events...)
 package producers

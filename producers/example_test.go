@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"time"
 
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/model/rules"
@@ -30,11 +31,7 @@ func Example() {
 	defer b.Close(context.Background())
 	password := b.Credentials["dept.tax"] // jutong dev keeps these in .jutong/credentials.json
 
-	pub, err := producers.New(ctx, cat, "tax",
-		producers.Brokers(b.Kafka().Brokers...),
-		producers.SASL("dept.tax", password),
-		producers.Registry(b.RegistryURL()),
-		producers.System("金税三期"))
+	pub, err := producers.New(ctx, cat, "tax", connect.Config{Brokers: b.Kafka().Brokers, User: "dept.tax", Password: password, Registry: b.RegistryURL()}, producers.System("金税三期"))
 	if err != nil {
 		panic(err)
 	}

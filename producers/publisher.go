@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/model/inbox"
 	"github.com/jutong/jutong/model/rules"
@@ -35,9 +36,11 @@ type prepared struct {
 	id     int
 }
 
-// New creates a publisher for department, which must exist in the catalog.
-func New(ctx context.Context, cat *catalog.Catalog, department string, opts ...Opt) (*Publisher, error) {
+// New creates a publisher for department, which must exist in the catalog,
+// reaching the bus through conn.
+func New(ctx context.Context, cat *catalog.Catalog, department string, conn connect.Config, opts ...Opt) (*Publisher, error) {
 	c := defaultCfg()
+	c.conn = conn
 	for _, o := range opts {
 		o(&c)
 	}
@@ -47,11 +50,7 @@ func New(ctx context.Context, cat *catalog.Catalog, department string, opts ...O
 	if cat.Department(department) == nil {
 		return nil, fmt.Errorf("producers: unknown department %q", department)
 	}
-	kopts, err := c.conn.Kafka()
-	if err != nil {
-		return nil, err
-	}
-	kopts = append(kopts,
+	kopts := append(c.conn.Kafka(),
 		kgo.ProducerLinger(0),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // murmur2 of the key, as Kafka's Java client
 		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
@@ -64,7 +63,7 @@ func New(ctx context.Context, cat *catalog.Catalog, department string, opts ...O
 	if err != nil {
 		return nil, fmt.Errorf("producers: %w", err)
 	}
-	reg, err := sr.NewClient(c.conn.Registry()...)
+	reg, err := c.conn.RegistryClient()
 	if err != nil {
 		cl.Close()
 		return nil, fmt.Errorf("producers: registry: %w", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/model/catalog"
@@ -44,9 +45,7 @@ func startBus(t testing.TB) (*bus.Bus, *catalog.Catalog) {
 func publisherAs(t testing.TB, b *bus.Bus, cat *catalog.Catalog, dept string, reg prometheus.Registerer) *producers.Publisher {
 	t.Helper()
 	p := cat.Department(dept).Principal
-	pub, err := producers.New(context.Background(), cat, dept, producers.Brokers(b.Kafka().Brokers...),
-		producers.SASL(p, b.Credentials[p]), producers.Registry(b.RegistryURL()), producers.Metrics(reg),
-		producers.System("登记系统"))
+	pub, err := producers.New(context.Background(), cat, dept, connect.Config{Brokers: b.Kafka().Brokers, User: p, Password: b.Credentials[p], Registry: b.RegistryURL()}, producers.Metrics(reg), producers.System("登记系统"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,9 +256,7 @@ func TestNotTheSource(t *testing.T) {
 func TestCloseIsBounded(t *testing.T) {
 	b, cat := startBus(t)
 	p := cat.Department("market_supervision").Principal
-	pub, err := producers.New(context.Background(), cat, "market_supervision", producers.Brokers(b.Kafka().Brokers...),
-		producers.SASL(p, b.Credentials[p]), producers.Registry(b.RegistryURL()), producers.CloseTimeout(time.Second),
-		producers.KafkaOpts(kgo.RecordDeliveryTimeout(time.Hour), kgo.RecordRetries(1<<30)))
+	pub, err := producers.New(context.Background(), cat, "market_supervision", connect.Config{Brokers: b.Kafka().Brokers, User: p, Password: b.Credentials[p], Registry: b.RegistryURL(), KafkaOpts: []kgo.Opt{kgo.RecordDeliveryTimeout(time.Hour), kgo.RecordRetries(1 << 30)}}, producers.CloseTimeout(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,9 +11,9 @@ import (
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/internal/tlsca"
 )
 
@@ -51,18 +51,11 @@ func (c Config) Opts() ([]kgo.Opt, error) {
 	if len(c.Brokers) == 0 {
 		return nil, fmt.Errorf("kafka: no brokers configured")
 	}
-	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...)}
 	tc, err := c.TLS()
 	if err != nil {
 		return nil, err
 	}
-	if tc != nil {
-		opts = append(opts, kgo.DialTLSConfig(tc))
-	}
-	if c.User != "" {
-		opts = append(opts, kgo.SASL(scram.Auth{User: c.User, Pass: c.Password}.AsSha256Mechanism()))
-	}
-	return opts, nil
+	return connect.Config{Brokers: c.Brokers, User: c.User, Password: c.Password, TLS: tc}.Kafka(), nil
 }
 
 // NewClient creates a client from a component's connection options (seed

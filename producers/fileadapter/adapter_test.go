@@ -16,6 +16,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
@@ -177,8 +178,7 @@ func start(t *testing.T) (*catalog.Item, *bus.Bus, *producers.Publisher) {
 	}
 	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	p := cat.Department(it.Source).Principal
-	pub, err := producers.New(context.Background(), cat, it.Source, producers.Brokers(b.Kafka().Brokers...),
-		producers.SASL(p, b.Credentials[p]), producers.Registry(b.RegistryURL()), producers.Adapter("file"))
+	pub, err := producers.New(context.Background(), cat, it.Source, connect.Config{Brokers: b.Kafka().Brokers, User: p, Password: b.Credentials[p], Registry: b.RegistryURL()}, producers.Adapter("file"))
 	if err != nil {
 		t.Fatal(err)
 	}

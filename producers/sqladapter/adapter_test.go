@@ -14,6 +14,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
@@ -116,9 +117,7 @@ func testAdapter(t *testing.T, d dialect) {
 	defer cancel()
 	principal := cat.Department(it.Source).Principal
 	newAdapter := func() (*sqladapter.Adapter, func()) {
-		pub, err := producers.New(ctx, cat, it.Source, producers.Brokers(b.Kafka().Brokers...),
-			producers.SASL(principal, b.Credentials[principal]), producers.Registry(b.RegistryURL()),
-			producers.Transactional(principal+".sql.test"), producers.Adapter("sql"))
+		pub, err := producers.New(ctx, cat, it.Source, connect.Config{Brokers: b.Kafka().Brokers, User: principal, Password: b.Credentials[principal], Registry: b.RegistryURL()}, producers.Transactional(principal+".sql.test"), producers.Adapter("sql"))
 		if err != nil {
 			t.Fatal(err)
 		}

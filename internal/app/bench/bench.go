@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/synth"
@@ -127,8 +128,7 @@ func benchBus(ctx context.Context, cat *catalog.Catalog, it *catalog.Item, broke
 		return nil, nil, err
 	}
 	dept := cat.Department(it.Source)
-	pub, err := producers.New(ctx, cat, it.Source, producers.Brokers(b.Kafka().Brokers...),
-		producers.SASL(dept.Principal, b.Credentials[dept.Principal]), producers.Registry(b.RegistryURL()))
+	pub, err := producers.New(ctx, cat, it.Source, connect.Config{Brokers: b.Kafka().Brokers, User: dept.Principal, Password: b.Credentials[dept.Principal], Registry: b.RegistryURL()})
 	if err != nil {
 		b.Close(context.Background())
 		return nil, nil, err

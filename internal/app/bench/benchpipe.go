@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/procstat"
@@ -49,8 +50,7 @@ func benchPipeline(ctx context.Context, args []string, out, errOut io.Writer) er
 		return fmt.Errorf("%s is in no base database", it.Code)
 	}
 	dept := st.Catalog.Department(it.Source)
-	pub, err := producers.New(ctx, st.Catalog, it.Source, producers.Brokers(st.Bus.Kafka().Brokers...),
-		producers.SASL(dept.Principal, st.Bus.Credentials[dept.Principal]), producers.Registry(st.Bus.RegistryURL()))
+	pub, err := producers.New(ctx, st.Catalog, it.Source, connect.Config{Brokers: st.Bus.Kafka().Brokers, User: dept.Principal, Password: st.Bus.Credentials[dept.Principal], Registry: st.Bus.RegistryURL()})
 	if err != nil {
 		return err
 	}

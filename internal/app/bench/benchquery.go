@@ -155,7 +155,7 @@ func (q *query) load(ctx context.Context, n int) error {
 	start := time.Now()
 	for _, code := range []string{queryResident, queryEnterprise} {
 		it := q.st.Catalog.Item(code)
-		pub, err := producers.New(ctx, q.st.Catalog, it.Source, q.st.Bus.PublisherOpts(it.Source)...)
+		pub, err := producers.New(ctx, q.st.Catalog, it.Source, q.st.Bus.Conn(it.Source))
 		if err != nil {
 			return err
 		}

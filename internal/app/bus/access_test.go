@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/consumers"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/kafkaconn"
@@ -74,8 +75,7 @@ func publishItem(t *testing.T, b *bus.Bus, cat *catalog.Catalog, code string, n 
 	t.Helper()
 	it := cat.Item(code)
 	p := cat.Department(it.Source).Principal
-	pub, err := producers.New(context.Background(), cat, it.Source, producers.Brokers(b.Kafka().Brokers...),
-		producers.SASL(p, b.Credentials[p]), producers.Registry(b.RegistryURL()))
+	pub, err := producers.New(context.Background(), cat, it.Source, connect.Config{Brokers: b.Kafka().Brokers, User: p, Password: b.Credentials[p], Registry: b.RegistryURL()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,8 +97,7 @@ func publishItem(t *testing.T, b *bus.Bus, cat *catalog.Catalog, code string, n 
 func readAll(t *testing.T, b *bus.Bus, cat *catalog.Catalog, dept, item string, n int, group string) ([]consumers.Delivery, error) {
 	t.Helper()
 	p := cat.Department(dept).Principal
-	sub, err := consumers.New(context.Background(), cat, dept, []string{item}, consumers.Brokers(b.Kafka().Brokers...),
-		consumers.SASL(p, b.Credentials[p]), consumers.Registry(b.RegistryURL()), consumers.Group(group))
+	sub, err := consumers.New(context.Background(), cat, dept, []string{item}, connect.Config{Brokers: b.Kafka().Brokers, User: p, Password: b.Credentials[p], Registry: b.RegistryURL()}, consumers.Group(group))
 	if err != nil {
 		return nil, err
 	}

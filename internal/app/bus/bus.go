@@ -30,7 +30,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/jutong/jutong/consumers"
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/internal/app/apply"
 	"github.com/jutong/jutong/internal/app/grants"
 	"github.com/jutong/jutong/internal/app/landing"
@@ -46,7 +46,6 @@ import (
 	"github.com/jutong/jutong/pipeline/feed"
 	"github.com/jutong/jutong/pipeline/pgsink"
 	"github.com/jutong/jutong/pipeline/sinks"
-	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
 	"github.com/jutong/jutong/server/access"
 	"github.com/jutong/jutong/server/audit"
@@ -610,25 +609,11 @@ func (b *Bus) ClientTLS() *tls.Config {
 	return tc
 }
 
-// PublisherOpts connect a department's publisher to this bus: brokers,
-// its SCRAM user, the registry and TLS.
-func (b *Bus) PublisherOpts(dept string) []producers.Opt {
+// Conn is how a department's publisher or subscriber reaches this bus:
+// brokers, its SCRAM user, the registry and TLS.
+func (b *Bus) Conn(dept string) connect.Config {
 	principal := b.cfg.Catalog.Department(dept).Principal
-	opts := []producers.Opt{producers.Brokers(b.kafka.Brokers...), producers.SASL(principal, b.Credentials[principal]), producers.Registry(b.regURL)}
-	if tc := b.ClientTLS(); tc != nil {
-		opts = append(opts, producers.TLS(tc))
-	}
-	return opts
-}
-
-// SubscriberOpts connect a department's subscriber to this bus.
-func (b *Bus) SubscriberOpts(dept string) []consumers.Opt {
-	principal := b.cfg.Catalog.Department(dept).Principal
-	opts := []consumers.Opt{consumers.Brokers(b.kafka.Brokers...), consumers.SASL(principal, b.Credentials[principal]), consumers.Registry(b.regURL)}
-	if tc := b.ClientTLS(); tc != nil {
-		opts = append(opts, consumers.TLS(tc))
-	}
-	return opts
+	return connect.Config{Brokers: b.kafka.Brokers, User: principal, Password: b.Credentials[principal], Registry: b.regURL, TLS: b.ClientTLS()}
 }
 
 // HTTPClient is an HTTP client for the bus's registry and API (trusting

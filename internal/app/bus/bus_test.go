@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/freeport"
 	"github.com/jutong/jutong/internal/synth"
@@ -75,9 +76,7 @@ func publisher(t *testing.T, b *bus.Bus) *producers.Publisher {
 	cat, _ := catalog.Sample()
 	k := b.Kafka()
 	p := cat.Department("market_supervision").Principal
-	pub, err := producers.New(context.Background(), cat, "market_supervision",
-		producers.Brokers(k.Brokers...), producers.SASL(p, b.Credentials[p]),
-		producers.Registry(b.RegistryURL()), producers.System("企业登记系统"))
+	pub, err := producers.New(context.Background(), cat, "market_supervision", connect.Config{Brokers: k.Brokers, User: p, Password: b.Credentials[p], Registry: b.RegistryURL()}, producers.System("企业登记系统"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -471,8 +470,7 @@ func TestThemeDatabases(t *testing.T) {
 	publishAll := func(code string, n int) int {
 		it := cat.Item(code)
 		p := cat.Department(it.Source).Principal
-		pub, err := producers.New(ctx, cat, it.Source, producers.Brokers(b.Kafka().Brokers...),
-			producers.SASL(p, b.Credentials[p]), producers.Registry(b.RegistryURL()))
+		pub, err := producers.New(ctx, cat, it.Source, connect.Config{Brokers: b.Kafka().Brokers, User: p, Password: b.Credentials[p], Registry: b.RegistryURL()})
 		if err != nil {
 			t.Fatal(err)
 		}

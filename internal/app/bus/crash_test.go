@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/synth"
@@ -200,8 +201,7 @@ func (c *crashRun) killLoop() (stop func() int) {
 // publisher is the item's source department's publisher.
 func (c *crashRun) publisher(ctx context.Context, it *catalog.Item) *producers.Publisher {
 	p := c.cat.Department(it.Source).Principal
-	pub, err := producers.New(ctx, c.cat, it.Source, producers.Brokers(c.b.Kafka().Brokers...),
-		producers.SASL(p, c.b.Credentials[p]), producers.Registry(c.b.RegistryURL()))
+	pub, err := producers.New(ctx, c.cat, it.Source, connect.Config{Brokers: c.b.Kafka().Brokers, User: p, Password: c.b.Credentials[p], Registry: c.b.RegistryURL()})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/consumers"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/app/landing"
@@ -123,7 +124,7 @@ func TestDisputes(t *testing.T) {
 	// the feed's flags topic flags it (with the disputed fields tax's grant
 	// delivers), its next change comes flagged, and so does it in tax's
 	// snapshot; in the theme databases too.
-	pub, err := producers.New(ctx, cat, "market_supervision", b.PublisherOpts("market_supervision")...)
+	pub, err := producers.New(ctx, cat, "market_supervision", b.Conn("market_supervision"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,18 +363,16 @@ func clearFlags(ctx context.Context, t *testing.T, b *bus.Bus, cat *catalog.Cata
 	var flags, changes []string
 	var flagOffsets []int64
 	p := cat.Department(dept).Principal
-	sub, err := consumers.New(ctx, cat, dept, []string{item}, consumers.Brokers(b.Kafka().Brokers...),
-		consumers.SASL(p, b.Credentials[p]), consumers.Registry(b.RegistryURL()), consumers.Group("clear-flags"),
-		consumers.OnFlag(func(_ context.Context, f consumers.Flag) error {
-			if f.Key == key {
-				flags = append(flags, "flag "+strings.Join(f.Disputes, ","))
-				flagOffsets = append(flagOffsets, f.Offset)
-				if f.Topic != topicname.Flags(cat.Item(item).Topic()) {
-					t.Errorf("a flag on %s, not the item's flags topic", f.Topic)
-				}
+	sub, err := consumers.New(ctx, cat, dept, []string{item}, connect.Config{Brokers: b.Kafka().Brokers, User: p, Password: b.Credentials[p], Registry: b.RegistryURL()}, consumers.Group("clear-flags"), consumers.OnFlag(func(_ context.Context, f consumers.Flag) error {
+		if f.Key == key {
+			flags = append(flags, "flag "+strings.Join(f.Disputes, ","))
+			flagOffsets = append(flagOffsets, f.Offset)
+			if f.Topic != topicname.Flags(cat.Item(item).Topic()) {
+				t.Errorf("a flag on %s, not the item's flags topic", f.Topic)
 			}
-			return nil
-		}))
+		}
+		return nil
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,15 +416,13 @@ func lastFlags(ctx context.Context, t *testing.T, b *bus.Bus, cat *catalog.Catal
 	defer stop()
 	last := map[string]consumers.Flag{}
 	p := cat.Department(dept).Principal
-	sub, err := consumers.New(ctx, cat, dept, []string{item}, consumers.Brokers(b.Kafka().Brokers...),
-		consumers.SASL(p, b.Credentials[p]), consumers.Registry(b.RegistryURL()), consumers.Group("flags-"+uuid.NewString()[:8]),
-		consumers.OnFlag(func(_ context.Context, f consumers.Flag) error {
-			last[f.Key] = f
-			if done(last) {
-				stop()
-			}
-			return nil
-		}))
+	sub, err := consumers.New(ctx, cat, dept, []string{item}, connect.Config{Brokers: b.Kafka().Brokers, User: p, Password: b.Credentials[p], Registry: b.RegistryURL()}, consumers.Group("flags-"+uuid.NewString()[:8]), consumers.OnFlag(func(_ context.Context, f consumers.Flag) error {
+		last[f.Key] = f
+		if done(last) {
+			stop()
+		}
+		return nil
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,7 +83,7 @@ func TestLookups(t *testing.T) {
 	// Three enterprises share a legal representative (a lookup field).
 	it := cat.Item(enterprise)
 	rep := residents[0].Data["citizen_id"].(string)
-	pub, err := producers.New(ctx, cat, it.Source, b.PublisherOpts(it.Source)...)
+	pub, err := producers.New(ctx, cat, it.Source, b.Conn(it.Source))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
@@ -45,8 +46,7 @@ func TestDashboardsAndRules(t *testing.T) {
 	const item = "legal_person.enterprise_registration"
 	it := cat.Item(item)
 	p := cat.Department(it.Source).Principal
-	pub, err := producers.New(ctx, cat, it.Source, producers.Brokers(b.Kafka().Brokers...),
-		producers.SASL(p, b.Credentials[p]), producers.Registry(b.RegistryURL()), producers.Metrics(b.Metrics))
+	pub, err := producers.New(ctx, cat, it.Source, connect.Config{Brokers: b.Kafka().Brokers, User: p, Password: b.Credentials[p], Registry: b.RegistryURL()}, producers.Metrics(b.Metrics))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -230,15 +230,14 @@ func TestSubscriberWithSnapshot(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { publish(300) })
-	sub, err := consumers.New(ctx, cat, "health", []string{item}, append(b.SubscriberOpts("health"), consumers.Group("snap"),
-		consumers.WithSnapshot(consumers.SnapshotConfig{API: b.APIURL(), Purpose: purpose, Handle: func(_ context.Context, d consumers.Delivery) error {
-			if d.Event.Op != schemas.OpSnapshot || !strings.HasPrefix(d.Topic, "_jutong.feed.health.") {
-				t.Errorf("a snapshot delivery: op %s topic %s", d.Event.Op, d.Topic)
-			}
-			snapshotted++
-			apply(d)
-			return nil
-		}}))...)
+	sub, err := consumers.New(ctx, cat, "health", []string{item}, b.Conn("health"), consumers.Group("snap"), consumers.WithSnapshot(consumers.SnapshotConfig{API: b.APIURL(), Purpose: purpose, Handle: func(_ context.Context, d consumers.Delivery) error {
+		if d.Event.Op != schemas.OpSnapshot || !strings.HasPrefix(d.Topic, "_jutong.feed.health.") {
+			t.Errorf("a snapshot delivery: op %s topic %s", d.Event.Op, d.Topic)
+		}
+		snapshotted++
+		apply(d)
+		return nil
+	}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,11 +285,10 @@ func TestSubscriberWithSnapshot(t *testing.T) {
 		}
 	}
 	// Started again on the same group: it follows, no snapshot.
-	again, err := consumers.New(ctx, cat, "health", []string{item}, append(b.SubscriberOpts("health"), consumers.Group("snap"),
-		consumers.WithSnapshot(consumers.SnapshotConfig{API: b.APIURL(), Purpose: purpose, Handle: func(context.Context, consumers.Delivery) error {
-			t.Error("a group that follows took a snapshot again")
-			return nil
-		}}))...)
+	again, err := consumers.New(ctx, cat, "health", []string{item}, b.Conn("health"), consumers.Group("snap"), consumers.WithSnapshot(consumers.SnapshotConfig{API: b.APIURL(), Purpose: purpose, Handle: func(context.Context, consumers.Delivery) error {
+		t.Error("a group that follows took a snapshot again")
+		return nil
+	}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +311,7 @@ func snapshotState(ctx context.Context, t *testing.T, b *bus.Bus, cat *catalog.C
 // it as its source (one delete in deleteEvery), waiting for each.
 func changes(ctx context.Context, t *testing.T, b *bus.Bus, it *catalog.Item, seed uint64, deleteEvery int) func(n int) {
 	t.Helper()
-	pub, err := producers.New(ctx, sample(t), it.Source, b.PublisherOpts(it.Source)...)
+	pub, err := producers.New(ctx, sample(t), it.Source, b.Conn(it.Source))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	_ "github.com/go-sql-driver/mysql" // the mysql driver for MariaDB/MySQL sources
 	_ "github.com/jackc/pgx/v5/stdlib" // the pgx driver for PostgreSQL sources
 
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/kafkaconn"
@@ -84,17 +85,13 @@ func (c *conn) resolve(itemCode string) (*catalog.Catalog, *catalog.Item, kafkac
 	return cat, it, k, nil
 }
 
-// publisherOpts connect a publisher as k, over TLS with --ca.
-func (c *conn) publisherOpts(k kafkaconn.Config) ([]producers.Opt, error) {
-	opts := []producers.Opt{producers.Brokers(k.Brokers...), producers.SASL(k.User, k.Password), producers.Registry(c.registry)}
+// publisherConn connects a publisher as k, over TLS with --ca.
+func (c *conn) publisherConn(k kafkaconn.Config) (connect.Config, error) {
 	tc, err := k.TLS()
 	if err != nil {
-		return nil, err
+		return connect.Config{}, err
 	}
-	if tc != nil {
-		opts = append(opts, producers.TLS(tc))
-	}
-	return opts, nil
+	return connect.Config{Brokers: k.Brokers, User: k.User, Password: k.Password, Registry: c.registry, TLS: tc}, nil
 }
 
 func runAdapter(ctx context.Context, args []string, out, errOut io.Writer) error {
@@ -151,12 +148,11 @@ func runAdapter(ctx context.Context, args []string, out, errOut io.Writer) error
 	if err != nil {
 		return err
 	}
-	popts, err := c.publisherOpts(k)
+	popts, err := c.publisherConn(k)
 	if err != nil {
 		return err
 	}
-	pub, err := producers.New(ctx, cat, c.department, append(popts, producers.Adapter("sql"), producers.System(*table),
-		producers.Transactional(k.User+".sql."+*name), producers.Logger(log))...)
+	pub, err := producers.New(ctx, cat, c.department, popts, producers.Adapter("sql"), producers.System(*table), producers.Transactional(k.User+".sql."+*name), producers.Logger(log))
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/localsvc"
 	"github.com/jutong/jutong/internal/synth"
@@ -198,8 +199,7 @@ func devRestart(t *testing.T, sigkill bool) {
 			t.Fatal(err)
 		}
 		tc, _ := devTLS(t, dir)
-		pub, err := producers.New(ctx, cat, "market_supervision", producers.Brokers(kafkaconn.ParseBrokers(addrs["Kafka brokers"])...),
-			producers.SASL("dept.market_supervision", creds["dept.market_supervision"]), producers.Registry(addrs["Schema registry"]), producers.TLS(tc))
+		pub, err := producers.New(ctx, cat, "market_supervision", connect.Config{Brokers: kafkaconn.ParseBrokers(addrs["Kafka brokers"]), User: "dept.market_supervision", Password: creds["dept.market_supervision"], Registry: addrs["Schema registry"], TLS: tc})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -32,11 +32,11 @@ func runFileAdapter(ctx context.Context, args []string, out, errOut io.Writer) e
 	if err != nil {
 		return err
 	}
-	popts, err := c.publisherOpts(k)
+	popts, err := c.publisherConn(k)
 	if err != nil {
 		return err
 	}
-	pub, err := producers.New(ctx, cat, c.department, append(popts, producers.Adapter("file"), producers.Logger(cmdflag.Logger(errOut, c.verbose)))...)
+	pub, err := producers.New(ctx, cat, c.department, popts, producers.Adapter("file"), producers.Logger(cmdflag.Logger(errOut, c.verbose)))
 	if err != nil {
 		return err
 	}

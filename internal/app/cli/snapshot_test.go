@@ -34,7 +34,7 @@ func TestSnapshotCommand(t *testing.T) {
 	defer b.Close(context.Background())
 	const item = "legal_person.enterprise_registration"
 	it := cat.Item(item)
-	pub, err := producers.New(ctx, cat, it.Source, b.PublisherOpts(it.Source)...)
+	pub, err := producers.New(ctx, cat, it.Source, b.Conn(it.Source))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -130,8 +130,7 @@ func (d *run) play(ctx context.Context) error {
 		if d.pubs[it.Source] != nil {
 			continue
 		}
-		pub, err := producers.New(ctx, cat, it.Source, append(d.st.Bus.PublisherOpts(it.Source),
-			producers.System(it.Source+"-system"), producers.Adapter("demo"), producers.Metrics(d.st.Bus.Metrics))...)
+		pub, err := producers.New(ctx, cat, it.Source, d.st.Bus.Conn(it.Source), producers.System(it.Source+"-system"), producers.Adapter("demo"), producers.Metrics(d.st.Bus.Metrics))
 		if err != nil {
 			return err
 		}

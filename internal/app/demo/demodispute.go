@@ -46,7 +46,7 @@ func demoDispute(ctx context.Context, out io.Writer, st *stack.Stack) error {
 	}
 	fmt.Fprintf(out, "\nA dispute (疑义) and its correction\n  tax disputes %s %s (registered_capital): %s, due %s\n", item, key, d.ID, d.Due.Format("2006-01-02"))
 	// The source publishes the corrected record (the rest as it stands).
-	pub, err := producers.New(ctx, st.Catalog, it.Source, append(st.Bus.PublisherOpts(it.Source), producers.System("企业登记系统"))...)
+	pub, err := producers.New(ctx, st.Catalog, it.Source, st.Bus.Conn(it.Source), producers.System("企业登记系统"))
 	if err != nil {
 		return err
 	}

@@ -60,7 +60,7 @@ func demoSubscribers(ctx context.Context, out io.Writer, st *stack.Stack) error 
 
 // demoRead reads what a department's grant lets it read, until it is caught up.
 func demoRead(ctx context.Context, st *stack.Stack, dept, item string) (int, string, string, error) {
-	sub, err := consumers.New(ctx, st.Catalog, dept, []string{item}, append(st.Bus.SubscriberOpts(dept), consumers.Group("demo"))...)
+	sub, err := consumers.New(ctx, st.Catalog, dept, []string{item}, st.Bus.Conn(dept), consumers.Group("demo"))
 	if err != nil {
 		return 0, "", "", err
 	}
