@@ -551,8 +551,8 @@ func (d *dev) clientEnv(dept string) []string {
 	creds := map[string]string{}
 	b, _ := os.ReadFile(filepath.Join(d.dir, "credentials.json"))
 	_ = json.Unmarshal(b, &creds)
-	return []string{"JUTONG_BROKERS=" + d.env["JUTONG_KAFKA_BROKERS"], "JUTONG_CA_FILE=" + d.env["JUTONG_CA_FILE"],
-		"JUTONG_USER=" + p, "JUTONG_PASSWORD=" + creds[p], "JUTONG_REGISTRY_URL=" + d.env["JUTONG_REGISTRY_URL"]}
+	return []string{"JUTONG_KAFKA_BROKERS=" + d.env["JUTONG_KAFKA_BROKERS"], "JUTONG_CA_FILE=" + d.env["JUTONG_CA_FILE"],
+		"JUTONG_KAFKA_USER=" + p, "JUTONG_KAFKA_PASSWORD=" + creds[p], "JUTONG_REGISTRY_URL=" + d.env["JUTONG_REGISTRY_URL"]}
 }
 
 // grant applies as dept and has each decider approve, in turn.

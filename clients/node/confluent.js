@@ -18,13 +18,13 @@ const env = (k, def) => {
   return v
 }
 const caFile = env('JUTONG_CA_FILE')
-const username = env('JUTONG_USER') // dept.<code>
-const password = env('JUTONG_PASSWORD')
+const username = env('JUTONG_KAFKA_USER') // dept.<code>
+const password = env('JUTONG_KAFKA_PASSWORD')
 const department = username.replace(/^dept\./, '')
 
 const kafka = new KafkaJS.Kafka({
   kafkaJS: {
-    brokers: env('JUTONG_BROKERS').split(','),
+    brokers: env('JUTONG_KAFKA_BROKERS').split(','),
     ssl: true,
     sasl: { mechanism: 'scram-sha-256', username, password },
     logLevel: KafkaJS.logLevel.WARN

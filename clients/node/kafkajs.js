@@ -27,13 +27,13 @@ const env = (k, def) => {
   return v
 }
 const ca = fs.readFileSync(env('JUTONG_CA_FILE'))
-const username = env('JUTONG_USER') // dept.<code>
-const password = env('JUTONG_PASSWORD')
+const username = env('JUTONG_KAFKA_USER') // dept.<code>
+const password = env('JUTONG_KAFKA_PASSWORD')
 const department = username.replace(/^dept\./, '')
 
 const kafka = new Kafka({
   clientId: 'kafkajs-recipe',
-  brokers: env('JUTONG_BROKERS').split(','),
+  brokers: env('JUTONG_KAFKA_BROKERS').split(','),
   ssl: { ca: [ca] },
   sasl: { mechanism: 'scram-sha-256', username, password },
   logLevel: logLevel.WARN

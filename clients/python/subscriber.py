@@ -33,10 +33,10 @@ env = os.environ
 # against.
 for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
     env.pop(var, None)
-user, password = env["JUTONG_USER"], env["JUTONG_PASSWORD"]  # dept.<code>
+user, password = env["JUTONG_KAFKA_USER"], env["JUTONG_KAFKA_PASSWORD"]  # dept.<code>
 department = user.removeprefix("dept.")
 kafka = {
-    "bootstrap.servers": env["JUTONG_BROKERS"],
+    "bootstrap.servers": env["JUTONG_KAFKA_BROKERS"],
     "security.protocol": "SASL_SSL",
     "sasl.mechanism": "SCRAM-SHA-256",
     "sasl.username": user,

@@ -74,7 +74,7 @@ func benchPublish(ctx context.Context, args []string, out, errOut io.Writer) err
 	fs := cmdflag.New("bench publish", benchDesc, errOut)
 	events := fs.Int("events", 1_000_000, "events to publish")
 	item := fs.String("item", "legal_person.enterprise_registration", "the catalog item (the default has 15 fields)")
-	brokers := fs.Int("brokers", 3, "embedded brokers")
+	brokers := fs.Int("broker-count", 3, "embedded brokers")
 	distinct := fs.Int("distinct", 50_000, "distinct synthetic events, published in turn (bounds the memory the generator takes)")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -188,7 +188,7 @@ func produceOnePerTopic(ctx context.Context, b *bus.Bus, cat *catalog.Catalog) e
 // process (this binary), logging and profiling as the environment says.
 func serveCommand(ctx context.Context, self, dir, catDir string, b *bus.Bus, pgDSN, chDSN string, n int) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, self, "serve", "--brokers", strings.Join(b.Kafka().Brokers, ","),
-		"--kafka-user", "jutong", "--kafka-password", "bench", "--insecure-lab", "--typed-views=false", "--registry-url", b.RegistryURL(),
+		"--kafka-user", "jutong", "--kafka-password", "bench", "--insecure-lab", "--typed-views=false", "--registry", b.RegistryURL(),
 		"--registry-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--secrets-dir", dir,
 		"--catalog", catDir, "--postgres-dsn", pgDSN, "--clickhouse-dsn", chDSN)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard

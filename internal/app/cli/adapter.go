@@ -34,19 +34,17 @@ Subcommands:
 
 // conn are the connection flags every adapter takes.
 type conn struct {
-	catalogDir, brokers, registry, department, user, password, credentials, ca string
-	verbose                                                                    bool
+	net                                 cmdflag.Conn
+	catalogDir, department, credentials string
+	verbose                             bool
 }
 
 func (c *conn) register(fs *cmdflag.FlagSet) {
 	fs.EnvStringVar(&c.catalogDir, "catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
-	fs.EnvStringVar(&c.brokers, "brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers")
-	fs.EnvStringVar(&c.registry, "registry", "JUTONG_REGISTRY_URL", "https://127.0.0.1:8081", "schema registry URL")
+	c.net.Register(fs, cmdflag.ConnDefaults{Brokers: "127.0.0.1:9092", Registry: "https://127.0.0.1:8081",
+		UserIs: "default: the department's principal, its password from --credentials"})
 	fs.EnvStringVar(&c.department, "department", "JUTONG_DEPARTMENT", "", "the publishing department; default: the item's source")
-	fs.EnvStringVar(&c.user, "kafka-user", "JUTONG_KAFKA_USER", "", "SASL/SCRAM user; default: the department's principal")
-	fs.EnvStringVar(&c.password, "kafka-password", "JUTONG_KAFKA_PASSWORD", "", "its password; default: from --credentials")
 	fs.EnvStringVar(&c.credentials, "credentials", "JUTONG_CREDENTIALS", filepath.Join(".jutong", "credentials.json"), "the departments' SCRAM passwords, as jutong dev writes them")
-	fs.EnvStringVar(&c.ca, "ca", "JUTONG_CA_FILE", "", "CA certificate to trust: TLS (SASL_SSL, HTTPS) to the bus; jutong dev makes one in --data-dir/tls/ca.pem")
 	fs.BoolVar(&c.verbose, "v", false, "log progress (info level) to stderr")
 }
 
@@ -68,7 +66,7 @@ func (c *conn) resolve(itemCode string) (*catalog.Catalog, *catalog.Item, kafkac
 	if d == nil {
 		return nil, nil, k, fmt.Errorf("no department %q", c.department)
 	}
-	k = kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(c.brokers), User: c.user, Password: c.password, CAFile: c.ca}
+	k = c.net.Kafka()
 	if k.User == "" {
 		k.User = d.Principal
 	}
@@ -91,7 +89,7 @@ func (c *conn) publisherConn(k kafkaconn.Config) (connect.Config, error) {
 	if err != nil {
 		return connect.Config{}, err
 	}
-	return connect.Config{Brokers: k.Brokers, User: k.User, Password: k.Password, Registry: c.registry, TLS: tc}, nil
+	return connect.Config{Brokers: k.Brokers, User: k.User, Password: k.Password, Registry: c.net.Registry, TLS: tc}, nil
 }
 
 func runAdapter(ctx context.Context, args []string, out, errOut io.Writer) error {

@@ -260,9 +260,9 @@ func (d *devTarget) databases(t *testing.T) {
 // password, and plaintext, unless told it is a lab.
 func serveDefaults(t *testing.T) {
 	for _, args := range [][]string{
-		{"--kafka-user", "jutong", "--kafka-password", "jutong-dev", "--tls-cert", "c", "--tls-key", "k", "--tls-ca", "a"},
-		{"--kafka-user", "jutong", "--kafka-password", "change-me", "--tls-cert", "c", "--tls-key", "k", "--tls-ca", "a"},
-		{"--kafka-user", "jutong", "--kafka-password", "", "--tls-cert", "c", "--tls-key", "k", "--tls-ca", "a"},
+		{"--kafka-user", "jutong", "--kafka-password", "jutong-dev", "--tls-cert", "c", "--tls-key", "k", "--ca", "a"},
+		{"--kafka-user", "jutong", "--kafka-password", "change-me", "--tls-cert", "c", "--tls-key", "k", "--ca", "a"},
+		{"--kafka-user", "jutong", "--kafka-password", "", "--tls-cert", "c", "--tls-key", "k", "--ca", "a"},
 		{"--kafka-user", "jutong", "--kafka-password", "a-long-enough-secret-of-ours"}, // no TLS
 	} {
 		var out, errOut bytes.Buffer

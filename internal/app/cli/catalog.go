@@ -46,11 +46,10 @@ func runCatalog(ctx context.Context, args []string, out, errOut io.Writer) error
 	fs := cmdflag.New("catalog "+sub, catalogDesc, errOut)
 	dir := fs.EnvString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table (list, show)")
-	regURL := fs.EnvString("registry", "JUTONG_REGISTRY_URL", "", "schema registry URL (check: optional; apply: required)")
-	brokers := fs.EnvString("brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers (apply)")
-	user := fs.EnvString("kafka-user", "JUTONG_ADMIN_USER", "jutong", "the bus's admin: SASL/SCRAM user for apply, registry user for check and apply")
-	pass := fs.EnvString("kafka-password", "JUTONG_ADMIN_PASSWORD", "", "its password (jutong dev writes it to --data-dir/jutong.env)")
-	ca := fs.EnvString("ca", "JUTONG_CA_FILE", "", "CA certificate to trust: TLS (SASL_SSL, HTTPS) to the bus; jutong dev makes one in --data-dir/tls/ca.pem")
+	var conn cmdflag.Conn
+	conn.Register(fs, cmdflag.ConnDefaults{Brokers: "127.0.0.1:9092", User: "jutong",
+		UserIs: "the bus's admin (apply; check asks the registry, optional there, as it)"})
+	regURL, brokers, user, pass, ca := &conn.Registry, &conn.Brokers, &conn.User, &conn.Password, &conn.CA
 	dryRun := fs.Bool("dry-run", false, "apply: print the changes without making them")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -159,7 +159,7 @@ func TestCatalogCheck(t *testing.T) {
 // TestBenchPublishPrints runs a small bench publish and checks its figures
 // are printed (the figures themselves are measured, not asserted).
 func TestBenchPublishPrints(t *testing.T) {
-	out, err := run(t, "bench", "publish", "--events", "20000", "--brokers", "1")
+	out, err := run(t, "bench", "publish", "--events", "20000", "--broker-count", "1")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}

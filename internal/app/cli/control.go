@@ -314,10 +314,9 @@ Subcommands:
 	}
 	fs := cmdflag.New("dept "+args[0], desc, errOut)
 	catDir := fs.EnvString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
-	brokers := fs.EnvString("brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers")
-	user := fs.EnvString("admin-user", "JUTONG_ADMIN_USER", "jutong", "a Kafka user allowed to alter SCRAM users")
-	pass := fs.EnvString("admin-password", "JUTONG_ADMIN_PASSWORD", "", "its password (jutong dev writes it to --data-dir/jutong.env)")
-	ca := fs.EnvString("ca", "JUTONG_CA_FILE", "", "CA certificate to trust: TLS (SASL_SSL, HTTPS) to the bus; jutong dev makes one in --data-dir/tls/ca.pem")
+	var conn cmdflag.Conn
+	conn.Register(fs, cmdflag.ConnDefaults{Brokers: "127.0.0.1:9092", User: "jutong", UserIs: "one allowed to alter SCRAM users (the bus's admin)"})
+	brokers, user, pass, ca := &conn.Brokers, &conn.User, &conn.Password, &conn.CA
 	creds := fs.EnvString("credentials", "JUTONG_CREDENTIALS", filepath.Join(".jutong", "credentials.json"), "the departments' SCRAM passwords")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err

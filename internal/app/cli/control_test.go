@@ -95,8 +95,8 @@ func TestControlCommands(t *testing.T) {
 	creds := filepath.Join(secrets, "credentials.json")
 	old, _ := access.ReadCredentials(creds)
 	var ro, re bytes.Buffer
-	if code := Run(ctx, []string{"dept", "rotate", "tax", "--brokers", strings.Join(b.Kafka().Brokers, ","), "--admin-user", "jutong",
-		"--admin-password", "pw", "--credentials", creds}, &ro, &re); code != 0 {
+	if code := Run(ctx, []string{"dept", "rotate", "tax", "--brokers", strings.Join(b.Kafka().Brokers, ","), "--kafka-user", "jutong",
+		"--kafka-password", "pw", "--credentials", creds}, &ro, &re); code != 0 {
 		t.Fatalf("rotate: %s", re.String())
 	}
 	now, _ := access.ReadCredentials(creds)

@@ -256,10 +256,10 @@ func devRestart(t *testing.T, sigkill bool) {
 	defer stop()
 	// No default password: dev made one, kept for the CLI in jutong.env.
 	env := readEnv(t, filepath.Join(dir, "jutong.env"))
-	if env["JUTONG_ADMIN_PASSWORD"] == "" || env["JUTONG_ADMIN_PASSWORD"] == "jutong-dev" {
-		t.Fatalf("dev's admin password is %q", env["JUTONG_ADMIN_PASSWORD"])
+	if env["JUTONG_KAFKA_PASSWORD"] == "" || env["JUTONG_KAFKA_PASSWORD"] == "jutong-dev" {
+		t.Fatalf("dev's admin password is %q", env["JUTONG_KAFKA_PASSWORD"])
 	}
-	k := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(addrs["Kafka brokers"]), User: env["JUTONG_ADMIN_USER"], Password: env["JUTONG_ADMIN_PASSWORD"], CAFile: env["JUTONG_CA_FILE"]}
+	k := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(addrs["Kafka brokers"]), User: env["JUTONG_KAFKA_USER"], Password: env["JUTONG_KAFKA_PASSWORD"], CAFile: env["JUTONG_CA_FILE"]}
 	cl, err := k.Client(kgo.ConsumeTopics(item), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -348,7 +348,7 @@ func TestNoSecretInLogsOrMetrics(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- Run(ctx, []string{"dev", "-v", "--apply", "--data-dir", dir, "--kafka-ports", freePorts(t, 3),
-			"--registry-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--admin-password", admin,
+			"--registry-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--kafka-password", admin,
 			"--postgres-dsn", pgDSN, "--clickhouse-dsn", chDSN}, &out, &errOut)
 	}()
 	addrs := waitAddrs(t, &out, &errOut, done)

@@ -26,26 +26,26 @@ instances for availability: the pipelines share the work through their consumer
 groups and resume from the sinks' own ledgers.
 
 It refuses to start with weak Kafka credentials or without TLS (--tls-cert and
---tls-key for HTTPS on the registry and the API, --tls-ca for SASL_SSL to Kafka);
+--tls-key for HTTPS on the registry and the API, --ca for SASL_SSL to Kafka);
+--registry uses an external Confluent-compatible registry instead of serving one;
 --insecure-lab starts anyway, for a lab, and logs INSECURE at every start.`
 
 func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fs := cmdflag.New("serve", serveDesc, errOut)
-	brokers := fs.EnvString("brokers", "JUTONG_KAFKA_BROKERS", "", "Kafka bootstrap brokers, comma separated")
-	user := fs.EnvString("kafka-user", "JUTONG_KAFKA_USER", "", "SASL/SCRAM-SHA-256 user; empty for no SASL")
-	pass := fs.EnvString("kafka-password", "JUTONG_KAFKA_PASSWORD", "", "its password")
+	var conn cmdflag.Conn
+	conn.Register(fs, cmdflag.ConnDefaults{UserIs: "the bus's superuser; empty for no SASL",
+		Registry: ""}) // --registry: an external Confluent-compatible registry to use instead of serving one
+	brokers, user, pass, regURL, ca := &conn.Brokers, &conn.User, &conn.Password, &conn.Registry, &conn.CA
 	regAddr := fs.EnvString("registry-addr", "JUTONG_REGISTRY_ADDR", "127.0.0.1:8081", "where the schema registry listens (loopback unless told otherwise); HTTP basic auth: departments read, the admin writes")
 	apiAddr := fs.EnvString("api-addr", "JUTONG_API_ADDR", "127.0.0.1:8080", "where the HTTP API listens: the ingest gateway, the control API and /metrics (loopback unless told otherwise)")
 	secrets := fs.EnvString("secrets-dir", "JUTONG_SECRETS_DIR", "/var/lib/jutong", "holds credentials.json (departments' SCRAM passwords), tokens.json (publishing tokens) and officers.json (officers' tokens), created when missing")
 	createUsers := fs.Bool("create-users", false, "create or update each department's SCRAM user from credentials.json (run once, by one instance)")
-	regURL := fs.EnvString("registry-url", "JUTONG_REGISTRY_URL", "", "use this external Confluent-compatible schema registry instead of serving one")
 	dsns := registerSinkFlags(fs, func(k sinks.Kind) string { return "empty: no " + k.Name + " sink" })
 	instance := fs.EnvString("instance-id", "JUTONG_INSTANCE_ID", "", "a stable name for this instance (static group membership): restarted under the same name, it takes its partitions back at once")
 	catDir := fs.EnvString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	verbose := fs.Bool("v", false, "log progress (info level) to stderr")
 	cert := fs.EnvString("tls-cert", "JUTONG_TLS_CERT", "", "certificate (PEM) the registry and the API serve HTTPS with")
 	key := fs.EnvString("tls-key", "JUTONG_TLS_KEY", "", "its private key (PEM)")
-	ca := fs.EnvString("tls-ca", "JUTONG_CA_FILE", "", "CA certificate(s) to trust: connects to Kafka over SASL_SSL, and to the registry over HTTPS")
 	decodeCache := 0
 	fs.EnvIntVar(&decodeCache, "decode-cache", "JUTONG_DECODE_CACHE", 0, "decoded events the sinks, feeds and door of the process may share, so that a record is decoded once (0: none, the default; 65536 covers about two seconds at 30,000 events/s)")
 	prefix := fs.EnvString("group-prefix", "JUTONG_GROUP_PREFIX", "jutong.", "begins the bus's consumer groups and transactional ids (<prefix>sink.postgres, <prefix>door): another deployment on the same cluster takes its own")
@@ -77,7 +77,7 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	}
 	if *cert == "" || *ca == "" {
 		if !*lab {
-			return errors.New("refusing to start without TLS: give --tls-cert/--tls-key (HTTPS for the registry and the API) and --tls-ca (SASL_SSL to Kafka); --insecure-lab starts in plaintext, for a lab")
+			return errors.New("refusing to start without TLS: give --tls-cert/--tls-key (HTTPS for the registry and the API) and --ca (SASL_SSL to Kafka); --insecure-lab starts in plaintext, for a lab")
 		}
 		log.Warn("INSECURE: starting without TLS because of --insecure-lab: passwords and tokens cross the network in clear", "https", *cert != "", "kafka_tls", *ca != "")
 	}

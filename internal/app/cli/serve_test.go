@@ -45,7 +45,7 @@ func TestServeOverTLS(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- Run(sctx, []string{"serve", "--brokers", strings.Join(cluster.Addrs(), ","), "--kafka-user", admin, "--kafka-password", pass,
-			"--tls-cert", files.Cert, "--tls-key", files.Key, "--tls-ca", files.CA, "--secrets-dir", filepath.Join(dir, "secrets"),
+			"--tls-cert", files.Cert, "--tls-key", files.Key, "--ca", files.CA, "--secrets-dir", filepath.Join(dir, "secrets"),
 			"--registry-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"}, &out, &errOut)
 	}()
 	defer func() { stop(); <-done }()

@@ -11,7 +11,6 @@ import (
 
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/internal/cmdflag"
-	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/pipeline/sinks"
@@ -40,11 +39,9 @@ func runSink(ctx context.Context, args []string, out, errOut io.Writer) error {
 	item := fs.String("item", "", "the catalog item to replay (required)")
 	fromOffset := fs.Int64("from-offset", 0, "replay every partition from this offset (clamped to the log start)")
 	fromTime := fs.String("from-time", "", "replay from the first record at or after this time (RFC 3339, e.g. 2026-11-20T00:00:00+08:00)")
-	brokers := fs.EnvString("brokers", "JUTONG_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers")
-	user := fs.EnvString("kafka-user", "JUTONG_ADMIN_USER", "jutong", "SASL/SCRAM user allowed to read the item (and the registry)")
-	pass := fs.EnvString("kafka-password", "JUTONG_ADMIN_PASSWORD", "", "its password (jutong dev writes the admin's to --data-dir/jutong.env)")
-	ca := fs.EnvString("ca", "JUTONG_CA_FILE", "", "CA certificate to trust: TLS (SASL_SSL, HTTPS) to the bus; jutong dev makes one in --data-dir/tls/ca.pem")
-	reg := fs.EnvString("registry", "JUTONG_REGISTRY_URL", "https://127.0.0.1:8081", "schema registry URL")
+	var conn cmdflag.Conn
+	conn.Register(fs, cmdflag.ConnDefaults{Brokers: "127.0.0.1:9092", User: "jutong", Registry: "https://127.0.0.1:8081",
+		UserIs: "one allowed to read the item and the registry (the bus's admin)"})
 	dsns := registerSinkFlags(fs, func(k sinks.Kind) string { return "the database of --sink " + k.Name })
 	catDir := fs.EnvString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -82,12 +79,12 @@ func runSink(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return fmt.Errorf("%s does not hold %s (a PostgreSQL sink holds the items of the base and theme databases)", kind.Name, it.Code)
 	}
 	defer sink.Close()
-	k := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass, CAFile: *ca}
+	k := conn.Kafka()
 	kopts, err := k.Opts()
 	if err != nil {
 		return err
 	}
-	return replay(ctx, out, errOut, sink, it, from, pipeline.Config{Kafka: kopts, Registry: k.RegistryOpts(*reg), Catalog: cat})
+	return replay(ctx, out, errOut, sink, it, from, pipeline.Config{Kafka: kopts, Registry: k.RegistryOpts(conn.Registry), Catalog: cat})
 }
 
 func replay(ctx context.Context, out, errOut io.Writer, sink pipeline.Replayer, it *catalog.Item, from pipeline.From, cfg pipeline.Config) error {

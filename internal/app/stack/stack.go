@@ -70,12 +70,12 @@ func (s *Flags) Register(fs *cmdflag.FlagSet, defDataDir string) {
 	fs.EnvStringVar(&s.CatalogDir, "catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	fs.BoolVar(&s.Apply, "apply", false, "create and update the item topics on start, as 'jutong catalog apply' does")
 	fs.EnvStringVar(&s.DataDir, "data-dir", "JUTONG_DATA_DIR", defDataDir, "where the embedded Kafka log and the local databases live")
-	fs.EnvIntVar(&s.Brokers, "brokers", "JUTONG_BROKERS", 3, "number of embedded Kafka brokers")
+	fs.EnvIntVar(&s.Brokers, "broker-count", "JUTONG_BROKER_COUNT", 3, "number of embedded Kafka brokers")
 	fs.EnvStringVar(&s.KafkaPorts, "kafka-ports", "JUTONG_KAFKA_PORTS", "9092,9093,9094", "the brokers' ports on 127.0.0.1, one per broker")
 	fs.EnvStringVar(&s.RegistryAddr, "registry-addr", "JUTONG_REGISTRY_ADDR", "127.0.0.1:8081", "where the schema registry listens")
 	fs.EnvStringVar(&s.APIAddr, "api-addr", "JUTONG_API_ADDR", "127.0.0.1:8080", "where the HTTP API listens: the ingest gateway and /metrics")
-	fs.EnvStringVar(&s.AdminUser, "admin-user", "JUTONG_ADMIN_USER", "jutong", "the Kafka superuser (SCRAM-SHA-256) Jutong's components use")
-	fs.EnvStringVar(&s.AdminPassword, "admin-password", "JUTONG_ADMIN_PASSWORD", "", "its password; empty: a random one kept in --data-dir/admin.json")
+	fs.EnvStringVar(&s.AdminUser, "kafka-user", "JUTONG_KAFKA_USER", "jutong", "the Kafka superuser (SCRAM-SHA-256) Jutong's components use")
+	fs.EnvStringVar(&s.AdminPassword, "kafka-password", "JUTONG_KAFKA_PASSWORD", "", "its password; empty: a random one kept in --data-dir/admin.json")
 	fs.EnvStringVar(&s.PostgresDSN, "postgres-dsn", localsvc.EnvPostgresDSN, "", "PostgreSQL for the base databases; dev uses the database it names (created if missing); empty starts a local server under --data-dir")
 	fs.EnvStringVar(&s.ClickHouseDSN, "clickhouse-dsn", localsvc.EnvClickHouseDSN, "", "ClickHouse (native protocol) for analytics; dev uses the database it names (created if missing); empty starts a local server under --data-dir")
 	fs.EnvStringVar(&s.GroupPrefix, "group-prefix", "JUTONG_GROUP_PREFIX", "jutong.", "begins the bus's consumer groups and transactional ids (<prefix>sink.postgres, <prefix>door)")
@@ -225,8 +225,8 @@ func (st *Stack) writeEnv() error {
 		"# The bus's admin for the jutong CLI: set -a; . " + st.EnvFile() + "; set +a",
 		"# Private: it holds the Kafka superuser's password.",
 		"JUTONG_KAFKA_BROKERS=" + strings.Join(k.Brokers, ","),
-		"JUTONG_ADMIN_USER=" + st.admin,
-		"JUTONG_ADMIN_PASSWORD=" + st.adminPassword,
+		"JUTONG_KAFKA_USER=" + st.admin,
+		"JUTONG_KAFKA_PASSWORD=" + st.adminPassword,
 		"JUTONG_REGISTRY_URL=" + st.Bus.RegistryURL(),
 		"JUTONG_API_URL=" + st.Bus.APIURL(),
 		"JUTONG_CREDENTIALS=" + filepath.Join(st.DataDir, "credentials.json"),
