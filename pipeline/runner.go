@@ -66,6 +66,19 @@ type Config struct {
 	ClientMetrics bool
 }
 
+// Validate says what is wrong with the configuration (after its defaults).
+func (c Config) Validate() error {
+	switch {
+	case c.Catalog == nil:
+		return errors.New("pipeline: no catalog")
+	case len(c.Kafka) == 0:
+		return errors.New("pipeline: no Kafka options")
+	case c.MaxBatch < 1, c.RetryMin > c.RetryMax:
+		return fmt.Errorf("pipeline: MaxBatch %d, RetryMin %s, RetryMax %s: a batch of one record or more, and the least backoff not above the most", c.MaxBatch, c.RetryMin, c.RetryMax)
+	}
+	return nil
+}
+
 func (c *Config) defaults() {
 	if c.GroupPrefix == "" {
 		c.GroupPrefix = "jutong.sink."
@@ -114,8 +127,8 @@ type Runner struct {
 // New creates a runner for sink over the catalog items it accepts.
 func New(cfg Config, sink Sink) (*Runner, error) {
 	cfg.defaults()
-	if cfg.Catalog == nil {
-		return nil, errors.New("pipeline: no catalog")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	dec := cfg.Decoder
 	if dec == nil {

@@ -167,13 +167,26 @@ type Config struct {
 	NoTypedViews bool
 }
 
-// New connects to a ClickHouse server over the native protocol.
-func New(ctx context.Context, cfg Config) (*Sink, error) {
+// Validate says what is wrong with the configuration (after its defaults).
+func (cfg Config) Validate() error {
 	if cfg.Name == "" || cfg.DSN == "" {
-		return nil, errors.New("chsink: a name and a DSN are required")
+		return errors.New("chsink: a name and a DSN are required")
 	}
+	return nil
+}
+
+// defaults fills in what is not set.
+func (cfg *Config) defaults() {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// New connects to a ClickHouse server over the native protocol.
+func New(ctx context.Context, cfg Config) (*Sink, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	opts, err := clickhouse.ParseDSN(cfg.DSN)
 	if err != nil {

@@ -79,14 +79,22 @@ const DisputesHeader = schemas.HeaderDisputes
 // change it projects in the item's topic (the partition is the same).
 const OriginOffset = "jutong.origin.offset"
 
+// Validate says what is wrong with the configuration.
+func (cfg Config) Validate() error {
+	if cfg.Item == nil || cfg.Grant.ID == "" || len(cfg.Kafka) == 0 || len(cfg.Registry) == 0 {
+		return errors.New("feed: an item, a grant, Kafka and registry options are required")
+	}
+	return nil
+}
+
 // New makes the feed sink of a grant whose projection is not the identity.
 // Its name (and consumer group) is feed.<dept>.<item>.<grant>.
 func New(_ context.Context, cfg Config) (*Sink, error) {
-	if cfg.Item == nil || cfg.Grant.ID == "" || len(cfg.Kafka) == 0 {
-		return nil, errors.New("feed: an item, a grant and Kafka options are required")
-	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	it, g := cfg.Item, cfg.Grant
 	p := Project(it, g)

@@ -46,13 +46,26 @@ type Sink struct {
 	known  map[string]*catalog.Item // every item prepared so far, by code
 }
 
-// New connects to the database.
-func New(ctx context.Context, cfg Config) (*Sink, error) {
+// Validate says what is wrong with the configuration (after its defaults).
+func (cfg Config) Validate() error {
 	if cfg.Name == "" || cfg.DSN == "" {
-		return nil, errors.New("pgsink: a name and a DSN are required")
+		return errors.New("pgsink: a name and a DSN are required")
 	}
+	return nil
+}
+
+// defaults fills in what is not set.
+func (cfg *Config) defaults() {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// New connects to the database.
+func New(ctx context.Context, cfg Config) (*Sink, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	pcfg, err := pgxpool.ParseConfig(cfg.DSN)
 	if err != nil {

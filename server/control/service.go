@@ -48,8 +48,16 @@ type Service struct {
 	apps map[string]*Application
 }
 
-// Open loads the control state from its topic and applies the grants.
-func Open(ctx context.Context, cfg Config) (*Service, error) {
+// Validate says what is wrong with the configuration (after its defaults).
+func (cfg Config) Validate() error {
+	if cfg.Catalog == nil || len(cfg.Kafka) == 0 {
+		return errors.New("control: a catalog and Kafka options are required")
+	}
+	return nil
+}
+
+// defaults fills in what is not set.
+func (cfg *Config) defaults() {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -58,6 +66,14 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	if cfg.Published == nil {
 		cfg.Published = func(context.Context, string) (bool, error) { return true, nil }
+	}
+}
+
+// Open loads the control state from its topic and applies the grants.
+func Open(ctx context.Context, cfg Config) (*Service, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	cal, err := NewCalendar(cfg.Catalog.Calendar)
 	if err != nil {

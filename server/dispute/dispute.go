@@ -171,11 +171,16 @@ var (
 // RequestError names the field a request got wrong.
 type RequestError = control.RequestError
 
-// Open loads the disputes and makes the flag table.
-func Open(ctx context.Context, cfg Config) (*Service, error) {
-	if cfg.Catalog == nil || cfg.MayRead == nil {
-		return nil, errors.New("dispute: Catalog and MayRead are required")
+// Validate says what is wrong with the configuration (after its defaults).
+func (cfg Config) Validate() error {
+	if cfg.Catalog == nil || cfg.MayRead == nil || len(cfg.Kafka) == 0 {
+		return errors.New("dispute: Catalog, Kafka and MayRead are required")
 	}
+	return nil
+}
+
+// defaults fills in what is not set.
+func (cfg *Config) defaults() {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -184,6 +189,14 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	if cfg.LandWithin <= 0 {
 		cfg.LandWithin = 10 * time.Minute
+	}
+}
+
+// Open loads the disputes and makes the flag table.
+func Open(ctx context.Context, cfg Config) (*Service, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	cal, err := control.NewCalendar(cfg.Catalog.Calendar)
 	if err != nil {

@@ -91,17 +91,21 @@ type prepared struct {
 	id     int
 }
 
-// New loads the id index and returns a door; Run consumes the inboxes,
-// Admit serves the gateway; Close releases it.
-func New(ctx context.Context, cfg Config) (*Door, error) {
+// Validate says what is wrong with the configuration (after its defaults).
+func (cfg Config) Validate() error {
 	if cfg.Catalog == nil || len(cfg.Kafka) == 0 || len(cfg.Registry) == 0 {
-		return nil, errors.New("door: a catalog, Kafka options and a registry URL are required")
-	}
-	if cfg.Window <= 0 {
-		cfg.Window = 24 * time.Hour
+		return errors.New("door: a catalog, Kafka options and a registry URL are required")
 	}
 	if cfg.Window > MaxWindow {
-		return nil, fmt.Errorf("door: an idempotency window of %s is longer than the %s that %s keeps ids", cfg.Window, MaxWindow, topicname.DoorIDs)
+		return fmt.Errorf("door: an idempotency window of %s is longer than the %s that %s keeps ids", cfg.Window, MaxWindow, topicname.DoorIDs)
+	}
+	return nil
+}
+
+// defaults fills in what is not set.
+func (cfg *Config) defaults() {
+	if cfg.Window <= 0 {
+		cfg.Window = 24 * time.Hour
 	}
 	if cfg.Group == "" {
 		cfg.Group = "jutong.door"
@@ -116,6 +120,15 @@ func New(ctx context.Context, cfg Config) (*Door, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// New loads the id index and returns a door; Run consumes the inboxes,
+// Admit serves the gateway; Close releases it.
+func New(ctx context.Context, cfg Config) (*Door, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	reg, err := sr.NewClient(cfg.Registry...)
 	if err != nil {

@@ -51,11 +51,16 @@ type Gateway struct {
 	requests *prometheus.CounterVec
 }
 
-// New checks cfg and returns a gateway.
-func New(cfg Config) (*Gateway, error) {
+// Validate says what is wrong with the configuration (after its defaults).
+func (cfg Config) Validate() error {
 	if cfg.Catalog == nil || cfg.Door == nil {
-		return nil, errors.New("gateway: a catalog and the door are required")
+		return errors.New("gateway: a catalog and the door are required")
 	}
+	return nil
+}
+
+// defaults fills in what is not set.
+func (cfg *Config) defaults() {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 16 << 20
 	}
@@ -64,6 +69,14 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// New checks cfg and returns a gateway.
+func New(cfg Config) (*Gateway, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	g := &Gateway{cfg: cfg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{

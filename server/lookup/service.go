@@ -89,11 +89,19 @@ type Service struct {
 	reg               *sr.Client
 }
 
-// New checks cfg and returns a Service.
-func New(cfg Config) (*Service, error) {
+// Validate says what is wrong with the configuration (after its defaults).
+func (cfg Config) Validate() error {
 	if cfg.Catalog == nil || cfg.DB == nil || cfg.Authenticate == nil || cfg.Grants == nil || cfg.Audit == nil {
-		return nil, errors.New("lookup: Catalog, DB, Authenticate, Grants and Audit are required")
+		return errors.New("lookup: Catalog, DB, Authenticate, Grants and Audit are required")
 	}
+	if len(cfg.CursorSecret) < 16 {
+		return errors.New("lookup: a CursorSecret of 16 bytes or more is required")
+	}
+	return nil
+}
+
+// defaults fills in what is not set.
+func (cfg *Config) defaults() {
 	if cfg.Rate <= 0 {
 		cfg.Rate = 50
 	}
@@ -108,6 +116,14 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// New checks cfg and returns a Service.
+func New(cfg Config) (*Service, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	aead, err := sealer(cfg.CursorSecret)
 	if err != nil {

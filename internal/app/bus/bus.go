@@ -182,8 +182,8 @@ type Bus struct {
 	closers  []closer // what Close closes, in the order the parts started
 }
 
-// Start starts everything; Close stops it.
-func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
+// defaults fills in what is not set.
+func (cfg *Config) defaults() {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -196,7 +196,31 @@ func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
 	if cfg.SecretsDir == "" {
 		cfg.SecretsDir = cfg.DataDir
 	}
-	if err := checkPrefix(cfg.Catalog, cfg.GroupPrefix); err != nil {
+}
+
+// Validate says what is wrong with the configuration (after its defaults).
+func (cfg Config) Validate() error {
+	if cfg.Catalog == nil {
+		return errors.New("bus: a catalog is required")
+	}
+	if cfg.Kafka == nil && (cfg.AdminUser == "" || cfg.AdminPassword == "") {
+		return errors.New("bus: the embedded cluster needs its admin's user and password")
+	}
+	if cfg.IdempotencyWindow > door.MaxWindow {
+		return fmt.Errorf("bus: an idempotency window of %s is longer than the %s the door keeps ids", cfg.IdempotencyWindow, door.MaxWindow)
+	}
+	for kind := range cfg.Sinks {
+		if _, ok := sinks.Lookup(kind); !ok {
+			return fmt.Errorf("bus: no sink kind %q (kinds: %s)", kind, strings.Join(sinks.Names(), ", "))
+		}
+	}
+	return checkPrefix(cfg.Catalog, cfg.GroupPrefix)
+}
+
+// Start starts everything; Close stops it.
+func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	b := &Bus{cfg: cfg, errs: make(chan error, 4), Metrics: prometheus.NewRegistry()}
