@@ -14,7 +14,7 @@ type metrics struct {
 	flags       *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (_ *metrics, err error) {
 	m := &metrics{
 		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jutong_subscriber_delivered_total",
@@ -30,9 +30,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"item"}),
 	}
 	if reg != nil {
-		m.delivered = promutil.Register(reg, m.delivered)
-		m.undecodable = promutil.Register(reg, m.undecodable)
-		m.flags = promutil.Register(reg, m.flags)
+		m.delivered = promutil.Register(reg, m.delivered, &err)
+		m.undecodable = promutil.Register(reg, m.undecodable, &err)
+		m.flags = promutil.Register(reg, m.flags, &err)
 	}
-	return m
+	return m, err
 }

@@ -95,8 +95,12 @@ func New(ctx context.Context, cat *catalog.Catalog, department string, items []s
 	if !strings.HasPrefix(c.group, department+".") {
 		c.group = department + "." + c.group
 	}
+	m, err := newMetrics(c.registerer)
+	if err != nil {
+		return nil, fmt.Errorf("consumers: %w", err)
+	}
 	s := &Subscriber{cfg: c, dept: department, items: map[string]*catalog.Item{}, flags: map[string]*catalog.Item{},
-		m: newMetrics(c.registerer), skipBelow: map[string]map[int32]int64{}}
+		m: m, skipBelow: map[string]map[int32]int64{}}
 	kconn := append(c.conn.Kafka(), c.conn.KafkaOpts...) // TLS and the caller's own
 	feeds, err := grantedFeeds(ctx, kconn, department)
 	if err != nil {

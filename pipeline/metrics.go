@@ -22,7 +22,7 @@ type metrics struct {
 	decodes  *prometheus.CounterVec   // sink, how
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (_ *metrics, err error) {
 	m := &metrics{
 		landed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jutong_sink_landed_events_total",
 			Help: "Change events written by a sink (its ledger moved past them), by sink, item and source department."}, []string{"sink", "item", "department"}),
@@ -49,17 +49,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Change events a sink's runner decoded itself (how=decoded) or took decoded from another runner of the process (how=shared, the DecodeCache)."}, []string{"sink", "how"}),
 	}
 	if reg != nil {
-		m.landed = promutil.Register(reg, m.landed)
-		m.dead = promutil.Register(reg, m.dead)
-		m.retries = promutil.Register(reg, m.retries)
-		m.failing = promutil.Register(reg, m.failing)
-		m.batch = promutil.Register(reg, m.batch)
-		m.duration = promutil.Register(reg, m.duration)
-		m.latency = promutil.Register(reg, m.latency)
-		m.eventLat = promutil.Register(reg, m.eventLat)
-		m.lag = promutil.Register(reg, m.lag)
-		m.lastPub = promutil.Register(reg, m.lastPub)
-		m.decodes = promutil.Register(reg, m.decodes)
+		m.landed = promutil.Register(reg, m.landed, &err)
+		m.dead = promutil.Register(reg, m.dead, &err)
+		m.retries = promutil.Register(reg, m.retries, &err)
+		m.failing = promutil.Register(reg, m.failing, &err)
+		m.batch = promutil.Register(reg, m.batch, &err)
+		m.duration = promutil.Register(reg, m.duration, &err)
+		m.latency = promutil.Register(reg, m.latency, &err)
+		m.eventLat = promutil.Register(reg, m.eventLat, &err)
+		m.lag = promutil.Register(reg, m.lag, &err)
+		m.lastPub = promutil.Register(reg, m.lastPub, &err)
+		m.decodes = promutil.Register(reg, m.decodes, &err)
 	}
-	return m
+	return m, err
 }

@@ -138,8 +138,12 @@ func New(cfg Config, sink Sink) (*Runner, error) {
 		}
 		dec = schemas.NewDecoder(reg)
 	}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
 	r := &Runner{cfg: cfg, sink: sink, dec: dec, items: make(map[string]*catalog.Item),
-		log: cfg.Log.With("sink", sink.Name()), m: newMetrics(cfg.Metrics),
+		log: cfg.Log.With("sink", sink.Name()), m: m,
 		hw: map[tp]int64{}, pos: map[tp]int64{}, lastPub: map[*catalog.Item]time.Time{}}
 	if ts, ok := sink.(TopicSink); ok {
 		r.raw = true

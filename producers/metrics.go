@@ -14,7 +14,7 @@ type metrics struct {
 	failed    *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (_ *metrics, err error) {
 	m := &metrics{
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jutong_published_events_total",
@@ -30,9 +30,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"item", "department"}),
 	}
 	if reg != nil {
-		m.published = promutil.Register(reg, m.published)
-		m.rejected = promutil.Register(reg, m.rejected)
-		m.failed = promutil.Register(reg, m.failed)
+		m.published = promutil.Register(reg, m.published, &err)
+		m.rejected = promutil.Register(reg, m.rejected, &err)
+		m.failed = promutil.Register(reg, m.failed, &err)
 	}
-	return m
+	return m, err
 }

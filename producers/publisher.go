@@ -68,7 +68,12 @@ func New(ctx context.Context, cat *catalog.Catalog, department string, conn conn
 		cl.Close()
 		return nil, fmt.Errorf("producers: registry: %w", err)
 	}
-	return &Publisher{cfg: c, cat: cat, dept: department, cl: cl, reg: reg, m: newMetrics(c.registerer), prepared: make(map[string]*prepared)}, nil
+	m, err := newMetrics(c.registerer)
+	if err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("producers: %w", err)
+	}
+	return &Publisher{cfg: c, cat: cat, dept: department, cl: cl, reg: reg, m: m, prepared: make(map[string]*prepared)}, nil
 }
 
 // prepare finds the item and looks its schema up once.

@@ -11,16 +11,20 @@ import (
 
 // Register registers c on reg, or returns the collector of the same
 // description already there, so that every instance counts into one series
-// set.
-func Register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
+// set. Any other failure (a name registered with other labels or help) is
+// joined into *errp, for the constructor to return.
+func Register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
+	err := reg.Register(c)
+	if err == nil {
+		return c
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
 		}
 	}
+	*errp = errors.Join(*errp, err)
 	return c
 }
 

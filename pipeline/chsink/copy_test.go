@@ -64,7 +64,7 @@ func TestCopyAddsColumns(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- chsink.Copy(cctx, pipeline.Config{Kafka: kopts, Catalog: &catalog.Catalog{}}, dsn,
-			chsink.Table{Topic: audit.Topic, DDL: audit.TableDDL, Insert: audit.InsertSQL, Row: audit.Row, Added: audit.AddedColumns},
+			chsink.Table{Topic: audit.Topic, DDL: audit.TableDDL, Insert: audit.InsertSQL, Row: audit.Row, Added: audit.AddedColumns()},
 			slog.New(slog.DiscardHandler))
 	}()
 	defer func() { stop(); <-done }()

@@ -44,7 +44,7 @@ const InsertSQL = `INSERT INTO audit (time, time_ms, kind, department, item, app
 
 // AddedColumns are TableDDL's columns a table made by an earlier version
 // lacks (chsink.Table.Added).
-var AddedColumns = [][2]string{{"purpose", "String"}, {"keys", "Array(String)"}}
+func AddedColumns() [][2]string { return [][2]string{{"purpose", "String"}, {"keys", "Array(String)"}} }
 
 // Row turns an audit record into a row of TableDDL, the positions excluded
 // (for chsink.Copy, which copies Topic into ClickHouse exactly once).

@@ -89,10 +89,7 @@ func (r *Reads) Poll(ctx context.Context) ([]Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: list groups: %w", err)
 	}
-	var groups []string
-	for _, g := range listed.Groups() {
-		groups = append(groups, g)
-	}
+	groups := listed.Groups()
 	now := time.Now().UTC()
 	start := r.lastAt
 	if start.IsZero() {

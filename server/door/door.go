@@ -134,7 +134,11 @@ func New(ctx context.Context, cfg Config) (*Door, error) {
 	if err != nil {
 		return nil, fmt.Errorf("door: %w", err)
 	}
-	d := &Door{cfg: cfg, reg: reg, dec: cfg.Decoder, ids: idIndex{window: cfg.Window}, m: newMetrics(cfg.Metrics),
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("door: %w", err)
+	}
+	d := &Door{cfg: cfg, reg: reg, dec: cfg.Decoder, ids: idIndex{window: cfg.Window}, m: m,
 		topics:   &topicSet{kafka: cfg.Kafka, have: map[string]bool{}},
 		prepared: map[string]*prepared{}, itemOfID: map[int]string{}}
 	if d.dec == nil {
@@ -437,7 +441,7 @@ type metrics struct {
 	outcomes, quarantined *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (_ *metrics, err error) {
 	m := &metrics{outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "jutong_door_records_total",
 		Help: "Records the door judged, by item, department, path (inbox or gateway), outcome (accepted, duplicate, rejected) and, for a refusal, the rule.",
@@ -446,8 +450,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Records refused at the door and kept in the quarantine topic, whoever published them (SDK, gateway, adapters), by item, department and rule."},
 			[]string{"item", "department", "rule"})}
 	if reg != nil {
-		m.outcomes = promutil.Register(reg, m.outcomes)
-		m.quarantined = promutil.Register(reg, m.quarantined)
+		m.outcomes = promutil.Register(reg, m.outcomes, &err)
+		m.quarantined = promutil.Register(reg, m.quarantined, &err)
 	}
-	return m
+	return m, err
 }

@@ -194,7 +194,7 @@ func (d *Door) Run(ctx context.Context) error {
 		kgo.ConsumerGroup(d.cfg.Group), kgo.ConsumeTopics(inboxes...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.TransactionalID(d.cfg.Group+".inbox."+d.cfg.InstanceID), kgo.TransactionTimeout(time.Minute),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.RequireStableFetchOffsets(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), // stable fetch offsets: always on in franz-go
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.ProducerLinger(0))...)
 	if err != nil {
 		return fmt.Errorf("door: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"strconv"
@@ -182,8 +183,12 @@ func (s *Service) snapshot(w http.ResponseWriter, r *http.Request, dept string) 
 		// A long snapshot is not cut by the server's write timeout: each
 		// thousand records flushed buy a minute more.
 		if sent++; sent%1000 == 0 {
-			_ = rc.Flush()
-			_ = rc.SetWriteDeadline(time.Now().Add(time.Minute))
+			if err := rc.Flush(); err != nil {
+				return fmt.Errorf("flush: %w", err)
+			}
+			if err := rc.SetWriteDeadline(time.Now().Add(time.Minute)); err != nil {
+				return fmt.Errorf("write deadline: %w", err)
+			}
 		}
 		return nil
 	})

@@ -11,7 +11,7 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (_ *metrics, err error) {
 	m := &metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jutong_lookups_total",
 			Help: "Lookups of an item's current state by department and outcome (found, not_found, bad_request, unauthenticated, forbidden, rate_limited, unavailable, error)."},
@@ -21,8 +21,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			[]string{"kind"}),
 	}
 	if reg != nil {
-		m.calls = promutil.Register(reg, m.calls)
-		m.duration = promutil.Register(reg, m.duration)
+		m.calls = promutil.Register(reg, m.calls, &err)
+		m.duration = promutil.Register(reg, m.duration, &err)
 	}
-	return m
+	return m, err
 }

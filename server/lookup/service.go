@@ -129,7 +129,11 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc := &Service{cfg: cfg, tables: pgsink.Config{Themes: cfg.Catalog.Themes}, m: newMetrics(cfg.Registerer), limiters: map[string]*rate.Limiter{}, aead: aead}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("lookup: %w", err)
+	}
+	svc := &Service{cfg: cfg, tables: pgsink.Config{Themes: cfg.Catalog.Themes}, m: m, limiters: map[string]*rate.Limiter{}, aead: aead}
 	if len(cfg.Registry) > 0 {
 		if svc.reg, err = sr.NewClient(cfg.Registry...); err != nil {
 			return nil, err

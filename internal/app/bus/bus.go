@@ -378,7 +378,11 @@ func (b *Bus) serveRegistry(ctx context.Context) (err error) {
 		p, ok := b.Credentials[user]
 		return p, ok
 	}}
-	url, err := b.serve(b.cfg.RegistryAddr, httpmetrics.Wrap(registry.Handler(b.Registry, acc, log), b.Metrics, "registry"), "schema registry")
+	h, err := httpmetrics.Wrap(registry.Handler(b.Registry, acc, log), b.Metrics, "registry")
+	if err != nil {
+		return err
+	}
+	url, err := b.serve(b.cfg.RegistryAddr, h, "schema registry")
 	b.regURL = url
 	return err
 }
@@ -499,14 +503,19 @@ func (b *Bus) serveAPI(ctx context.Context) (err error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(b.Metrics, promhttp.HandlerOpts{Registry: b.Metrics}))
-	ctl := httpmetrics.Wrap(control.Handler(b.Control, b.Officers, b.cfg.Log.With("component", "control")), b.Metrics, "control")
+	ctl, err := httpmetrics.Wrap(control.Handler(b.Control, b.Officers, b.cfg.Log.With("component", "control")), b.Metrics, "control")
+	if err != nil {
+		return err
+	}
 	for _, route := range []string{"/v1/applications", "/v1/applications/", "/v1/grants", "/v1/responsibilities"} {
 		mux.Handle(route, ctl)
 	}
 	if err := b.serveLookups(ctx, mux); err != nil {
 		return err
 	}
-	b.serveDisputes(mux)
+	if err := b.serveDisputes(mux); err != nil {
+		return err
+	}
 	mux.Handle("/", b.gw.Handler())
 	b.apiURL, err = b.serve(b.cfg.APIAddr, mux, "api (gateway, control, /metrics)")
 	return err
@@ -559,7 +568,7 @@ func (b *Bus) startSinks(ctx, rctx context.Context) error {
 func (b *Bus) startCopies(rctx context.Context) {
 	log := b.cfg.Log.With("component", "copy")
 	for _, t := range []chsink.Table{
-		{Topic: audit.Topic, DDL: audit.TableDDL, Insert: audit.InsertSQL, Row: audit.Row, Added: audit.AddedColumns},
+		{Topic: audit.Topic, DDL: audit.TableDDL, Insert: audit.InsertSQL, Row: audit.Row, Added: audit.AddedColumns()},
 		chsink.RejectsTable(),
 		{Topic: dispute.Topic, DDL: chsink.DisputesDDL, Insert: chsink.DisputesInsert, Row: dispute.Row},
 	} {
@@ -695,7 +704,7 @@ func checkPrefix(cat *catalog.Catalog, p string) error {
 		return nil
 	}
 	if !strings.HasSuffix(p, ".") || strings.ContainsAny(p, " /*") {
-		return fmt.Errorf("group prefix %q: a dotted name ending with a dot, e.g. jutong.dc2.", p)
+		return fmt.Errorf("group prefix %q: want a dotted name ending with a dot (jutong.dc2. for one)", p)
 	}
 	for _, d := range cat.Departments {
 		if strings.HasPrefix(p, access.GroupPrefix(d.Code)) {

@@ -99,10 +99,14 @@ func (b *Bus) corrected(id, dept, item, key, eventID string) {
 }
 
 // serveDisputes adds the disputes to the API (officers' tokens).
-func (b *Bus) serveDisputes(mux *http.ServeMux) {
-	h := httpmetrics.Wrap(dispute.Handler(b.Disputes, b.Officers, b.cfg.Log.With("component", "dispute")), b.Metrics, "dispute")
+func (b *Bus) serveDisputes(mux *http.ServeMux) error {
+	h, err := httpmetrics.Wrap(dispute.Handler(b.Disputes, b.Officers, b.cfg.Log.With("component", "dispute")), b.Metrics, "dispute")
+	if err != nil {
+		return err
+	}
 	mux.Handle("/v1/disputes", h)
 	mux.Handle("/v1/disputes/", h)
+	return nil
 }
 
 // pg is the bus's own pool on the PostgreSQL the sink writes (lookups,

@@ -40,7 +40,10 @@ func (b *Bus) serveLookups(ctx context.Context, mux *http.ServeMux) (err error) 
 	if err != nil {
 		return err
 	}
-	h := httpmetrics.Wrap(svc.Handler(), b.Metrics, "lookup")
+	h, err := httpmetrics.Wrap(svc.Handler(), b.Metrics, "lookup")
+	if err != nil {
+		return err
+	}
 	mux.Handle("GET /v1/items/{code}/records/{key}", h)
 	mux.Handle("GET /v1/items/{code}/records", h)
 	mux.Handle("GET /v1/items/{code}/snapshot", h)
