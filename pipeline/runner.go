@@ -216,6 +216,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers take offsets too: seen, they let the lag
+		// gauge pass them (markers), else it never returns to 0.
+		kgo.KeepControlRecords(),
 		kgo.AdjustFetchOffsetsFn(r.resumeFromLedger),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, _ map[string][]int32) {
 			// Informational only: lets kafka tooling show this group's lag.
@@ -248,7 +251,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		fs.EachError(func(t string, p int32, err error) {
 			r.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
 		})
-		recs := fs.Records()
+		recs, marks := splitMarkers(fs.Records(), nil)
 		r.watermarks(fs)
 		// Give a small batch a moment to fill: fewer, larger transactions.
 		if len(recs) > 0 && len(recs) < r.cfg.MaxBatch/4 {
@@ -256,9 +259,12 @@ func (r *Runner) Run(ctx context.Context) error {
 			more := cl.PollRecords(wctx, r.cfg.MaxBatch-len(recs))
 			cancel()
 			r.watermarks(more)
-			recs = append(recs, more.Records()...)
+			var mrecs []*kgo.Record
+			mrecs, marks = splitMarkers(more.Records(), marks)
+			recs = append(recs, mrecs...)
 		}
 		if len(recs) == 0 {
+			r.passMarkers(marks)
 			cl.AllowRebalance()
 			continue
 		}
@@ -276,6 +282,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			return nil // ctx done: the batch is abandoned, the ledger did not move
 		}
 		r.observe(batch, landed, time.Since(t0))
+		r.passMarkers(marks)
 		// Informational (lag for Kafka tooling); the ledger is the truth.
 		cl.CommitUncommittedOffsets(ctx) //nolint:errcheck
 		cl.AllowRebalance()
@@ -329,7 +336,9 @@ func (r *Runner) refreshLag(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		ends, err := adm.ListEndOffsets(ctx, r.Topics()...)
+		// The last stable offsets: records of a transaction still open
+		// are not yet there to write.
+		ends, err := adm.ListCommittedOffsets(ctx, r.Topics()...)
 		if err != nil {
 			continue
 		}
@@ -352,8 +361,12 @@ func (r *Runner) watermarks(fs kgo.Fetches) {
 	r.statMu.Lock()
 	defer r.statMu.Unlock()
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
-		if p.Err == nil && p.HighWatermark >= 0 {
-			r.hw[tp{p.Topic, p.Partition}] = p.HighWatermark
+		end := p.HighWatermark
+		if p.LastStableOffset >= 0 { // read_committed: records past it are not yet readable
+			end = p.LastStableOffset
+		}
+		if p.Err == nil && end >= 0 {
+			r.hw[tp{p.Topic, p.Partition}] = end
 		}
 	})
 	r.updateLag()
@@ -398,6 +411,38 @@ func (r *Runner) observe(batch []Record, landed time.Time, took time.Duration) {
 			r.lastPub[it] = t
 			r.m.lastPub.WithLabelValues(it.Code, it.Source).Set(float64(t.UnixMilli()) / 1000)
 		}
+	}
+	r.updateLag()
+}
+
+// splitMarkers puts the transaction markers (control records) of recs
+// apart, appended to marks; the data records keep their order.
+func splitMarkers(recs, marks []*kgo.Record) (data, _ []*kgo.Record) {
+	data = recs[:0]
+	for _, kr := range recs {
+		if kr.Attrs.IsControl() {
+			marks = append(marks, kr)
+		} else {
+			data = append(data, kr)
+		}
+	}
+	return data, marks
+}
+
+// passMarkers moves the lag's positions past the transaction markers of a
+// poll once its data records are written: a marker is no record to write,
+// and every record before it on its partition has been (batches are written
+// in poll order). The ledger does not move: on a restart the consumer skips
+// the marker again and this runs again.
+func (r *Runner) passMarkers(marks []*kgo.Record) {
+	if len(marks) == 0 {
+		return
+	}
+	r.statMu.Lock()
+	defer r.statMu.Unlock()
+	for _, kr := range marks {
+		k := tp{kr.Topic, kr.Partition}
+		r.pos[k] = max(r.pos[k], kr.Offset+1)
 	}
 	r.updateLag()
 }

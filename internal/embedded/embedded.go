@@ -31,6 +31,9 @@ type Config struct {
 	// admin's clients trust.
 	TLS    *tls.Config
 	CAFile string
+	// BrokerConfigs are broker settings (a real broker's server.properties,
+	// those kfake knows: log.cleaner.backoff.ms, log.retention.ms, ...).
+	BrokerConfigs map[string]string
 }
 
 // Cluster is a running embedded cluster.
@@ -76,6 +79,7 @@ func Start(_ context.Context, cfg Config, log *slog.Logger) (*Cluster, error) {
 		kfake.Superuser("SCRAM-SHA-256", cfg.AdminUser, cfg.AdminPassword),
 		kfake.EnableACLs(),
 		kfake.DefaultNumPartitions(6),
+		kfake.BrokerConfigs(cfg.BrokerConfigs),
 		kfake.WithLogger(slogLogger{log.With("component", "kafka")}),
 	}
 	if cfg.DataDir != "" {

@@ -69,6 +69,9 @@ type Config struct {
 	DataDir    string
 	Brokers    int
 	KafkaPorts []int // nil: 9092...; zeros: any free port
+	// KafkaBrokerConfigs are the embedded brokers' settings
+	// (embedded.Config.BrokerConfigs), such as log.cleaner.backoff.ms.
+	KafkaBrokerConfigs map[string]string
 	// AdminUser and AdminPassword are the cluster superuser Jutong uses.
 	AdminUser, AdminPassword string
 	// RegistryAddr is where the schema registry listens (127.0.0.1:8081).
@@ -272,6 +275,7 @@ func (b *Bus) startKafka(ctx context.Context) (err error) {
 		ecfg := embedded.Config{
 			Brokers: b.cfg.Brokers, Ports: b.cfg.KafkaPorts, DataDir: b.cfg.DataDir,
 			AdminUser: b.cfg.AdminUser, AdminPassword: b.cfg.AdminPassword,
+			BrokerConfigs: b.cfg.KafkaBrokerConfigs,
 		}
 		if b.cfg.TLS != nil {
 			if ecfg.TLS, err = tlsca.Server(b.cfg.TLS.Cert, b.cfg.TLS.Key); err != nil {
