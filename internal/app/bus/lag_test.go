@@ -9,12 +9,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/jutong/jutong/connect"
+	"github.com/jutong/jutong/consumers"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/server/control"
 )
 
 // TestSinkLagReachesZero: once every sink has landed everything, each
@@ -178,4 +180,86 @@ func lagGauges(t *testing.T, b *bus.Bus) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// TestSubscriberLagReachesZero: a department's subscriber that has read
+// and committed everything shows jutong_subscriber_lag_records 0, though
+// it commits its last record's offset and the door's transaction marker
+// after that record takes one more.
+func TestSubscriberLagReachesZero(t *testing.T) {
+	b := startBus(t, bus.Config{})
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cat := sample(t)
+	gen := synth.New(cat.Item(item), 21, time.Now())
+	const n = 300
+	for range 3 { // three door transactions
+		evs := make([]*schemas.Event, n/3)
+		for i := range evs {
+			evs[i] = gen.Next()
+		}
+		if _, err := publisher(t, b).Publish(ctx, item, evs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const dept = "civil_affairs"
+	grant(t, controlClient{t, b.APIURL(), b}, cat, dept, control.Request{Item: item, Purpose: "社会组织登记核查", Grade: 4})
+	p := cat.Department(dept).Principal
+	sub, err := consumers.New(ctx, cat, dept, []string{item}, connect.Config{Brokers: b.Kafka().Brokers, User: p, Password: b.Credentials[p], Registry: b.RegistryURL()}, consumers.Group("lag-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	// Wait for the door to have forwarded all (the sinks' count is not
+	// there: this bus has none), reading as the subscriber does.
+	got := 0
+	rctx, rcancel := context.WithCancel(ctx)
+	if err := sub.Run(rctx, func(_ context.Context, d consumers.Delivery) error {
+		if got++; got == n {
+			rcancel()
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rcancel()
+	if got != n {
+		t.Fatalf("the subscriber read %d of %d records", got, n)
+	}
+	var lag float64 = -1
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+		if _, err := b.AuditReads(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if lag = subscriberLag(t, b, dept, item); lag == 0 {
+			break
+		}
+	}
+	if lag != 0 {
+		t.Fatalf("jutong_subscriber_lag_records{department=%s,item=%s} = %v after its group read and committed all %d records", dept, item, lag, n)
+	}
+}
+
+func subscriberLag(t *testing.T, b *bus.Bus, dept, item string) float64 {
+	t.Helper()
+	mfs, err := b.Metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "jutong_subscriber_lag_records" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			if l["department"] == dept && l["item"] == item {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return -1
 }

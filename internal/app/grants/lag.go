@@ -2,6 +2,7 @@ package grants
 
 import (
 	"context"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -58,11 +59,38 @@ func (r *Reconciler) SubscriberLag(ctx context.Context, kafka []kgo.Opt) (map[De
 	}
 	sum := map[DeptItem]int64{}
 	for _, gl := range lags {
+		// A short lag may be transaction markers only (the door writes in
+		// transactions; a client that commits its last record's offset
+		// stays behind the marker after it): those spans are read.
+		spans := map[string]map[int32]kafkaconn.Span{}
 		for _, l := range gl.Lag.Sorted() {
-			if dept, item, _, ok := r.ResolveRead(gl.Group, l.Topic); ok {
-				sum[DeptItem{dept, item}] += l.Lag
+			if l.Lag > 0 && l.Lag <= markerCheck && l.Commit.At >= 0 {
+				if spans[l.Topic] == nil {
+					spans[l.Topic] = map[int32]kafkaconn.Span{}
+				}
+				spans[l.Topic][l.Partition] = kafkaconn.Span{From: l.Commit.At, End: l.End.Offset}
 			}
+		}
+		var pending map[string]map[int32]int64
+		if len(spans) > 0 {
+			if pending, err = kafkaconn.Pending(ctx, kafka, spans, markerCheck, 2*time.Second); err != nil {
+				return nil, err
+			}
+		}
+		for _, l := range gl.Lag.Sorted() {
+			dept, item, _, ok := r.ResolveRead(gl.Group, l.Topic)
+			if !ok {
+				continue
+			}
+			n := l.Lag
+			if p, checked := pending[l.Topic][l.Partition]; checked {
+				n = p
+			}
+			sum[DeptItem{dept, item}] += max(0, n)
 		}
 	}
 	return sum, nil
 }
+
+// markerCheck is the longest lag read to tell markers from records.
+const markerCheck = 64
