@@ -52,9 +52,17 @@ check-compose:
 # The alert rules must load in a real Prometheus (Debian package prometheus).
 check-rules:
 	@if command -v promtool >/dev/null 2>&1; then \
-		promtool check rules dashboards/alerts.yml; \
+		promtool check rules dashboards/alerts.yml && promtool test rules dashboards/alerts_test.yml; \
 	elif [ "$$CI" = true ]; then echo "promtool missing (Debian package prometheus)"; exit 1; \
 	else echo "promtool not installed: skipping dashboards/alerts.yml validation"; fi
+	@if command -v amtool >/dev/null 2>&1; then \
+		amtool check-config dashboards/alertmanager.yml >/dev/null && \
+		for r in critical:page warning:ticket info:report; do \
+			amtool config routes test --config.file=dashboards/alertmanager.yml --verify.receivers=$${r#*:} severity=$${r%%:*} >/dev/null 2>&1 || \
+			{ echo "dashboards/alertmanager.yml: severity=$${r%%:*} does not reach receiver $${r#*:}"; exit 1; }; \
+		done && echo "dashboards/alertmanager.yml: valid, severities routed to page, ticket, report"; \
+	elif [ "$$CI" = true ]; then echo "amtool missing (Debian package prometheus-alertmanager)"; exit 1; \
+	else echo "amtool not installed: skipping dashboards/alertmanager.yml validation"; fi
 
 clean:
 	rm -rf bin .jutong

@@ -13,6 +13,7 @@ command -v clickhouse-client >/dev/null 2>&1 || need+=(clickhouse-client)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v kcat >/dev/null 2>&1 || need+=(kcat)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 if [ -z "${JUTONG_MYSQL_DSN:-}" ] && ! command -v mariadbd >/dev/null 2>&1 && ! [ -x /usr/sbin/mariadbd ]; then
   need+=(mariadb-server mariadb-client)
 fi

@@ -22,6 +22,17 @@ import (
 // target is scraped over HTTPS, trusting that CA.
 func Prometheus(t testing.TB, target, caFile string) string {
 	t.Helper()
+	tlsCfg := ""
+	if caFile != "" {
+		tlsCfg = fmt.Sprintf("    scheme: https\n    tls_config:\n      ca_file: '%s'\n", caFile)
+	}
+	return startPrometheus(t, fmt.Sprintf("scrape_configs:\n  - job_name: jutong\n%s    static_configs:\n      - targets: ['%s']\n", tlsCfg, target))
+}
+
+// startPrometheus runs Debian's prometheus with the global settings (every
+// second) followed by body; "" when it is not installed and CI is not set.
+func startPrometheus(t testing.TB, body string) string {
+	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -31,11 +42,7 @@ func Prometheus(t testing.TB, target, caFile string) string {
 		return ""
 	}
 	dir := t.TempDir()
-	tlsCfg := ""
-	if caFile != "" {
-		tlsCfg = fmt.Sprintf("    scheme: https\n    tls_config:\n      ca_file: '%s'\n", caFile)
-	}
-	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: jutong\n%s    static_configs:\n      - targets: ['%s']\n", tlsCfg, target)
+	cfg := "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n" + body
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -44,8 +51,14 @@ func Prometheus(t testing.TB, target, caFile string) string {
 		t.Fatal(err)
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
+	return startDaemon(t, "prometheus", exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--log.level=warn"), "http://"+addr)
+}
+
+// startDaemon starts cmd, stopped at the test's end, and waits until base
+// answers /-/ready (Prometheus and Alertmanager both do).
+func startDaemon(t testing.TB, name string, cmd *exec.Cmd, base string) string {
+	t.Helper()
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -55,14 +68,13 @@ func Prometheus(t testing.TB, target, caFile string) string {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	base := "http://" + addr
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		if resp, err := http.Get(base + "/-/ready"); err == nil && resp.StatusCode == 200 {
 			resp.Body.Close()
 			return base
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("prometheus did not start: %s", logs.String())
+			t.Fatalf("%s did not start: %s", name, logs.String())
 		}
 	}
 }
