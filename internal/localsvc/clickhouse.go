@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -82,12 +83,15 @@ const chConfig = `<?xml version="1.0"?>
   <timezone>UTC</timezone>
   <mlock_executable>false</mlock_executable>
   <umask>077</umask>
+  <!-- On SIGTERM, wait at most a second for clients' open connections
+       (an analyst's clickhouse-client): dev stops within its bound. -->
+  <shutdown_wait_unfinished>1</shutdown_wait_unfinished>
 </yandex>
 `
 
 const chUsers = `<?xml version="1.0"?>
 <yandex>
-  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+  <profiles><default><max_memory_usage>4000000000</max_memory_usage><poll_interval>1</poll_interval></default></profiles>
   <users><default><password_sha256_hex>{{sha}}</password_sha256_hex><networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></default></users>
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
 </yandex>
@@ -170,16 +174,20 @@ func startLocalClickHouse(ctx context.Context, log *slog.Logger, bin string, o O
 
 // Stop stops a server this package started (removing a throwaway one's
 // directory); for a server from the environment it does nothing.
-func (c *ClickHouse) Stop() error {
+func (c *ClickHouse) Stop() error { return c.StopContext(context.Background()) }
+
+// StopContext is Stop, killing the server at ctx's deadline if it has not
+// stopped by then (ClickHouse waits for its clients' queries first).
+func (c *ClickHouse) StopContext(ctx context.Context) error {
 	if c == nil || c.srv == nil {
 		return nil
 	}
-	c.srv.stop(syscall.SIGTERM, c.grace())
+	err := c.srv.stop(ctx, syscall.SIGTERM, c.grace())
 	c.srv = nil
 	if !c.Throwaway {
-		return os.Remove(filepath.Join(c.dir, "clickhouse.pid"))
+		return errors.Join(err, os.Remove(filepath.Join(c.dir, "clickhouse.pid")))
 	}
-	return os.RemoveAll(c.dir)
+	return errors.Join(err, os.RemoveAll(c.dir))
 }
 
 // grace is how long Stop waits before killing: a throwaway server's data is

@@ -294,17 +294,21 @@ func (p *Postgres) Dir() string { return p.dir }
 
 // Stop stops a server this package started (removing a throwaway one's
 // directory); for a server from the environment it does nothing.
-func (p *Postgres) Stop() error {
+func (p *Postgres) Stop() error { return p.StopContext(context.Background()) }
+
+// StopContext is Stop, killing the server at ctx's deadline if it has not
+// stopped by then (it recovers from its WAL at the next start).
+func (p *Postgres) StopContext(ctx context.Context) error {
 	if p == nil || p.srv == nil {
 		return nil
 	}
 	// SIGINT is PostgreSQL's "fast" shutdown.
-	p.srv.stop(syscall.SIGINT, 20*time.Second)
+	err := p.srv.stop(ctx, syscall.SIGINT, 20*time.Second)
 	p.srv = nil
 	if !p.Throwaway {
-		return nil
+		return err
 	}
-	return os.RemoveAll(p.dir)
+	return errors.Join(err, os.RemoveAll(p.dir))
 }
 
 // DatabaseDSN returns the DSN of database name on the same server.

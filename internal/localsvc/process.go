@@ -65,15 +65,20 @@ func startServer(cmd *exec.Cmd, logPath string) (*server, error) {
 // pid is the server's process id.
 func (s *server) pid() int { return s.cmd.Process.Pid }
 
-// stop sends sig and waits up to grace for the server to exit, then kills
-// its process group.
-func (s *server) stop(sig syscall.Signal, grace time.Duration) {
+// stop sends sig and waits up to grace, or ctx's deadline when it comes
+// first, for the server to exit, then kills its process group.
+func (s *server) stop(ctx context.Context, sig syscall.Signal, grace time.Duration) error {
+	if dl, ok := ctx.Deadline(); ok {
+		grace = min(grace, time.Until(dl))
+	}
 	_ = s.cmd.Process.Signal(sig)
 	select {
 	case <-s.exited:
-	case <-time.After(grace):
+		return nil
+	case <-time.After(max(grace, 0)):
 		_ = syscall.Kill(-s.pid(), syscall.SIGKILL)
 		<-s.exited
+		return fmt.Errorf("killed: it had not stopped %s after %s", grace.Round(time.Millisecond), sig)
 	}
 }
 

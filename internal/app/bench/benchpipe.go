@@ -102,7 +102,7 @@ func (f *stackFlags) start(ctx context.Context, errOut io.Writer, adjust func(*s
 		os.RemoveAll(dir)
 		return nil, nil, err
 	}
-	return st, func() { st.Close(); os.RemoveAll(dir) }, nil
+	return st, func() { _ = st.Close(context.Background()); os.RemoveAll(dir) }, nil
 }
 
 // pipe is one run of bench pipeline.

@@ -752,6 +752,9 @@ type closer struct {
 // A part that does not stop by ctx's deadline is left behind, named in the
 // error. Close is safe to call more than once.
 func (b *Bus) Close(ctx context.Context) error {
+	start := time.Now()
+	log := b.cfg.Log
+	log.Info("stopping: finishing or abandoning the batches in flight")
 	if b.cancel != nil {
 		b.cancel()
 	}
@@ -760,17 +763,27 @@ func (b *Bus) Close(ctx context.Context) error {
 	go func() { b.wg.Wait(); close(waited) }()
 	select {
 	case <-waited:
+		log.Info("stopping: pipelines, door and workers stopped", "took", time.Since(start).Round(time.Millisecond))
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("the pipelines did not stop in time: %w", ctx.Err()))
+		log.Warn("stopping: the pipelines did not stop in time; closing the rest", "took", time.Since(start).Round(time.Millisecond))
 	}
 	b.closeMu.Lock()
 	closers := b.closers
 	b.closers = nil
 	b.closeMu.Unlock()
 	for i := len(closers) - 1; i >= 0; i-- {
-		if err := closers[i].fn(ctx); err != nil {
+		t0 := time.Now()
+		err := closers[i].fn(ctx)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", closers[i].what, err))
 		}
+		if took := time.Since(t0); took > time.Second || err != nil {
+			log.Warn("stopping: slow or failed", "part", closers[i].what, "took", took.Round(time.Millisecond), "err", err)
+		} else {
+			log.Debug("stopped", "part", closers[i].what, "took", took.Round(time.Millisecond))
+		}
 	}
+	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
 	return errors.Join(errs...)
 }

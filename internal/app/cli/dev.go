@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -34,17 +35,15 @@ func runDev(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
 	fmt.Fprintln(out, "Jutong is running (Ctrl-C to stop):")
 	st.Describe(out)
 	if !s.Apply {
 		fmt.Fprintln(out, "Item topics are created by 'jutong catalog apply' (or start with --apply).")
 	}
+	var failed error
 	select {
 	case <-ctx.Done():
-	case err := <-st.Bus.Errors():
-		return err
+	case failed = <-st.Bus.Errors():
 	}
-	fmt.Fprintln(out, "stopping: finishing open batches, flushing the Kafka log")
-	return nil
+	return errors.Join(failed, stack.StopWithin(out, s.ShutdownTimeout, st.Close))
 }

@@ -95,7 +95,7 @@ func startDev(t *testing.T, args []string) (addrs map[string]string, stop func()
 			if code := <-done; code != 0 {
 				t.Errorf("jutong dev exited %d on Ctrl-C: %s", code, errOut.String())
 			}
-			if !strings.Contains(out.String(), "stopping:") {
+			if !strings.Contains(out.String(), "stopped in") {
 				t.Errorf("no clean shutdown message: %s", out.String())
 			}
 		})

@@ -52,7 +52,8 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	typed := fs.Bool("typed-views", true, "make ClickHouse's typed views of every item (two an item: docs/analytics.md)")
 	lookupRate := fs.Float64("lookup-rate", 50, "lookups a second a grant allows unless its application asks for another rate")
 	lab := fs.Bool("insecure-lab", false, "start even with no SASL user, an empty password or a known default one (a lab, never production; logged at every start)")
-	var window, readTimeout time.Duration
+	var window, readTimeout, shutdown time.Duration
+	fs.EnvDurationVar(&shutdown, "shutdown-timeout", "JUTONG_SHUTDOWN_TIMEOUT", stack.DefaultShutdownTimeout, stack.ShutdownTimeoutUsage)
 	fs.EnvDurationVar(&readTimeout, "http-read-timeout", "JUTONG_HTTP_READ_TIMEOUT", 2*time.Minute, "the most time a client may take to send a request, body included (registry and API)")
 	fs.EnvDurationVar(&window, "idempotency-window", "JUTONG_IDEMPOTENCY_WINDOW", 24*time.Hour, "how long the door answers a repeated event id 'duplicate' (at most 48h)")
 	if err := fs.Parse(args); err != nil {
@@ -97,14 +98,13 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer b.Close(context.Background())
 	fmt.Fprintf(out, "Jutong serving: registry %s, brokers %s\n", b.RegistryURL(), *brokers)
+	var failed error
 	select {
 	case <-ctx.Done():
-		return nil
-	case err := <-b.Errors():
-		return err
+	case failed = <-b.Errors():
 	}
+	return errors.Join(failed, stack.StopWithin(out, shutdown, b.Close))
 }
 
 // knownPasswords are passwords that ship in examples and development

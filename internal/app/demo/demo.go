@@ -39,7 +39,7 @@ summary per item and in total, with the commands to look at the data. It keeps
 serving until Ctrl-C, or exits after the summary with --exit.`
 
 // Run runs `jutong demo`.
-func Run(ctx context.Context, args []string, out, errOut io.Writer) error {
+func Run(ctx context.Context, args []string, out, errOut io.Writer) (err error) {
 	fs := cmdflag.New("demo", demoDesc, errOut)
 	var s stack.Flags
 	s.Register(fs, filepath.Join(".jutong", "demo"))
@@ -65,14 +65,22 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fmt.Fprintf(out, "Starting Jutong (data under %s)...\n", s.DataDir)
 	start := time.Now()
 	st, err := stack.Start(ctx, &s, "jutong_demo", true, log)
+	if err != nil && ctx.Err() != nil {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	defer st.Close()
 	fmt.Fprintf(out, "Started in %s.\n", time.Since(start).Round(time.Millisecond))
 
 	d := &run{st: st, out: out, events: *events, seed: *seed, invalid: *invalid}
-	defer d.close()
+	defer func() {
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			err = nil // stopped by a signal, not failed
+		}
+		d.close()
+		err = errors.Join(err, stack.StopWithin(out, s.ShutdownTimeout, st.Close))
+	}()
 	if err := d.play(ctx); err != nil {
 		return err
 	}
@@ -94,10 +102,10 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fmt.Fprintln(out, "\nServing until Ctrl-C.")
 	select {
 	case <-ctx.Done():
+		return nil
 	case err := <-st.Bus.Errors():
 		return err
 	}
-	return nil
 }
 
 // run is one demo: the synthetic departments and what they published.
@@ -195,6 +203,9 @@ func (d *run) publish(ctx context.Context, wheel []int) ([][]*schemas.Event, err
 	d.published = make([]int, len(d.gens))
 	pending := make([][]*schemas.Event, len(d.gens))
 	flush := func(i int) error {
+		if err := ctx.Err(); err != nil {
+			return err // stopped: generate no more
+		}
 		if len(pending[i]) == 0 {
 			return nil
 		}

@@ -7,6 +7,7 @@ package stack
 import (
 	"context"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -63,6 +65,8 @@ type Flags struct {
 	// TLS serves Kafka (SASL_SSL), the registry and the API (HTTPS) with a
 	// certificate of a local CA kept in DataDir/tls.
 	TLS bool
+	// ShutdownTimeout bounds stopping on SIGTERM (StopWithin).
+	ShutdownTimeout time.Duration
 }
 
 // Register declares the flags on fs; defDataDir is --data-dir's default.
@@ -85,6 +89,7 @@ func (s *Flags) Register(fs *cmdflag.FlagSet, defDataDir string) {
 	fs.BoolVar(&s.Verbose, "v", false, "log progress (info level) to stderr")
 	fs.EnvDurationVar(&s.HTTPReadTimeout, "http-read-timeout", "JUTONG_HTTP_READ_TIMEOUT", 2*time.Minute, "the most time a client may take to send a request, body included (registry and API)")
 	fs.EnvDurationVar(&s.IdempotencyWindow, "idempotency-window", "JUTONG_IDEMPOTENCY_WINDOW", 24*time.Hour, "how long the door answers a repeated event id 'duplicate' (at most 48h)")
+	fs.EnvDurationVar(&s.ShutdownTimeout, "shutdown-timeout", "JUTONG_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, ShutdownTimeoutUsage)
 }
 
 // Stack is a running bus with the databases it writes to.
@@ -106,6 +111,7 @@ type Stack struct {
 	TLS *tlsca.Files
 
 	admin, adminPassword string
+	log                  *slog.Logger
 }
 
 // Start provides the databases (DSN or local servers), creates the
@@ -121,6 +127,11 @@ func Start(ctx context.Context, s *Flags, db string, fresh bool, log *slog.Logge
 	}
 	if len(ports) != s.Brokers {
 		return nil, fmt.Errorf("--kafka-ports lists %d ports for %d brokers", len(ports), s.Brokers)
+	}
+	// Every path written out (jutong.env, the summary) is absolute: the
+	// files are used from other directories.
+	if s.DataDir, err = filepath.Abs(s.DataDir); err != nil {
+		return nil, err
 	}
 	// The data directory holds partitions with personal data and every
 	// secret of the bus: its owner's alone.
@@ -143,10 +154,10 @@ func Start(ctx context.Context, s *Flags, db string, fresh bool, log *slog.Logge
 		}
 		certs = &f
 	}
-	st := &Stack{DataDir: s.DataDir, Catalog: cat, PGDB: db, CHDB: db, admin: s.AdminUser, adminPassword: s.AdminPassword, TLS: certs}
+	st := &Stack{log: log, DataDir: s.DataDir, Catalog: cat, PGDB: db, CHDB: db, admin: s.AdminUser, adminPassword: s.AdminPassword, TLS: certs}
 	defer func() {
 		if err != nil {
-			st.Close()
+			_ = st.Close(context.Background())
 		}
 	}()
 	// dev uses the database a given DSN names (db when it names none);
@@ -283,9 +294,20 @@ func (st *Stack) ClickHouseClient(args ...string) []string {
 	return append([]string{"clickhouse-client", "--config-file", filepath.Join(st.DataDir, "clickhouse-client.xml"), "--database", st.CHDB}, args...)
 }
 
-func (st *Stack) Close() {
+// Close stops the bus, with three quarters of the time to ctx's deadline
+// (see bus.Close), then the databases' connections and the local servers
+// it started, side by side, killing those still running at the deadline.
+func (st *Stack) Close(ctx context.Context) error {
+	start := time.Now()
+	busCtx := ctx
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		busCtx, cancel = context.WithDeadline(ctx, start.Add(time.Until(dl)*3/4))
+		defer cancel()
+	}
+	var errs []error
 	if st.Bus != nil {
-		st.Bus.Close(context.Background())
+		errs = append(errs, st.Bus.Close(busCtx))
 	}
 	if st.PGPool != nil {
 		st.PGPool.Close()
@@ -293,8 +315,59 @@ func (st *Stack) Close() {
 	if st.CHConn != nil {
 		st.CHConn.Close()
 	}
-	st.CH.Stop()
-	st.PG.Stop()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for what, stop := range map[string]func(context.Context) error{"local ClickHouse": st.CH.StopContext, "local PostgreSQL": st.PG.StopContext} {
+		wg.Go(func() {
+			t0 := time.Now()
+			err := stop(ctx)
+			st.log.Info("stopped", "part", what, "took", time.Since(t0).Round(time.Millisecond), "err", err)
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: %w", what, err))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// DefaultShutdownTimeout is --shutdown-timeout's default.
+const DefaultShutdownTimeout = 20 * time.Second
+
+// ShutdownTimeoutUsage is --shutdown-timeout's help, for every command that serves.
+const ShutdownTimeoutUsage = "on SIGTERM or Ctrl-C, the most time the bus takes to finish the batches in flight and close its parts; what is not done by then is abandoned, and read again at the next start (see docs/operations.md, Stopping)"
+
+// StopWithin runs stop with a deadline of timeout, telling out when it
+// begins and how long it took. A stop that overruns its deadline by more
+// than a second is abandoned: StopWithin returns, and the process exits
+// with whatever is left running. Abandoning is safe: the sinks' positions
+// are committed with what they wrote, the door's with what it forwarded,
+// so what was in flight is read again at the next start.
+func StopWithin(out io.Writer, timeout time.Duration, stop func(context.Context) error) error {
+	if timeout <= 0 {
+		timeout = DefaultShutdownTimeout
+	}
+	start := time.Now()
+	fmt.Fprintf(out, "stopping (at most %s): finishing or abandoning the batches in flight...\n", timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- stop(ctx) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(timeout + time.Second):
+		err = fmt.Errorf("abandoned what was still stopping after %s", timeout)
+	}
+	took := time.Since(start).Round(time.Millisecond)
+	if err != nil {
+		fmt.Fprintf(out, "stopped in %s, not cleanly: %v (what was in flight is read again at the next start)\n", took, err)
+		return err
+	}
+	fmt.Fprintf(out, "stopped in %s\n", took)
+	return nil
 }
 
 // describe prints where everything listens.
