@@ -53,6 +53,16 @@ func Size(it *catalog.Item, n int, what string) *Violation {
 	return &Violation{Item: it.Code, Rule: RecordSize, Reason: fmt.Sprintf("%s has %d bytes, the item's limit is %d", what, n, it.RecordLimit())}
 }
 
+// EventTimeSkew is how far ahead of the bus's clock an event time may be
+// (the departments' clocks drift): later ones are refused, so that the
+// timeliness scorecard cannot be improved by dating changes ahead.
+const EventTimeSkew = 5 * time.Minute
+
+// BackdatedAfter is how old an event time may be at publication before the
+// scorecards count the event as backdated (kept, and left out of the
+// publish-delay quantiles: docs/operations.md).
+const BackdatedAfter = 30 * 24 * time.Hour
+
 // Check checks one event of item published by department. now bounds the
 // "not in the future" rules. It returns the first violation found, or nil.
 func Check(it *catalog.Item, department string, e *schemas.Event, now time.Time) *Violation {
@@ -82,6 +92,10 @@ func Check(it *catalog.Item, department string, e *schemas.Event, now time.Time)
 	}
 	if len(e.ID) > 128 {
 		return bad("event_id", EventIDLength, "the event id has %d bytes, at most 128", len(e.ID))
+	}
+	if !now.IsZero() && e.EventTime.After(now.Add(EventTimeSkew)) {
+		return bad("event_time", EventTimeFuture, "the event time %s is %s after the bus's clock (%s); at most %s of clock skew is allowed",
+			e.EventTime.UTC().Format(time.RFC3339Nano), e.EventTime.Sub(now).Round(time.Second), now.UTC().Format(time.RFC3339), EventTimeSkew)
 	}
 	if e.Op == schemas.OpDelete {
 		if e.Data != nil {

@@ -67,6 +67,9 @@ func TestContract(t *testing.T) {
 		{"citizen id birth date", "market_supervision", "legal_representative_id", "citizen_id.birth_date", func(e *schemas.Event) { e.Data["legal_representative_id"] = "110105194902300025" }},
 		{"division", "market_supervision", "division_code", "division.province", func(e *schemas.Event) { e.Data["division_code"] = "990103" }},
 		{"future date", "market_supervision", "established_on", "not_future", func(e *schemas.Event) { e.Data["established_on"] = now.AddDate(0, 0, 1) }},
+		{"event time ahead", "market_supervision", "event_time", "event_time.future", func(e *schemas.Event) { e.EventTime = now.Add(rules.EventTimeSkew + time.Second) }},
+		{"event time within the skew", "market_supervision", "", "", func(e *schemas.Event) { e.EventTime = now.Add(rules.EventTimeSkew) }},
+		{"event time a year back (kept, counted as backdated)", "market_supervision", "", "", func(e *schemas.Event) { e.EventTime = now.AddDate(-1, 0, 0) }},
 		{"key differs from record", "market_supervision", "uscc", "key.match", func(e *schemas.Event) { e.Key = "914403001922038216" }},
 		{"delete with bad key", "market_supervision", "uscc", "uscc.checksum", func(e *schemas.Event) { e.Op, e.Data, e.Key = schemas.OpDelete, nil, "914403001922038217" }},
 	}

@@ -36,6 +36,7 @@ const (
 	EventIDLength   = "event_id.length"
 	DeleteData      = "delete.data"
 	DataRequired    = "data.required"
+	EventTimeFuture = "event_time.future" // later than the bus's clock by more than EventTimeSkew
 
 	// Its values.
 	Required         = "required"

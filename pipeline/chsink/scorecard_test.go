@@ -8,6 +8,7 @@ import (
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/rules"
 	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/pipeline/chsink"
 )
@@ -33,6 +34,9 @@ func TestScorecards(t *testing.T) {
 		ev := g.Next()
 		ev.Source.Department = it.Source
 		ev.PublishTime = ev.EventTime.Add(200 * time.Millisecond)
+		if i%5 == 0 {
+			ev.EventTime = ev.EventTime.Add(-60 * 24 * time.Hour) // backdated: counted, out of the quantiles
+		}
 		batch = append(batch, pipeline.Record{Item: it, Partition: 0, Offset: int64(i), Event: ev})
 	}
 	if err := s.Write(ctx, batch, time.Now()); err != nil {
@@ -62,9 +66,13 @@ func TestScorecards(t *testing.T) {
 	if err := testenv.ClickHouseConn(t, dsn).QueryRow(ctx, `SELECT sum(events) FROM scorecard_volume WHERE department = 'market_supervision'`).Scan(&events); err != nil || events != 30 {
 		t.Errorf("volume: %d %v", events, err)
 	}
-	var p50 int64
-	if err := testenv.ClickHouseConn(t, dsn).QueryRow(ctx, `SELECT p50_publish_delay_ms FROM scorecard_latency WHERE department = 'market_supervision'`).Scan(&p50); err != nil || p50 != 200 {
-		t.Errorf("latency: p50 publish delay %v ms, %v", p50, err)
+	var p50, p99 int64
+	var backdated uint64
+	if err := testenv.ClickHouseConn(t, dsn).QueryRow(ctx, `SELECT p50_publish_delay_ms, p99_publish_delay_ms, backdated FROM scorecard_latency WHERE department = 'market_supervision'`).Scan(&p50, &p99, &backdated); err != nil || p50 != 200 || p99 != 200 || backdated != 6 {
+		t.Errorf("latency: p50 publish delay %v ms, p99 %v ms, %d backdated (want 200, 200, 6), %v", p50, p99, backdated, err)
+	}
+	if rules.BackdatedAfter != 2592000000*time.Millisecond {
+		t.Errorf("scorecard_latency's 30 days are not rules.BackdatedAfter (%s)", rules.BackdatedAfter)
 	}
 	var n uint64
 	if err := testenv.ClickHouseConn(t, dsn).QueryRow(ctx, `SELECT sum(rejects) FROM scorecard_rejects WHERE rule = 'uscc.checksum'`).Scan(&n); err != nil || n != 10 {

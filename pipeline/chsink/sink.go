@@ -76,8 +76,9 @@ SELECT source_department AS department, item, toDate(publish_time) AS day,
 FROM events GROUP BY department, item, day`,
 	`CREATE VIEW IF NOT EXISTS scorecard_latency AS
 SELECT source_department AS department, toDate(publish_time) AS day, count() AS events,
-  quantileExact(0.5)(publish_time_ms - event_time_ms) AS p50_publish_delay_ms,
-  quantileExact(0.99)(publish_time_ms - event_time_ms) AS p99_publish_delay_ms,
+  quantileExactIf(0.5)(publish_time_ms - event_time_ms, publish_time_ms - event_time_ms <= 2592000000) AS p50_publish_delay_ms,
+  quantileExactIf(0.99)(publish_time_ms - event_time_ms, publish_time_ms - event_time_ms <= 2592000000) AS p99_publish_delay_ms,
+  countIf(publish_time_ms - event_time_ms > 2592000000) AS backdated,
   quantileExact(0.5)(landed_time_ms - publish_time_ms) AS p50_landing_ms,
   quantileExact(0.99)(landed_time_ms - publish_time_ms) AS p99_landing_ms
 FROM events GROUP BY department, day`,

@@ -6,7 +6,7 @@ package audit
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/ed25519"
 	"fmt"
 	"time"
 
@@ -34,6 +34,8 @@ const (
 	Lookup        = "lookup"         // a query of the current state (records: how many found)
 	LookupRefused = "lookup_refused" // one refused (no grant, another purpose): detail says why
 	Snapshot      = "snapshot"       // an item's current state streamed to a grant (detail: its positions)
+	Replay        = "replay"         // an operator replays an item into a sink (detail: which, from where)
+	Replayed      = "replayed"       // the replay ended (records: how many; detail: how)
 )
 
 // Event is one audited fact.
@@ -54,40 +56,67 @@ type Event struct {
 	// Lookups: the purpose stated and the keys (or field=value) asked.
 	Purpose string   `json:"purpose,omitempty"`
 	Keys    []string `json:"keys,omitempty"`
+	// The chain (see Chain): set by the writer, never by the caller.
+	Chain string `json:"chain,omitempty"`
+	Seq   int64  `json:"seq,omitempty"`
+	Prev  string `json:"prev,omitempty"`
+	After string `json:"after,omitempty"` // ChainStart: the topic's last record then
+	Sig   string `json:"sig,omitempty"`   // ChainStart, ChainHead: Ed25519, base64
 }
 
-// Writer appends events to the audit topic.
+// Writer appends events to the audit topic, on a chain of its own.
 type Writer struct {
-	cl *kgo.Client
+	cl    *kgo.Client
+	chain *Chain
 }
 
-// NewWriter connects to Kafka.
-func NewWriter(k []kgo.Opt) (*Writer, error) {
+// NewWriter connects to Kafka; its records are chained and signed with key
+// (see Chain), on chains named name.
+func NewWriter(k []kgo.Opt, key ed25519.PrivateKey, name string) (*Writer, error) {
 	cl, err := kafkaconn.NewClient(k, kgo.DefaultProduceTopic(Topic))
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	return &Writer{cl: cl}, nil
+	c := NewChain(key, name)
+	c.last = lastRecordHash(k, Topic)
+	return &Writer{cl: cl, chain: c}, nil
 }
 
-// Write records events; it returns when Kafka has them.
+// Write records events; it returns when Kafka has them. Writes are
+// serialized: the chain is in the order of the topic.
 func (w *Writer) Write(ctx context.Context, events ...Event) error {
-	recs := make([]*kgo.Record, 0, len(events))
-	for _, e := range events {
-		if e.Time.IsZero() {
-			e.Time = time.Now().UTC()
-		}
-		b, err := json.Marshal(e)
-		if err != nil {
-			return err
-		}
-		recs = append(recs, &kgo.Record{Key: []byte(e.Department), Value: b})
+	s, err := w.chain.seal(ctx, events)
+	if err != nil {
+		return err
 	}
-	if err := w.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+	recs := make([]*kgo.Record, len(s.values))
+	for i, v := range s.values {
+		recs[i] = &kgo.Record{Value: v}
+	}
+	err = w.cl.ProduceSync(ctx, recs...).FirstErr()
+	s.done(err == nil, err != nil)
+	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	return nil
 }
 
-// Close closes the writer.
-func (w *Writer) Close() { w.cl.Close() }
+// Seal writes a signed ChainHead when the chain grew since the last one:
+// the bus calls it every minute and at Close.
+func (w *Writer) Seal(ctx context.Context) error {
+	if h := w.chain.head(false); h != nil {
+		return w.Write(ctx, h...)
+	}
+	return nil
+}
+
+// Close ends the chain with a final head (within ctx) and closes the
+// writer.
+func (w *Writer) Close(ctx context.Context) error {
+	var err error
+	if h := w.chain.head(true); h != nil {
+		err = w.Write(ctx, h...)
+	}
+	w.cl.Close()
+	return err
+}

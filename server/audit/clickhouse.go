@@ -5,8 +5,9 @@ import (
 	"time"
 )
 
-// TableDDL is the audit table analysts query, e.g. who read an item last
-// week and under which grant:
+// TableDDL is the audit table analysts query (raw is the record as written
+// to Kafka, which its chain's hashes cover: 'jutong audit verify'), e.g.
+// who read an item last week and under which grant:
 //
 //	SELECT department, grant, sum(records) FROM audit
 //	WHERE kind = 'read' AND item = 'population.resident_registration'
@@ -32,6 +33,7 @@ const TableDDL = `CREATE TABLE IF NOT EXISTS audit (
   consumer_group String,
   purpose String,
   keys Array(String),
+  raw String,
   kafka_partition Int32,
   kafka_offset Int64
 ) ENGINE = MergeTree
@@ -40,11 +42,13 @@ ORDER BY (kind, item, time, kafka_partition, kafka_offset)`
 
 // InsertSQL inserts rows of TableDDL, the positions last (for chsink.Copy).
 const InsertSQL = `INSERT INTO audit (time, time_ms, kind, department, item, application, grant, actor, detail, records,
-  window_start, window_end, consumer_group, purpose, keys, kafka_partition, kafka_offset)`
+  window_start, window_end, consumer_group, purpose, keys, raw, kafka_partition, kafka_offset)`
 
 // AddedColumns are TableDDL's columns a table made by an earlier version
 // lacks (chsink.Table.Added).
-func AddedColumns() [][2]string { return [][2]string{{"purpose", "String"}, {"keys", "Array(String)"}} }
+func AddedColumns() [][2]string {
+	return [][2]string{{"purpose", "String"}, {"keys", "Array(String)"}, {"raw", "String"}}
+}
 
 // Row turns an audit record into a row of TableDDL, the positions excluded
 // (for chsink.Copy, which copies Topic into ClickHouse exactly once).
@@ -58,5 +62,9 @@ func Row(value []byte, ts time.Time) []any {
 		keys = []string{}
 	}
 	return []any{e.Time.Truncate(time.Second), e.Time.UnixMilli(), e.Kind, e.Department, e.Item, e.Application, e.Grant,
-		e.Actor, e.Detail, e.Records, e.WindowStart.Truncate(time.Second), e.WindowEnd.Truncate(time.Second), e.Group, e.Purpose, keys}
+		e.Actor, e.Detail, e.Records, e.WindowStart.Truncate(time.Second), e.WindowEnd.Truncate(time.Second), e.Group, e.Purpose, keys, string(value)}
 }
+
+// RowColumns are the columns of Row a verification from ClickHouse reads
+// back and compares with the record kept in raw, in Row's order.
+const RowColumns = "time, time_ms, kind, department, item, application, grant, actor, detail, records, window_start, window_end, consumer_group, purpose, keys"

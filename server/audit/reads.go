@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -29,6 +30,7 @@ type Reads struct {
 	// department's.
 	resolve func(group, topic string) (dept, item, grant string, ok bool)
 	cl      *kgo.Client // transactional: events and positions together
+	chain   *Chain
 	last    map[string]int64
 	lastAt  time.Time
 	loaded  bool
@@ -36,7 +38,7 @@ type Reads struct {
 
 // NewReads makes a read auditor; prefix begins its transactional id
 // (<prefix>audit.reads; "" for "jutong.").
-func NewReads(k []kgo.Opt, prefix string, resolve func(group, topic string) (dept, item, grant string, ok bool)) (*Reads, error) {
+func NewReads(k []kgo.Opt, prefix string, key ed25519.PrivateKey, resolve func(group, topic string) (dept, item, grant string, ok bool)) (*Reads, error) {
 	if prefix == "" {
 		prefix = "jutong."
 	}
@@ -44,7 +46,9 @@ func NewReads(k []kgo.Opt, prefix string, resolve func(group, topic string) (dep
 	if err != nil {
 		return nil, err
 	}
-	return &Reads{k: k, resolve: resolve, cl: cl, last: map[string]int64{}}, nil
+	c := NewChain(key, "reads")
+	c.last = lastRecordHash(k, Topic)
+	return &Reads{k: k, resolve: resolve, cl: cl, chain: c, last: map[string]int64{}}, nil
 }
 
 // Close closes the auditor's client.
@@ -125,26 +129,35 @@ func (r *Reads) Poll(ctx context.Context) ([]Event, error) {
 	var recs []*kgo.Record
 	for k, n := range read {
 		dept, item, grant, _ := r.resolve(k.group, k.topic)
-		e := Event{Time: now, Kind: Read, Department: dept, Item: item, Grant: grant, Actor: dept, Group: k.group,
-			Records: n, WindowStart: start, WindowEnd: now, Detail: "topic " + k.topic}
-		b, _ := json.Marshal(e)
-		evs = append(evs, e)
-		recs = append(recs, &kgo.Record{Topic: Topic, Key: []byte(dept), Value: b})
+		evs = append(evs, Event{Time: now, Kind: Read, Department: dept, Item: item, Grant: grant, Actor: dept, Group: k.group,
+			Records: n, WindowStart: start, WindowEnd: now, Detail: "topic " + k.topic})
+	}
+	// Each poll's events are sealed by a head in the same transaction.
+	s, err := r.chain.seal(ctx, append(evs, Event{Kind: ChainHead, Actor: "jutong", Detail: headDetail}))
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range s.values {
+		recs = append(recs, &kgo.Record{Topic: Topic, Value: v})
 	}
 	for key, off := range moved {
 		b, _ := json.Marshal(position{Offset: off, At: now})
 		recs = append(recs, &kgo.Record{Topic: PositionsTopic, Key: []byte(key), Value: b})
 	}
 	if err := r.cl.BeginTransaction(); err != nil {
+		s.done(false, false)
 		return nil, err
 	}
 	if err := r.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		_ = r.cl.EndTransaction(context.WithoutCancel(ctx), kgo.TryAbort)
+		aerr := r.cl.EndTransaction(context.WithoutCancel(ctx), kgo.TryAbort)
+		s.done(false, aerr != nil) // aborted: the chain's records are not there
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	if err := r.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		s.done(false, true)
 		return nil, fmt.Errorf("audit: %w", err)
 	}
+	s.done(true, false)
 	for key, off := range moved {
 		r.last[key] = off
 	}

@@ -9,6 +9,8 @@ package bus
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -102,6 +104,9 @@ type Config struct {
 	// escalated; ReadAuditEvery how often the departments' reads are
 	// audited (both 1 minute by default).
 	ControlEvery, ReadAuditEvery time.Duration
+	// AuditSealEvery is how often the audit writer seals its chain with a
+	// signed head (a minute by default).
+	AuditSealEvery time.Duration
 	// TLS, when set, serves the registry and the API over HTTPS with its
 	// certificate, makes the embedded cluster's listeners SASL_SSL, and has
 	// the bus's clients trust its CA.
@@ -173,6 +178,8 @@ type Bus struct {
 	sinks   []pipeline.Sink
 	// feedKey is the secret the grants' pseudonymous keys derive from.
 	feedKey []byte
+	// auditKey signs the audit trail's chains (SecretsDir/audit-key.pem).
+	auditKey ed25519.PrivateKey
 	// landing says where corrections landed, and reads a change.
 	landing *landing.Landing
 	// lookupDB is the bus's own pool (lookups, dispute flags) on the PostgreSQL the sink writes.
@@ -344,6 +351,14 @@ func (b *Bus) loadPrincipals(ctx context.Context) (err error) {
 		return err
 	}
 	b.feedKey = []byte(key)
+	if d := b.cfg.SecretsDir; d != "" {
+		b.auditKey, err = audit.LoadOrCreateKey(filepath.Join(d, audit.KeyFile))
+	} else {
+		_, b.auditKey, err = ed25519.GenerateKey(rand.Reader)
+	}
+	if err != nil {
+		return fmt.Errorf("the audit signing key: %w", err)
+	}
 	// On the embedded cluster Jutong owns the departments' users. On a real
 	// cluster it sets them only when told to: instances with other secrets
 	// would otherwise overwrite each other's passwords.

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"crypto/ed25519"
 	"log/slog"
 	"time"
 
@@ -27,10 +28,15 @@ func (b *Bus) openDisputes(item, key string) []string {
 // auditor with the subscriber-lag gauge.
 func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
 	log := b.cfg.Log.With("component", "control")
-	if b.audit, err = audit.NewWriter(b.kopts); err != nil {
+	name := b.cfg.Pipeline.InstanceID
+	if name == "" {
+		name = "jutong"
+	}
+	if b.audit, err = audit.NewWriter(b.kopts, b.auditKey, name); err != nil {
 		return err
 	}
-	b.onClose("audit writer", func(context.Context) error { b.audit.Close(); return nil })
+	b.onClose("audit writer", b.audit.Close)
+	b.tick(rctx, every(b.cfg.AuditSealEvery), "audit seal", log, b.audit.Seal)
 	b.feeds = &grants.FeedRunner{Catalog: b.cfg.Catalog, Kafka: b.kopts, Registry: b.RegistryOpts(), Pipeline: b.pcfg, KeySecret: b.feedKey, Prefix: b.prefix(), Log: log,
 		Disputes: b.openDisputes, Started: b.feedStarted}
 	b.onClose("feeds", func(context.Context) error { b.feeds.Close(); return nil })
@@ -46,7 +52,7 @@ func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
 	b.Metrics.MustRegister(b.Control.Collector())
 	b.subLag = grants.LagGauge(b.Metrics)
 	b.wg.Go(func() { b.Control.Run(rctx, every(b.cfg.ControlEvery)) })
-	if b.reads, err = audit.NewReads(b.kopts, b.prefix(), b.grants.ResolveRead); err != nil {
+	if b.reads, err = audit.NewReads(b.kopts, b.prefix(), b.auditKey, b.grants.ResolveRead); err != nil {
 		return err
 	}
 	b.onClose("read auditor", func(context.Context) error { b.reads.Close(); return nil })
@@ -108,3 +114,6 @@ func (b *Bus) published(ctx context.Context, item string) (bool, error) {
 	ends.Each(func(o kadm.ListedOffset) { any = any || o.Offset > 0 })
 	return any, nil
 }
+
+// AuditPublicKey is the public key the audit trail's chains verify with.
+func (b *Bus) AuditPublicKey() ed25519.PublicKey { return b.auditKey.Public().(ed25519.PublicKey) }

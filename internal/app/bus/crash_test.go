@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -240,11 +241,12 @@ func (c *crashRun) publish(ctx context.Context, wg *sync.WaitGroup, code string,
 func (c *crashRun) refusalsAndAudit(ctx context.Context, wg *sync.WaitGroup) {
 	it := c.cat.Item("legal_person.enterprise_registration")
 	pub := c.publisher(ctx, it)
-	aw, err := audit.NewWriter(c.b.KafkaOpts())
+	_, key, _ := ed25519.GenerateKey(nil)
+	aw, err := audit.NewWriter(c.b.KafkaOpts(), key, "crash-test")
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.t.Cleanup(aw.Close)
+	c.t.Cleanup(func() { _ = aw.Close(context.Background()) })
 	wg.Go(func() {
 		g := synth.New(it, 7, time.Now())
 		for round := 0; round < 40; round++ {

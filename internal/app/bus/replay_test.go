@@ -3,16 +3,21 @@ package bus_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/app/cli"
+	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/server/audit"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestReplay damages both sinks (PostgreSQL rows deleted and altered,
@@ -21,7 +26,9 @@ import (
 // each holds exactly what it held before, nothing duplicated.
 func TestReplay(t *testing.T) {
 	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
-	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ClickHouseDSN: chDSN})
+	secrets := t.TempDir()
+	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ClickHouseDSN: chDSN, SecretsDir: secrets})
+	auditKey := filepath.Join(secrets, audit.KeyFile)
 	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	pub := publisher(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -84,11 +91,17 @@ func TestReplay(t *testing.T) {
 	}
 
 	k := b.Kafka()
+	// Not audited, not run.
+	var out0, errOut0 bytes.Buffer
+	if code := cli.Run(ctx, []string{"sink", "replay", "--sink", "postgres", "--item", item, "--brokers", strings.Join(k.Brokers, ","), "--kafka-user", k.User,
+		"--kafka-password", k.Password, "--registry", b.RegistryURL(), "--postgres-dsn", pgDSN}, &out0, &errOut0); code == 0 || !strings.Contains(errOut0.String(), "--audit-key") {
+		t.Errorf("a replay without the audit key: exit %d: %s", code, errOut0.String())
+	}
 	for _, sink := range []string{"postgres", "clickhouse"} {
 		var out, errOut bytes.Buffer
 		args := []string{"sink", "replay", "--sink", sink, "--item", item, "--from-offset", "0",
 			"--brokers", strings.Join(k.Brokers, ","), "--kafka-user", k.User, "--kafka-password", k.Password,
-			"--registry", b.RegistryURL(), "--postgres-dsn", pgDSN, "--clickhouse-dsn", chDSN}
+			"--registry", b.RegistryURL(), "--postgres-dsn", pgDSN, "--clickhouse-dsn", chDSN, "--audit-key", auditKey}
 		if code := cli.Run(ctx, args, &out, &errOut); code != 0 {
 			t.Fatalf("jutong sink replay --sink %s: exit %d: %s", sink, code, errOut.String())
 		}
@@ -107,10 +120,43 @@ func TestReplay(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := cli.Run(ctx, []string{"sink", "replay", "--sink", "clickhouse", "--item", item, "--from-time", time.Now().Add(-time.Hour).Format(time.RFC3339),
 		"--brokers", strings.Join(k.Brokers, ","), "--kafka-user", k.User, "--kafka-password", k.Password,
-		"--registry", b.RegistryURL(), "--clickhouse-dsn", chDSN}, &out, &errOut); code != 0 {
+		"--registry", b.RegistryURL(), "--clickhouse-dsn", chDSN, "--audit-key", auditKey}, &out, &errOut); code != 0 {
 		t.Fatalf("second replay: %s", errOut.String())
 	}
 	if got := chState(); got != wantCH {
 		t.Errorf("ClickHouse after a second replay: %s, want %s", got, wantCH)
 	}
+	// The three replays are in the audit trail, which verifies.
+	kopts, err := k.Opts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var replays []audit.Event
+	if err := kafkaconn.ReadAll(ctx, kopts, audit.Topic, func(r *kgo.Record) {
+		var e audit.Event
+		if json.Unmarshal(r.Value, &e) == nil && (e.Kind == audit.Replay || e.Kind == audit.Replayed) {
+			replays = append(replays, e)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(replays) != 6 {
+		t.Fatalf("%d replay audit records, want 6 (3 replays, begun and ended): %+v", len(replays), replays)
+	}
+	for i, e := range replays {
+		if e.Actor != k.User || e.Item != item || !strings.Contains(e.Detail, "into sink ") || !strings.Contains(e.Detail, "on host ") {
+			t.Errorf("replay audit %d: %+v", i, e)
+		}
+		if e.Kind == audit.Replayed && (e.Records != 4000 || !strings.HasPrefix(e.Detail, "completed")) {
+			t.Errorf("replay audit %d: %+v", i, e)
+		}
+	}
+	rep, err := audit.VerifyKafka(ctx, kopts, audit.Topic, b.AuditPublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		t.Errorf("the audit trail: %s", rep)
+	}
+	t.Logf("audit verify: %s", rep)
 }

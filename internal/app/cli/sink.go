@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/pipeline/sinks"
+	"github.com/jutong/jutong/server/audit"
 )
 
 const sinkDesc = `Operates on the sinks.
@@ -44,8 +46,12 @@ func runSink(ctx context.Context, args []string, out, errOut io.Writer) error {
 		UserIs: "one allowed to read the item and the registry (the bus's admin)"})
 	dsns := registerSinkFlags(fs, func(k sinks.Kind) string { return "the database of --sink " + k.Name })
 	catDir := fs.EnvString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
+	keyPath := fs.EnvString("audit-key", "JUTONG_AUDIT_KEY", "", "the bus's audit signing key (<secrets-dir>/"+audit.KeyFile+"; jutong.env names dev's): a replay is audited, or it does not run (required)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
+	}
+	if *keyPath == "" {
+		return errors.New("--audit-key (or JUTONG_AUDIT_KEY) is required: a replay is written to the audit trail before it runs")
 	}
 	cat, err := stack.LoadCatalog(*catDir)
 	if err != nil {
@@ -84,10 +90,37 @@ func runSink(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return replay(ctx, out, errOut, sink, it, from, pipeline.Config{Kafka: kopts, Registry: k.RegistryOpts(conn.Registry), Catalog: cat})
+	// Audited: who, what item, which sink, from where; before it runs.
+	key, err := audit.ReadKey(*keyPath)
+	if err != nil {
+		return fmt.Errorf("--audit-key: %w", err)
+	}
+	host, _ := os.Hostname()
+	aw, err := audit.NewWriter(kopts, key, "replay@"+host)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = aw.Close(context.WithoutCancel(ctx)) }()
+	what := fmt.Sprintf("into sink %s (%s) from offset %d", sink.Name(), kind.Name, from.Offset)
+	if !from.Time.IsZero() {
+		what = fmt.Sprintf("into sink %s (%s) from time %s", sink.Name(), kind.Name, from.Time.Format(time.RFC3339))
+	}
+	what += ", run on host " + host
+	if err := aw.Write(ctx, audit.Event{Kind: audit.Replay, Item: it.Code, Actor: k.User, Detail: what}); err != nil {
+		return fmt.Errorf("the replay is not audited, so it does not run: %w", err)
+	}
+	n, rerr := replay(ctx, out, errOut, sink, it, from, pipeline.Config{Kafka: kopts, Registry: k.RegistryOpts(conn.Registry), Catalog: cat})
+	done := "completed"
+	if rerr != nil {
+		done = "failed: " + rerr.Error()
+	}
+	if err := aw.Write(context.WithoutCancel(ctx), audit.Event{Kind: audit.Replayed, Item: it.Code, Actor: k.User, Records: n, Detail: done + "; " + what}); err != nil {
+		return errors.Join(rerr, err)
+	}
+	return rerr
 }
 
-func replay(ctx context.Context, out, errOut io.Writer, sink pipeline.Replayer, it *catalog.Item, from pipeline.From, cfg pipeline.Config) error {
+func replay(ctx context.Context, out, errOut io.Writer, sink pipeline.Replayer, it *catalog.Item, from pipeline.From, cfg pipeline.Config) (int64, error) {
 	start := time.Now()
 	var mu sync.Mutex
 	last := time.Time{}
@@ -106,8 +139,8 @@ func replay(ctx context.Context, out, errOut io.Writer, sink pipeline.Replayer, 
 	fmt.Fprintf(errOut, "Replaying %s into %s...\n", it.Code, sink.Name())
 	n, err := pipeline.Replay(ctx, cfg, sink, it, from, progress)
 	if err != nil {
-		return err
+		return int64(n), err
 	}
-	fmt.Fprintf(out, "replayed %d records of %s into %s in %s\n", n, it.Code, sink.Name(), time.Since(start).Round(time.Millisecond))
-	return nil
+	fmt.Fprintf(out, "replayed %d records of %s into %s in %s (audited)\n", n, it.Code, sink.Name(), time.Since(start).Round(time.Millisecond))
+	return int64(n), nil
 }

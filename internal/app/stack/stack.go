@@ -28,6 +28,7 @@ import (
 	"github.com/jutong/jutong/internal/tlsca"
 	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/server/access"
+	"github.com/jutong/jutong/server/audit"
 )
 
 // LoadCatalog reads dir, or the embedded sample when dir is empty.
@@ -243,6 +244,8 @@ func (st *Stack) writeEnv() error {
 		"JUTONG_CREDENTIALS=" + filepath.Join(st.DataDir, "credentials.json"),
 		"JUTONG_OFFICERS=" + filepath.Join(st.DataDir, "officers.json"),
 		"JUTONG_CA_FILE=" + st.CAFile(),
+		"JUTONG_AUDIT_KEY=" + filepath.Join(st.DataDir, audit.KeyFile),
+		"JUTONG_AUDIT_PUBLIC_KEY=" + filepath.Join(st.DataDir, audit.PublicKeyFile),
 		"# The databases, for psql and clickhouse-client (not read by jutong).",
 		"JUTONG_PG_URL=" + st.PGDSN,
 		"JUTONG_CH_URL=" + st.CHDSN,
