@@ -184,3 +184,19 @@ func Rotate(ctx context.Context, adm *kadm.Client, path string, d *catalog.Depar
 	}
 	return pw, nil
 }
+
+// ReadSecret reads the secret called name from path, which must hold it.
+func ReadSecret(path, name string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	m := map[string]string{}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return "", fmt.Errorf("access: %s: %w", path, err)
+	}
+	if m[name] == "" {
+		return "", fmt.Errorf("no secret for %s", name)
+	}
+	return m[name], nil
+}

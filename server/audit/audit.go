@@ -34,6 +34,8 @@ const (
 	Lookup        = "lookup"         // a query of the current state (records: how many found)
 	LookupRefused = "lookup_refused" // one refused (no grant, another purpose): detail says why
 	Snapshot      = "snapshot"       // an item's current state streamed to a grant (detail: its positions)
+	DBGranted     = "db_granted"     // a department's database role may read a table (detail: which)
+	DBRevoked     = "db_revoked"     // it may no longer
 	Replay        = "replay"         // an operator replays an item into a sink (detail: which, from where)
 	Replayed      = "replayed"       // the replay ended (records: how many; detail: how)
 )

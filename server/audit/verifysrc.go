@@ -38,12 +38,12 @@ func VerifyClickHouse(ctx context.Context, conn driver.Conn, pub ed25519.PublicK
 	names := strings.Split(RowColumns, ", ")
 	for rows.Next() {
 		var (
-			off                                                            int64
-			raw                                                            string
-			t, ws, we                                                      time.Time
-			ms, records                                                    int64
+			off                                                         int64
+			raw                                                         string
+			t, ws, we                                                   time.Time
+			ms, records                                                 int64
 			kind, dept, item, app, grant, actor, detail, group, purpose string
-			keys                                                           []string
+			keys                                                        []string
 		)
 		if err := rows.Scan(&off, &raw, &t, &ms, &kind, &dept, &item, &app, &grant, &actor, &detail, &records, &ws, &we, &group, &purpose, &keys); err != nil {
 			return Report{}, fmt.Errorf("audit: %w", err)

@@ -104,6 +104,9 @@ type Config struct {
 	// escalated; ReadAuditEvery how often the departments' reads are
 	// audited (both 1 minute by default).
 	ControlEvery, ReadAuditEvery time.Duration
+	// NoDatabaseRoles leaves the databases' principals alone: no role per
+	// department, no grant tables (docs/security.md, Database principals).
+	NoDatabaseRoles bool
 	// AuditSealEvery is how often the audit writer seals its chain with a
 	// signed head (a minute by default).
 	AuditSealEvery time.Duration
@@ -180,6 +183,7 @@ type Bus struct {
 	feedKey []byte
 	// auditKey signs the audit trail's chains (SecretsDir/audit-key.pem).
 	auditKey ed25519.PrivateKey
+	dbRoles  *grants.PostgresRoles
 	// landing says where corrections landed, and reads a change.
 	landing *landing.Landing
 	// lookupDB is the bus's own pool (lookups, dispute flags) on the PostgreSQL the sink writes.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"log/slog"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -12,6 +14,7 @@ import (
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/server/audit"
 	"github.com/jutong/jutong/server/control"
+	"github.com/jutong/jutong/server/dbaccess"
 )
 
 // openDisputes lists a record's open disputes, once the disputes are open
@@ -40,7 +43,21 @@ func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
 	b.feeds = &grants.FeedRunner{Catalog: b.cfg.Catalog, Kafka: b.kopts, Registry: b.RegistryOpts(), Pipeline: b.pcfg, KeySecret: b.feedKey, Prefix: b.prefix(), Log: log,
 		Disputes: b.openDisputes, Started: b.feedStarted}
 	b.onClose("feeds", func(context.Context) error { b.feeds.Close(); return nil })
-	b.grants = grants.New(grants.Config{Catalog: b.cfg.Catalog, ACLs: grants.KafkaACLs{Kafka: b.kopts}, Feeds: b.feeds, Audit: b.audit, Log: log})
+	var dbs grants.Databases
+	if b.cfg.PostgresDSN != "" && !b.cfg.NoDatabaseRoles {
+		pw := ""
+		if d := b.cfg.SecretsDir; d != "" {
+			pw = filepath.Join(d, "db-credentials.json")
+		}
+		b.dbRoles = &grants.PostgresRoles{Catalog: b.cfg.Catalog, DSN: b.cfg.PostgresDSN, RolePrefix: b.DatabaseRolePrefix(), SetPasswords: b.cluster != nil || b.cfg.CreateUsers, Passwords: pw, KeySecret: b.feedKey, Pipeline: b.pcfg, Audit: b.audit, Log: log}
+		b.onClose("grant tables", func(context.Context) error { b.dbRoles.Close(); return nil })
+		dbs = b.dbRoles
+	}
+	b.grants = grants.New(grants.Config{Catalog: b.cfg.Catalog, ACLs: grants.KafkaACLs{Kafka: b.kopts}, Feeds: b.feeds, Databases: dbs, Audit: b.audit, Log: log})
+	if dbs != nil {
+		// Often: a table a sink has just made is granted within seconds.
+		b.tick(rctx, 15*time.Second, "database roles", log, b.grants.SyncDatabases)
+	}
 	b.Control, err = control.Open(ctx, control.Config{
 		Catalog: b.cfg.Catalog, Kafka: b.kopts, Audit: b.audit, Published: b.published,
 		OnGrants: b.grants.Apply, Now: b.cfg.Now, Log: log,
@@ -117,3 +134,18 @@ func (b *Bus) published(ctx context.Context, item string) (bool, error) {
 
 // AuditPublicKey is the public key the audit trail's chains verify with.
 func (b *Bus) AuditPublicKey() ed25519.PublicKey { return b.auditKey.Public().(ed25519.PublicKey) }
+
+// DatabaseRole is a department's PostgreSQL login (its role and password),
+// and whether the bus keeps database roles at all.
+func (b *Bus) DatabaseRole(dept string) (role, password string, ok bool, err error) {
+	if b.dbRoles == nil {
+		return "", "", false, nil
+	}
+	pw, err := b.dbRoles.Password(dept)
+	return dbaccess.Role(b.DatabaseRolePrefix(), dept), pw, err == nil, err
+}
+
+// DatabaseRolePrefix begins the departments' database roles: the group
+// prefix with '_' for '.' ("jutong_"), so that two deployments sharing a
+// database server keep their roles apart.
+func (b *Bus) DatabaseRolePrefix() string { return strings.ReplaceAll(b.prefix(), ".", "_") }

@@ -38,6 +38,7 @@ func commands() []command {
 		{"dispute", "dispute a shared record, and answer disputes as its source (raise, list, reject, correct)", runDispute},
 		{"snapshot", "take an item's current state as a grant sees it, with the positions to follow from", runSnapshot},
 		{"responsibilities", "print the responsibility list: what each department must publish, how often", runResponsibilities},
+		{"db", "hand out a department's PostgreSQL login, which reads its grants' masked tables only (db login)", runDB},
 		{"audit", "check the audit trail's hash chains and signatures (audit verify), print the bus's public key (audit key)", runAudit},
 		{"dept", "departments as Kafka principals: list, rotate a password", runDept},
 		{"bench", "measure the bus on this machine and print the figures (bench [pipeline|publish|door|topics|query])", bench.Run},

@@ -174,12 +174,8 @@ func TestStopUnderLoad(t *testing.T) {
 		}
 	}
 	// Sourced from another directory, jutong.env serves the CLI.
-	exe, _ := os.Executable()
-	apply := exec.Command("bash", "-c", `set -a; . "$1"; set +a; exec "$2" -test.run='^$'`, "bash", filepath.Join(dataDir, "jutong.env"), exe)
-	apply.Dir = "/"
-	apply.Env = append(os.Environ(), envChildArgs+"=catalog\napply")
-	if b, err := apply.CombinedOutput(); err != nil {
-		t.Errorf("catalog apply with jutong.env sourced in /: %v\n%s", err, b)
+	if out, err := withEnv(dataDir, "catalog", "apply"); err != nil {
+		t.Errorf("catalog apply with jutong.env sourced in /: %v\n%s", err, out)
 	}
 	l := startLoad(t, cat, gen, addrs["Kafka brokers"], addrs["Schema registry"], dataDir)
 	landed := waitLanded(t, env, 2000)
@@ -282,11 +278,50 @@ func TestStopUnderLoad(t *testing.T) {
 	}
 	// An idle dev, with a client (this test) still connected to its
 	// ClickHouse, which waits for its clients: within the bound too.
+	// The audit trail of both runs of dev and the one of serve verifies,
+	// from Kafka and from ClickHouse; a department's database login reads
+	// what is its to read.
+	for _, from := range []string{"kafka", "clickhouse"} {
+		out, err := withEnv(dataDir, "audit", "verify", "--from", from, "--clickhouse-dsn", env["JUTONG_CH_URL"])
+		if err != nil || !strings.Contains(out, "OK: nothing changed") {
+			t.Errorf("audit verify --from %s: %v\n%s", from, err, out)
+		}
+		t.Logf("audit verify --from %s: %s", from, strings.TrimSpace(out))
+	}
+	login, err := withEnv(dataDir, "db", "login", "--department", "tax")
+	if err != nil {
+		t.Fatalf("db login: %v %s", err, login)
+	}
+	taxDB, err := pgx.Connect(ctx, strings.TrimSpace(login))
+	if err != nil {
+		t.Fatalf("tax logs in with what db login gave: %v", err)
+	}
+	if _, err := taxDB.Exec(ctx, "SELECT count(*) FROM geography.standard_address"); err != nil {
+		t.Errorf("tax reads an unconditional item: %v", err)
+	}
+	if _, err := taxDB.Exec(ctx, "SELECT count(*) FROM population.resident_registration"); err == nil {
+		t.Error("tax reads a conditional item's base table with no grant")
+	}
+	taxDB.Close(ctx)
 	took = dev.sigterm(t, bound+time.Minute)
 	t.Logf("dev (idle, a ClickHouse client connected) stopped in %s", took.Round(time.Millisecond))
 	if took > bound {
 		t.Errorf("dev took %s to stop, more than --shutdown-timeout %s allows", took, timeout)
 	}
+}
+
+// withEnv runs `jutong args...` in / with dev's jutong.env sourced, as an
+// operator would from anywhere.
+func withEnv(dataDir string, args ...string) (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("bash", "-c", `set -a; . "$1"; set +a; exec "$2" -test.run='^$'`, "bash", filepath.Join(dataDir, "jutong.env"), exe)
+	cmd.Dir = "/"
+	cmd.Env = append(os.Environ(), envChildArgs+"="+strings.Join(args, "\n"))
+	b, err := cmd.CombinedOutput()
+	return string(b), err
 }
 
 // waitLanded waits until ClickHouse holds at least n events, and returns how many.

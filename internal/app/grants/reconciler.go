@@ -36,8 +36,10 @@ type Config struct {
 	Catalog *catalog.Catalog
 	ACLs    ACLs
 	Feeds   Feeds
-	Audit   AuditWriter
-	Log     *slog.Logger
+	// Databases, when set, makes the databases' roles match the grants.
+	Databases Databases
+	Audit     AuditWriter
+	Log       *slog.Logger
 }
 
 // Reconciler makes Kafka match the active grants (see the package doc).
@@ -91,6 +93,12 @@ func (r *Reconciler) Apply(ctx context.Context, grants []control.Grant) error {
 	if err != nil {
 		return err
 	}
+	if r.cfg.Databases != nil {
+		if err := r.cfg.Databases.Sync(ctx, grants); err != nil {
+			// Kafka is in line; the databases are tried again at the next change or tick.
+			r.cfg.Log.Error("database roles not reconciled", "err", err)
+		}
+	}
 	r.mu.Lock()
 	r.grants = append([]control.Grant(nil), grants...)
 	r.mu.Unlock()
@@ -110,6 +118,19 @@ func (r *Reconciler) Apply(ctx context.Context, grants []control.Grant) error {
 		r.cfg.Log.Error("audit write failed", "err", err)
 	}
 	return nil
+}
+
+// SyncDatabases makes the databases' roles match the grants last applied
+// again (the bus calls it every minute: a database that was down, a table
+// its sink made since).
+func (r *Reconciler) SyncDatabases(ctx context.Context) error {
+	if r.cfg.Databases == nil {
+		return nil
+	}
+	r.mu.Lock()
+	grants := append([]control.Grant(nil), r.grants...)
+	r.mu.Unlock()
+	return r.cfg.Databases.Sync(ctx, grants)
 }
 
 // deptOf turns "User:dept.health" into "health".

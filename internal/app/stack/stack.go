@@ -244,6 +244,7 @@ func (st *Stack) writeEnv() error {
 		"JUTONG_CREDENTIALS=" + filepath.Join(st.DataDir, "credentials.json"),
 		"JUTONG_OFFICERS=" + filepath.Join(st.DataDir, "officers.json"),
 		"JUTONG_CA_FILE=" + st.CAFile(),
+		"JUTONG_SECRETS_DIR=" + st.DataDir,
 		"JUTONG_AUDIT_KEY=" + filepath.Join(st.DataDir, audit.KeyFile),
 		"JUTONG_AUDIT_PUBLIC_KEY=" + filepath.Join(st.DataDir, audit.PublicKeyFile),
 		"# The databases, for psql and clickhouse-client (not read by jutong).",

@@ -1,0 +1,197 @@
+package grants
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/pipeline"
+	"github.com/jutong/jutong/pipeline/feed"
+	"github.com/jutong/jutong/pipeline/grantdb"
+	"github.com/jutong/jutong/pipeline/pgsink"
+	"github.com/jutong/jutong/server/access"
+	"github.com/jutong/jutong/server/audit"
+	"github.com/jutong/jutong/server/control"
+	"github.com/jutong/jutong/server/dbaccess"
+)
+
+// Databases are the bus's databases' principals: Sync makes them match
+// the active grants.
+type Databases interface {
+	Sync(ctx context.Context, grants []control.Grant) error
+}
+
+// PostgresRoles runs a grantdb sink per active grant of an item the base
+// databases hold, and keeps the departments' roles reading exactly their
+// grants' tables and the unconditional items' base tables (dbaccess).
+type PostgresRoles struct {
+	Catalog *catalog.Catalog
+	DSN     string
+	// RolePrefix begins the roles' names (dbaccess.Role).
+	RolePrefix string
+	// SetPasswords: this instance owns the roles' passwords
+	// (dbaccess.Postgres.SetPasswords).
+	SetPasswords bool
+	// Passwords is where the roles' passwords are kept (JSON, 0600; made
+	// when missing): <secrets-dir>/db-credentials.json.
+	Passwords string
+	// KeySecret is the bus's secret the grants' pseudonyms derive from.
+	KeySecret []byte
+	Pipeline  pipeline.Config
+	Audit     AuditWriter
+	Log       *slog.Logger
+
+	mu    sync.Mutex
+	pool  *pgxpool.Pool
+	db    string
+	sinks map[string]*grantRun // by grant id
+}
+
+type grantRun struct {
+	table  dbaccess.Table
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Password is a department role's password, made when missing.
+func (p *PostgresRoles) Password(dept string) (string, error) {
+	return access.LoadOrCreateSecret(p.Passwords, dbaccess.Role(p.RolePrefix, dept))
+}
+
+// Sync implements Databases.
+func (p *PostgresRoles) Sync(ctx context.Context, grants []control.Grant) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.Log == nil {
+		p.Log = slog.New(slog.DiscardHandler)
+	}
+	if p.pool == nil {
+		pool, err := pgxpool.New(ctx, p.DSN)
+		if err != nil {
+			return err
+		}
+		p.pool, p.db = pool, pool.Config().ConnConfig.Database
+		p.sinks = map[string]*grantRun{}
+	}
+	want := map[string]control.Grant{}
+	for _, g := range grants {
+		if it := p.Catalog.Item(g.Item); it != nil && (pgsink.Config{}).Holds(it) {
+			want[g.ID] = g
+		}
+	}
+	for id, run := range p.sinks {
+		if _, ok := want[id]; !ok {
+			run.stop()
+			delete(p.sinks, id)
+		}
+	}
+	var errs []error
+	for id, g := range want {
+		if _, ok := p.sinks[id]; ok {
+			continue
+		}
+		run, err := p.start(ctx, g)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("grant %s: %w", id, err))
+			continue
+		}
+		p.sinks[id] = run
+	}
+	reads := map[string][]dbaccess.Table{}
+	for id, run := range p.sinks {
+		d := want[id].Department
+		reads[d] = append(reads[d], run.table)
+	}
+	var principals []dbaccess.Principal
+	for _, d := range p.Catalog.Departments {
+		pw, err := p.Password(d.Code)
+		if err != nil {
+			return err
+		}
+		pr := dbaccess.Principal{Department: d.Code, Password: pw, Reads: reads[d.Code]}
+		for _, it := range p.Catalog.Items {
+			if it.Share == catalog.ShareUnconditional && (pgsink.Config{}).Holds(it) {
+				schema, table := it.Namespace()
+				pr.Reads = append(pr.Reads, dbaccess.Table{Schema: schema, Name: table})
+			}
+		}
+		principals = append(principals, pr)
+	}
+	granted, revoked, err := dbaccess.Postgres{Pool: p.pool, SetPasswords: p.SetPasswords}.Reconcile(ctx, p.db, p.RolePrefix, principals)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	if len(granted)+len(revoked) > 0 {
+		p.Log.Info("database roles reconciled with the grants", "granted", len(granted), "revoked", len(revoked))
+		var evs []audit.Event
+		for _, g := range granted {
+			evs = append(evs, audit.Event{Kind: audit.DBGranted, Actor: "jutong", Detail: "postgres " + g})
+		}
+		for _, r := range revoked {
+			evs = append(evs, audit.Event{Kind: audit.DBRevoked, Actor: "jutong", Detail: "postgres " + r})
+		}
+		if p.Audit != nil {
+			if err := p.Audit.Write(ctx, evs...); err != nil {
+				p.Log.Error("audit write failed", "err", err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (p *PostgresRoles) start(ctx context.Context, g control.Grant) (*grantRun, error) {
+	it := p.Catalog.Item(g.Item)
+	fg := FeedGrant(g)
+	if len(p.KeySecret) > 0 {
+		fg.KeySecret = feed.GrantKeySecret(p.KeySecret, g.ID)
+	}
+	s, err := grantdb.New(ctx, grantdb.Config{DSN: p.DSN, Item: it, Grant: fg, Log: p.Log})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Prepare(ctx, nil); err != nil {
+		s.Close()
+		return nil, err
+	}
+	r, err := pipeline.New(p.Pipeline, s)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	schema, table := s.Table()
+	rctx, cancel := context.WithCancel(context.Background())
+	run := &grantRun{table: dbaccess.Table{Schema: schema, Name: table}, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(run.done)
+		defer s.Close()
+		if err := r.Run(rctx); err != nil && !errors.Is(err, context.Canceled) {
+			p.Log.Error("grant table stopped", "grant", g.ID, "table", schema+"."+table, "err", err)
+		}
+	}()
+	p.Log.Info("grant table started", "grant", g.ID, "table", schema+"."+table)
+	return run, nil
+}
+
+func (r *grantRun) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// Close stops the grants' sinks.
+func (p *PostgresRoles) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, run := range p.sinks {
+		run.stop()
+	}
+	p.sinks = nil
+	if p.pool != nil {
+		p.pool.Close()
+		p.pool = nil
+	}
+}
