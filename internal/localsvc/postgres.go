@@ -214,6 +214,11 @@ func startLocalPostgres(ctx context.Context, log *slog.Logger, bin string, o Opt
 	args := []string{"-D", data, "-p", strconv.Itoa(port), "-k", dir, "-c", "listen_addresses=127.0.0.1",
 		"-c", "hba_file=" + hba, "-c", "unix_socket_permissions=0700", "-c", "password_encryption=scram-sha-256",
 		"-c", "max_connections=200", "-c", "shared_buffers=256MB", "-c", "max_wal_size=2GB"}
+	// The departments' reads of the database are audited from
+	// pg_stat_statements (package server/audit, DBReads).
+	if _, err := os.Stat(filepath.Join(filepath.Dir(bin), "lib", "pg_stat_statements.so")); err == nil {
+		args = append(args, "-c", "shared_preload_libraries=pg_stat_statements", "-c", "pg_stat_statements.track=top")
+	}
 	if throwaway {
 		// A throwaway server trades durability for speed: it holds test
 		// and demo data only and is deleted on Stop.

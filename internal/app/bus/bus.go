@@ -184,6 +184,7 @@ type Bus struct {
 	// auditKey signs the audit trail's chains (SecretsDir/audit-key.pem).
 	auditKey ed25519.PrivateKey
 	dbRoles  *grants.PostgresRoles
+	dbReads  *audit.DBReads
 	// landing says where corrections landed, and reads a change.
 	landing *landing.Landing
 	// lookupDB is the bus's own pool (lookups, dispute flags) on the PostgreSQL the sink writes.

@@ -3,11 +3,13 @@ package bus
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"log/slog"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/jutong/jutong/internal/app/grants"
@@ -52,6 +54,15 @@ func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
 		b.dbRoles = &grants.PostgresRoles{Catalog: b.cfg.Catalog, DSN: b.cfg.PostgresDSN, RolePrefix: b.DatabaseRolePrefix(), SetPasswords: b.cluster != nil || b.cfg.CreateUsers, Passwords: pw, KeySecret: b.feedKey, Pipeline: b.pcfg, Audit: b.audit, Log: log}
 		b.onClose("grant tables", func(context.Context) error { b.dbRoles.Close(); return nil })
 		dbs = b.dbRoles
+		pool, err := pgxpool.New(ctx, b.cfg.PostgresDSN)
+		if err != nil {
+			return err
+		}
+		b.onClose("database read auditor's pool", func(context.Context) error { pool.Close(); return nil })
+		if b.dbReads, err = audit.NewDBReads(b.kopts, b.prefix(), b.auditKey, pool, b.DatabaseRolePrefix()); err != nil {
+			return err
+		}
+		b.onClose("database read auditor", func(context.Context) error { b.dbReads.Close(); return nil })
 	}
 	b.grants = grants.New(grants.Config{Catalog: b.cfg.Catalog, ACLs: grants.KafkaACLs{Kafka: b.kopts}, Feeds: b.feeds, Databases: dbs, Audit: b.audit, Log: log})
 	if dbs != nil {
@@ -110,6 +121,10 @@ func every(d time.Duration) time.Duration {
 // bus does it every ReadAuditEvery).
 func (b *Bus) AuditReads(ctx context.Context) ([]audit.Event, error) {
 	evs, err := b.reads.Poll(ctx)
+	if b.dbReads != nil {
+		devs, derr := b.dbReads.Poll(ctx)
+		evs, err = append(evs, devs...), errors.Join(err, derr)
+	}
 	if lerr := b.grants.RefreshLag(ctx, b.kopts, b.subLag); lerr != nil {
 		b.cfg.Log.Warn("the subscribers' lag could not be read", "err", lerr)
 	}

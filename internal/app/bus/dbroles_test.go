@@ -168,6 +168,24 @@ func TestDatabaseRoles(t *testing.T) {
 		t.Errorf("tax reads an unconditional item's table: %v", err)
 	}
 
+	// Their reads are audited: who, which tables, how many rows.
+	evs, err := b.AuditReads(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, e := range evs {
+		if e.Kind == audit.DBRead {
+			for _, k := range e.Keys {
+				got[e.Department+" "+k] += e.Records
+			}
+		}
+	}
+	grantTable := grantdb.Schema("health") + "." + grantdb.Table(resident, app.ID)
+	if got["health "+grantTable] < int64(live) || got["tax geography.standard_address"] != 1 {
+		t.Errorf("database reads audited: %v, want health reading %s (%d rows and more) and tax geography.standard_address (1)", got, grantTable, live)
+	}
+	t.Logf("database reads audited: %v", got)
 	// Revoked while connected: the next query is refused.
 	if code := cc.call(cat.Item(resident).Source, "POST", "/v1/applications/"+app.ID+"/revoke", control.Verdict{Reason: "统计已完成"}, &app); code != 200 || app.State != control.Revoked {
 		t.Fatalf("revoke: %d %s", code, app.State)
