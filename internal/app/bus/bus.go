@@ -56,6 +56,7 @@ import (
 	"github.com/jutong/jutong/server/door"
 	"github.com/jutong/jutong/server/gateway"
 	"github.com/jutong/jutong/server/registry"
+	"github.com/jutong/jutong/server/signed"
 )
 
 // Config configures a bus.
@@ -527,7 +528,9 @@ func (b *Bus) serveAPI(ctx context.Context) (err error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(b.Metrics, promhttp.HandlerOpts{Registry: b.Metrics}))
-	ctl, err := httpmetrics.Wrap(control.Handler(b.Control, b.Officers, b.cfg.Log.With("component", "control")), b.Metrics, "control")
+	// An application (its decisions) and a dispute (its receipts) come
+	// signed on request (Accept: application/jose): package signed.
+	ctl, err := httpmetrics.Wrap(signed.Handler(b.auditKey, control.Handler(b.Control, b.Officers, b.cfg.Log.With("component", "control"))), b.Metrics, "control")
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,14 @@
 package bus_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,13 +17,16 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/jutong/jutong/internal/app/bus"
+	"github.com/jutong/jutong/internal/app/cli"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/pipeline/feed"
 	"github.com/jutong/jutong/pipeline/grantdb"
 	"github.com/jutong/jutong/server/audit"
 	"github.com/jutong/jutong/server/control"
+	"github.com/jutong/jutong/server/signed"
 
+	"encoding/base64"
 	"encoding/json"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -88,6 +96,12 @@ func TestDatabaseRoles(t *testing.T) {
 	app := grant(t, cc, cat, "health", req)
 	if err := b.WaitCaughtUp(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// The decisions come signed.
+	var signedApp control.Application
+	verifyDocument(t, b, "health", "/v1/applications/"+app.ID, &signedApp)
+	if signedApp.State != control.Granted || len(signedApp.Decisions) != 2 {
+		t.Errorf("the signed application: %+v", signedApp)
 	}
 	it := cat.Item(resident)
 	proj := feed.Project(it, feed.Grant{ID: app.ID, Department: "health", Item: resident, Fields: req.Fields, Grade: req.Grade})
@@ -210,5 +224,46 @@ func TestDatabaseRoles(t *testing.T) {
 	})
 	if kinds[audit.DBGranted] != 1 || kinds[audit.DBRevoked] != 1 {
 		t.Errorf("audit of health's table: %v", kinds)
+	}
+}
+
+// verifyDocument fetches path as dept's officer, signed, checks it as a
+// department would offline (jutong audit verify-document with the bus's
+// public key), decodes it into out, and checks that the document with one
+// byte changed fails.
+func verifyDocument(t *testing.T, b *bus.Bus, dept, path string, out any) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", b.APIURL()+path, nil)
+	req.Header.Set("Authorization", "Bearer "+b.Officers[dept])
+	req.Header.Set("Accept", signed.MediaType)
+	resp, err := b.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jws, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != signed.MediaType {
+		t.Fatalf("GET %s signed: %d %s %s", path, resp.StatusCode, resp.Header.Get("Content-Type"), jws)
+	}
+	dir := t.TempDir()
+	doc, bad := filepath.Join(dir, "doc.jws"), filepath.Join(dir, "bad.jws")
+	tampered := []byte(string(jws))
+	parts := strings.Split(string(tampered), ".")
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	payload[len(payload)/2] ^= 1
+	parts[1] = base64.RawURLEncoding.EncodeToString(payload)
+	_ = os.WriteFile(doc, jws, 0o600)
+	_ = os.WriteFile(bad, []byte(strings.Join(parts, ".")), 0o600)
+	key := base64.StdEncoding.EncodeToString(b.AuditPublicKey())
+	var stdout, stderr bytes.Buffer
+	if code := cli.Run(context.Background(), []string{"audit", "verify-document", "--public-key", key, doc}, &stdout, &stderr); code != 0 {
+		t.Fatalf("verify-document: exit %d: %s", code, stderr.String())
+	}
+	if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
+		t.Fatalf("verify-document printed %q: %v", stdout.String(), err)
+	}
+	stderr.Reset()
+	if code := cli.Run(context.Background(), []string{"audit", "verify-document", "--public-key", key, bad}, io.Discard, &stderr); code == 0 || !strings.Contains(stderr.String(), "does not verify") {
+		t.Errorf("a document with one byte changed: exit %d: %s", code, stderr.String())
 	}
 }

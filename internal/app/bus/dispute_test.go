@@ -218,6 +218,13 @@ func TestDisputes(t *testing.T) {
 	if n := flagged(); n != 0 {
 		t.Errorf("%d flags after the correction", n)
 	}
+	// The receipts come signed: tax verifies them offline with the bus's
+	// public key; a byte changed fails.
+	var signedD dispute.Dispute
+	verifyDocument(t, b, "tax", "/v1/disputes/"+d.ID, &signedD)
+	if len(signedD.Receipts) != 3 || signedD.State != dispute.Corrected {
+		t.Errorf("the signed dispute: %+v", signedD)
+	}
 	// Tax's feed's flags topic clears the flag.
 	if fl := lastFlags(ctx, t, b, cat, "tax", item, func(fs map[string]consumers.Flag) bool { return len(fs[key].Disputes) == 0 }); len(fl[key].Disputes) != 0 {
 		t.Errorf("tax's flags still flag the corrected record: %+v", fl[key])

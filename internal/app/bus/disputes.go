@@ -14,6 +14,7 @@ import (
 	"github.com/jutong/jutong/pipeline"
 	"github.com/jutong/jutong/pipeline/feed"
 	"github.com/jutong/jutong/server/dispute"
+	"github.com/jutong/jutong/server/signed"
 )
 
 // startDisputes opens the disputes (flagged in the PostgreSQL the sink
@@ -100,7 +101,7 @@ func (b *Bus) corrected(id, dept, item, key, eventID string) {
 
 // serveDisputes adds the disputes to the API (officers' tokens).
 func (b *Bus) serveDisputes(mux *http.ServeMux) error {
-	h, err := httpmetrics.Wrap(dispute.Handler(b.Disputes, b.Officers, b.cfg.Log.With("component", "dispute")), b.Metrics, "dispute")
+	h, err := httpmetrics.Wrap(signed.Handler(b.auditKey, dispute.Handler(b.Disputes, b.Officers, b.cfg.Log.With("component", "dispute"))), b.Metrics, "dispute")
 	if err != nil {
 		return err
 	}

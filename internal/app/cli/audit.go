@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/server/audit"
+	"github.com/jutong/jutong/server/signed"
 )
 
 const auditDesc = `Checks the audit trail, and hands out the key it is checked with.
@@ -22,11 +24,16 @@ Subcommands:
            was changed, removed or inserted. Records after their chain's last head (at
            most a minute's worth while the bus runs) are chained but not yet sealed.
   key      print the bus's public key (base64), which departments verify dispute
-           receipts and grant decisions with, offline.`
+           receipts and grant decisions with, offline.
+  verify-document [FILE]
+           check a signed document (a JWS, EdDSA: what the API answers to Accept:
+           application/jose for GET /v1/applications/{id} and /v1/disputes/{id})
+           read from FILE or stdin with --public-key, offline, and print its JSON;
+           exit 1 when a byte of it was changed or another key signed it.`
 
 func runAudit(ctx context.Context, args []string, out, errOut io.Writer) error {
-	if len(args) == 0 || (args[0] != "verify" && args[0] != "key") {
-		fmt.Fprintf(errOut, "Usage: jutong audit verify|key [flags]\n\n%s\n", auditDesc)
+	if len(args) == 0 || (args[0] != "verify" && args[0] != "key" && args[0] != "verify-document") {
+		fmt.Fprintf(errOut, "Usage: jutong audit verify|key|verify-document [flags]\n\n%s\n", auditDesc)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
@@ -49,8 +56,29 @@ func runAudit(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--public-key: %w", err)
 	}
-	if args[0] == "key" {
+	switch args[0] {
+	case "key":
 		fmt.Fprintln(out, base64.StdEncoding.EncodeToString(pub))
+		return nil
+	case "verify-document":
+		var in io.Reader = os.Stdin
+		if fs.NArg() > 0 {
+			f, err := os.Open(fs.Arg(0))
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			in = f
+		}
+		jws, err := io.ReadAll(io.LimitReader(in, 16<<20))
+		if err != nil {
+			return err
+		}
+		payload, err := signed.Verify(pub, string(jws))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, string(payload))
 		return nil
 	}
 	var rep audit.Report
