@@ -259,3 +259,13 @@ func ClickHouseMaintenanceDSN(dsn string) string {
 func (c *ClickHouse) DropDatabase(ctx context.Context, name string) error {
 	return c.exec(ctx, "DROP DATABASE IF EXISTS `"+name+"`")
 }
+
+// UsersDir is where a server this package started merges more users from
+// (users.d beside its users.xml: ClickHouse reloads them within seconds);
+// "" for a server given by DSN.
+func (c *ClickHouse) UsersDir() string {
+	if c == nil || c.dir == "" {
+		return ""
+	}
+	return filepath.Join(c.dir, "users.d")
+}

@@ -95,9 +95,15 @@ func Postgres(t testing.TB) string {
 	return dsn
 }
 
-// ClickHouse returns the DSN of a new, empty ClickHouse database, dropped at
-// the end of the test.
-func ClickHouse(t testing.TB) string {
+// ClickHouseUsersDir is the users.d of the tests' ClickHouse server ("" for
+// one given by DSN): see localsvc.ClickHouse.UsersDir.
+func ClickHouseUsersDir(t testing.TB) string {
+	t.Helper()
+	return sharedClickHouse(t).UsersDir()
+}
+
+// sharedClickHouse starts the tests' ClickHouse server once.
+func sharedClickHouse(t testing.TB) *localsvc.ClickHouse {
 	t.Helper()
 	shared.chOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -107,6 +113,14 @@ func ClickHouse(t testing.TB) string {
 	if shared.chErr != nil {
 		unavailable(t, "ClickHouse", shared.chErr)
 	}
+	return shared.ch
+}
+
+// ClickHouse returns the DSN of a new, empty ClickHouse database, dropped at
+// the end of the test.
+func ClickHouse(t testing.TB) string {
+	t.Helper()
+	sharedClickHouse(t)
 	name := UniqueName(t)
 	dsn, err := shared.ch.CreateDatabase(context.Background(), name)
 	if err != nil {

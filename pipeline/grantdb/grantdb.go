@@ -119,7 +119,7 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.T
 		if r.Item == nil || r.Item.Code != s.src.Code {
 			return fmt.Errorf("grantdb %s: a record of %v", s.name, r.Item)
 		}
-		r.Item = s.dst
+		r.Item, r.Raw = s.dst, nil // the record as read is not the grant's to see
 		if r.Event != nil {
 			ev := *r.Event
 			ev.Key = s.proj.Key(ev.Key)

@@ -108,6 +108,12 @@ type Config struct {
 	// NoDatabaseRoles leaves the databases' principals alone: no role per
 	// department, no grant tables (docs/security.md, Database principals).
 	NoDatabaseRoles bool
+	// ClickHouseUsersDir is the users.d of a local ClickHouse without SQL
+	// access management (18.16), where the analysts' users are written.
+	ClickHouseUsersDir string
+	// AuthorityAnalystGrade is the grade the data authority's analysts
+	// read every item at (masked above it).
+	AuthorityAnalystGrade int
 	// AuditSealEvery is how often the audit writer seals its chain with a
 	// signed head (a minute by default).
 	AuditSealEvery time.Duration
@@ -186,6 +192,7 @@ type Bus struct {
 	auditKey ed25519.PrivateKey
 	dbRoles  *grants.PostgresRoles
 	dbReads  *audit.DBReads
+	analysts *grants.ClickHouseAnalysts
 	// landing says where corrections landed, and reads a change.
 	landing *landing.Landing
 	// lookupDB is the bus's own pool (lookups, dispute flags) on the PostgreSQL the sink writes.

@@ -58,6 +58,11 @@ func startBus(t *testing.T, cfg bus.Config) *bus.Bus {
 		cfg.KafkaPorts = []int{0, 0, 0}
 	}
 	cfg.Brokers = len(cfg.KafkaPorts)
+	// The databases' principals are the whole server's (roles, users):
+	// a test that wants them names a group prefix of its own.
+	if cfg.GroupPrefix == "" {
+		cfg.NoDatabaseRoles = true
+	}
 	cfg.ApplyTopics = true
 	cfg.AdminUser, cfg.AdminPassword = "jutong", "test-secret"
 	cfg.RegistryAddr, cfg.APIAddr = "127.0.0.1:0", "127.0.0.1:0"

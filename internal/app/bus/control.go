@@ -45,15 +45,21 @@ func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
 	b.feeds = &grants.FeedRunner{Catalog: b.cfg.Catalog, Kafka: b.kopts, Registry: b.RegistryOpts(), Pipeline: b.pcfg, KeySecret: b.feedKey, Prefix: b.prefix(), Log: log,
 		Disputes: b.openDisputes, Started: b.feedStarted}
 	b.onClose("feeds", func(context.Context) error { b.feeds.Close(); return nil })
-	var dbs grants.Databases
+	var dbs []grants.Databases
+	pw := ""
+	if d := b.cfg.SecretsDir; d != "" {
+		pw = filepath.Join(d, "db-credentials.json")
+	}
+	if b.cfg.ClickHouseDSN != "" && !b.cfg.NoDatabaseRoles {
+		b.analysts = &grants.ClickHouseAnalysts{Catalog: b.cfg.Catalog, DSN: b.cfg.ClickHouseDSN, UsersDir: b.cfg.ClickHouseUsersDir, Passwords: pw,
+			UserPrefix: b.DatabaseRolePrefix(), KeySecret: b.feedKey, AuthorityGrade: b.cfg.AuthorityAnalystGrade, Pipeline: b.pcfg, Log: log}
+		b.onClose("analysts' databases", func(context.Context) error { b.analysts.Close(); return nil })
+		dbs = append(dbs, b.analysts)
+	}
 	if b.cfg.PostgresDSN != "" && !b.cfg.NoDatabaseRoles {
-		pw := ""
-		if d := b.cfg.SecretsDir; d != "" {
-			pw = filepath.Join(d, "db-credentials.json")
-		}
 		b.dbRoles = &grants.PostgresRoles{Catalog: b.cfg.Catalog, DSN: b.cfg.PostgresDSN, RolePrefix: b.DatabaseRolePrefix(), SetPasswords: b.cluster != nil || b.cfg.CreateUsers, Passwords: pw, KeySecret: b.feedKey, Pipeline: b.pcfg, Audit: b.audit, Log: log}
 		b.onClose("grant tables", func(context.Context) error { b.dbRoles.Close(); return nil })
-		dbs = b.dbRoles
+		dbs = append(dbs, b.dbRoles)
 		pool, err := pgxpool.New(ctx, b.cfg.PostgresDSN)
 		if err != nil {
 			return err
@@ -65,7 +71,7 @@ func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
 		b.onClose("database read auditor", func(context.Context) error { b.dbReads.Close(); return nil })
 	}
 	b.grants = grants.New(grants.Config{Catalog: b.cfg.Catalog, ACLs: grants.KafkaACLs{Kafka: b.kopts}, Feeds: b.feeds, Databases: dbs, Audit: b.audit, Log: log})
-	if dbs != nil {
+	if len(dbs) > 0 {
 		// Often: a table a sink has just made is granted within seconds.
 		b.tick(rctx, 15*time.Second, "database roles", log, b.grants.SyncDatabases)
 	}
@@ -158,6 +164,15 @@ func (b *Bus) DatabaseRole(dept string) (role, password string, ok bool, err err
 	}
 	pw, err := b.dbRoles.Password(dept)
 	return dbaccess.Role(b.DatabaseRolePrefix(), dept), pw, err == nil, err
+}
+
+// AnalystLogin is a department's analysts' ClickHouse login and database.
+func (b *Bus) AnalystLogin(dept string) (user, password, database string, ok bool, err error) {
+	if b.analysts == nil {
+		return "", "", "", false, nil
+	}
+	user, password, database, err = b.analysts.User(dept)
+	return user, password, database, err == nil, err
 }
 
 // DatabaseRolePrefix begins the departments' database roles: the group

@@ -2,6 +2,7 @@ package grants
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -36,8 +37,8 @@ type Config struct {
 	Catalog *catalog.Catalog
 	ACLs    ACLs
 	Feeds   Feeds
-	// Databases, when set, makes the databases' roles match the grants.
-	Databases Databases
+	// Databases make the databases' principals match the grants.
+	Databases []Databases
 	Audit     AuditWriter
 	Log       *slog.Logger
 }
@@ -93,10 +94,10 @@ func (r *Reconciler) Apply(ctx context.Context, grants []control.Grant) error {
 	if err != nil {
 		return err
 	}
-	if r.cfg.Databases != nil {
-		if err := r.cfg.Databases.Sync(ctx, grants); err != nil {
+	for _, db := range r.cfg.Databases {
+		if err := db.Sync(ctx, grants); err != nil {
 			// Kafka is in line; the databases are tried again at the next change or tick.
-			r.cfg.Log.Error("database roles not reconciled", "err", err)
+			r.cfg.Log.Error("database principals not reconciled", "err", err)
 		}
 	}
 	r.mu.Lock()
@@ -124,13 +125,14 @@ func (r *Reconciler) Apply(ctx context.Context, grants []control.Grant) error {
 // again (the bus calls it every minute: a database that was down, a table
 // its sink made since).
 func (r *Reconciler) SyncDatabases(ctx context.Context) error {
-	if r.cfg.Databases == nil {
-		return nil
-	}
 	r.mu.Lock()
 	grants := append([]control.Grant(nil), r.grants...)
 	r.mu.Unlock()
-	return r.cfg.Databases.Sync(ctx, grants)
+	var errs []error
+	for _, db := range r.cfg.Databases {
+		errs = append(errs, db.Sync(ctx, grants))
+	}
+	return errors.Join(errs...)
 }
 
 // deptOf turns "User:dept.health" into "health".

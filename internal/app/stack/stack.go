@@ -68,6 +68,9 @@ type Flags struct {
 	TLS bool
 	// ShutdownTimeout bounds stopping on SIGTERM (StopWithin).
 	ShutdownTimeout time.Duration
+	// AuthorityAnalystGrade is the grade the data authority's analysts
+	// read every item at.
+	AuthorityAnalystGrade int
 }
 
 // Register declares the flags on fs; defDataDir is --data-dir's default.
@@ -90,6 +93,7 @@ func (s *Flags) Register(fs *cmdflag.FlagSet, defDataDir string) {
 	fs.BoolVar(&s.Verbose, "v", false, "log progress (info level) to stderr")
 	fs.EnvDurationVar(&s.HTTPReadTimeout, "http-read-timeout", "JUTONG_HTTP_READ_TIMEOUT", 2*time.Minute, "the most time a client may take to send a request, body included (registry and API)")
 	fs.EnvDurationVar(&s.IdempotencyWindow, "idempotency-window", "JUTONG_IDEMPOTENCY_WINDOW", 24*time.Hour, "how long the door answers a repeated event id 'duplicate' (at most 48h)")
+	fs.EnvIntVar(&s.AuthorityAnalystGrade, "authority-analyst-grade", "JUTONG_AUTHORITY_ANALYST_GRADE", 2, AuthorityAnalystGradeUsage)
 	fs.EnvDurationVar(&s.ShutdownTimeout, "shutdown-timeout", "JUTONG_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, ShutdownTimeoutUsage)
 }
 
@@ -207,6 +211,7 @@ func Start(ctx context.Context, s *Flags, db string, fresh bool, log *slog.Logge
 		Catalog: cat, ApplyTopics: s.Apply, DataDir: s.DataDir, Brokers: s.Brokers, KafkaPorts: ports,
 		AdminUser: s.AdminUser, AdminPassword: s.AdminPassword, RegistryAddr: s.RegistryAddr, APIAddr: s.APIAddr,
 		PostgresDSN: st.PGDSN, ClickHouseDSN: st.CHDSN, IdempotencyWindow: s.IdempotencyWindow, HTTPReadTimeout: s.HTTPReadTimeout, TLS: certs, LookupRate: s.LookupRate, GroupPrefix: s.GroupPrefix, DecodeCache: s.DecodeCache, Log: log,
+		ClickHouseUsersDir: st.CH.UsersDir(), AuthorityAnalystGrade: s.AuthorityAnalystGrade,
 	})
 	if err != nil {
 		return nil, err
@@ -336,6 +341,9 @@ func (st *Stack) Close(ctx context.Context) error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// AuthorityAnalystGradeUsage is --authority-analyst-grade's help.
+const AuthorityAnalystGradeUsage = "the security grade the data authority's analysts read every item at in ClickHouse (fields graded above it masked; docs/analytics.md)"
 
 // DefaultShutdownTimeout is --shutdown-timeout's default.
 const DefaultShutdownTimeout = 20 * time.Second
