@@ -86,6 +86,9 @@ const chConfig = `<?xml version="1.0"?>
   <!-- On SIGTERM, wait at most a second for clients' open connections
        (an analyst's clickhouse-client): dev stops within its bound. -->
   <shutdown_wait_unfinished>1</shutdown_wait_unfinished>
+  <!-- The analysts' queries (log_queries in their profile), which the bus
+       copies into its audit trail. -->
+  <query_log><database>system</database><table>query_log</table><flush_interval_milliseconds>1000</flush_interval_milliseconds></query_log>
 </yandex>
 `
 

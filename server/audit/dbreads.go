@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -30,8 +31,11 @@ const DBRead = "db_read"
 // counters seen are kept in PositionsTopic, in the same transaction, so a
 // restart neither repeats nor loses a read.
 type DBReads struct {
-	k          []kgo.Opt
-	pool       *pgxpool.Pool
+	k    []kgo.Opt
+	pool *pgxpool.Pool
+	// CH, when set, is the ClickHouse server whose analysts' queries
+	// (system.query_log) are audited as well.
+	CH         driver.Conn
 	rolePrefix string
 	cl         *kgo.Client
 	chain      *Chain
@@ -49,14 +53,14 @@ type dbCounter struct {
 // NewDBReads makes the auditor of the roles beginning with rolePrefix on
 // the database pool reaches; prefix begins its transactional id
 // (<prefix>audit.dbreads).
-func NewDBReads(k []kgo.Opt, prefix string, key ed25519.PrivateKey, pool *pgxpool.Pool, rolePrefix string) (*DBReads, error) {
+func NewDBReads(k []kgo.Opt, prefix string, key ed25519.PrivateKey, pool *pgxpool.Pool, rolePrefix string, ch driver.Conn) (*DBReads, error) {
 	cl, err := kafkaconn.NewClient(k, kgo.TransactionalID(prefix+"audit.dbreads"))
 	if err != nil {
 		return nil, err
 	}
 	c := NewChain(key, "dbreads")
 	c.last = lastRecordHash(k, Topic)
-	return &DBReads{k: k, pool: pool, rolePrefix: rolePrefix, cl: cl, chain: c, last: map[string]dbCounter{}}, nil
+	return &DBReads{k: k, pool: pool, CH: ch, rolePrefix: rolePrefix, cl: cl, chain: c, last: map[string]dbCounter{}}, nil
 }
 
 // Close closes the auditor's client.
@@ -80,12 +84,14 @@ func Tables(statement string) []string {
 // Poll audits the reads since the last poll and returns the events written.
 func (d *DBReads) Poll(ctx context.Context) ([]Event, error) {
 	if !d.loaded {
-		if _, err := d.pool.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
-			return nil, fmt.Errorf("audit: reads of the database cannot be audited (pg_stat_statements: shared_preload_libraries, docs/security.md): %w", err)
+		if d.pool != nil {
+			if _, err := d.pool.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
+				return nil, fmt.Errorf("audit: reads of the database cannot be audited (pg_stat_statements: shared_preload_libraries, docs/security.md): %w", err)
+			}
 		}
 		err := kafkaconn.ReadAll(ctx, d.k, PositionsTopic, func(rec *kgo.Record) {
 			var c dbCounter
-			if k := string(rec.Key); strings.HasPrefix(k, "pg|") && json.Unmarshal(rec.Value, &c) == nil {
+			if k := string(rec.Key); (strings.HasPrefix(k, "pg|") || strings.HasPrefix(k, "ch|")) && json.Unmarshal(rec.Value, &c) == nil {
 				d.last[k] = c
 				if c.At.After(d.lastAt) {
 					d.lastAt = c.At
@@ -97,12 +103,6 @@ func (d *DBReads) Poll(ctx context.Context) ([]Event, error) {
 		}
 		d.loaded = true
 	}
-	rows, err := d.pool.Query(ctx, `SELECT r.rolname, s.queryid, s.query, s.calls, s.rows
-		FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
-		WHERE starts_with(r.rolname, $1) AND s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`, d.rolePrefix)
-	if err != nil {
-		return nil, fmt.Errorf("audit: pg_stat_statements: %w", err)
-	}
 	now := time.Now().UTC()
 	start := d.lastAt
 	if start.IsZero() {
@@ -110,12 +110,36 @@ func (d *DBReads) Poll(ctx context.Context) ([]Event, error) {
 	}
 	var evs []Event
 	moved := map[string]dbCounter{}
+	if d.pool != nil {
+		if err := d.pollPostgres(ctx, start, now, &evs, moved); err != nil {
+			return nil, err
+		}
+	}
+	if d.CH != nil {
+		if err := d.pollClickHouse(ctx, start, now, &evs, moved); err != nil {
+			return nil, err
+		}
+	}
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	return d.write(ctx, evs, moved, now)
+}
+
+// pollPostgres adds the roles' statements since the last poll.
+func (d *DBReads) pollPostgres(ctx context.Context, start, now time.Time, evs *[]Event, moved map[string]dbCounter) error {
+	rows, err := d.pool.Query(ctx, `SELECT r.rolname, s.queryid, s.query, s.calls, s.rows
+		FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
+		WHERE starts_with(r.rolname, $1) AND s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`, d.rolePrefix)
+	if err != nil {
+		return fmt.Errorf("audit: pg_stat_statements: %w", err)
+	}
+	defer rows.Close()
 	for rows.Next() {
 		var role, query string
 		var id, calls, n int64
 		if err := rows.Scan(&role, &id, &query, &calls, &n); err != nil {
-			rows.Close()
-			return nil, err
+			return err
 		}
 		key := "pg|" + role + "|" + strconv.FormatInt(id, 10)
 		prev := d.last[key]
@@ -126,18 +150,57 @@ func (d *DBReads) Poll(ctx context.Context) ([]Event, error) {
 			continue
 		}
 		dept := strings.TrimPrefix(role, d.rolePrefix)
-		evs = append(evs, Event{Time: now, Kind: DBRead, Department: dept, Actor: dept, Group: "postgres " + role,
+		*evs = append(*evs, Event{Time: now, Kind: DBRead, Department: dept, Actor: dept, Group: "postgres " + role,
 			Records: n - prev.Rows, Keys: Tables(query), WindowStart: start, WindowEnd: now,
 			Detail: fmt.Sprintf("postgres: %d statement(s): %s", calls-prev.Calls, query)})
 		moved[key] = dbCounter{Calls: calls, Rows: n, At: now}
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
+	return rows.Err()
+}
+
+// pollClickHouse adds the analysts' queries that finished since the last
+// poll (system.query_log, which the server flushes within seconds: a query
+// is taken once it is 10 seconds old, each second of the log once).
+func (d *DBReads) pollClickHouse(ctx context.Context, _, now time.Time, evs *[]Event, moved map[string]dbCounter) error {
+	if err := d.CH.Exec(ctx, "SYSTEM FLUSH LOGS"); err != nil {
+		return fmt.Errorf("audit: clickhouse query_log: %w", err)
 	}
-	if len(evs) == 0 {
-		return nil, nil
+	upTo := now.Add(-10 * time.Second).Truncate(time.Second)
+	rows, err := d.CH.Query(ctx, `SELECT user, query, toInt64(read_rows), toInt64(result_rows), event_time FROM system.query_log
+		WHERE type = 2 AND startsWith(user, ?) AND event_time <= ? AND event_date >= toDate(?) - 1 ORDER BY event_time`,
+		d.rolePrefix+"analyst_", upTo, upTo)
+	if err != nil {
+		return fmt.Errorf("audit: clickhouse query_log: %w", err)
 	}
+	defer rows.Close()
+	for rows.Next() {
+		var user, query string
+		var read, result int64
+		var at time.Time
+		if err := rows.Scan(&user, &query, &read, &result, &at); err != nil {
+			return err
+		}
+		key := "ch|" + user
+		last := d.last[key]
+		if !at.After(last.At) && !last.At.IsZero() {
+			continue
+		}
+		if last.At.IsZero() && at.Before(now.Add(-24*time.Hour)) {
+			continue // before the bus audited this server
+		}
+		dept := strings.TrimPrefix(user, d.rolePrefix+"analyst_")
+		*evs = append(*evs, Event{Time: now, Kind: DBRead, Department: dept, Actor: dept, Group: "clickhouse " + user,
+			Records: result, Keys: Tables(query), WindowStart: at.UTC(), WindowEnd: at.UTC(),
+			Detail: fmt.Sprintf("clickhouse: %d rows read: %s", read, query)})
+		if at.After(moved[key].At) {
+			moved[key] = dbCounter{At: at.UTC()}
+		}
+	}
+	return rows.Err()
+}
+
+// write writes the events and the counters in one transaction.
+func (d *DBReads) write(ctx context.Context, evs []Event, moved map[string]dbCounter, now time.Time) ([]Event, error) {
 	s, err := d.chain.seal(ctx, append(evs, Event{Kind: ChainHead, Actor: "jutong", Detail: headDetail}))
 	if err != nil {
 		return nil, err

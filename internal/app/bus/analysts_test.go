@@ -12,6 +12,7 @@ import (
 
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/server/audit"
 	"github.com/jutong/jutong/server/control"
 )
 
@@ -160,6 +161,22 @@ func TestAnalysts(t *testing.T) {
 	if err := authority.Exec(ctx, "SELECT count() FROM `"+healthDB+"`.events"); err == nil {
 		t.Error("the authority's analysts read health's analysts' database")
 	}
+	// Their queries are audited (query_log, taken once 10 seconds old).
+	time.Sleep(11 * time.Second)
+	evs2, err := b.AuditReads(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads := map[string]int{}
+	for _, e := range evs2 {
+		if e.Kind == audit.DBRead && strings.HasPrefix(e.Detail, "clickhouse: ") {
+			reads[e.Department]++
+		}
+	}
+	if reads["health"] < 3 || reads[cat.Authority] < 1 {
+		t.Errorf("analysts' queries audited: %v", reads)
+	}
+	t.Logf("analysts' queries audited: %v", reads)
 	// A department with no grant has no login.
 	if user, pw, _, _, _ := b.AnalystLogin("tax"); user != "" {
 		u, _ := url.Parse(b.ClickHouseDSN())

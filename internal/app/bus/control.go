@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 
@@ -60,18 +63,12 @@ func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
 		b.dbRoles = &grants.PostgresRoles{Catalog: b.cfg.Catalog, DSN: b.cfg.PostgresDSN, RolePrefix: b.DatabaseRolePrefix(), SetPasswords: b.cluster != nil || b.cfg.CreateUsers, Passwords: pw, KeySecret: b.feedKey, Pipeline: b.pcfg, Audit: b.audit, Log: log}
 		b.onClose("grant tables", func(context.Context) error { b.dbRoles.Close(); return nil })
 		dbs = append(dbs, b.dbRoles)
-		pool, err := pgxpool.New(ctx, b.cfg.PostgresDSN)
-		if err != nil {
-			return err
-		}
-		b.onClose("database read auditor's pool", func(context.Context) error { pool.Close(); return nil })
-		if b.dbReads, err = audit.NewDBReads(b.kopts, b.prefix(), b.auditKey, pool, b.DatabaseRolePrefix()); err != nil {
-			return err
-		}
-		b.onClose("database read auditor", func(context.Context) error { b.dbReads.Close(); return nil })
 	}
 	b.grants = grants.New(grants.Config{Catalog: b.cfg.Catalog, ACLs: grants.KafkaACLs{Kafka: b.kopts}, Feeds: b.feeds, Databases: dbs, Audit: b.audit, Log: log})
 	if len(dbs) > 0 {
+		if err := b.startDBReads(ctx); err != nil {
+			return err
+		}
 		// Often: a table a sink has just made is granted within seconds.
 		b.tick(rctx, 15*time.Second, "database roles", log, b.grants.SyncDatabases)
 	}
@@ -179,3 +176,33 @@ func (b *Bus) AnalystLogin(dept string) (user, password, database string, ok boo
 // prefix with '_' for '.' ("jutong_"), so that two deployments sharing a
 // database server keep their roles apart.
 func (b *Bus) DatabaseRolePrefix() string { return strings.ReplaceAll(b.prefix(), ".", "_") }
+
+// startDBReads starts the auditor of the departments' database reads
+// (PostgreSQL roles, ClickHouse analysts).
+func (b *Bus) startDBReads(ctx context.Context) error {
+	var pool *pgxpool.Pool
+	if b.dbRoles != nil {
+		var err error
+		if pool, err = pgxpool.New(ctx, b.cfg.PostgresDSN); err != nil {
+			return err
+		}
+		b.onClose("database read auditor's pool", func(context.Context) error { pool.Close(); return nil })
+	}
+	var ch driver.Conn
+	if b.analysts != nil {
+		opts, err := clickhouse.ParseDSN(b.cfg.ClickHouseDSN)
+		if err != nil {
+			return err
+		}
+		if ch, err = clickhouse.Open(opts); err != nil {
+			return err
+		}
+		b.onClose("database read auditor's ClickHouse", func(context.Context) error { return ch.Close() })
+	}
+	var err error
+	if b.dbReads, err = audit.NewDBReads(b.kopts, b.prefix(), b.auditKey, pool, b.DatabaseRolePrefix(), ch); err != nil {
+		return err
+	}
+	b.onClose("database read auditor", func(context.Context) error { b.dbReads.Close(); return nil })
+	return nil
+}
