@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -66,14 +68,14 @@ func NewDBReads(k []kgo.Opt, prefix string, key ed25519.PrivateKey, pool *pgxpoo
 // Close closes the auditor's client.
 func (d *DBReads) Close() { d.cl.Close() }
 
-// relations finds the schema-qualified tables a statement names.
-var relations = regexp.MustCompile(`(?i)\b(?:from|join)\s+("?[a-z_][\w]*"?\s*\.\s*"?[a-z_][\w]*"?)`)
+// relations finds the tables a statement names (schema-qualified or not).
+var relations = regexp.MustCompile("(?i)\\b(?:from|join)\\s+([\"`]?[a-z_][\\w]*[\"`]?(?:\\s*\\.\\s*[\"`]?[a-z_][\\w]*[\"`]?)?)")
 
-// Tables lists the schema-qualified tables statement reads from.
+// Tables lists the tables statement reads from, as it names them.
 func Tables(statement string) []string {
 	var out []string
 	for _, m := range relations.FindAllStringSubmatch(statement, -1) {
-		t := strings.ReplaceAll(strings.ReplaceAll(m[1], `"`, ""), " ", "")
+		t := strings.NewReplacer(`"`, "", "`", "", " ", "").Replace(m[1])
 		if !slices.Contains(out, t) {
 			out = append(out, t)
 		}
@@ -159,16 +161,20 @@ func (d *DBReads) pollPostgres(ctx context.Context, start, now time.Time, evs *[
 }
 
 // pollClickHouse adds the analysts' queries that finished since the last
-// poll (system.query_log, which the server flushes within seconds: a query
-// is taken once it is 10 seconds old, each second of the log once).
+// poll (system.query_log, flushed first: a query is taken once its second
+// of the log is over, each second once).
 func (d *DBReads) pollClickHouse(ctx context.Context, _, now time.Time, evs *[]Event, moved map[string]dbCounter) error {
 	if err := d.CH.Exec(ctx, "SYSTEM FLUSH LOGS"); err != nil {
 		return fmt.Errorf("audit: clickhouse query_log: %w", err)
 	}
-	upTo := now.Add(-10 * time.Second).Truncate(time.Second)
+	upTo := now.Add(-2 * time.Second).Truncate(time.Second)
 	rows, err := d.CH.Query(ctx, `SELECT user, query, toInt64(read_rows), toInt64(result_rows), event_time FROM system.query_log
 		WHERE type = 2 AND startsWith(user, ?) AND event_time <= ? AND event_date >= toDate(?) - 1 ORDER BY event_time`,
 		d.rolePrefix+"analyst_", upTo, upTo)
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) && ex.Code == 60 {
+		return nil // no query logged yet: the server makes the table with its first
+	}
 	if err != nil {
 		return fmt.Errorf("audit: clickhouse query_log: %w", err)
 	}

@@ -88,6 +88,10 @@ func TestDemo(t *testing.T) {
 		regexp.MustCompile(`market_supervision corrects it \(event [0-9a-f-]+\): corrected, in time true`), // a dispute, corrected
 		regexp.MustCompile(`receipt clickhouse .* offset \d+, landed`),
 		regexp.MustCompile(`receipt postgres .* offset \d+, landed`),
+		// health's analysts: their own ClickHouse user, the key a pseudonym, and the audit line.
+		regexp.MustCompile(`An analyst \(health's, ClickHouse user jutong_analyst_health, database jutong_demo_analyst_health`),
+		regexp.MustCompile(`(?m)^    k[0-9a-f]{32}  \S+  \d{6}$`),
+		regexp.MustCompile(`its audit line: \S+ db_read health read \d+ rows of .*clickhouse: `),
 	} {
 		if !want.MatchString(s) {
 			t.Errorf("summary lacks %s", want)

@@ -49,6 +49,7 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	decodeCache := 0
 	fs.EnvIntVar(&decodeCache, "decode-cache", "JUTONG_DECODE_CACHE", 0, "decoded events the sinks, feeds and door of the process may share, so that a record is decoded once (0: none, the default; 65536 covers about two seconds at 30,000 events/s)")
 	prefix := fs.EnvString("group-prefix", "JUTONG_GROUP_PREFIX", "jutong.", "begins the bus's consumer groups and transactional ids (<prefix>sink.postgres, <prefix>door): another deployment on the same cluster takes its own")
+	dbRoles := fs.Bool("database-roles", true, "keep the departments' PostgreSQL roles and analysts' ClickHouse users from the grants (needs CREATEROLE and ClickHouse access management: docs/security.md)")
 	typed := fs.Bool("typed-views", true, "make ClickHouse's typed views of every item (two an item: docs/analytics.md)")
 	lookupRate := fs.Float64("lookup-rate", 50, "lookups a second a grant allows unless its application asks for another rate")
 	lab := fs.Bool("insecure-lab", false, "start even with no SASL user, an empty password or a known default one (a lab, never production; logged at every start)")
@@ -95,7 +96,7 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 		TLS:          certs,
 		RegistryAddr: *regAddr, RegistryURL: *regURL, APIAddr: *apiAddr, SecretsDir: *secrets, CreateUsers: *createUsers, PostgresDSN: pg, ClickHouseDSN: ch, Sinks: others, Log: log,
 		Pipeline: pipeline.Config{InstanceID: *instance}, IdempotencyWindow: window, HTTPReadTimeout: readTimeout,
-		NoTypedViews: !*typed, LookupRate: *lookupRate, GroupPrefix: *prefix, DecodeCache: decodeCache, AuthorityAnalystGrade: analystGrade,
+		NoTypedViews: !*typed, LookupRate: *lookupRate, GroupPrefix: *prefix, DecodeCache: decodeCache, AuthorityAnalystGrade: analystGrade, NoDatabaseRoles: !*dbRoles,
 	})
 	if err != nil {
 		return err

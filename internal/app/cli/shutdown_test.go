@@ -18,6 +18,7 @@ import (
 
 	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/internal/localsvc"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/producers"
@@ -303,6 +304,33 @@ func TestStopUnderLoad(t *testing.T) {
 		t.Error("tax reads a conditional item's base table with no grant")
 	}
 	taxDB.Close(ctx)
+	// The data authority's analysts log in to ClickHouse with what db
+	// login gives, and read their database, not the bus's.
+	login, err = withEnv(dataDir, "db", "login", "--department", "big_data", "--clickhouse")
+	if err != nil {
+		t.Fatalf("db login --clickhouse: %v %s", err, login)
+	}
+	aopts, err := clickhouse.ParseDSN(strings.TrimSpace(login))
+	if err != nil {
+		t.Fatal(err)
+	}
+	analysts, err := clickhouse.Open(aopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var some uint64
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		if err = analysts.QueryRow(ctx, "SELECT count() FROM events").Scan(&some); err == nil && some > 0 {
+			break
+		}
+	}
+	if some == 0 {
+		t.Errorf("the authority's analysts read nothing: %v", err)
+	}
+	if err := analysts.Exec(ctx, "SELECT count() FROM `"+localsvc.ClickHouseDatabase(env["JUTONG_CH_URL"])+"`.events"); err == nil {
+		t.Error("the authority's analysts read the bus's database")
+	}
+	analysts.Close()
 	took = dev.sigterm(t, bound+time.Minute)
 	t.Logf("dev (idle, a ClickHouse client connected) stopped in %s", took.Round(time.Millisecond))
 	if took > bound {
