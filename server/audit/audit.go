@@ -70,6 +70,8 @@ type Event struct {
 type Writer struct {
 	cl    *kgo.Client
 	chain *Chain
+	// Metrics, when set, counts the reads written.
+	Metrics *Metrics
 }
 
 // NewWriter connects to Kafka; its records are chained and signed with key
@@ -100,6 +102,7 @@ func (w *Writer) Write(ctx context.Context, events ...Event) error {
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
+	w.Metrics.observe(events)
 	return nil
 }
 

@@ -41,9 +41,11 @@ type DBReads struct {
 	rolePrefix string
 	cl         *kgo.Client
 	chain      *Chain
-	last       map[string]dbCounter
-	lastAt     time.Time
-	loaded     bool
+	// Metrics, when set, counts the reads written.
+	Metrics *Metrics
+	last    map[string]dbCounter
+	lastAt  time.Time
+	loaded  bool
 }
 
 type dbCounter struct {
@@ -233,6 +235,7 @@ func (d *DBReads) write(ctx context.Context, evs []Event, moved map[string]dbCou
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	s.done(true, false)
+	d.Metrics.observe(evs)
 	for key, c := range moved {
 		d.last[key] = c
 	}

@@ -31,6 +31,8 @@ type Reads struct {
 	resolve func(group, topic string) (dept, item, grant string, ok bool)
 	cl      *kgo.Client // transactional: events and positions together
 	chain   *Chain
+	// Metrics, when set, counts the reads written.
+	Metrics *Metrics
 	last    map[string]int64
 	lastAt  time.Time
 	loaded  bool
@@ -158,6 +160,7 @@ func (r *Reads) Poll(ctx context.Context) ([]Event, error) {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	s.done(true, false)
+	r.Metrics.observe(evs)
 	for key, off := range moved {
 		r.last[key] = off
 	}

@@ -193,6 +193,8 @@ type Bus struct {
 	dbRoles  *grants.PostgresRoles
 	dbReads  *audit.DBReads
 	analysts *grants.ClickHouseAnalysts
+	// auditMetrics count the audited reads by door.
+	auditMetrics *audit.Metrics
 	// landing says where corrections landed, and reads a change.
 	landing *landing.Landing
 	// lookupDB is the bus's own pool (lookups, dispute flags) on the PostgreSQL the sink writes.

@@ -44,6 +44,10 @@ func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
 		return err
 	}
 	b.onClose("audit writer", b.audit.Close)
+	if b.auditMetrics, err = audit.NewMetrics(b.Metrics); err != nil {
+		return err
+	}
+	b.audit.Metrics = b.auditMetrics
 	b.tick(rctx, every(b.cfg.AuditSealEvery), "audit seal", log, b.audit.Seal)
 	b.feeds = &grants.FeedRunner{Catalog: b.cfg.Catalog, Kafka: b.kopts, Registry: b.RegistryOpts(), Pipeline: b.pcfg, KeySecret: b.feedKey, Prefix: b.prefix(), Log: log,
 		Disputes: b.openDisputes, Started: b.feedStarted}
@@ -86,6 +90,7 @@ func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
 	if b.reads, err = audit.NewReads(b.kopts, b.prefix(), b.auditKey, b.grants.ResolveRead); err != nil {
 		return err
 	}
+	b.reads.Metrics = b.auditMetrics
 	b.onClose("read auditor", func(context.Context) error { b.reads.Close(); return nil })
 	b.tick(rctx, every(b.cfg.ReadAuditEvery), "read audit", log, func(ctx context.Context) error {
 		_, err := b.AuditReads(ctx)
@@ -203,6 +208,7 @@ func (b *Bus) startDBReads(ctx context.Context) error {
 	if b.dbReads, err = audit.NewDBReads(b.kopts, b.prefix(), b.auditKey, pool, b.DatabaseRolePrefix(), ch); err != nil {
 		return err
 	}
+	b.dbReads.Metrics = b.auditMetrics
 	b.onClose("database read auditor", func(context.Context) error { b.dbReads.Close(); return nil })
 	return nil
 }
