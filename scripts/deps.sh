@@ -14,6 +14,9 @@ command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v kcat >/dev/null 2>&1 || need+=(kcat)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+# The portal's browser tests: headless Chromium, and a CJK font for its screenshots.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+dpkg-query -W -f='${Status}' fonts-wqy-zenhei 2>/dev/null | grep -q "install ok installed" || need+=(fonts-wqy-zenhei)
 if [ -z "${JUTONG_MYSQL_DSN:-}" ] && ! command -v mariadbd >/dev/null 2>&1 && ! [ -x /usr/sbin/mariadbd ]; then
   need+=(mariadb-server mariadb-client)
 fi

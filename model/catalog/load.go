@@ -303,6 +303,23 @@ func validateField(fd *Field, bad func(string, ...any)) {
 	if fd.Grade < 1 || fd.Grade > 4 {
 		bad("grade must be 1 to 4")
 	}
+	switch fd.Open {
+	case "", OpenDrop, OpenMask:
+	case OpenClear:
+		if fd.Grade > OpenGrade {
+			bad("open %q would release a grade-%d field in clear: only grades 1 to %d may be (drop, mask, year or region it)", fd.Open, fd.Grade, OpenGrade)
+		}
+	case OpenYear:
+		if fd.Type != TypeDate && fd.Type != TypeTimestamp {
+			bad("open %q needs a date or timestamp field", fd.Open)
+		}
+	case OpenRegion:
+		if fd.Type != TypeString || !fd.HasRule("division") {
+			bad("open %q needs a division code field (rule division)", fd.Open)
+		}
+	default:
+		bad("unknown open rule %q (clear, drop, mask, year, region)", fd.Open)
+	}
 	for _, r := range fd.Rules {
 		rule, ok := field.Lookup(r)
 		switch {

@@ -182,6 +182,33 @@ type Field struct {
 	Max *float64 `json:"max,omitempty"`
 	// Grade is the security grade 1 (public) to 4 (most sensitive).
 	Grade int `json:"grade"`
+	// Open is how the field is de-identified when its item is released to
+	// the public (OpenClear, OpenDrop, OpenMask, OpenYear, OpenRegion);
+	// empty: clear up to grade 2, dropped above (docs/open.md).
+	Open string `json:"open,omitempty"`
+}
+
+// The de-identification rules of an open release.
+const (
+	OpenClear  = "clear"  // released as is (grade 1 and 2 only)
+	OpenDrop   = "drop"   // not released
+	OpenMask   = "mask"   // released masked (as the feeds mask)
+	OpenYear   = "year"   // a date or time released as its year
+	OpenRegion = "region" // a division code released as its city's (the first 4 digits, then 00)
+)
+
+// OpenGrade is the highest grade a field may be released in clear at.
+const OpenGrade = 2
+
+// OpenRule is how f is released: its Open, or the default for its grade.
+func (f *Field) OpenRule() string {
+	if f.Open != "" {
+		return f.Open
+	}
+	if f.Grade <= OpenGrade {
+		return OpenClear
+	}
+	return OpenDrop
 }
 
 // Department returns the department with code, or nil.

@@ -34,6 +34,8 @@ func Door(e Event) string {
 		return "lookup"
 	case Snapshot:
 		return "snapshot"
+	case "open_download":
+		return "open"
 	case DBRead:
 		db, _, _ := strings.Cut(e.Group, " ")
 		return db

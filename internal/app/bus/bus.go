@@ -55,6 +55,7 @@ import (
 	"github.com/jutong/jutong/server/dispute"
 	"github.com/jutong/jutong/server/door"
 	"github.com/jutong/jutong/server/gateway"
+	"github.com/jutong/jutong/server/open"
 	"github.com/jutong/jutong/server/registry"
 	"github.com/jutong/jutong/server/signed"
 )
@@ -114,6 +115,9 @@ type Config struct {
 	// AuthorityAnalystGrade is the grade the data authority's analysts
 	// read every item at (masked above it).
 	AuthorityAnalystGrade int
+	// OpenEvery is how often the open releases are refreshed (a minute by
+	// default): an item whose table moved gets a new release.
+	OpenEvery time.Duration
 	// AuditSealEvery is how often the audit writer seals its chain with a
 	// signed head (a minute by default).
 	AuditSealEvery time.Duration
@@ -195,6 +199,8 @@ type Bus struct {
 	analysts *grants.ClickHouseAnalysts
 	// auditMetrics count the audited reads by door.
 	auditMetrics *audit.Metrics
+	releases     *open.Releaser
+	open         *open.Server
 	// landing says where corrections landed, and reads a change.
 	landing *landing.Landing
 	// lookupDB is the bus's own pool (lookups, dispute flags) on the PostgreSQL the sink writes.
@@ -280,7 +286,7 @@ func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
 	if err := b.startDisputes(ctx, rctx); err != nil {
 		return nil, err
 	}
-	if err := b.serveAPI(ctx); err != nil {
+	if err := b.serveAPI(ctx, rctx); err != nil {
 		return nil, err
 	}
 	if err := b.startSinks(ctx, rctx); err != nil {
@@ -527,7 +533,7 @@ func (b *Bus) startDoor(ctx, rctx context.Context) (err error) {
 
 // serveAPI serves the ingest gateway, the control API, the lookups and
 // /metrics on APIAddr.
-func (b *Bus) serveAPI(ctx context.Context) (err error) {
+func (b *Bus) serveAPI(ctx, rctx context.Context) (err error) {
 	b.gw, err = gateway.New(gateway.Config{
 		Catalog: b.cfg.Catalog, Tokens: b.Tokens, Door: b.door,
 		Log: b.cfg.Log.With("component", "gateway"), Registerer: b.Metrics,
@@ -549,11 +555,15 @@ func (b *Bus) serveAPI(ctx context.Context) (err error) {
 	if err := b.serveLookups(ctx, mux); err != nil {
 		return err
 	}
+	if err := b.serveOpen(ctx, rctx, mux); err != nil {
+		return err
+	}
 	if err := b.serveDisputes(mux); err != nil {
 		return err
 	}
 	mux.Handle("/", b.gw.Handler())
 	b.apiURL, err = b.serve(b.cfg.APIAddr, mux, "api (gateway, control, /metrics)")
+
 	return err
 }
 

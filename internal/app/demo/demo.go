@@ -93,6 +93,9 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer) (err error) 
 	if err := demoAnalyst(ctx, out, st); err != nil {
 		return err
 	}
+	if err := demoOpen(ctx, out, st); err != nil {
+		return err
+	}
 	if err := demoDispute(ctx, out, st); err != nil {
 		return err
 	}

@@ -399,6 +399,9 @@ func (st *Stack) Describe(w io.Writer) {
 	fmt.Fprintf(w, "  Control API        %s/v1/applications  (officers' tokens: %s)\n", st.Bus.APIURL(), filepath.Join(st.DataDir, "officers.json"))
 	fmt.Fprintf(w, "  Lookups            %s/v1/items/{code}/records/{key}?purpose=...  (basic auth: a department's principal and password)\n", st.Bus.APIURL())
 	fmt.Fprintf(w, "  Metrics            %s/metrics\n", st.Bus.APIURL())
+	if u := st.Bus.PortalURL(); u != "" {
+		fmt.Fprintf(w, "  Open data portal   %s  (the public's: search, datasets, downloads; CKAN API %sapi/3/action/package_list, DCAT %scatalog.jsonld)\n", u, u, u)
+	}
 	fmt.Fprintf(w, "  PostgreSQL         %s  (password: JUTONG_PG_URL in the admin file)\n", localsvc.Redact(st.PGDSN))
 	fmt.Fprintf(w, "  ClickHouse         %s  (password: JUTONG_CH_URL in the admin file)\n", localsvc.Redact(st.CHDSN))
 }

@@ -1,0 +1,225 @@
+package bus_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jutong/jutong/internal/app/bus"
+	"github.com/jutong/jutong/internal/testenv"
+)
+
+// get fetches path from the bus's API as the public (no login).
+func get(t *testing.T, b *bus.Bus, path string) (int, http.Header, []byte) {
+	t.Helper()
+	cl := *b.HTTPClient()
+	cl.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := cl.Get(b.APIURL() + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, body
+}
+
+// TestOpenSystem: the open items are released de-identified by the
+// catalog's rules and served as the public's: CKAN's Action API, DCAT, the
+// downloads (a stable URL per release, latest redirecting to it), the
+// portal. No byte of any release holds a value the rules drop or mask; a
+// conditional item's data and a not-open item are refused; every download
+// is audited; every page carries a strict CSP, and text from the request
+// cannot inject markup. Walked in headless Chromium: search, dataset,
+// download.
+func TestOpenSystem(t *testing.T) {
+	pgDSN := testenv.Postgres(t)
+	b := startBus(t, bus.Config{PostgresDSN: pgDSN, SecretsDir: t.TempDir(), ControlEvery: time.Hour, ReadAuditEvery: time.Hour, OpenEvery: time.Hour})
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	cat := sample(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const ent, rating, resident = "legal_person.enterprise_registration", "legal_person.tax_credit_rating", "population.resident_registration"
+	evs := publishItem(t, b, cat, ent, 80, 31)
+	publishItem(t, b, cat, rating, 10, 32)
+	publishItem(t, b, cat, resident, 10, 33)
+	if err := b.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.RefreshOpen(ctx); err != nil || n < 2 {
+		t.Fatalf("open releases made: %d, %v", n, err)
+	}
+	if n, err := b.RefreshOpen(ctx); err != nil || n != 0 {
+		t.Errorf("a refresh with nothing new made %d releases (%v)", n, err)
+	}
+
+	// CKAN's Action API.
+	var list struct {
+		Success bool     `json:"success"`
+		Result  []string `json:"result"`
+	}
+	code, _, body := get(t, b, "/api/3/action/package_list")
+	if err := json.Unmarshal(body, &list); err != nil || code != 200 || !list.Success || !slices.Contains(list.Result, ent) || !slices.Contains(list.Result, rating) || slices.Contains(list.Result, resident) {
+		t.Fatalf("package_list: %d %s", code, body)
+	}
+	var show struct {
+		Result struct {
+			Title     string `json:"title"`
+			Resources []struct {
+				Format, URL, Hash string
+				Size              int64
+				Rows              int
+			} `json:"resources"`
+			Fields []struct{ Name, Deidentification string } `json:"fields"`
+		} `json:"result"`
+	}
+	code, _, body = get(t, b, "/api/3/action/package_show?id="+ent)
+	if err := json.Unmarshal(body, &show); err != nil || code != 200 || len(show.Result.Resources) != 2 {
+		t.Fatalf("package_show: %d %s", code, body)
+	}
+	for _, f := range show.Result.Fields {
+		if f.Name == "legal_representative_id" {
+			t.Error("package_show lists a dropped field")
+		}
+	}
+	var search struct {
+		Result struct {
+			Count        int                       `json:"count"`
+			SearchFacets map[string]map[string]any `json:"search_facets"`
+		} `json:"result"`
+	}
+	code, _, body = get(t, b, `/api/3/action/package_search?q=%E4%BC%81%E4%B8%9A&facet.field=%5B%22organization%22%5D`) // q=企业
+	if err := json.Unmarshal(body, &search); err != nil || code != 200 || search.Result.Count < 1 || search.Result.SearchFacets["organization"] == nil {
+		t.Errorf("package_search: %d %s", code, body)
+	}
+	if code, _, body = get(t, b, "/api/3/action/package_show?id="+resident); code != 404 {
+		t.Errorf("package_show of a not-open item: %d %s", code, body)
+	}
+	if code, _, body = get(t, b, "/api/3/action/organization_list"); code != 200 || !bytes.Contains(body, []byte("market_supervision")) {
+		t.Errorf("organization_list: %d %s", code, body)
+	}
+	// DCAT.
+	var dcat map[string]any
+	code, _, body = get(t, b, "/catalog.jsonld")
+	if err := json.Unmarshal(body, &dcat); err != nil || code != 200 || dcat["@type"] != "dcat:Catalog" || len(dcat["dcat:dataset"].([]any)) != len(list.Result) {
+		t.Errorf("DCAT: %d %.300s", code, body)
+	}
+
+	// The downloads: nothing the rules drop or mask, in any byte.
+	var all []byte
+	for _, res := range show.Result.Resources {
+		path := strings.TrimPrefix(res.URL, b.APIURL())
+		code, hd, data := get(t, b, path)
+		if code != 200 || int64(len(data)) != res.Size || !strings.Contains(hd.Get("Cache-Control"), "immutable") {
+			t.Fatalf("download %s: %d, %d bytes (want %d), %v", path, code, len(data), res.Size, hd)
+		}
+		all = append(all, data...)
+		if res.Format == "CSV" {
+			recs, err := csv.NewReader(bytes.NewReader(bytes.TrimPrefix(data, []byte("\uFEFF")))).ReadAll()
+			if err != nil || len(recs) != res.Rows+1 || slices.Contains(recs[0], "legal_representative_id") {
+				t.Fatalf("the CSV: %d records (want %d and a header), header %v, %v", len(recs), res.Rows, recs[0], err)
+			}
+			ir, iy := slices.Index(recs[0], "legal_representative"), slices.Index(recs[0], "approved_at")
+			for _, r := range recs[1:] {
+				if !strings.Contains(r[ir], "*") || (r[iy] != "" && len(r[iy]) != 4) {
+					t.Errorf("a released row: legal_representative %q (masked?), approved_at %q (a year?)", r[ir], r[iy])
+					break
+				}
+			}
+		}
+	}
+	for _, e := range evs {
+		if id, _ := e.Data["legal_representative_id"].(string); id != "" && bytes.Contains(all, []byte(id)) {
+			t.Errorf("a release holds legal_representative_id %s, which the rules drop", id)
+		}
+		if ts, ok := e.Data["approved_at"].(time.Time); ok && bytes.Contains(all, []byte(ts.UTC().Format("2006-01-02 15:04"))) {
+			t.Errorf("a release holds approved_at %s, which the rules cut to its year", ts)
+		}
+	}
+	if code, hd, _ := get(t, b, "/open/download/"+ent+"/latest.csv"); code != http.StatusFound || !strings.HasPrefix(hd.Get("Location"), "/open/download/"+ent+"/") {
+		t.Errorf("latest.csv: %d %s", code, hd.Get("Location"))
+	}
+	if code, _, body := get(t, b, "/open/download/"+rating+"/latest.csv"); code != http.StatusForbidden {
+		t.Errorf("a conditional item's data without a key: %d %s", code, body)
+	}
+	if code, _, _ := get(t, b, "/open/download/"+resident+"/latest.csv"); code != http.StatusNotFound {
+		t.Errorf("a not-open item's data: %d", code)
+	}
+	// The portal.
+	code, hd, page := get(t, b, "/?q=<script>alert(1)</script>")
+	if code != 200 || bytes.Contains(page, []byte("<script>")) || !strings.Contains(hd.Get("Content-Security-Policy"), "default-src 'none'") {
+		t.Errorf("the search page with markup in q: %d, CSP %q, %s", code, hd.Get("Content-Security-Policy"), page)
+	}
+	if code, _, page = get(t, b, "/dataset/"+ent); code != 200 || !bytes.Contains(page, []byte(show.Result.Title)) || !bytes.Contains(page, []byte("/open/download/"+ent+"/")) {
+		t.Errorf("the dataset page: %d %s", code, page)
+	}
+	req, _ := http.NewRequest("POST", b.APIURL()+"/", strings.NewReader("x"))
+	if resp, err := b.HTTPClient().Do(req); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST to the portal: %v %v", err, resp)
+	}
+
+	browse(t, b, ent, show.Result.Title)
+}
+
+// browse walks the portal in headless Chromium as a person would (search,
+// then the dataset, then its download) and keeps screenshots in
+// $JUTONG_TEST_ARTIFACTS (default: a directory under the system's temp).
+func browse(t *testing.T, b *bus.Bus, item, title string) {
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("chromium is not installed (scripts/deps.sh installs it)")
+		}
+		t.Skip("no chromium")
+	}
+	art := os.Getenv("JUTONG_TEST_ARTIFACTS")
+	if art == "" {
+		art = filepath.Join(os.TempDir(), "jutong-test-artifacts")
+	}
+	if err := os.MkdirAll(art, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	profile := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, chromium, append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--ignore-certificate-errors",
+			"--user-data-dir=" + profile, "--window-size=1280,900"}, args...)...)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("chromium %v: %v", args, err)
+		}
+		return string(out)
+	}
+	search := b.APIURL() + "/?q=" + "%E4%BC%81%E4%B8%9A%E7%99%BB%E8%AE%B0" // 企业登记
+	dom := run("--dump-dom", search)
+	if !strings.Contains(dom, title) || !strings.Contains(dom, `href="/dataset/`+item+`"`) {
+		t.Fatalf("the search page in Chromium lacks %s: %.2000s", title, dom)
+	}
+	run("--screenshot="+filepath.Join(art, "open-search.png"), search)
+	dom = run("--dump-dom", b.APIURL()+"/dataset/"+item)
+	i := strings.Index(dom, `class="download" href="`)
+	if i < 0 {
+		t.Fatalf("the dataset page in Chromium has no download link: %.2000s", dom)
+	}
+	link := dom[i+len(`class="download" href="`):]
+	link = link[:strings.Index(link, `"`)]
+	run("--screenshot="+filepath.Join(art, "open-dataset.png"), b.APIURL()+"/dataset/"+item)
+	// The link the page offers downloads the release.
+	resp, err := b.HTTPClient().Get(strings.ReplaceAll(link, "&amp;", "&"))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the page's download link %s: %v %v", link, err, resp)
+	}
+	resp.Body.Close()
+	t.Logf("walked search → dataset → download in Chromium; screenshots in %s", art)
+}
