@@ -38,6 +38,9 @@ Subcommands:
   query     lookups through the HTTP API by key and by a lookup field, from concurrent
             clients, with auth, grant check, masking, rate limit and audit on: calls/s,
             p50/p99/p999 latency, CPU per call, audit rows landed
+  open      the open system: CKAN package_search and the portal's search page from
+            concurrent clients (calls/s, p50/p99), and the download of a --records row
+            CSV release (MB/s, CPU per MB)
   compression
             what each Kafka compression codec costs per record (franz-go's codecs, on an
             item's records in produce-sized batches): ratio, compress and decompress CPU`
@@ -58,13 +61,15 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return benchQuery(ctx, args[1:], out, errOut)
 	case "compression":
 		return benchCompression(ctx, args[1:], out, errOut)
+	case "open":
+		return benchOpen(ctx, args[1:], out, errOut)
 	}
 	if len(args) == 0 || args[0] != "publish" {
-		fmt.Fprintf(errOut, "Usage: jutong bench [publish|pipeline|door|topics|query|compression] [flags]   (no subcommand: pipeline)\n\n%s\n", benchDesc)
+		fmt.Fprintf(errOut, "Usage: jutong bench [publish|pipeline|door|topics|query|open|compression] [flags]   (no subcommand: pipeline)\n\n%s\n", benchDesc)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
-		return errors.New("a subcommand is required: publish, pipeline, door, topics, query or compression")
+		return errors.New("a subcommand is required: publish, pipeline, door, topics, query, open or compression")
 	}
 	return benchPublish(ctx, args[1:], out, errOut)
 }
