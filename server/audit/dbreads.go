@@ -209,32 +209,14 @@ func (d *DBReads) pollClickHouse(ctx context.Context, _, now time.Time, evs *[]E
 
 // write writes the events and the counters in one transaction.
 func (d *DBReads) write(ctx context.Context, evs []Event, moved map[string]dbCounter, now time.Time) ([]Event, error) {
-	s, err := d.chain.seal(ctx, append(evs, Event{Kind: ChainHead, Actor: "jutong", Detail: headDetail}))
-	if err != nil {
-		return nil, err
-	}
-	var recs []*kgo.Record
-	for _, v := range s.values {
-		recs = append(recs, &kgo.Record{Topic: Topic, Value: v})
-	}
+	var positions []*kgo.Record
 	for key, c := range moved {
 		b, _ := json.Marshal(c)
-		recs = append(recs, &kgo.Record{Topic: PositionsTopic, Key: []byte(key), Value: b})
+		positions = append(positions, &kgo.Record{Topic: PositionsTopic, Key: []byte(key), Value: b})
 	}
-	if err := d.cl.BeginTransaction(); err != nil {
-		s.done(false, false)
+	if err := writeSealed(ctx, d.cl, d.chain, evs, positions); err != nil {
 		return nil, err
 	}
-	if err := d.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		aerr := d.cl.EndTransaction(context.WithoutCancel(ctx), kgo.TryAbort)
-		s.done(false, aerr != nil)
-		return nil, fmt.Errorf("audit: %w", err)
-	}
-	if err := d.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		s.done(false, true)
-		return nil, fmt.Errorf("audit: %w", err)
-	}
-	s.done(true, false)
 	d.Metrics.observe(evs)
 	for key, c := range moved {
 		d.last[key] = c

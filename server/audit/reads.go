@@ -78,6 +78,36 @@ func (r *Reads) load(ctx context.Context) error {
 	return nil
 }
 
+// writeSealed writes events on chain, sealed by a head, and the auditor's
+// positions, in one transaction of cl; the chain moves on only if it
+// commits (it ends where the outcome is not known).
+func writeSealed(ctx context.Context, cl *kgo.Client, chain *Chain, evs []Event, positions []*kgo.Record) error {
+	s, err := chain.seal(ctx, append(evs, Event{Kind: ChainHead, Actor: "jutong", Detail: headDetail}))
+	if err != nil {
+		return err
+	}
+	recs := make([]*kgo.Record, 0, len(s.values)+len(positions))
+	for _, v := range s.values {
+		recs = append(recs, &kgo.Record{Topic: Topic, Value: v})
+	}
+	recs = append(recs, positions...)
+	if err := cl.BeginTransaction(); err != nil {
+		s.done(false, false)
+		return err
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		aerr := cl.EndTransaction(context.WithoutCancel(ctx), kgo.TryAbort)
+		s.done(false, aerr != nil) // aborted: the chain's records are not there
+		return fmt.Errorf("audit: %w", err)
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		s.done(false, true)
+		return fmt.Errorf("audit: %w", err)
+	}
+	s.done(true, false)
+	return nil
+}
+
 // Poll audits the reads since the last poll and returns the events written.
 func (r *Reads) Poll(ctx context.Context) ([]Event, error) {
 	if !r.loaded {
@@ -128,38 +158,19 @@ func (r *Reads) Poll(ctx context.Context) ([]Event, error) {
 		return nil, nil
 	}
 	var evs []Event
-	var recs []*kgo.Record
 	for k, n := range read {
 		dept, item, grant, _ := r.resolve(k.group, k.topic)
 		evs = append(evs, Event{Time: now, Kind: Read, Department: dept, Item: item, Grant: grant, Actor: dept, Group: k.group,
 			Records: n, WindowStart: start, WindowEnd: now, Detail: "topic " + k.topic})
 	}
-	// Each poll's events are sealed by a head in the same transaction.
-	s, err := r.chain.seal(ctx, append(evs, Event{Kind: ChainHead, Actor: "jutong", Detail: headDetail}))
-	if err != nil {
-		return nil, err
-	}
-	for _, v := range s.values {
-		recs = append(recs, &kgo.Record{Topic: Topic, Value: v})
-	}
+	var positions []*kgo.Record
 	for key, off := range moved {
 		b, _ := json.Marshal(position{Offset: off, At: now})
-		recs = append(recs, &kgo.Record{Topic: PositionsTopic, Key: []byte(key), Value: b})
+		positions = append(positions, &kgo.Record{Topic: PositionsTopic, Key: []byte(key), Value: b})
 	}
-	if err := r.cl.BeginTransaction(); err != nil {
-		s.done(false, false)
+	if err := writeSealed(ctx, r.cl, r.chain, evs, positions); err != nil {
 		return nil, err
 	}
-	if err := r.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		aerr := r.cl.EndTransaction(context.WithoutCancel(ctx), kgo.TryAbort)
-		s.done(false, aerr != nil) // aborted: the chain's records are not there
-		return nil, fmt.Errorf("audit: %w", err)
-	}
-	if err := r.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		s.done(false, true)
-		return nil, fmt.Errorf("audit: %w", err)
-	}
-	s.done(true, false)
 	r.Metrics.observe(evs)
 	for key, off := range moved {
 		r.last[key] = off

@@ -51,9 +51,8 @@ type ClickHouseAnalysts struct {
 }
 
 type analystRun struct {
-	set    map[string]string // item -> grant id
-	cancel context.CancelFunc
-	done   chan struct{}
+	*sinkRun
+	set map[string]string // item -> grant id
 }
 
 // User is a department's analysts' ClickHouse login (made when missing).
@@ -227,31 +226,12 @@ func (a *ClickHouseAnalysts) start(ctx context.Context, dept string, items map[s
 	if err != nil {
 		return nil, err
 	}
-	if err := s.Prepare(ctx, nil); err != nil {
-		s.Close()
-		return nil, err
-	}
-	r, err := pipeline.New(a.Pipeline, s)
+	run, err := runSink(ctx, a.Pipeline, s, a.Log, "analysts' database")
 	if err != nil {
-		s.Close()
 		return nil, err
 	}
-	rctx, cancel := context.WithCancel(context.Background())
-	run := &analystRun{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(run.done)
-		defer s.Close()
-		if err := r.Run(rctx); err != nil && !errors.Is(err, context.Canceled) {
-			a.Log.Error("analysts' database stopped", "department", dept, "err", err)
-		}
-	}()
 	a.Log.Info("analysts' database started", "department", dept, "database", db, "items", len(items))
-	return run, nil
-}
-
-func (r *analystRun) stop() {
-	r.cancel()
-	<-r.done
+	return &analystRun{sinkRun: run}, nil
 }
 
 // Close stops the analysts' sinks.

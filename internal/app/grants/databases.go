@@ -53,9 +53,8 @@ type PostgresRoles struct {
 }
 
 type grantRun struct {
-	table  dbaccess.Table
-	cancel context.CancelFunc
-	done   chan struct{}
+	*sinkRun
+	table dbaccess.Table
 }
 
 // Password is a department role's password, made when missing.
@@ -154,32 +153,13 @@ func (p *PostgresRoles) start(ctx context.Context, g control.Grant) (*grantRun, 
 	if err != nil {
 		return nil, err
 	}
-	if err := s.Prepare(ctx, nil); err != nil {
-		s.Close()
-		return nil, err
-	}
-	r, err := pipeline.New(p.Pipeline, s)
-	if err != nil {
-		s.Close()
-		return nil, err
-	}
 	schema, table := s.Table()
-	rctx, cancel := context.WithCancel(context.Background())
-	run := &grantRun{table: dbaccess.Table{Schema: schema, Name: table}, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(run.done)
-		defer s.Close()
-		if err := r.Run(rctx); err != nil && !errors.Is(err, context.Canceled) {
-			p.Log.Error("grant table stopped", "grant", g.ID, "table", schema+"."+table, "err", err)
-		}
-	}()
+	run, err := runSink(ctx, p.Pipeline, s, p.Log, "grant table")
+	if err != nil {
+		return nil, err
+	}
 	p.Log.Info("grant table started", "grant", g.ID, "table", schema+"."+table)
-	return run, nil
-}
-
-func (r *grantRun) stop() {
-	r.cancel()
-	<-r.done
+	return &grantRun{sinkRun: run, table: dbaccess.Table{Schema: schema, Name: table}}, nil
 }
 
 // Close stops the grants' sinks.

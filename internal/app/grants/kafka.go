@@ -157,3 +157,38 @@ func (f *FeedRunner) Close() {
 		delete(f.feeds, id)
 	}
 }
+
+// sinkRun is a sink running under the pipeline runtime on its own.
+type sinkRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// runSink prepares s, then runs it under the pipeline runtime until stop;
+// it closes s when it stops. what names it in the log when it fails.
+func runSink(ctx context.Context, cfg pipeline.Config, s pipeline.Sink, log *slog.Logger, what string) (*sinkRun, error) {
+	if err := s.Prepare(ctx, nil); err != nil {
+		s.Close()
+		return nil, err
+	}
+	r, err := pipeline.New(cfg, s)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	run := &sinkRun{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(run.done)
+		defer s.Close()
+		if err := r.Run(rctx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error(what+" stopped", "sink", s.Name(), "err", err)
+		}
+	}()
+	return run, nil
+}
+
+func (r *sinkRun) stop() {
+	r.cancel()
+	<-r.done
+}
