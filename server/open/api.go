@@ -57,7 +57,6 @@ type Dataset struct {
 	Fields       []DatasetField `json:"fields"`
 	item         *catalog.Item
 	release      *Release
-	extrasByName map[string]string
 }
 
 // Organization is a department, in CKAN's shape.
