@@ -31,7 +31,13 @@ type Server struct {
 	BaseURL string
 	// Audit keeps a download; one that cannot be audited is not served.
 	Audit func(ctx context.Context, e audit.Event) error
-	Log   *slog.Logger
+	// Applicants are the conditional-open applicants (nil: conditional
+	// items' data is refused to all).
+	Applicants *Applicants
+	// AuthorityToken is the data authority's officer token, which decides
+	// the applications.
+	AuthorityToken string
+	Log            *slog.Logger
 
 	countMu sync.Mutex
 	counts  map[string]int // downloads since the start, by item
@@ -335,8 +341,8 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no open dataset "+r.PathValue("item"), http.StatusNotFound)
 		return
 	}
-	if !Open(it) {
-		http.Error(w, it.Code+" is open on conditions (有条件开放): its data needs an approved applicant's key, which this bus does not hand out yet", http.StatusForbidden)
+	who, allowed := s.access(w, r, it)
+	if !allowed {
 		return
 	}
 	id, format, ok := strings.Cut(r.PathValue("file"), ".")
@@ -365,7 +371,7 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 	}
 	defer f.Close()
 	if s.Audit != nil {
-		if err := s.Audit(r.Context(), audit.Event{Kind: OpenDownload, Department: "public", Item: it.Code, Actor: "public", Records: int64(rel.Rows),
+		if err := s.Audit(r.Context(), audit.Event{Kind: OpenDownload, Department: "public", Item: it.Code, Actor: who, Records: int64(rel.Rows),
 			Detail: "release " + rel.ID + " " + format}); err != nil {
 			w.Header().Set("Retry-After", "1")
 			http.Error(w, "the download could not be audited, so it is not served: retry", http.StatusServiceUnavailable)

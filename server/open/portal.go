@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
 
 	"github.com/jutong/jutong/model/catalog"
 )
@@ -49,6 +50,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/3/action/{name}", s.action)
 	mux.HandleFunc("GET /catalog.jsonld", s.dcat)
 	mux.HandleFunc("GET /open/download/{item}/{file}", s.counting(s.download))
+	mux.HandleFunc("GET /open/v1/datasets/{item}/records", s.records)
+	if s.Applicants != nil {
+		mux.HandleFunc("POST /open/v1/applicants", s.register)
+		mux.HandleFunc("GET /open/v1/applicants", s.listApplicants)
+		mux.HandleFunc("POST /open/v1/applicants/{id}/{action}", s.decide)
+	}
 	return secure(mux)
 }
 
@@ -61,8 +68,8 @@ func secure(h http.Handler) http.Handler {
 		hd.Set("X-Content-Type-Options", "nosniff")
 		hd.Set("Referrer-Policy", "no-referrer")
 		hd.Set("X-Frame-Options", "DENY")
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			http.Error(w, "the open system is read-only", http.StatusMethodNotAllowed)
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && !strings.HasPrefix(r.URL.Path, "/open/v1/applicants") {
+			http.Error(w, "the open system is read-only (but for the applicants' API)", http.StatusMethodNotAllowed)
 			return
 		}
 		h.ServeHTTP(w, r)

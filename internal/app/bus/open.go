@@ -30,6 +30,7 @@ func (b *Bus) serveOpen(ctx, rctx context.Context, mux *http.ServeMux) error {
 	}
 	b.releases = &open.Releaser{Catalog: b.cfg.Catalog, DB: db, Sink: pgsink.Kind, Dir: filepath.Join(dir, "open"), Log: b.cfg.Log.With("component", "open")}
 	b.open = &open.Server{Catalog: b.cfg.Catalog, Releases: b.releases, Log: b.cfg.Log.With("component", "open"),
+		Applicants: &open.Applicants{DB: db}, AuthorityToken: b.Officers[b.cfg.Catalog.Authority],
 		Audit: func(ctx context.Context, e audit.Event) error { return b.audit.Write(ctx, e) }}
 	h := b.open.Handler()
 	for _, route := range []string{"/{$}", "/dataset/", "/static/", "/api/3/", "/catalog.jsonld", "/open/"} {

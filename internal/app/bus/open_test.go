@@ -148,12 +148,16 @@ func TestOpenSystem(t *testing.T) {
 	if code, hd, _ := get(t, b, "/open/download/"+ent+"/latest.csv"); code != http.StatusFound || !strings.HasPrefix(hd.Get("Location"), "/open/download/"+ent+"/") {
 		t.Errorf("latest.csv: %d %s", code, hd.Get("Location"))
 	}
-	if code, _, body := get(t, b, "/open/download/"+rating+"/latest.csv"); code != http.StatusForbidden {
+	if code, _, body := get(t, b, "/open/download/"+rating+"/latest.csv"); code != http.StatusUnauthorized {
 		t.Errorf("a conditional item's data without a key: %d %s", code, body)
 	}
 	if code, _, _ := get(t, b, "/open/download/"+resident+"/latest.csv"); code != http.StatusNotFound {
 		t.Errorf("a not-open item's data: %d", code)
 	}
+	// Conditional open: an applicant registers, gets a key (kept hashed),
+	// is refused until the authority approves, then reads the release, a
+	// page at a time, within its rate; every page audited.
+	conditional(t, ctx, b, pgDSN, rating)
 	// The portal.
 	code, hd, page := get(t, b, "/?q=<script>alert(1)</script>")
 	if code != 200 || bytes.Contains(page, []byte("<script>")) || !strings.Contains(hd.Get("Content-Security-Policy"), "default-src 'none'") {
@@ -222,4 +226,119 @@ func browse(t *testing.T, b *bus.Bus, item, title string) {
 	}
 	resp.Body.Close()
 	t.Logf("walked search → dataset → download in Chromium; screenshots in %s", art)
+}
+
+// call makes a request of the open API with a key or a token, JSON body.
+func call(t *testing.T, b *bus.Bus, method, path, bearer string, body any) (int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		j, _ := json.Marshal(body)
+		rd = bytes.NewReader(j)
+	}
+	req, _ := http.NewRequest(method, b.APIURL()+path, rd)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := b.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+func conditional(t *testing.T, ctx context.Context, b *bus.Bus, pgDSN, item string) {
+	t.Helper()
+	records := "/open/v1/datasets/" + item + "/records?limit=4"
+	app := map[string]any{"organisation": "重庆信用研究院", "contact": "data@example.org", "use": "研究纳税信用等级与企业存续的关系", "items": []string{item}}
+	if code, body := call(t, b, "POST", "/open/v1/applicants", "", map[string]any{"organisation": "x", "contact": "y", "use": "短", "items": []string{item}}); code != 422 {
+		t.Errorf("an application without a stated use: %d %s", code, body)
+	}
+	if code, body := call(t, b, "POST", "/open/v1/applicants", "", map[string]any{"organisation": "x", "contact": "y", "use": "a use long enough", "items": []string{"population.resident_registration"}}); code != 422 {
+		t.Errorf("an application for a not-open item: %d %s", code, body)
+	}
+	// A form of another site cannot post it (no JSON, no preflight).
+	req, _ := http.NewRequest("POST", b.APIURL()+"/open/v1/applicants", strings.NewReader("organisation=x"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if resp, err := b.HTTPClient().Do(req); err != nil || resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("a form post: %v %v", err, resp)
+	}
+	code, body := call(t, b, "POST", "/open/v1/applicants", "", app)
+	var reg struct {
+		Applicant struct{ ID, State string } `json:"applicant"`
+		Key       string                     `json:"key"`
+	}
+	if err := json.Unmarshal(body, &reg); err != nil || code != 201 || reg.Key == "" || reg.Applicant.State != "pending" {
+		t.Fatalf("register: %d %s", code, body)
+	}
+	// Kept hashed: the key appears nowhere in the database.
+	var plain int
+	if err := testenv.PostgresPool(t, pgDSN).QueryRow(ctx, "SELECT count(*) FROM jutong.open_applicants WHERE key_sha256 = $1 OR position($1 in organisation || contact || use) > 0", reg.Key).Scan(&plain); err != nil || plain != 0 {
+		t.Errorf("the key is stored in clear (%d rows, %v)", plain, err)
+	}
+	for _, c := range []struct {
+		what, key string
+		want      int
+	}{{"no key", "", 401}, {"a wrong key", "jok_00000000000000000000000000000000", 401}, {"a pending key", reg.Key, 403}} {
+		if code, body := call(t, b, "GET", records, c.key, nil); code != c.want {
+			t.Errorf("records with %s: %d %s (want %d)", c.what, code, body, c.want)
+		}
+	}
+	if code, _ := call(t, b, "POST", "/open/v1/applicants/"+reg.Applicant.ID+"/approve", reg.Key, nil); code != 401 {
+		t.Errorf("an applicant approving itself: %d", code)
+	}
+	if code, body := call(t, b, "POST", "/open/v1/applicants/"+reg.Applicant.ID+"/approve", b.Officers["market_supervision"], nil); code != 401 {
+		t.Errorf("another department's officer approving: %d %s", code, body)
+	}
+	if code, body := call(t, b, "POST", "/open/v1/applicants/"+reg.Applicant.ID+"/approve", b.Officers[sample(t).Authority], map[string]string{"reason": "用途明确"}); code != 200 {
+		t.Fatalf("the authority approves: %d %s", code, body)
+	}
+	// Paged: every row once.
+	seen := 0
+	next := ""
+	for range 10 {
+		path := records
+		if next != "" {
+			path += "&cursor=" + next
+		}
+		code, body := call(t, b, "GET", path, reg.Key, nil)
+		var page struct {
+			Records []map[string]any `json:"records"`
+			Next    string           `json:"next"`
+			Total   int              `json:"total"`
+		}
+		if code == 429 {
+			time.Sleep(time.Second)
+			continue
+		}
+		if err := json.Unmarshal(body, &page); err != nil || code != 200 {
+			t.Fatalf("records: %d %s", code, body)
+		}
+		seen += len(page.Records)
+		if next = page.Next; next == "" {
+			if seen != page.Total {
+				t.Errorf("paged %d records of %d", seen, page.Total)
+			}
+			break
+		}
+	}
+	if code, _, _ := get(t, b, "/open/download/"+item+"/latest.csv"); code != 401 {
+		t.Errorf("the conditional download without a key: %d", code)
+	}
+	// Over its rate (5/s): refused, with Retry-After.
+	limited := false
+	for range 20 {
+		if code, _ := call(t, b, "GET", records, reg.Key, nil); code == 429 {
+			limited = true
+			break
+		}
+	}
+	if !limited {
+		t.Error("20 calls at once were not limited")
+	}
 }
