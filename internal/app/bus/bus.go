@@ -558,6 +558,9 @@ func (b *Bus) serveAPI(ctx, rctx context.Context) (err error) {
 	if err := b.serveOpen(ctx, rctx, mux); err != nil {
 		return err
 	}
+	if err := b.servePortal(mux); err != nil {
+		return err
+	}
 	if err := b.serveDisputes(mux); err != nil {
 		return err
 	}
