@@ -29,6 +29,9 @@ type Table struct {
 	Added [][2]string
 	// Row turns a record's value into the row's values, positions excluded.
 	Row func(value []byte, ts time.Time) []any
+	// Views are statements run once the table has its columns (views over
+	// it, and the tables they join, made if missing).
+	Views []string
 }
 
 // CopySink copies a Table's topic into its table, exactly once, as a
@@ -101,7 +104,15 @@ func (s *CopySink) Prepare(ctx context.Context, _ []*catalog.Item) error {
 	if err := s.conn.Exec(ctx, s.c.t.DDL); err != nil {
 		return err
 	}
-	return s.c.addColumns(ctx)
+	if err := s.c.addColumns(ctx); err != nil {
+		return err
+	}
+	for _, v := range s.c.t.Views {
+		if err := s.conn.Exec(ctx, v); err != nil {
+			return fmt.Errorf("chsink: %w", err)
+		}
+	}
+	return nil
 }
 
 // Offsets implements pipeline.Sink: the highest position in the table, plus

@@ -65,6 +65,16 @@ func Row(value []byte, ts time.Time) []any {
 		e.Actor, e.Detail, e.Records, e.WindowStart.Truncate(time.Second), e.WindowEnd.Truncate(time.Second), e.Group, e.Purpose, keys, string(value)}
 }
 
+// OpenReleasesView is the open releases' timeliness scorecard, from the
+// audit trail's open_released events: per item, the last release, how
+// many, how old the last one is, and whether it is within the item's
+// declared interval (catalog_items: the sources' update frequency).
+const OpenReleasesView = `CREATE VIEW IF NOT EXISTS scorecard_open_releases AS
+SELECT item, last_release, releases, dateDiff('second', last_release, now()) AS age_seconds, interval_seconds,
+  toUInt8(dateDiff('second', last_release, now()) <= interval_seconds) AS on_time
+FROM (SELECT item, max(time) AS last_release, count() AS releases FROM audit WHERE kind = 'open_released' GROUP BY item)
+ANY LEFT JOIN (SELECT item, any(interval_seconds) AS interval_seconds FROM catalog_items GROUP BY item) USING item`
+
 // RowColumns are the columns of Row a verification from ClickHouse reads
 // back and compares with the record kept in raw, in Row's order.
 const RowColumns = "time, time_ms, kind, department, item, application, grant, actor, detail, records, window_start, window_end, consumer_group, purpose, keys"

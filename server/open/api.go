@@ -18,8 +18,11 @@ import (
 	"github.com/jutong/jutong/server/audit"
 )
 
-// OpenDownload is the audit kind of a download of an open release.
-const OpenDownload = "open_download"
+// The audit kinds of the open system.
+const (
+	OpenDownload = "open_download" // a download of a release
+	Released     = "open_released" // a release made (the open releases' scorecard)
+)
 
 // Server serves the open system: the CKAN-shaped API, DCAT, the downloads
 // and the portal.

@@ -72,6 +72,9 @@ type Releaser struct {
 	Keep    int    // releases kept per item (3 when 0)
 	Log     *slog.Logger
 	Now     func() time.Time
+	// Released, when set, is told of each release made (the bus audits it:
+	// the open releases' scorecard).
+	Released func(ctx context.Context, rel *Release)
 
 	mu     sync.Mutex
 	latest map[string]*Release
@@ -248,6 +251,9 @@ func (r *Releaser) refresh(ctx context.Context, it *catalog.Item) (bool, error) 
 	r.latest[it.Code] = rel
 	r.mu.Unlock()
 	r.prune(it.Code)
+	if r.Released != nil {
+		r.Released(ctx, rel)
+	}
 	if r.Log != nil {
 		r.Log.Info("open release made", "item", it.Code, "release", id, "rows", count)
 	}

@@ -617,7 +617,8 @@ func (b *Bus) startSinks(ctx, rctx context.Context) error {
 func (b *Bus) startCopies(rctx context.Context) {
 	log := b.cfg.Log.With("component", "copy")
 	for _, t := range []chsink.Table{
-		{Topic: audit.Topic, DDL: audit.TableDDL, Insert: audit.InsertSQL, Row: audit.Row, Added: audit.AddedColumns()},
+		{Topic: audit.Topic, DDL: audit.TableDDL, Insert: audit.InsertSQL, Row: audit.Row, Added: audit.AddedColumns(),
+			Views: []string{chsink.CatalogDDL, audit.OpenReleasesView}},
 		chsink.RejectsTable(),
 		{Topic: dispute.Topic, DDL: chsink.DisputesDDL, Insert: chsink.DisputesInsert, Row: dispute.Row},
 	} {

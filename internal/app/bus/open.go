@@ -28,7 +28,12 @@ func (b *Bus) serveOpen(ctx, rctx context.Context, mux *http.ServeMux) error {
 	if dir == "" {
 		return nil // nowhere to keep releases
 	}
-	b.releases = &open.Releaser{Catalog: b.cfg.Catalog, DB: db, Sink: pgsink.Kind, Dir: filepath.Join(dir, "open"), Log: b.cfg.Log.With("component", "open")}
+	b.releases = &open.Releaser{Catalog: b.cfg.Catalog, DB: db, Sink: pgsink.Kind, Dir: filepath.Join(dir, "open"), Log: b.cfg.Log.With("component", "open"),
+		Released: func(ctx context.Context, rel *open.Release) {
+			if err := b.audit.Write(ctx, audit.Event{Kind: open.Released, Item: rel.Item, Actor: "jutong", Records: int64(rel.Rows), Detail: "release " + rel.ID}); err != nil {
+				b.cfg.Log.Warn("open release not audited", "item", rel.Item, "err", err)
+			}
+		}}
 	b.open = &open.Server{Catalog: b.cfg.Catalog, Releases: b.releases, Log: b.cfg.Log.With("component", "open"),
 		Applicants: &open.Applicants{DB: db}, AuthorityToken: b.Officers[b.cfg.Catalog.Authority],
 		Audit: func(ctx context.Context, e audit.Event) error { return b.audit.Write(ctx, e) }}

@@ -42,8 +42,8 @@ func get(t *testing.T, b *bus.Bus, path string) (int, http.Header, []byte) {
 // cannot inject markup. Walked in headless Chromium: search, dataset,
 // download.
 func TestOpenSystem(t *testing.T) {
-	pgDSN := testenv.Postgres(t)
-	b := startBus(t, bus.Config{PostgresDSN: pgDSN, SecretsDir: t.TempDir(), ControlEvery: time.Hour, ReadAuditEvery: time.Hour, OpenEvery: time.Hour})
+	pgDSN, chDSN := testenv.Postgres(t), testenv.ClickHouse(t)
+	b := startBus(t, bus.Config{PostgresDSN: pgDSN, ClickHouseDSN: chDSN, SecretsDir: t.TempDir(), ControlEvery: time.Hour, ReadAuditEvery: time.Hour, OpenEvery: time.Hour})
 	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	cat := sample(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -169,6 +169,19 @@ func TestOpenSystem(t *testing.T) {
 	req, _ := http.NewRequest("POST", b.APIURL()+"/", strings.NewReader("x"))
 	if resp, err := b.HTTPClient().Do(req); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST to the portal: %v %v", err, resp)
+	}
+
+	// The open releases' scorecard (ClickHouse, from the audit trail).
+	ch := testenv.ClickHouseConn(t, chDSN)
+	var releases uint64
+	var onTime uint8
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if err := ch.QueryRow(ctx, "SELECT releases, on_time FROM scorecard_open_releases WHERE item = ?", ent).Scan(&releases, &onTime); err == nil && releases > 0 {
+			break
+		}
+	}
+	if releases != 1 || onTime != 1 {
+		t.Errorf("scorecard_open_releases for %s: %d releases, on time %d (want 1, 1)", ent, releases, onTime)
 	}
 
 	browse(t, b, ent, show.Result.Title)
