@@ -1,7 +1,9 @@
 package bus_test
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,6 +18,7 @@ import (
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/server/control"
+	"github.com/jutong/jutong/server/dispute"
 )
 
 // officer is a headless Chromium signed in to the portal as dept.
@@ -165,6 +168,28 @@ func TestPortalSharing(t *testing.T) {
 	if n := len(b.Control.List(control.Filter{Department: "health"})); n != 1 {
 		t.Errorf("health has %d applications after the hostile posts, want 1", n)
 	}
+	// A dispute's claim with markup is shown as text, to both sides.
+	claim := `<script>alert(1)</script><img src=x onerror=alert(2)>姓名有误`
+	if _, err := b.Disputes.Raise(context.Background(), "health", dispute.Request{Item: resident, Key: recs[0].Event.Key, Fields: []string{"name"}, Claim: claim}); err != nil {
+		t.Fatalf("raise: %v", err)
+	}
+	resp, err = hc.Get(b.APIURL() + "/portal/disputes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || bytes.Contains(page, []byte("<script>")) || bytes.Contains(page, []byte("<img")) || !bytes.Contains(page, []byte("&lt;script&gt;")) {
+		t.Errorf("the disputes page with a claim of markup: %d %s", resp.StatusCode, page)
+	}
+	src := officer(t, root, b, cat.Item(resident).Source)
+	if err := chromedp.Do(src, chromedp.Navigate(b.APIURL()+"/portal/disputes")); err != nil {
+		t.Fatal(err)
+	}
+	if html, err := chromedp.Run(src, chromedp.Text(chromedp.CSS("main"))); err != nil || !strings.Contains(html, "<script>alert(1)</script>") {
+		t.Errorf("the source's disputes page does not show the claim as text: %v %q", err, html)
+	}
+	shot(t, src, "portal-disputes")
 }
 
 // jarOne is a cookie jar for one site.
