@@ -207,6 +207,29 @@ func (c *Catalog) checkItem(it *Item, add adder) {
 	if !validShare(it.Open) {
 		add(f, it.Code, "", "open must be unconditional, conditional or none, not %q", it.Open)
 	}
+	for _, ag := range it.OpenAggregates {
+		switch {
+		case !regexp.MustCompile(`^[a-z][a-z0-9_]*$`).MatchString(ag.Name):
+			add(f, it.Code, "", "open_aggregates: name %q must be lower case letters, digits and _", ag.Name)
+		case len(ag.GroupBy) == 0:
+			add(f, it.Code, "", "open_aggregates %s: group_by names no field", ag.Name)
+		case ag.MinCount < 2:
+			add(f, it.Code, "", "open_aggregates %s: min_count must be at least 2 (counts below it are suppressed)", ag.Name)
+		}
+		for _, g := range ag.GroupBy {
+			var fd *Field
+			for _, x := range it.Fields {
+				if x.Name == g {
+					fd = x
+				}
+			}
+			if fd == nil {
+				add(f, it.Code, "", "open_aggregates %s: no field %q", ag.Name, g)
+			} else if fd.OpenRule() == OpenDrop {
+				add(f, it.Code, "", "open_aggregates %s: field %q is dropped from open releases: counting by it would release it", ag.Name, g)
+			}
+		}
+	}
 	if !frequencies[it.UpdateFrequency] {
 		add(f, it.Code, "", "update_frequency must be realtime, daily, weekly, monthly, quarterly or yearly, not %q", it.UpdateFrequency)
 	}

@@ -117,7 +117,11 @@ type Item struct {
 	// dispute of one of the item's records and correct it or say why not
 	// (default DefaultDisputeDays).
 	DisputeDays int      `json:"dispute_days,omitempty"`
-	Fields      []*Field `json:"fields"`
+	// OpenAggregates are counts released beside an open item's records
+	// (docs/open.md): by the fields named, as released (after their open
+	// rules), with counts below MinCount suppressed.
+	OpenAggregates []OpenAggregate `json:"open_aggregates,omitempty"`
+	Fields         []*Field        `json:"fields"`
 
 	file     string
 	fieldIdx map[string]int
@@ -196,6 +200,13 @@ const (
 	OpenYear   = "year"   // a date or time released as its year
 	OpenRegion = "region" // a division code released as its city's (the first 4 digits, then 00)
 )
+
+// OpenAggregate is one released table of counts of an open item.
+type OpenAggregate struct {
+	Name     string   `json:"name"`      // e.g. by_region: the release's file is <release>.<name>.csv
+	GroupBy  []string `json:"group_by"`  // fields, each released (not dropped)
+	MinCount int      `json:"min_count"` // a count below it is released as "<MinCount" (at least 2)
+}
 
 // OpenGrade is the highest grade a field may be released in clear at.
 const OpenGrade = 2

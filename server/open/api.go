@@ -141,6 +141,14 @@ func (s *Server) dataset(base string, it *catalog.Item) *Dataset {
 				Format: strings.ToUpper(f), URL: base + "/open/download/" + it.Code + "/" + rel.ID + "." + f, Size: file.Size, Hash: "sha256:" + file.SHA256,
 				LastModified: rel.Created.Format(time.RFC3339), Rows: rel.Rows})
 		}
+		for _, ag := range it.OpenAggregates {
+			f := ag.Name + ".csv"
+			if file, ok := rel.Files[f]; ok {
+				ds.Resources = append(ds.Resources, Resource{ID: it.Code + "/" + rel.ID + "." + f, Name: it.Name + "（统计：" + strings.Join(ag.GroupBy, "、") + "，小于 " + fmt.Sprint(ag.MinCount) + " 不公布）",
+					Format: "CSV", URL: base + "/open/download/" + it.Code + "/" + rel.ID + "." + f, Size: file.Size, Hash: "sha256:" + file.SHA256,
+					LastModified: rel.Created.Format(time.RFC3339)})
+			}
+		}
 	}
 	return ds
 }
@@ -349,8 +357,8 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, format, ok := strings.Cut(r.PathValue("file"), ".")
-	if !ok || !slices.Contains(Formats, format) {
-		http.Error(w, "want <release>.csv or <release>.json", http.StatusNotFound)
+	if !ok || !(slices.Contains(Formats, format) || strings.HasSuffix(format, ".csv")) {
+		http.Error(w, "want <release>.csv, <release>.json or <release>.<aggregate>.csv", http.StatusNotFound)
 		return
 	}
 	if id == "latest" {
@@ -381,7 +389,10 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ct := map[string]string{"csv": "text/csv; charset=utf-8", "json": "application/json; charset=utf-8"}[format]
+	ct := "text/csv; charset=utf-8"
+	if format == "json" {
+		ct = "application/json; charset=utf-8"
+	}
 	w.Header().Set("Content-Type", ct)
 	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", it.Code+"-"+rel.ID+"."+format))
 	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable") // a release never changes

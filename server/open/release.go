@@ -215,6 +215,7 @@ func (r *Releaser) refresh(ctx context.Context, it *catalog.Item) (bool, error) 
 	}
 	defer w.abort()
 	count := 0
+	aggs := newAggregates(it, names)
 	vals := make([]*string, len(cols))
 	scan := make([]any, len(cols))
 	for i := range vals {
@@ -231,6 +232,7 @@ func (r *Releaser) refresh(ctx context.Context, it *catalog.Item) (bool, error) 
 		if err := w.row(out); err != nil {
 			return false, err
 		}
+		aggs.add(out)
 		count++
 	}
 	if err := rows.Err(); err != nil {
@@ -238,6 +240,9 @@ func (r *Releaser) refresh(ctx context.Context, it *catalog.Item) (bool, error) 
 	}
 	rel := &Release{Item: it.Code, ID: id, Created: created, Rows: count, Positions: pos, Fields: names}
 	if rel.Files, err = w.finish(); err != nil {
+		return false, err
+	}
+	if err := aggs.write(dir, id, rel.Files); err != nil {
 		return false, err
 	}
 	meta, _ := json.MarshalIndent(rel, "", "  ")

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -83,7 +84,7 @@ func TestOpenSystem(t *testing.T) {
 		} `json:"result"`
 	}
 	code, _, body = get(t, b, "/api/3/action/package_show?id="+ent)
-	if err := json.Unmarshal(body, &show); err != nil || code != 200 || len(show.Result.Resources) != 2 {
+	if err := json.Unmarshal(body, &show); err != nil || code != 200 || len(show.Result.Resources) != 3 {
 		t.Fatalf("package_show: %d %s", code, body)
 	}
 	for _, f := range show.Result.Fields {
@@ -116,7 +117,31 @@ func TestOpenSystem(t *testing.T) {
 
 	// The downloads: nothing the rules drop or mask, in any byte.
 	var all []byte
-	for _, res := range show.Result.Resources {
+	for i, res := range show.Result.Resources {
+		if i == 2 {
+			// The counts by division and type: each one under 5 suppressed.
+			_, _, data := get(t, b, strings.TrimPrefix(res.URL, b.APIURL()))
+			recs, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
+			if err != nil || len(recs) < 2 || recs[0][2] != "count" {
+				t.Fatalf("the aggregate: %v %s", err, data)
+			}
+			suppressed, total := 0, 0
+			for _, r := range recs[1:] {
+				if r[2] == "<5" {
+					suppressed++
+					continue
+				}
+				n, err := strconv.Atoi(r[2])
+				if err != nil || n < 5 {
+					t.Errorf("a count released: %q", r[2])
+				}
+				total += n
+			}
+			if suppressed == 0 || total > res.Rows+show.Result.Resources[0].Rows {
+				t.Errorf("the aggregate: %d groups suppressed, %d counted", suppressed, total)
+			}
+			continue
+		}
 		path := strings.TrimPrefix(res.URL, b.APIURL())
 		code, hd, data := get(t, b, path)
 		if code != 200 || int64(len(data)) != res.Size || !strings.Contains(hd.Get("Cache-Control"), "immutable") {
