@@ -121,6 +121,9 @@ type Item struct {
 	// (docs/open.md): by the fields named, as released (after their open
 	// rules), with counts below MinCount suppressed.
 	OpenAggregates []OpenAggregate `json:"open_aggregates,omitempty"`
+	// OpenHistory releases, with each release of an open item, its changes
+	// since the previous one (rows added and removed, as released).
+	OpenHistory bool `json:"open_history,omitempty"`
 	Fields         []*Field        `json:"fields"`
 
 	file     string

@@ -141,6 +141,11 @@ func (s *Server) dataset(base string, it *catalog.Item) *Dataset {
 				Format: strings.ToUpper(f), URL: base + "/open/download/" + it.Code + "/" + rel.ID + "." + f, Size: file.Size, Hash: "sha256:" + file.SHA256,
 				LastModified: rel.Created.Format(time.RFC3339), Rows: rel.Rows})
 		}
+		if file, ok := rel.Files[ChangesFile]; ok {
+			ds.Resources = append(ds.Resources, Resource{ID: it.Code + "/" + rel.ID + "." + ChangesFile, Name: it.Name + "（与上一版本相比的变更）",
+				Format: "CSV", URL: base + "/open/download/" + it.Code + "/" + rel.ID + "." + ChangesFile, Size: file.Size, Hash: "sha256:" + file.SHA256,
+				LastModified: rel.Created.Format(time.RFC3339)})
+		}
 		for _, ag := range it.OpenAggregates {
 			f := ag.Name + ".csv"
 			if file, ok := rel.Files[f]; ok {

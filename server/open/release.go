@@ -245,6 +245,11 @@ func (r *Releaser) refresh(ctx context.Context, it *catalog.Item) (bool, error) 
 	if err := aggs.write(dir, id, rel.Files); err != nil {
 		return false, err
 	}
+	if prev := r.Latest(it.Code); it.OpenHistory && prev != nil {
+		if err := writeChanges(dir, prev, rel); err != nil {
+			return false, err
+		}
+	}
 	meta, _ := json.MarshalIndent(rel, "", "  ")
 	if err := os.WriteFile(filepath.Join(dir, id+".meta.json"), meta, 0o644); err != nil {
 		return false, err

@@ -183,6 +183,50 @@ func TestOpenSystem(t *testing.T) {
 	// is refused until the authority approves, then reads the release, a
 	// page at a time, within its rate; every page audited.
 	conditional(t, ctx, b, pgDSN, rating)
+	// More changes, a new release, and its changes since the last one.
+	more := publishItem(t, b, cat, ent, 30, 34)
+	if err := b.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // release ids are to the second
+	if n, err := b.RefreshOpen(ctx); err != nil || n != 1 {
+		t.Fatalf("the second refresh made %d releases: %v", n, err)
+	}
+	code, _, body = get(t, b, "/api/3/action/package_show?id="+ent)
+	var show2 struct {
+		Result struct {
+			Resources []struct{ URL, Name string } `json:"resources"`
+		} `json:"result"`
+	}
+	_ = json.Unmarshal(body, &show2)
+	changes := ""
+	for _, r := range show2.Result.Resources {
+		if strings.HasSuffix(r.URL, ".changes.csv") {
+			changes = strings.TrimPrefix(r.URL, b.APIURL())
+		}
+	}
+	if changes == "" {
+		t.Fatalf("no changes resource in the second release: %s", body)
+	}
+	_, _, cdata := get(t, b, changes)
+	crecs, err := csv.NewReader(bytes.NewReader(cdata)).ReadAll()
+	if err != nil || len(crecs) < 2 || crecs[0][0] != "change" {
+		t.Fatalf("the changes: %v %s", err, cdata)
+	}
+	added := 0
+	for _, r := range crecs[1:] {
+		if r[0] == "added" {
+			added++
+		}
+	}
+	if added == 0 || added > len(more) {
+		t.Errorf("the changes: %d added for %d events published", added, len(more))
+	}
+	for _, e := range append(evs, more...) {
+		if id, _ := e.Data["legal_representative_id"].(string); id != "" && bytes.Contains(cdata, []byte(id)) {
+			t.Errorf("the changes hold legal_representative_id %s, which the rules drop", id)
+		}
+	}
 	// The portal.
 	code, hd, page := get(t, b, "/?q=<script>alert(1)</script>")
 	if code != 200 || bytes.Contains(page, []byte("<script>")) || !strings.Contains(hd.Get("Content-Security-Policy"), "default-src 'none'") {
@@ -201,12 +245,12 @@ func TestOpenSystem(t *testing.T) {
 	var releases uint64
 	var onTime uint8
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if err := ch.QueryRow(ctx, "SELECT releases, on_time FROM scorecard_open_releases WHERE item = ?", ent).Scan(&releases, &onTime); err == nil && releases > 0 {
+		if err := ch.QueryRow(ctx, "SELECT releases, on_time FROM scorecard_open_releases WHERE item = ?", ent).Scan(&releases, &onTime); err == nil && releases == 2 {
 			break
 		}
 	}
-	if releases != 1 || onTime != 1 {
-		t.Errorf("scorecard_open_releases for %s: %d releases, on time %d (want 1, 1)", ent, releases, onTime)
+	if releases != 2 || onTime != 1 {
+		t.Errorf("scorecard_open_releases for %s: %d releases, on time %d (want 2, 1)", ent, releases, onTime)
 	}
 
 	browse(t, b, ent, show.Result.Title)
