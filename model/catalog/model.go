@@ -116,15 +116,15 @@ type Item struct {
 	// DisputeDays is how many working days the source has to check a
 	// dispute of one of the item's records and correct it or say why not
 	// (default DefaultDisputeDays).
-	DisputeDays int      `json:"dispute_days,omitempty"`
+	DisputeDays int `json:"dispute_days,omitempty"`
 	// OpenAggregates are counts released beside an open item's records
 	// (docs/open.md): by the fields named, as released (after their open
 	// rules), with counts below MinCount suppressed.
 	OpenAggregates []OpenAggregate `json:"open_aggregates,omitempty"`
 	// OpenHistory releases, with each release of an open item, its changes
 	// since the previous one (rows added and removed, as released).
-	OpenHistory bool `json:"open_history,omitempty"`
-	Fields         []*Field        `json:"fields"`
+	OpenHistory bool     `json:"open_history,omitempty"`
+	Fields      []*Field `json:"fields"`
 
 	file     string
 	fieldIdx map[string]int

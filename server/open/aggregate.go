@@ -17,8 +17,8 @@ import (
 // values as released.
 type aggregates struct {
 	defs   []catalog.OpenAggregate
-	idx    [][]int            // per aggregate, the released columns it groups by
-	counts []map[string]int   // per aggregate, by the group's values joined
+	idx    [][]int          // per aggregate, the released columns it groups by
+	counts []map[string]int // per aggregate, by the group's values joined
 	groups []map[string][]string
 }
 

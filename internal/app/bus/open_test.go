@@ -192,7 +192,9 @@ func TestOpenSystem(t *testing.T) {
 	if n, err := b.RefreshOpen(ctx); err != nil || n != 1 {
 		t.Fatalf("the second refresh made %d releases: %v", n, err)
 	}
-	code, _, body = get(t, b, "/api/3/action/package_show?id="+ent)
+	if code, _, body = get(t, b, "/api/3/action/package_show?id="+ent); code != 200 {
+		t.Fatalf("package_show after the second release: %d %s", code, body)
+	}
 	var show2 struct {
 		Result struct {
 			Resources []struct{ URL, Name string } `json:"resources"`
