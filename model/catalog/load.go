@@ -207,6 +207,9 @@ func (c *Catalog) checkItem(it *Item, add adder) {
 	if !validShare(it.Open) {
 		add(f, it.Code, "", "open must be unconditional, conditional or none, not %q", it.Open)
 	}
+	if it.Open == ShareNone && strings.TrimSpace(it.OpenLegalBasis) == "" && strings.TrimSpace(it.LegalBasis) == "" {
+		add(f, it.Code, "", "an item that is not opened needs its legal basis (open_legal_basis)")
+	}
 	for _, ag := range it.OpenAggregates {
 		switch {
 		case !regexp.MustCompile(`^[a-z][a-z0-9_]*$`).MatchString(ag.Name):

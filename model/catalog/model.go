@@ -103,6 +103,10 @@ type Item struct {
 	LegalBasis string `json:"legal_basis,omitempty"`
 	// Open is the open-data type (开放类型); same three values as Share.
 	Open ShareType `json:"open"`
+	// OpenLegalBasis is why an item is not opened (不予开放须有依据, as
+	// the negative list): required when Open is none, unless LegalBasis
+	// (the item is not even shared) says it.
+	OpenLegalBasis string `json:"open_legal_basis,omitempty"`
 	// UpdateFrequency is how often the source must publish (responsibility list):
 	// realtime, daily, weekly, monthly, quarterly or yearly.
 	UpdateFrequency string `json:"update_frequency"`

@@ -3,6 +3,7 @@ package open
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -44,6 +45,41 @@ type Server struct {
 
 	countMu sync.Mutex
 	counts  map[string]int // downloads since the start, by item
+	calls   map[string]int // metadata calls since the last FlushCalls, by action
+	since   time.Time
+}
+
+// APICalls is the audit kind of the metadata calls (CKAN actions, DCAT),
+// audited in aggregate: one event per action and minute, with the count.
+const APICalls = "open_api_calls"
+
+func (s *Server) called(action string) {
+	s.countMu.Lock()
+	defer s.countMu.Unlock()
+	if s.calls == nil {
+		s.calls, s.since = map[string]int{}, time.Now().UTC()
+	}
+	s.calls[action]++
+}
+
+// FlushCalls audits the metadata calls counted since the last flush (the
+// bus calls it every minute); the data calls, downloads and record pages,
+// are audited one by one.
+func (s *Server) FlushCalls(ctx context.Context) error {
+	s.countMu.Lock()
+	calls, since := s.calls, s.since
+	s.calls = nil
+	s.countMu.Unlock()
+	if len(calls) == 0 || s.Audit == nil {
+		return nil
+	}
+	now := time.Now().UTC()
+	var errs []error
+	for action, n := range calls {
+		errs = append(errs, s.Audit(ctx, audit.Event{Kind: APICalls, Department: "public", Actor: "public", Records: int64(n),
+			Detail: action, WindowStart: since, WindowEnd: now}))
+	}
+	return errors.Join(errs...)
 }
 
 // Dataset is an item in the open catalog, in CKAN's package shape.
@@ -244,6 +280,7 @@ func ckan(w http.ResponseWriter, r *http.Request, code int, result any, errMsg s
 
 // action serves /api/3/action/{name}.
 func (s *Server) action(w http.ResponseWriter, r *http.Request) {
+	s.called(r.PathValue("name"))
 	switch r.PathValue("name") {
 	case "package_list":
 		var names []string
@@ -308,6 +345,7 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request) {
 
 // dcat serves the catalog as DCAT-AP JSON-LD.
 func (s *Server) dcat(w http.ResponseWriter, r *http.Request) {
+	s.called("catalog.jsonld")
 	base := s.base(r)
 	var sets []map[string]any
 	for _, ds := range s.datasets(base) {

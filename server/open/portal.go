@@ -104,19 +104,34 @@ type orgCount struct {
 }
 
 func (s *Server) searchPage(w http.ResponseWriter, r *http.Request) {
-	q, org := r.URL.Query().Get("q"), r.URL.Query().Get("organization")
-	hits, _ := s.Search(s.base(r), q, map[string]string{"organization": org})
+	qs := r.URL.Query()
+	q := qs.Get("q")
+	filters := map[string]string{"organization": qs.Get("organization"), "tags": qs.Get("tags"), "groups": qs.Get("groups")}
+	hits, _ := s.Search(s.base(r), q, filters)
 	_, facets := s.Search(s.base(r), q, nil)
-	var orgs []orgCount
-	for name, n := range facets["organization"] {
-		title := name
-		if d := s.Catalog.Department(name); d != nil {
-			title = d.Name
+	list := func(facet string, title func(string) string) []orgCount {
+		var out []orgCount
+		for name, n := range facets[facet] {
+			out = append(out, orgCount{name, title(name), n})
 		}
-		orgs = append(orgs, orgCount{name, title, n})
+		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+		return out
 	}
-	sort.Slice(orgs, func(i, j int) bool { return orgs[i].Name < orgs[j].Name })
-	s.render(w, "search.html", map[string]any{"Title": "开放数据目录", "Q": q, "Org": org, "Hits": hits, "Orgs": orgs})
+	orgs := list("organization", func(name string) string {
+		if d := s.Catalog.Department(name); d != nil {
+			return d.Name
+		}
+		return name
+	})
+	themes := list("groups", func(name string) string {
+		if th := s.Catalog.Theme(name); th != nil {
+			return th.Name
+		}
+		return name
+	})
+	tags := list("tags", func(name string) string { return name })
+	s.render(w, "search.html", map[string]any{"Title": "开放数据目录", "Q": q, "Org": filters["organization"], "Tag": filters["tags"], "Group": filters["groups"],
+		"Hits": hits, "Orgs": orgs, "Themes": themes, "Tags": tags})
 }
 
 func (s *Server) datasetPage(w http.ResponseWriter, r *http.Request) {

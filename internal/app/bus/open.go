@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"path/filepath"
 
@@ -43,9 +44,18 @@ func (b *Bus) serveOpen(ctx, rctx context.Context, mux *http.ServeMux) error {
 	}
 	b.tick(rctx, every(b.cfg.OpenEvery), "open releases", b.cfg.Log, func(ctx context.Context) error {
 		_, err := b.releases.Refresh(ctx)
-		return err
+		return errors.Join(err, b.open.FlushCalls(ctx))
 	})
 	return nil
+}
+
+// FlushOpenCalls audits the open API's metadata calls counted so far (the
+// bus does it every OpenEvery).
+func (b *Bus) FlushOpenCalls(ctx context.Context) error {
+	if b.open == nil {
+		return nil
+	}
+	return b.open.FlushCalls(ctx)
 }
 
 // RefreshOpen makes the open releases of the items that changed since

@@ -17,7 +17,11 @@ import (
 	"time"
 
 	"github.com/jutong/jutong/internal/app/bus"
+	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/server/audit"
+	"github.com/jutong/jutong/server/open"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // get fetches path from the bus's API as the public (no login).
@@ -237,11 +241,41 @@ func TestOpenSystem(t *testing.T) {
 	if code, _, page = get(t, b, "/dataset/"+ent); code != 200 || !bytes.Contains(page, []byte(show.Result.Title)) || !bytes.Contains(page, []byte("/open/download/"+ent+"/")) {
 		t.Errorf("the dataset page: %d %s", code, page)
 	}
+	// By tag (the domain) and by theme.
+	if code, _, page = get(t, b, "/?tags=legal_person"); code != 200 || !bytes.Contains(page, []byte(show.Result.Title)) || bytes.Contains(page, []byte("geography.standard_address")) {
+		t.Errorf("the search page by tag: %d %.500s", code, page)
+	}
+	if code, _, page = get(t, b, "/"); code != 200 || !bytes.Contains(page, []byte("主题")) || !bytes.Contains(page, []byte("标签")) {
+		t.Errorf("the search page lacks the theme and tag facets: %d", code)
+	}
 	req, _ := http.NewRequest("POST", b.APIURL()+"/", strings.NewReader("x"))
 	if resp, err := b.HTTPClient().Do(req); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST to the portal: %v %v", err, resp)
 	}
 
+	// The metadata calls, audited in aggregate.
+	if err := b.FlushOpenCalls(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kopts, _ := b.Kafka().Opts()
+	calls := map[string]int64{}
+	downloads := 0
+	if err := kafkaconn.ReadAll(ctx, kopts, audit.Topic, func(r *kgo.Record) {
+		var e audit.Event
+		if json.Unmarshal(r.Value, &e) == nil {
+			switch e.Kind {
+			case open.APICalls:
+				calls[e.Detail] += e.Records
+			case open.OpenDownload:
+				downloads++
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if calls["package_list"] < 1 || calls["package_show"] < 2 || calls["package_search"] < 1 || calls["catalog.jsonld"] < 1 || downloads < 3 {
+		t.Errorf("audited: calls %v, %d downloads", calls, downloads)
+	}
 	// The open releases' scorecard (ClickHouse, from the audit trail).
 	ch := testenv.ClickHouseConn(t, chDSN)
 	var releases uint64
