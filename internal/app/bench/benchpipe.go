@@ -75,6 +75,7 @@ type stackFlags struct {
 	pgDSN, chDSN string
 	decodeCache  int
 	verbose      bool
+	dbRoles      bool
 }
 
 func (f *stackFlags) register(fs *cmdflag.FlagSet) {
@@ -82,6 +83,7 @@ func (f *stackFlags) register(fs *cmdflag.FlagSet) {
 	fs.EnvStringVar(&f.chDSN, "clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "ClickHouse; empty starts a throwaway local server")
 	fs.IntVar(&f.decodeCache, "decode-cache", 0, "decoded events the sinks, feeds and door share (0: none, as serve's default)")
 	fs.BoolVar(&f.verbose, "v", false, "log progress (info level) to stderr")
+	fs.BoolVar(&f.dbRoles, "database-roles", true, "keep the departments' database logins and their masked copies (the data authority's analysts' database copies every item): false measures the bus without them")
 }
 
 // start starts a stack (3 embedded brokers, the catalog applied, fresh
@@ -93,7 +95,7 @@ func (f *stackFlags) start(ctx context.Context, errOut io.Writer, adjust func(*s
 	}
 	flags := &stack.Flags{Apply: true, DataDir: dir, Brokers: 3, KafkaPorts: "0,0,0",
 		RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", AdminUser: "jutong", AdminPassword: "bench",
-		PostgresDSN: f.pgDSN, ClickHouseDSN: f.chDSN, DecodeCache: f.decodeCache}
+		PostgresDSN: f.pgDSN, ClickHouseDSN: f.chDSN, DecodeCache: f.decodeCache, NoDatabaseRoles: !f.dbRoles, AuthorityAnalystGrade: 2}
 	if adjust != nil {
 		adjust(flags)
 	}

@@ -71,6 +71,9 @@ type Flags struct {
 	// AuthorityAnalystGrade is the grade the data authority's analysts
 	// read every item at.
 	AuthorityAnalystGrade int
+	// NoDatabaseRoles leaves out the departments' database logins and
+	// their masked copies (bench pipeline --database-roles=false).
+	NoDatabaseRoles bool
 }
 
 // Register declares the flags on fs; defDataDir is --data-dir's default.
@@ -211,7 +214,7 @@ func Start(ctx context.Context, s *Flags, db string, fresh bool, log *slog.Logge
 		Catalog: cat, ApplyTopics: s.Apply, DataDir: s.DataDir, Brokers: s.Brokers, KafkaPorts: ports,
 		AdminUser: s.AdminUser, AdminPassword: s.AdminPassword, RegistryAddr: s.RegistryAddr, APIAddr: s.APIAddr,
 		PostgresDSN: st.PGDSN, ClickHouseDSN: st.CHDSN, IdempotencyWindow: s.IdempotencyWindow, HTTPReadTimeout: s.HTTPReadTimeout, TLS: certs, LookupRate: s.LookupRate, GroupPrefix: s.GroupPrefix, DecodeCache: s.DecodeCache, Log: log,
-		ClickHouseUsersDir: st.CH.UsersDir(), AuthorityAnalystGrade: s.AuthorityAnalystGrade,
+		ClickHouseUsersDir: st.CH.UsersDir(), AuthorityAnalystGrade: s.AuthorityAnalystGrade, NoDatabaseRoles: s.NoDatabaseRoles,
 	})
 	if err != nil {
 		return nil, err
