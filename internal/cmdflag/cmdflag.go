@@ -64,6 +64,19 @@ func (f *FlagSet) EnvIntVar(p *int, name, key string, def int, usage string) {
 	f.IntVar(p, name, def, usage+" ("+key+")")
 }
 
+// EnvBoolVar declares a bool flag that key can set (true, false, 1, 0...);
+// another value fails Parse.
+func (f *FlagSet) EnvBoolVar(p *bool, name, key string, def bool, usage string) {
+	if v, ok := os.LookupEnv(key); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil && f.envErr == nil {
+			f.envErr = fmt.Errorf("%s=%q: not true or false", key, v)
+		}
+		def = b
+	}
+	f.BoolVar(p, name, def, usage+" ("+key+")")
+}
+
 // EnvDurationVar declares a duration flag that key can set; a value that is
 // not a duration fails Parse.
 func (f *FlagSet) EnvDurationVar(p *time.Duration, name, key string, def time.Duration, usage string) {

@@ -76,6 +76,7 @@ type stackFlags struct {
 	decodeCache  int
 	verbose      bool
 	dbRoles      bool
+	authority    bool
 }
 
 func (f *stackFlags) register(fs *cmdflag.FlagSet) {
@@ -83,7 +84,8 @@ func (f *stackFlags) register(fs *cmdflag.FlagSet) {
 	fs.EnvStringVar(&f.chDSN, "clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "ClickHouse; empty starts a throwaway local server")
 	fs.IntVar(&f.decodeCache, "decode-cache", 0, "decoded events the sinks, feeds and door share (0: none, as serve's default)")
 	fs.BoolVar(&f.verbose, "v", false, "log progress (info level) to stderr")
-	fs.BoolVar(&f.dbRoles, "database-roles", true, "keep the departments' database logins and their masked copies (the data authority's analysts' database copies every item): false measures the bus without them")
+	fs.BoolVar(&f.dbRoles, "database-roles", true, "keep the departments' database logins and their masked copies of their grants")
+	fs.BoolVar(&f.authority, "authority-analysts", false, "also the data authority's analysts' database, a masked copy of every item (dev and serve --authority-analysts)")
 }
 
 // start starts a stack (3 embedded brokers, the catalog applied, fresh
@@ -95,7 +97,7 @@ func (f *stackFlags) start(ctx context.Context, errOut io.Writer, adjust func(*s
 	}
 	flags := &stack.Flags{Apply: true, DataDir: dir, Brokers: 3, KafkaPorts: "0,0,0",
 		RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", AdminUser: "jutong", AdminPassword: "bench",
-		PostgresDSN: f.pgDSN, ClickHouseDSN: f.chDSN, DecodeCache: f.decodeCache, NoDatabaseRoles: !f.dbRoles, AuthorityAnalystGrade: 2}
+		PostgresDSN: f.pgDSN, ClickHouseDSN: f.chDSN, DecodeCache: f.decodeCache, NoDatabaseRoles: !f.dbRoles, AuthorityAnalysts: f.authority, AuthorityAnalystGrade: 2}
 	if adjust != nil {
 		adjust(flags)
 	}

@@ -57,7 +57,7 @@ func TestAnalysts(t *testing.T) {
 	chDSN := testenv.ClickHouse(t)
 	prefix := strings.TrimPrefix(testenv.UniqueName(t), "jt_testanalysts_")
 	b := startBus(t, bus.Config{ClickHouseDSN: chDSN, ClickHouseUsersDir: testenv.ClickHouseUsersDir(t), GroupPrefix: "t" + prefix + ".",
-		SecretsDir: t.TempDir(), AuthorityAnalystGrade: 1, ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
+		SecretsDir: t.TempDir(), AuthorityAnalysts: true, AuthorityAnalystGrade: 1, ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
 	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	admin := testenv.ClickHouseConn(t, chDSN)
 	var busDB string

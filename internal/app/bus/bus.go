@@ -112,8 +112,10 @@ type Config struct {
 	// ClickHouseUsersDir is the users.d of a local ClickHouse without SQL
 	// access management (18.16), where the analysts' users are written.
 	ClickHouseUsersDir string
-	// AuthorityAnalystGrade is the grade the data authority's analysts
-	// read every item at (masked above it).
+	// AuthorityAnalysts gives the data authority's analysts every item at
+	// AuthorityAnalystGrade (masked above it): a second, masked copy of
+	// the analytics store, off by default for its cost.
+	AuthorityAnalysts     bool
 	AuthorityAnalystGrade int
 	// OpenEvery is how often the open releases are refreshed (a minute by
 	// default): an item whose table moved gets a new release.

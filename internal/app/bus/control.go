@@ -59,7 +59,7 @@ func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
 	}
 	if b.cfg.ClickHouseDSN != "" && !b.cfg.NoDatabaseRoles {
 		b.analysts = &grants.ClickHouseAnalysts{Catalog: b.cfg.Catalog, DSN: b.cfg.ClickHouseDSN, UsersDir: b.cfg.ClickHouseUsersDir, Passwords: pw,
-			UserPrefix: b.DatabaseRolePrefix(), KeySecret: b.feedKey, AuthorityGrade: b.cfg.AuthorityAnalystGrade, Pipeline: b.pcfg, Log: log}
+			UserPrefix: b.DatabaseRolePrefix(), KeySecret: b.feedKey, Authority: b.cfg.AuthorityAnalysts, AuthorityGrade: b.cfg.AuthorityAnalystGrade, Pipeline: b.pcfg, Log: log}
 		b.onClose("analysts' databases", func(context.Context) error { b.analysts.Close(); return nil })
 		dbs = append(dbs, b.analysts)
 	}

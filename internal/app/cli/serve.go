@@ -54,7 +54,8 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	lookupRate := fs.Float64("lookup-rate", 50, "lookups a second a grant allows unless its application asks for another rate")
 	lab := fs.Bool("insecure-lab", false, "start even with no SASL user, an empty password or a known default one (a lab, never production; logged at every start)")
 	var window, readTimeout, shutdown time.Duration
-	analystGrade := 2
+	analystGrade, authorityAnalysts := 2, false
+	fs.EnvBoolVar(&authorityAnalysts, "authority-analysts", "JUTONG_AUTHORITY_ANALYSTS", false, stack.AuthorityAnalystsUsage)
 	fs.EnvIntVar(&analystGrade, "authority-analyst-grade", "JUTONG_AUTHORITY_ANALYST_GRADE", 2, stack.AuthorityAnalystGradeUsage)
 	fs.EnvDurationVar(&shutdown, "shutdown-timeout", "JUTONG_SHUTDOWN_TIMEOUT", stack.DefaultShutdownTimeout, stack.ShutdownTimeoutUsage)
 	fs.EnvDurationVar(&readTimeout, "http-read-timeout", "JUTONG_HTTP_READ_TIMEOUT", 2*time.Minute, "the most time a client may take to send a request, body included (registry and API)")
@@ -96,7 +97,7 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 		TLS:          certs,
 		RegistryAddr: *regAddr, RegistryURL: *regURL, APIAddr: *apiAddr, SecretsDir: *secrets, CreateUsers: *createUsers, PostgresDSN: pg, ClickHouseDSN: ch, Sinks: others, Log: log,
 		Pipeline: pipeline.Config{InstanceID: *instance}, IdempotencyWindow: window, HTTPReadTimeout: readTimeout,
-		NoTypedViews: !*typed, LookupRate: *lookupRate, GroupPrefix: *prefix, DecodeCache: decodeCache, AuthorityAnalystGrade: analystGrade, NoDatabaseRoles: !*dbRoles,
+		NoTypedViews: !*typed, LookupRate: *lookupRate, GroupPrefix: *prefix, DecodeCache: decodeCache, AuthorityAnalysts: authorityAnalysts, AuthorityAnalystGrade: analystGrade, NoDatabaseRoles: !*dbRoles,
 	})
 	if err != nil {
 		return err

@@ -159,7 +159,7 @@ func TestStopUnderLoad(t *testing.T) {
 	parent := t.TempDir()
 	dataDir := filepath.Join(parent, ".jutong")
 	args := []string{"dev", "--apply", "--data-dir", ".jutong", "--kafka-ports", freePorts(t, 3),
-		"--registry-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--shutdown-timeout", timeout.String(), "-v"}
+		"--registry-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--shutdown-timeout", timeout.String(), "-v", "--authority-analysts"}
 	cat, _ := catalog.Sample()
 	gen := synth.New(cat.Item("legal_person.enterprise_registration"), 11, time.Now())
 

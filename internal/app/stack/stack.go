@@ -68,8 +68,9 @@ type Flags struct {
 	TLS bool
 	// ShutdownTimeout bounds stopping on SIGTERM (StopWithin).
 	ShutdownTimeout time.Duration
-	// AuthorityAnalystGrade is the grade the data authority's analysts
-	// read every item at.
+	// AuthorityAnalysts gives the data authority's analysts every item at
+	// AuthorityAnalystGrade.
+	AuthorityAnalysts     bool
 	AuthorityAnalystGrade int
 	// NoDatabaseRoles leaves out the departments' database logins and
 	// their masked copies (bench pipeline --database-roles=false).
@@ -96,6 +97,7 @@ func (s *Flags) Register(fs *cmdflag.FlagSet, defDataDir string) {
 	fs.BoolVar(&s.Verbose, "v", false, "log progress (info level) to stderr")
 	fs.EnvDurationVar(&s.HTTPReadTimeout, "http-read-timeout", "JUTONG_HTTP_READ_TIMEOUT", 2*time.Minute, "the most time a client may take to send a request, body included (registry and API)")
 	fs.EnvDurationVar(&s.IdempotencyWindow, "idempotency-window", "JUTONG_IDEMPOTENCY_WINDOW", 24*time.Hour, "how long the door answers a repeated event id 'duplicate' (at most 48h)")
+	fs.EnvBoolVar(&s.AuthorityAnalysts, "authority-analysts", "JUTONG_AUTHORITY_ANALYSTS", false, AuthorityAnalystsUsage)
 	fs.EnvIntVar(&s.AuthorityAnalystGrade, "authority-analyst-grade", "JUTONG_AUTHORITY_ANALYST_GRADE", 2, AuthorityAnalystGradeUsage)
 	fs.EnvDurationVar(&s.ShutdownTimeout, "shutdown-timeout", "JUTONG_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, ShutdownTimeoutUsage)
 }
@@ -214,7 +216,7 @@ func Start(ctx context.Context, s *Flags, db string, fresh bool, log *slog.Logge
 		Catalog: cat, ApplyTopics: s.Apply, DataDir: s.DataDir, Brokers: s.Brokers, KafkaPorts: ports,
 		AdminUser: s.AdminUser, AdminPassword: s.AdminPassword, RegistryAddr: s.RegistryAddr, APIAddr: s.APIAddr,
 		PostgresDSN: st.PGDSN, ClickHouseDSN: st.CHDSN, IdempotencyWindow: s.IdempotencyWindow, HTTPReadTimeout: s.HTTPReadTimeout, TLS: certs, LookupRate: s.LookupRate, GroupPrefix: s.GroupPrefix, DecodeCache: s.DecodeCache, Log: log,
-		ClickHouseUsersDir: st.CH.UsersDir(), AuthorityAnalystGrade: s.AuthorityAnalystGrade, NoDatabaseRoles: s.NoDatabaseRoles,
+		ClickHouseUsersDir: st.CH.UsersDir(), AuthorityAnalysts: s.AuthorityAnalysts, AuthorityAnalystGrade: s.AuthorityAnalystGrade, NoDatabaseRoles: s.NoDatabaseRoles,
 	})
 	if err != nil {
 		return nil, err
@@ -344,6 +346,9 @@ func (st *Stack) Close(ctx context.Context) error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// AuthorityAnalystsUsage is --authority-analysts' help.
+const AuthorityAnalystsUsage = "give the data authority's analysts a ClickHouse database with every item, masked at --authority-analyst-grade: a second copy of the analytics store, which costs about a fifth of the bus's throughput (docs/benchmarks.md)"
 
 // AuthorityAnalystGradeUsage is --authority-analyst-grade's help.
 const AuthorityAnalystGradeUsage = "the security grade the data authority's analysts read every item at in ClickHouse (fields graded above it masked; docs/analytics.md)"
