@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/hex"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -56,48 +57,46 @@ func (a *aggregates) add(row []*string) {
 // aggregate's minimum released as "<min" (suppressed), and adds it to files.
 func (a *aggregates) write(dir, id string, files map[string]File) error {
 	for i, d := range a.defs {
-		name := id + "." + d.Name + ".csv"
-		f, err := os.Create(filepath.Join(dir, name))
+		file, err := writeCSV(dir, id+"."+d.Name+".csv", func(w *csv.Writer) {
+			_ = w.Write(append(slices.Clone(d.GroupBy), "count"))
+			keys := make([]string, 0, len(a.counts[i]))
+			for k := range a.counts[i] {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				n := strconv.Itoa(a.counts[i][k])
+				if a.counts[i][k] < d.MinCount {
+					n = "<" + strconv.Itoa(d.MinCount)
+				}
+				_ = w.Write(append(slices.Clone(a.groups[i][k]), n))
+			}
+		})
 		if err != nil {
 			return err
 		}
-		h := sha256.New()
-		hc := &hashCount{h: h}
-		w := csv.NewWriter(multi{f, hc})
-		_ = w.Write(append(slices.Clone(d.GroupBy), "count"))
-		keys := make([]string, 0, len(a.counts[i]))
-		for k := range a.counts[i] {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			n := strconv.Itoa(a.counts[i][k])
-			if a.counts[i][k] < d.MinCount {
-				n = "<" + strconv.Itoa(d.MinCount)
-			}
-			_ = w.Write(append(slices.Clone(a.groups[i][k]), n))
-		}
-		w.Flush()
-		if err := w.Error(); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
-			return err
-		}
-		files[d.Name+".csv"] = File{Name: name, Size: hc.n, SHA256: hex.EncodeToString(h.Sum(nil))}
+		files[d.Name+".csv"] = file
 	}
 	return nil
 }
 
-// multi writes to a file and a hash.
-type multi struct {
-	f *os.File
-	h *hashCount
-}
-
-func (m multi) Write(p []byte) (int, error) {
-	n, err := m.f.Write(p)
-	_, _ = m.h.Write(p[:n])
-	return n, err
+// writeCSV writes dir/name with fill, and returns it with its size and
+// SHA-256.
+func writeCSV(dir, name string, fill func(*csv.Writer)) (File, error) {
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		return File{}, err
+	}
+	hc := &hashCount{h: sha256.New()}
+	w := csv.NewWriter(io.MultiWriter(f, hc))
+	fill(w)
+	w.Flush()
+	if err := w.Error(); err != nil {
+		f.Close()
+		return File{}, err
+	}
+	if err := f.Close(); err != nil {
+		return File{}, err
+	}
+	return File{Name: name, Size: hc.n, SHA256: hex.EncodeToString(hc.h.Sum(nil))}, nil
 }

@@ -2,9 +2,7 @@ package open
 
 import (
 	"bufio"
-	"crypto/sha256"
 	"encoding/csv"
-	"encoding/hex"
 	"io"
 	"os"
 	"path/filepath"
@@ -60,35 +58,24 @@ func writeChanges(dir string, prev, rel *Release) error {
 	if err != nil {
 		return err
 	}
-	name := rel.ID + "." + ChangesFile
-	f, err := os.Create(filepath.Join(dir, name))
+	file, err := writeCSV(dir, rel.ID+"."+ChangesFile, func(w *csv.Writer) {
+		_ = w.Write(append([]string{"change"}, rel.Fields...))
+		emit := func(change string, rows [][]string, other, seen map[string]int) {
+			for _, rec := range rows {
+				k := strings.Join(rec, "\x00")
+				if seen[k] < other[k] {
+					seen[k]++ // the same row in both: no change
+					continue
+				}
+				_ = w.Write(append([]string{change}, rec...))
+			}
+		}
+		emit("removed", oldRows, after, map[string]int{})
+		emit("added", newRows, before, map[string]int{})
+	})
 	if err != nil {
 		return err
 	}
-	h := sha256.New()
-	hc := &hashCount{h: h}
-	w := csv.NewWriter(multi{f, hc})
-	_ = w.Write(append([]string{"change"}, rel.Fields...))
-	emit := func(change string, rows [][]string, other, seen map[string]int) {
-		for _, rec := range rows {
-			k := strings.Join(rec, "\x00")
-			if seen[k] < other[k] {
-				seen[k]++ // the same row in both: no change
-				continue
-			}
-			_ = w.Write(append([]string{change}, rec...))
-		}
-	}
-	emit("removed", oldRows, after, map[string]int{})
-	emit("added", newRows, before, map[string]int{})
-	w.Flush()
-	if err := w.Error(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	rel.Files[ChangesFile] = File{Name: name, Size: hc.n, SHA256: hex.EncodeToString(h.Sum(nil))}
+	rel.Files[ChangesFile] = file
 	return nil
 }

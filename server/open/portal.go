@@ -59,15 +59,26 @@ func (s *Server) Handler() http.Handler {
 	return secure(mux)
 }
 
-// secure sets the headers every answer of the open system carries: no
-// script, no frame, no sniffing, no referrer, only this origin's styles.
+// SecurityHeaders are the headers every page of the bus carries (the open
+// system's and the portal's): no script, no frame, no sniffing, no
+// referrer, only this origin's styles and forms.
+func SecurityHeaders(hd http.Header) {
+	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Referrer-Policy", "no-referrer")
+	hd.Set("X-Frame-Options", "DENY")
+}
+
+// Stylesheet is the pages' stylesheet (the portal's extends it).
+func Stylesheet() []byte {
+	b, _ := web.ReadFile("web/portal.css")
+	return b
+}
+
+// secure sets SecurityHeaders, and keeps the open system read-only.
 func secure(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hd := w.Header()
-		hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
-		hd.Set("X-Content-Type-Options", "nosniff")
-		hd.Set("Referrer-Policy", "no-referrer")
-		hd.Set("X-Frame-Options", "DENY")
+		SecurityHeaders(w.Header())
 		if r.Method != http.MethodGet && r.Method != http.MethodHead && !strings.HasPrefix(r.URL.Path, "/open/v1/applicants") {
 			http.Error(w, "the open system is read-only (but for the applicants' API)", http.StatusMethodNotAllowed)
 			return

@@ -29,6 +29,7 @@ import (
 	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/server/control"
 	"github.com/jutong/jutong/server/dispute"
+	"github.com/jutong/jutong/server/open"
 )
 
 //go:embed web
@@ -163,16 +164,14 @@ func (p *Portal) Handler() http.Handler {
 	mux.HandleFunc("POST /portal/decide", p.auth(p.decide))
 	mux.HandleFunc("GET /portal/disputes", p.auth(p.disputes))
 	mux.HandleFunc("GET /portal/scorecard", p.auth(p.scorecard))
+	css := append(open.Stylesheet(), must(web.ReadFile("web/portal.css"))...)
 	mux.HandleFunc("GET /portal/static/portal.css", func(w http.ResponseWriter, r *http.Request) {
-		http.ServeFileFS(w, r, web, "web/portal.css")
+		w.Header().Set("Content-Type", "text/css; charset=utf-8")
+		_, _ = w.Write(css)
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Cache-Control", "no-store")
+		open.SecurityHeaders(w.Header())
+		w.Header().Set("Cache-Control", "no-store")
 		mux.ServeHTTP(w, r)
 	})
 }
@@ -334,4 +333,11 @@ func (p *Portal) scorecard(w http.ResponseWriter, r *http.Request, dept, raw str
 		chart = append(chart, bar{Label: b.Label, Y: i * 20, W: ok, X2: 320 + ok, W2: bad})
 	}
 	p.render(w, http.StatusOK, "scorecard.html", p.page(dept, raw, "本部门计分卡", map[string]any{"Bars": bars, "Chart": chart, "Height": len(bars)*20 + 4}))
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err) // the file is embedded
+	}
+	return b
 }
