@@ -200,3 +200,9 @@ func ReadSecret(path, name string) (string, error) {
 	}
 	return m[name], nil
 }
+
+// LoadOrCreateSecrets is LoadOrCreateSecret for several names, with one
+// read of path (and one write, when some were missing).
+func LoadOrCreateSecrets(path string, names []string) (map[string]string, error) {
+	return loadOrCreateSecrets(path, names)
+}

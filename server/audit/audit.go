@@ -36,8 +36,17 @@ const (
 	Snapshot      = "snapshot"       // an item's current state streamed to a grant (detail: its positions)
 	DBGranted     = "db_granted"     // a department's database role may read a table (detail: which)
 	DBRevoked     = "db_revoked"     // it may no longer
-	Replay        = "replay"         // an operator replays an item into a sink (detail: which, from where)
-	Replayed      = "replayed"       // the replay ended (records: how many; detail: how)
+	// The open system (package open): one kind list for the trail and its
+	// views (OpenReleasesView) and doors (Door).
+	OpenReleased = "open_released"  // a release made (item, rows)
+	OpenDownload = "open_download"  // a release downloaded (by the public, or an applicant's key)
+	OpenRecords  = "open_records"   // a page of the records API
+	OpenAPICalls = "open_api_calls" // the metadata calls of a minute, by action (records: how many)
+	OpenApplied  = "open_applied"   // an applicant registered for conditional-open items
+	OpenApproved = "open_approved"  // the authority approved it
+	OpenRefused  = "open_refused"   // or refused it
+	Replay       = "replay"         // an operator replays an item into a sink (detail: which, from where)
+	Replayed     = "replayed"       // the replay ended (records: how many; detail: how)
 )
 
 // Event is one audited fact.

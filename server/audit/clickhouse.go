@@ -72,7 +72,7 @@ func Row(value []byte, ts time.Time) []any {
 const OpenReleasesView = `CREATE VIEW IF NOT EXISTS scorecard_open_releases AS
 SELECT item, last_release, releases, dateDiff('second', last_release, now()) AS age_seconds, interval_seconds,
   toUInt8(dateDiff('second', last_release, now()) <= interval_seconds) AS on_time
-FROM (SELECT item, max(time) AS last_release, count() AS releases FROM audit WHERE kind = 'open_released' GROUP BY item)
+FROM (SELECT item, max(time) AS last_release, count() AS releases FROM audit WHERE kind = '` + OpenReleased + `' GROUP BY item)
 ANY LEFT JOIN (SELECT item, any(interval_seconds) AS interval_seconds FROM catalog_items GROUP BY item) USING item`
 
 // RowColumns are the columns of Row a verification from ClickHouse reads

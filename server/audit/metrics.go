@@ -34,7 +34,7 @@ func Door(e Event) string {
 		return "lookup"
 	case Snapshot:
 		return "snapshot"
-	case "open_download":
+	case OpenDownload, OpenRecords:
 		return "open"
 	case DBRead:
 		db, _, _ := strings.Cut(e.Group, " ")

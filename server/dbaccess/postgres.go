@@ -35,6 +35,9 @@ type Principal struct {
 	Department string
 	Password   string
 	Reads      []Table
+	// Ensured says the role, its login and its schema were made by an
+	// earlier Reconcile of this process: only its reads are reconciled.
+	Ensured bool
 }
 
 // Postgres reconciles the roles of one database.
@@ -71,6 +74,20 @@ func (p Postgres) Reconcile(ctx context.Context, database, prefix string, princi
 	for _, pr := range principals {
 		role := Role(prefix, pr.Department)
 		r := pgx.Identifier{role}.Sanitize()
+		want[role] = map[string]Table{}
+		for _, t := range pr.Reads {
+			// A table its sink has not made yet is granted at the next run.
+			var ok bool
+			if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", t.ident()).Scan(&ok); err != nil {
+				return nil, nil, err
+			}
+			if ok {
+				want[role][t.ident()] = t
+			}
+		}
+		if pr.Ensured {
+			continue
+		}
 		var exists bool
 		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&exists); err != nil {
 			return nil, nil, err
@@ -93,23 +110,6 @@ func (p Postgres) Reconcile(ctx context.Context, database, prefix string, princi
 		schema := pgx.Identifier{grantdb.Schema(pr.Department)}.Sanitize()
 		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+schema+"; GRANT USAGE ON SCHEMA "+schema+" TO "+r); err != nil {
 			return nil, nil, fmt.Errorf("dbaccess: %w", err)
-		}
-		want[role] = map[string]Table{}
-		for _, t := range pr.Reads {
-			// A table its sink has not made yet is granted at the next run.
-			var ok bool
-			if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", t.ident()).Scan(&ok); err != nil {
-				return nil, nil, err
-			}
-			if !ok {
-				continue
-			}
-			want[role][t.ident()] = t
-			// Usage of a base schema names its tables; only those granted
-			// can be read.
-			if _, err := tx.Exec(ctx, "GRANT USAGE ON SCHEMA "+pgx.Identifier{t.Schema}.Sanitize()+" TO "+r); err != nil {
-				return nil, nil, fmt.Errorf("dbaccess: %w", err)
-			}
 		}
 	}
 	// What the roles hold now.
@@ -148,11 +148,14 @@ func (p Postgres) Reconcile(ctx context.Context, database, prefix string, princi
 		}
 	}
 	for role, ts := range want {
-		for id := range ts {
+		for id, t := range ts {
 			if _, ok := have[role][id]; ok {
 				continue
 			}
-			if _, err := tx.Exec(ctx, "GRANT SELECT ON TABLE "+id+" TO "+pgx.Identifier{role}.Sanitize()); err != nil {
+			// Usage of the table's schema names its tables; only those
+			// granted can be read.
+			r := pgx.Identifier{role}.Sanitize()
+			if _, err := tx.Exec(ctx, "GRANT USAGE ON SCHEMA "+pgx.Identifier{t.Schema}.Sanitize()+" TO "+r+"; GRANT SELECT ON TABLE "+id+" TO "+r); err != nil {
 				return nil, nil, fmt.Errorf("dbaccess: %s may not read %s: %w", role, id, err)
 			}
 			granted = append(granted, role+" "+id)

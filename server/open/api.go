@@ -21,8 +21,8 @@ import (
 
 // The audit kinds of the open system.
 const (
-	OpenDownload = "open_download" // a download of a release
-	Released     = "open_released" // a release made (the open releases' scorecard)
+	OpenDownload = audit.OpenDownload
+	Released     = audit.OpenReleased
 )
 
 // Server serves the open system: the CKAN-shaped API, DCAT, the downloads
@@ -51,7 +51,7 @@ type Server struct {
 
 // APICalls is the audit kind of the metadata calls (CKAN actions, DCAT),
 // audited in aggregate: one event per action and minute, with the count.
-const APICalls = "open_api_calls"
+const APICalls = audit.OpenAPICalls
 
 func (s *Server) called(action string) {
 	s.countMu.Lock()

@@ -17,7 +17,7 @@ import (
 )
 
 // OpenRecords is the audit kind of a page of the records API.
-const OpenRecords = "open_records"
+const OpenRecords = audit.OpenRecords
 
 func apiKey(r *http.Request) string {
 	if k, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
@@ -89,7 +89,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.Audit != nil {
-		_ = s.Audit(r.Context(), audit.Event{Kind: "open_applied", Department: "public", Actor: "applicant:" + out.ID, Detail: out.Organisation + ": " + strings.Join(out.Items, ",")})
+		_ = s.Audit(r.Context(), audit.Event{Kind: audit.OpenApplied, Department: "public", Actor: "applicant:" + out.ID, Detail: out.Organisation + ": " + strings.Join(out.Items, ",")})
 	}
 	jsonReply(w, http.StatusCreated, map[string]any{"applicant": out, "key": key,
 		"note": "the key is shown this once; it works once the data authority approves the application"})
@@ -140,7 +140,11 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.Audit != nil {
-		_ = s.Audit(r.Context(), audit.Event{Kind: "open_" + action + "d", Department: "public", Actor: "authority", Application: ap.ID, Detail: body.Reason})
+		kind := audit.OpenRefused
+		if action == "approve" {
+			kind = audit.OpenApproved
+		}
+		_ = s.Audit(r.Context(), audit.Event{Kind: kind, Department: "public", Actor: "authority", Application: ap.ID, Detail: body.Reason})
 	}
 	jsonReply(w, http.StatusOK, ap)
 }

@@ -21,6 +21,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -76,8 +77,8 @@ type Releaser struct {
 	// the open releases' scorecard).
 	Released func(ctx context.Context, rel *Release)
 
-	mu     sync.Mutex
-	latest map[string]*Release
+	mu   sync.Mutex
+	kept map[string][]*Release // by item, newest first: read from Dir once
 }
 
 // released is one field as released: its rule.
@@ -99,25 +100,18 @@ func Columns(it *catalog.Item) []released {
 
 // Latest is an item's newest release (nil when none yet).
 func (r *Releaser) Latest(item string) *Release {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.latest == nil {
-		r.load()
+	if rs := r.Releases(item); len(rs) > 0 {
+		return rs[0]
 	}
-	return r.latest[item]
+	return nil
 }
 
 // Releases lists an item's kept releases, newest first.
 func (r *Releaser) Releases(item string) []*Release {
-	var out []*Release
-	metas, _ := filepath.Glob(filepath.Join(r.Dir, item, "*.meta.json"))
-	for _, m := range metas {
-		if rel, err := readMeta(m); err == nil {
-			out = append(out, rel)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID > out[j].ID })
-	return out
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.load()
+	return slices.Clone(r.kept[item])
 }
 
 // File is the path of a release's file, if it exists.
@@ -131,12 +125,20 @@ func (r *Releaser) File(item, id, format string) (string, *Release, bool) {
 	return "", nil, false
 }
 
+// load reads the releases kept in Dir, once (r.mu held).
 func (r *Releaser) load() {
-	r.latest = map[string]*Release{}
+	if r.kept != nil {
+		return
+	}
+	r.kept = map[string][]*Release{}
 	for _, it := range r.Catalog.Items {
-		if rs := r.Releases(it.Code); len(rs) > 0 {
-			r.latest[it.Code] = rs[0]
+		metas, _ := filepath.Glob(filepath.Join(r.Dir, it.Code, "*.meta.json"))
+		for _, m := range metas {
+			if rel, err := readMeta(m); err == nil {
+				r.kept[it.Code] = append(r.kept[it.Code], rel)
+			}
 		}
+		sort.Slice(r.kept[it.Code], func(i, j int) bool { return r.kept[it.Code][i].ID > r.kept[it.Code][j].ID })
 	}
 }
 
@@ -254,13 +256,7 @@ func (r *Releaser) refresh(ctx context.Context, it *catalog.Item) (bool, error) 
 	if err := os.WriteFile(filepath.Join(dir, id+".meta.json"), meta, 0o644); err != nil {
 		return false, err
 	}
-	r.mu.Lock()
-	if r.latest == nil {
-		r.load()
-	}
-	r.latest[it.Code] = rel
-	r.mu.Unlock()
-	r.prune(it.Code)
+	r.keep(it.Code, rel)
 	if r.Released != nil {
 		r.Released(ctx, rel)
 	}
@@ -270,17 +266,24 @@ func (r *Releaser) refresh(ctx context.Context, it *catalog.Item) (bool, error) 
 	return true, nil
 }
 
-// prune keeps the newest Keep releases of an item.
-func (r *Releaser) prune(item string) {
-	keep := r.Keep
-	if keep <= 0 {
-		keep = 3
+// keep adds rel as the item's newest release and removes the files of
+// those beyond the newest Keep.
+func (r *Releaser) keep(item string, rel *Release) {
+	n := r.Keep
+	if n <= 0 {
+		n = 3
 	}
-	for _, old := range r.Releases(item)[min(keep, len(r.Releases(item))):] {
-		for _, f := range old.Files {
+	r.mu.Lock()
+	r.load()
+	rs := append([]*Release{rel}, r.kept[item]...)
+	old := rs[min(n, len(rs)):]
+	r.kept[item] = rs[:min(n, len(rs))]
+	r.mu.Unlock()
+	for _, o := range old {
+		for _, f := range o.Files {
 			os.Remove(filepath.Join(r.Dir, item, f.Name))
 		}
-		os.Remove(filepath.Join(r.Dir, item, old.ID+".meta.json"))
+		os.Remove(filepath.Join(r.Dir, item, o.ID+".meta.json"))
 	}
 }
 

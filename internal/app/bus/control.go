@@ -64,7 +64,11 @@ func (b *Bus) startControl(ctx, rctx context.Context) (err error) {
 		dbs = append(dbs, b.analysts)
 	}
 	if b.cfg.PostgresDSN != "" && !b.cfg.NoDatabaseRoles {
-		b.dbRoles = &grants.PostgresRoles{Catalog: b.cfg.Catalog, DSN: b.cfg.PostgresDSN, RolePrefix: b.DatabaseRolePrefix(), SetPasswords: b.cluster != nil || b.cfg.CreateUsers, Passwords: pw, KeySecret: b.feedKey, Pipeline: b.pcfg, Audit: b.audit, Log: log}
+		db, err := b.pg(ctx)
+		if err != nil {
+			return err
+		}
+		b.dbRoles = &grants.PostgresRoles{Catalog: b.cfg.Catalog, DSN: b.cfg.PostgresDSN, DB: db, RolePrefix: b.DatabaseRolePrefix(), SetPasswords: b.cluster != nil || b.cfg.CreateUsers, Passwords: pw, KeySecret: b.feedKey, Pipeline: b.pcfg, Audit: b.audit, Log: log}
 		b.onClose("grant tables", func(context.Context) error { b.dbRoles.Close(); return nil })
 		dbs = append(dbs, b.dbRoles)
 	}
@@ -187,11 +191,7 @@ func (b *Bus) DatabaseRolePrefix() string { return strings.ReplaceAll(b.prefix()
 func (b *Bus) startDBReads(ctx context.Context) error {
 	var pool *pgxpool.Pool
 	if b.dbRoles != nil {
-		var err error
-		if pool, err = pgxpool.New(ctx, b.cfg.PostgresDSN); err != nil {
-			return err
-		}
-		b.onClose("database read auditor's pool", func(context.Context) error { pool.Close(); return nil })
+		pool = b.dbRoles.DB // the bus's pool
 	}
 	var ch driver.Conn
 	if b.analysts != nil {

@@ -119,7 +119,7 @@ func (b *Bus) pg(ctx context.Context) (*pgxpool.Pool, error) {
 			return nil, err
 		}
 		b.lookupDB = p
-		b.onClose("lookups' pool", func(context.Context) error { p.Close(); return nil })
+		b.onClose("PostgreSQL pool (lookups, disputes, roles, open releases)", func(context.Context) error { p.Close(); return nil })
 	}
 	return b.lookupDB, nil
 }

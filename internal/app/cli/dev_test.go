@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -112,38 +111,30 @@ func startDev(t *testing.T, args []string) (addrs map[string]string, stop func()
 // addresses it printed, a kill that ends it with SIGKILL (no clean-up of
 // any kind runs) and a stop that ends it with SIGINT, as Ctrl-C does.
 func startDevProcess(t *testing.T, args []string) (addrs map[string]string, kill, stop func()) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envChildArgs+"="+strings.Join(append([]string{"dev"}, args...), "\n"))
-	var out, errOut syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan int, 1)
-	go func() { _ = cmd.Wait(); done <- cmd.ProcessState.ExitCode(); close(done) }()
+	p := spawn(t, "", append([]string{"dev"}, args...)...)
 	var once sync.Once
 	// stop ends dev as Ctrl-C does; a test that fails before it kills or
 	// stops dev stops it so, and its local databases do not outlive it.
 	stop = func() {
 		once.Do(func() {
-			_ = cmd.Process.Signal(os.Interrupt)
+			_ = p.cmd.Process.Signal(os.Interrupt)
 			select {
-			case code := <-done:
+			case code := <-p.done:
 				if code != 0 {
-					t.Errorf("jutong dev exited %d: %s", code, errOut.String())
+					t.Errorf("jutong dev exited %d: %s", code, p.errOut.String())
 				}
 			case <-time.After(time.Minute):
-				_ = cmd.Process.Kill()
+				_ = p.cmd.Process.Kill()
 				t.Error("jutong dev did not stop on SIGINT")
 			}
 		})
 	}
 	t.Cleanup(stop)
-	addrs = waitAddrs(t, &out, &errOut, done)
+	addrs = waitAddrs(t, &p.out, &p.errOut, p.done)
 	return addrs, func() {
 		once.Do(func() {
-			_ = cmd.Process.Kill()
-			<-done
+			_ = p.cmd.Process.Kill()
+			<-p.done
 		})
 	}, stop
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/localsvc"
 	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
@@ -228,12 +229,7 @@ func TestStopUnderLoad(t *testing.T) {
 	// 3. Every acknowledged event landed once.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	opts, _ := clickhouse.ParseDSN(env["JUTONG_CH_URL"])
-	ch, err := clickhouse.Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
+	ch := testenv.ClickHouseConn(t, env["JUTONG_CH_URL"])
 	var n, ids uint64
 	for ctx.Err() == nil {
 		if err := ch.QueryRow(ctx, "SELECT count(), uniqExact(event_id) FROM events WHERE item = 'legal_person.enterprise_registration'").Scan(&n, &ids); err != nil {
@@ -357,12 +353,7 @@ func waitLanded(t *testing.T, env map[string]string, n uint64) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	opts, _ := clickhouse.ParseDSN(env["JUTONG_CH_URL"])
-	ch, err := clickhouse.Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
+	ch := testenv.ClickHouseConn(t, env["JUTONG_CH_URL"])
 	var got uint64
 	for ctx.Err() == nil {
 		if err := ch.QueryRow(ctx, "SELECT count() FROM events").Scan(&got); err == nil && got >= n {

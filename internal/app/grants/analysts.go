@@ -119,6 +119,14 @@ func (a *ClickHouseAnalysts) Sync(ctx context.Context, grants []control.Grant) e
 		a.runs = map[string]*analystRun{}
 	}
 	want := a.want(grants)
+	var users []string
+	for dept := range want {
+		users = append(users, dbaccess.AnalystUser(a.UserPrefix, dept))
+	}
+	passwords, err := access.LoadOrCreateSecrets(a.Passwords, users) // one read of the file
+	if err != nil {
+		return err
+	}
 	var errs []error
 	for dept, run := range a.runs {
 		if _, ok := want[dept]; !ok {
@@ -133,11 +141,8 @@ func (a *ClickHouseAnalysts) Sync(ctx context.Context, grants []control.Grant) e
 		for code, g := range items {
 			set[code] = g.ID
 		}
-		user, pw, db, err := a.User(dept)
-		if err != nil {
-			return err
-		}
-		analysts = append(analysts, dbaccess.Analyst{User: user, Password: pw, Database: db})
+		user := dbaccess.AnalystUser(a.UserPrefix, dept)
+		analysts = append(analysts, dbaccess.Analyst{User: user, Password: passwords[user], Database: analystdb.Database(a.database(), dept)})
 		run := a.runs[dept]
 		if run != nil && maps.Equal(run.set, set) {
 			continue

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -31,7 +32,9 @@ type Databases interface {
 // grants' tables and the unconditional items' base tables (dbaccess).
 type PostgresRoles struct {
 	Catalog *catalog.Catalog
-	DSN     string
+	DSN     string // the grant tables' sinks connect with it
+	// DB reconciles the roles: the bus's pool of DSN.
+	DB *pgxpool.Pool
 	// RolePrefix begins the roles' names (dbaccess.Role).
 	RolePrefix string
 	// SetPasswords: this instance owns the roles' passwords
@@ -46,10 +49,9 @@ type PostgresRoles struct {
 	Audit     AuditWriter
 	Log       *slog.Logger
 
-	mu    sync.Mutex
-	pool  *pgxpool.Pool
-	db    string
-	sinks map[string]*grantRun // by grant id
+	mu      sync.Mutex
+	ensured bool                 // every department's role made by this process
+	sinks   map[string]*grantRun // by grant id
 }
 
 type grantRun struct {
@@ -69,12 +71,7 @@ func (p *PostgresRoles) Sync(ctx context.Context, grants []control.Grant) error 
 	if p.Log == nil {
 		p.Log = slog.New(slog.DiscardHandler)
 	}
-	if p.pool == nil {
-		pool, err := pgxpool.New(ctx, p.DSN)
-		if err != nil {
-			return err
-		}
-		p.pool, p.db = pool, pool.Config().ConnConfig.Database
+	if p.sinks == nil {
 		p.sinks = map[string]*grantRun{}
 	}
 	want := map[string]control.Grant{}
@@ -106,25 +103,35 @@ func (p *PostgresRoles) Sync(ctx context.Context, grants []control.Grant) error 
 		d := want[id].Department
 		reads[d] = append(reads[d], run.table)
 	}
-	var principals []dbaccess.Principal
-	for _, d := range p.Catalog.Departments {
-		pw, err := p.Password(d.Code)
-		if err != nil {
+	// The roles are made once a process; later runs reconcile the reads.
+	var passwords map[string]string
+	if !p.ensured {
+		var names []string
+		for _, d := range p.Catalog.Departments {
+			names = append(names, dbaccess.Role(p.RolePrefix, d.Code))
+		}
+		var err error
+		if passwords, err = access.LoadOrCreateSecrets(p.Passwords, names); err != nil {
 			return err
 		}
-		pr := dbaccess.Principal{Department: d.Code, Password: pw, Reads: reads[d.Code]}
-		for _, it := range p.Catalog.Items {
-			if it.Share == catalog.ShareUnconditional && (pgsink.Config{}).Holds(it) {
-				schema, table := it.Namespace()
-				pr.Reads = append(pr.Reads, dbaccess.Table{Schema: schema, Name: table})
-			}
-		}
-		principals = append(principals, pr)
 	}
-	granted, revoked, err := dbaccess.Postgres{Pool: p.pool, SetPasswords: p.SetPasswords}.Reconcile(ctx, p.db, p.RolePrefix, principals)
+	var unconditional []dbaccess.Table
+	for _, it := range p.Catalog.Items {
+		if it.Share == catalog.ShareUnconditional && (pgsink.Config{}).Holds(it) {
+			schema, table := it.Namespace()
+			unconditional = append(unconditional, dbaccess.Table{Schema: schema, Name: table})
+		}
+	}
+	var principals []dbaccess.Principal
+	for _, d := range p.Catalog.Departments {
+		principals = append(principals, dbaccess.Principal{Department: d.Code, Password: passwords[dbaccess.Role(p.RolePrefix, d.Code)],
+			Reads: append(slices.Clone(reads[d.Code]), unconditional...), Ensured: p.ensured})
+	}
+	granted, revoked, err := dbaccess.Postgres{Pool: p.DB, SetPasswords: p.SetPasswords}.Reconcile(ctx, p.DB.Config().ConnConfig.Database, p.RolePrefix, principals)
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
+	p.ensured = true
 	if len(granted)+len(revoked) > 0 {
 		p.Log.Info("database roles reconciled with the grants", "granted", len(granted), "revoked", len(revoked))
 		var evs []audit.Event
@@ -170,8 +177,4 @@ func (p *PostgresRoles) Close() {
 		run.stop()
 	}
 	p.sinks = nil
-	if p.pool != nil {
-		p.pool.Close()
-		p.pool = nil
-	}
 }
