@@ -88,3 +88,48 @@ func BenchmarkRender(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeColumns decodes the same records into columns, in batches
+// of 1,024 (the columns' memory kept from batch to batch, as a sink does).
+func BenchmarkDecodeColumns(b *testing.B) {
+	s, evs := benchEvents(b, 1024)
+	payloads := make([][]byte, len(evs))
+	for i, e := range evs {
+		payloads[i], _ = s.Encode(e)
+	}
+	cols := schemas.NewColumns(s.Item)
+	decode, err := schemas.ColumnDecoder(s.Avro, s.Item)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%len(payloads) == 0 {
+			cols.Reset()
+		}
+		if err := decode(cols, payloads[i%len(payloads)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRenderColumns renders rows as JSON from columns.
+func BenchmarkRenderColumns(b *testing.B) {
+	s, evs := benchEvents(b, 1024)
+	cols := schemas.NewColumns(s.Item)
+	for _, e := range evs {
+		if err := cols.AppendEvent(e); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var buf []byte
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		var err error
+		if buf, err = cols.AppendJSON(buf[:0], i%cols.N); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

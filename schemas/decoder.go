@@ -32,6 +32,7 @@ type Decoder struct {
 type writerSchema struct {
 	avro     avro.Schema
 	compiled *envelopeDecoder
+	columns  *colPlan // nil: the column decoder does not cover it
 	name     string // the envelope's full name: jutong.<item code>.Envelope
 }
 
@@ -80,6 +81,40 @@ func (d *Decoder) DecodeItem(ctx context.Context, it *catalog.Item, value []byte
 	return d.Decode(ctx, value)
 }
 
+// DecodeColumns appends a record that must be a change event of the item
+// of c as a row of c, straight from its Avro bytes when the column decoder
+// covers its writer schema (else through the map decoder). Errors as
+// DecodeItem's; on an error c is unchanged.
+func (d *Decoder) DecodeColumns(ctx context.Context, c *Columns, value []byte) error {
+	id, payload, err := Unframe(value)
+	if err != nil {
+		return &RecordError{err}
+	}
+	s, err := d.schema(ctx, id)
+	if err != nil {
+		return err
+	}
+	if want := envelopeNamespace(c.Item) + ".Envelope"; s.name != want {
+		return &RecordError{fmt.Errorf("schema id %d is %s, not a change event of %s", id, s.name, c.Item.Code)}
+	}
+	if s.columns != nil {
+		if cd := s.columns.decoderFor(c.Item); cd != nil {
+			if err := cd.decode(c, payload); err != nil {
+				return &RecordError{err}
+			}
+			return nil
+		}
+	}
+	ev, err := d.Decode(ctx, value)
+	if err != nil {
+		return err
+	}
+	if err := c.AppendEvent(ev); err != nil {
+		return &RecordError{err}
+	}
+	return nil
+}
+
 func (d *Decoder) schema(ctx context.Context, id int) (writerSchema, error) {
 	d.mu.Lock()
 	s, ok := d.ids[id]
@@ -110,6 +145,9 @@ func (d *Decoder) schema(ctx context.Context, id int) (writerSchema, error) {
 		s = writerSchema{compiled: c, name: name}
 	} else {
 		s = writerSchema{avro: parsed, name: name}
+	}
+	if p, err := planEnvelope(parsed); err == nil {
+		s.columns = p
 	}
 	d.mu.Lock()
 	d.ids[id] = s
