@@ -33,7 +33,7 @@ type writerSchema struct {
 	avro     avro.Schema
 	compiled *envelopeDecoder
 	columns  *colPlan // nil: the column decoder does not cover it
-	name     string // the envelope's full name: jutong.<item code>.Envelope
+	name     string   // the envelope's full name: jutong.<item code>.Envelope
 }
 
 // NewDecoder returns a decoder using the registry client reg.
