@@ -122,6 +122,10 @@ type Runner struct {
 	runCtx context.Context // set by Run; bounds work done in client callbacks
 	cache  *CacheReader    // set by Run when the runner shares a DecodeCache
 	raw    bool            // a TopicSink: records are passed undecoded
+	// columnar: a ColumnSink, decoded into cols (one per item, reused from
+	// batch to batch).
+	columnar bool
+	cols     map[*catalog.Item]*schemas.Columns
 }
 
 // New creates a runner for sink over the catalog items it accepts.
@@ -145,6 +149,9 @@ func New(cfg Config, sink Sink) (*Runner, error) {
 	r := &Runner{cfg: cfg, sink: sink, dec: dec, items: make(map[string]*catalog.Item),
 		log: cfg.Log.With("sink", sink.Name()), m: m,
 		hw: map[tp]int64{}, pos: map[tp]int64{}, lastPub: map[*catalog.Item]time.Time{}}
+	if cs, ok := sink.(ColumnSink); ok && cs.WritesColumns() {
+		r.columnar, r.cols = true, map[*catalog.Item]*schemas.Columns{}
+	}
 	if ts, ok := sink.(TopicSink); ok {
 		r.raw = true
 		for _, t := range ts.Topics() {
@@ -191,7 +198,7 @@ func (r *Runner) Topics() []string {
 // the ledger only moves with written data.
 func (r *Runner) Run(ctx context.Context) error {
 	r.runCtx = ctx
-	if c := r.cfg.DecodeCache; c != nil {
+	if c := r.cfg.DecodeCache; c != nil && !r.columnar {
 		r.cache = c.Join(r.Topics())
 		defer r.cache.Leave()
 	}
@@ -521,12 +528,31 @@ func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record
 		r.m.decodes.WithLabelValues(r.sink.Name(), "shared").Add(float64(shared))
 		r.m.decodes.WithLabelValues(r.sink.Name(), "decoded").Add(float64(decoded))
 	}()
+	if r.columnar {
+		for _, c := range r.cols {
+			c.Reset()
+		}
+	}
 	one := func(i int) error {
 		kr := recs[i]
 		var ev *schemas.Event
 		var bad *schemas.RecordError
+		var cols *schemas.Columns
+		if r.columnar {
+			it := out[i].Item
+			if cols = r.cols[it]; cols == nil {
+				cols = schemas.NewColumns(it)
+				r.cols[it] = cols
+			}
+		}
 		err := r.retry(ctx, "decode", func() (err error) {
-			ev, err = r.dec.Decode(ctx, kr.Value)
+			if cols != nil {
+				if err = r.dec.DecodeColumns(ctx, cols, kr.Value); err == nil {
+					ev = cols.Envelope(cols.N - 1)
+				}
+			} else {
+				ev, err = r.dec.Decode(ctx, kr.Value)
+			}
 			if errors.As(err, &bad) {
 				return nil // retrying will not help
 			}
@@ -548,6 +574,9 @@ func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record
 			return nil
 		}
 		out[i].Event = ev
+		if cols != nil {
+			out[i].Cols, out[i].Row = cols, cols.N-1
+		}
 		decoded++
 		if r.cache != nil {
 			r.cache.put(kr, ev)

@@ -25,6 +25,24 @@ type Record struct {
 	DeadLetter string
 	// Raw is the record as read from Kafka, for the dead-letter topic.
 	Raw *kgo.Record
+	// Cols, for a ColumnSink, holds the record's fields, at row Row: the
+	// runner decodes a batch into one schemas.Columns per item, and Event
+	// carries the envelope only (its Data is nil whatever the op). Records
+	// a sink is handed otherwise (a replay) have Cols nil and Event whole.
+	Cols *schemas.Columns
+	Row  int
+}
+
+// Data is the record's value of field j of its item (the item's Fields
+// order), from the columns or the event, as Event.Data holds it.
+func (r *Record) Data(j int) any {
+	if r.Cols != nil {
+		return r.Cols.Value(j, r.Row)
+	}
+	if r.Event == nil || r.Event.Data == nil {
+		return nil
+	}
+	return r.Event.Data[r.Item.Fields[j].Name]
 }
 
 // RecordFault is a sink's error that blames the records, not the database:
@@ -63,6 +81,14 @@ type Sink interface {
 	// Write applies a batch; landed is the landing time to record.
 	Write(ctx context.Context, batch []Record, landed time.Time) error
 	Close() error
+}
+
+// ColumnSink is a Sink that writes from columns (Record.Cols): the runner
+// decodes its batches straight into typed vectors, no map per record.
+type ColumnSink interface {
+	Sink
+	// WritesColumns is true when the sink reads Record.Cols.
+	WritesColumns() bool
 }
 
 // TopicSink is a Sink of topics of its own rather than of the catalog's items

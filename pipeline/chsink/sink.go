@@ -394,76 +394,121 @@ func (s *Sink) write(ctx context.Context, batch []pipeline.Record, landed time.T
 // again, while re-inserting state rows (same version) changes nothing once
 // merged. Each record is rendered once.
 func (s *Sink) land(ctx context.Context, recs []pipeline.Record, inHistory func(i int) bool, landed time.Time) error {
-	var state driver.Batch // only for a replay or a retry: prepared when needed
-	defer func() {
-		if state != nil {
-			state.Abort() //nolint:errcheck
-		}
-	}()
-	hist, err := s.conn.PrepareBatch(s.fence.tag(ctx), insertSQL)
-	if err != nil {
-		return err
-	}
-	defer hist.Abort() //nolint:errcheck
-	landedSec, landedMs := landed.Truncate(time.Second), landed.UnixMilli()
-	nState, nHist := 0, 0
+	landedSec, landedMs := landed.Unix(), landed.UnixMilli()
+	var h histRows
+	var st stateRows
 	var dead []pipeline.Record
 	var buf []byte
-	for i, r := range recs {
+	var hData, sData []int // where each row's JSON ends in buf
+	var err error
+	for i := range recs {
+		r := &recs[i]
 		history := inHistory(i)
 		e := r.Event
 		if e == nil {
 			if history && r.DeadLetter != "" { // a flag record leaves no row
-				dead = append(dead, r)
+				dead = append(dead, *r)
 			}
 			continue
 		}
-		if buf, err = schemas.AppendJSONValues(buf[:0], r.Item, e.Data); err != nil {
+		if r.Cols != nil {
+			buf, err = r.Cols.AppendJSON(buf, r.Row)
+		} else {
+			buf, err = schemas.AppendJSONValues(buf, r.Item, e.Data)
+		}
+		if err != nil {
 			return fmt.Errorf("chsink: %s key %s: %w", r.Item.Code, e.Key, err)
 		}
-		data := string(buf)
 		deleted := uint8(0)
 		if e.Op == schemas.OpDelete {
 			deleted = 1
 		}
-		eventSec := e.EventTime.Truncate(time.Second)
 		if !history {
-			if state == nil {
-				if state, err = s.conn.PrepareBatch(s.fence.tag(ctx), stateInsertSQL); err != nil {
-					return err
-				}
-			}
-			if err := state.Append(r.Item.Topic(), e.Key, r.Offset, deleted, string(e.Op), e.Source.Department,
-				eventSec, landedSec, data); err != nil {
-				return err
-			}
-			nState++
+			st.item, st.key, st.version = append(st.item, r.Item.Topic()), append(st.key, e.Key), append(st.version, r.Offset)
+			st.deleted, st.op, st.dept = append(st.deleted, deleted), append(st.op, string(e.Op)), append(st.dept, e.Source.Department)
+			st.eventSec, st.landedSec = append(st.eventSec, e.EventTime.Unix()), append(st.landedSec, landedSec)
+			sData = append(sData, len(buf))
+			hData = append(hData, -1)
 			continue
 		}
-		if err := hist.Append(r.Item.Topic(), r.Partition, r.Offset, e.Key, string(e.Op), e.ID,
-			e.Source.Department, e.Source.System, e.Source.Adapter,
-			eventSec, e.EventTime.UnixMilli(),
-			e.PublishTime.Truncate(time.Second), e.PublishTime.UnixMilli(),
-			landedSec, landedMs, data); err != nil {
+		h.item, h.part, h.off = append(h.item, r.Item.Topic()), append(h.part, r.Partition), append(h.off, r.Offset)
+		h.key, h.op, h.id = append(h.key, e.Key), append(h.op, string(e.Op)), append(h.id, e.ID)
+		h.dept, h.system, h.adapter = append(h.dept, e.Source.Department), append(h.system, e.Source.System), append(h.adapter, e.Source.Adapter)
+		h.eventSec, h.eventMs = append(h.eventSec, e.EventTime.Unix()), append(h.eventMs, e.EventTime.UnixMilli())
+		h.pubSec, h.pubMs = append(h.pubSec, e.PublishTime.Unix()), append(h.pubMs, e.PublishTime.UnixMilli())
+		h.landedSec, h.landedMs = append(h.landedSec, landedSec), append(h.landedMs, landedMs)
+		hData = append(hData, len(buf))
+		sData = append(sData, -1)
+	}
+	// Every row's JSON is a substring of one string: one allocation a batch.
+	all, from := string(buf), 0
+	for k := range hData {
+		end := max(hData[k], sData[k])
+		if hData[k] >= 0 {
+			h.data = append(h.data, all[from:end])
+		} else {
+			st.data = append(st.data, all[from:end])
+		}
+		from = end
+	}
+	if len(st.item) > 0 {
+		if err := s.send(ctx, stateInsertSQL, st.item, st.key, st.version, st.deleted, st.op, st.dept, st.eventSec, st.landedSec, st.data); err != nil {
 			return err
 		}
-		nHist++
 	}
-	if nState > 0 {
-		if err := state.Send(); err != nil {
-			return err
-		}
-	}
-	if nHist > 0 {
-		if err := hist.Send(); err != nil {
+	if len(h.item) > 0 {
+		if err := s.send(ctx, insertSQL, h.item, h.part, h.off, h.key, h.op, h.id, h.dept, h.system, h.adapter,
+			h.eventSec, h.eventMs, h.pubSec, h.pubMs, h.landedSec, h.landedMs, h.data); err != nil {
 			return err
 		}
 	}
 	if len(dead) > 0 {
-		return s.writeDead(ctx, dead, landedSec)
+		return s.writeDead(ctx, dead, landed.Truncate(time.Second))
 	}
 	return nil
 }
+
+// histRows and stateRows are the columns of the rows of a batch: the
+// history's (events) and, for a replay or a retry, the state's
+// (current_state). DateTime columns take Unix seconds.
+type histRows struct {
+	item                               []string
+	part                               []int32
+	off                                []int64
+	key, op, id, dept, system, adapter []string
+	eventSec, eventMs, pubSec, pubMs   []int64
+	landedSec, landedMs                []int64
+	data                               []string
+}
+
+type stateRows struct {
+	item, key           []string
+	version             []int64
+	deleted             []uint8
+	op, dept            []string
+	eventSec, landedSec []int64
+	data                []string
+}
+
+// send inserts one block, column by column (clickhouse-go's columnar
+// Append: no boxing of each value of each row).
+func (s *Sink) send(ctx context.Context, insert string, cols ...any) error {
+	b, err := s.conn.PrepareBatch(s.fence.tag(ctx), insert)
+	if err != nil {
+		return err
+	}
+	defer b.Abort() //nolint:errcheck
+	for i, c := range cols {
+		if err := b.Column(i).Append(c); err != nil {
+			return err
+		}
+	}
+	return b.Send()
+}
+
+// WritesColumns implements pipeline.ColumnSink: the sink renders each
+// record's JSON from the batch's columns.
+func (s *Sink) WritesColumns() bool { return true }
 
 // Replay implements pipeline.Replayer: the partition's records up to the
 // ledger are read again; those missing from the history (or from the

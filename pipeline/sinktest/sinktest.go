@@ -97,14 +97,15 @@ func Run(t *testing.T, h Harness) {
 
 // run is one test's state: the sink, its reference model and the stream.
 type run struct {
-	t     *testing.T
-	h     Harness
-	ctx   context.Context
-	open  func() pipeline.Sink
-	sink  pipeline.Sink
-	model *model
-	gens  map[*catalog.Item]*synth.Generator
-	next  map[tp]int64 // the next offset to hand out per topic-partition
+	t      *testing.T
+	h      Harness
+	ctx    context.Context
+	open   func() pipeline.Sink
+	sink   pipeline.Sink
+	model  *model
+	gens   map[*catalog.Item]*synth.Generator
+	next   map[tp]int64 // the next offset to hand out per topic-partition
+	writes int          // batches written: a ColumnSink gets every other one as columns
 }
 
 type tp struct {
@@ -186,7 +187,12 @@ func synthData(t *testing.T, g *synth.Generator) *schemas.Event {
 // write hands a batch to the sink and, when it succeeds, to the model.
 func (r *run) write(batch ...pipeline.Record) {
 	r.t.Helper()
-	if err := r.sink.Write(r.ctx, batch, time.Now()); err != nil {
+	in := batch
+	if cs, ok := r.sink.(pipeline.ColumnSink); ok && cs.WritesColumns() && r.writes%2 == 0 {
+		in = AsColumns(r.t, batch)
+	}
+	r.writes++
+	if err := r.sink.Write(r.ctx, in, time.Now()); err != nil {
 		r.t.Fatalf("write: %v", err)
 	}
 	r.model.apply(batch)
@@ -455,4 +461,28 @@ func testItemsAndPartitions(t *testing.T, r *run) {
 	r.write(batch[:35]...)
 	r.write(batch[20:]...)
 	r.check()
+}
+
+// AsColumns returns the batch as the runner hands it to a ColumnSink: the
+// events of each item in one schemas.Columns, Event reduced to its envelope.
+func AsColumns(t testing.TB, batch []pipeline.Record) []pipeline.Record {
+	t.Helper()
+	out := slices.Clone(batch)
+	cols := map[*catalog.Item]*schemas.Columns{}
+	for i := range out {
+		rec := &out[i]
+		if rec.Event == nil {
+			continue
+		}
+		c := cols[rec.Item]
+		if c == nil {
+			c = schemas.NewColumns(rec.Item)
+			cols[rec.Item] = c
+		}
+		if err := c.AppendEvent(rec.Event); err != nil {
+			t.Fatalf("sinktest: %v", err)
+		}
+		rec.Cols, rec.Row, rec.Event = c, c.N-1, c.Envelope(c.N-1)
+	}
+	return out
 }
