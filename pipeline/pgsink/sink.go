@@ -389,6 +389,10 @@ func (s *Sink) write(ctx context.Context, batch []pipeline.Record, landed time.T
 	return tx.Commit(ctx)
 }
 
+// WritesColumns implements pipeline.ColumnSink: large groups are copied
+// from the batch's columns (binary COPY).
+func (s *Sink) WritesColumns() bool { return true }
+
 // Replay implements pipeline.Replayer. It holds the partition's ledger row
 // locked (the pipeline waits) while it reads the partition from the replay's
 // start up to the ledger and sets every key changed in that range to its
@@ -451,26 +455,25 @@ const copyRows = 1000
 // upserts are queued on q, large upserts are copied at once.
 func (s *Sink) apply(ctx context.Context, tx pgx.Tx, q *pgx.Batch, it *catalog.Item, keys []string, m map[string]*pipeline.Record, landed time.Time) error {
 	var deletes []string
-	rows := make([][]any, 0, len(keys))
+	upserts := make([]*pipeline.Record, 0, len(keys))
 	for _, k := range keys {
-		r := m[k]
-		if r.Event.Op == schemas.OpDelete {
+		if r := m[k]; r.Event.Op == schemas.OpDelete {
 			deletes = append(deletes, k)
-			continue
+		} else {
+			upserts = append(upserts, r)
 		}
-		row, err := rowValues(it, r, landed)
-		if err != nil {
-			return err
-		}
-		rows = append(rows, row)
 	}
 	if len(deletes) > 0 {
 		q.Queue(fmt.Sprintf("DELETE FROM %s WHERE %s = ANY($1)", tableName(it), pgx.Identifier{it.Key}.Sanitize()), deletes)
 	}
-	if len(rows) == 0 {
+	if len(upserts) == 0 {
 		return nil
 	}
-	if len(rows) < copyRows {
+	if len(upserts) < copyRows {
+		rows, err := rowsOf(it, upserts, landed)
+		if err != nil {
+			return err
+		}
 		q.Queue(unnestSQL(it), byColumn(rows)...)
 		return nil
 	}
@@ -478,14 +481,66 @@ func (s *Sink) apply(ctx context.Context, tx pgx.Tx, q *pgx.Batch, it *catalog.I
 	if _, err := tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE %s (LIKE %s) ON COMMIT DROP", stage, tableName(it))); err != nil {
 		return err
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{stage}, columns(it), pgx.CopyFromRows(rows)); err != nil {
+	var err error
+	crs, ok := copyRowsOf(it, upserts)
+	if ok {
+		err = copyColumns(ctx, tx, stage, it, crs, landed)
+	}
+	if !ok || errors.Is(err, errNotUUID) {
+		// An event id the binary writer does not read: pgx sends the text.
+		var rows [][]any
+		if rows, err = rowsOf(it, upserts, landed); err == nil {
+			_, err = tx.CopyFrom(ctx, pgx.Identifier{stage}, columns(it), pgx.CopyFromRows(rows))
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("pgsink: copy %s: %w", it.Code, err)
 	}
 	if _, err := tx.Exec(ctx, mergeSQL(it, stage)); err != nil {
 		return fmt.Errorf("pgsink: merge %s: %w", it.Code, err)
 	}
-	_, err := tx.Exec(ctx, "DROP TABLE "+stage)
+	_, err = tx.Exec(ctx, "DROP TABLE "+stage)
 	return err
+}
+
+// copyRowsOf gives each record its row in columns: the batch's own (a
+// ColumnSink's batch), or columns made here from its event (a replay).
+// False when an event holds a value of the wrong type for its field: pgx
+// then sends the group, and PostgreSQL refuses it as before (the runner
+// dead-letters the record).
+func copyRowsOf(it *catalog.Item, recs []*pipeline.Record) ([]copyRow, bool) {
+	out := make([]copyRow, len(recs))
+	var own *schemas.Columns
+	for i, r := range recs {
+		if r.Cols != nil && r.Cols.Item == it {
+			out[i] = copyRow{r.Cols, r.Row, r}
+			continue
+		}
+		if own == nil {
+			own = schemas.NewColumns(it)
+		}
+		ev := r.Event
+		if r.Cols != nil {
+			ev = r.Cols.Event(r.Row)
+		}
+		if err := own.AppendEvent(ev); err != nil {
+			return nil, false
+		}
+		out[i] = copyRow{own, own.N - 1, r}
+	}
+	return out, true
+}
+
+func rowsOf(it *catalog.Item, recs []*pipeline.Record, landed time.Time) ([][]any, error) {
+	rows := make([][]any, 0, len(recs))
+	for _, r := range recs {
+		row, err := rowValues(it, r, landed)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
 }
 
 // byColumn turns rows into one array per column (unnestSQL's parameters).
@@ -503,8 +558,8 @@ func byColumn(rows [][]any) []any {
 
 func rowValues(it *catalog.Item, r *pipeline.Record, landed time.Time) ([]any, error) {
 	row := make([]any, 0, len(it.Fields)+len(metaColumns))
-	for _, f := range it.Fields {
-		v := r.Event.Data[f.Name]
+	for j, f := range it.Fields {
+		v := r.Data(j)
 		if rat, ok := v.(*big.Rat); ok {
 			n, err := numeric(rat, f.Scale)
 			if err != nil {
