@@ -114,6 +114,23 @@ type Locator interface {
 	Landed(ctx context.Context, it *catalog.Item, eventID string) (l Landed, found bool, err error)
 }
 
+// LedgerReader is an optional capability of a Sink: its ledger for the
+// topics, read without readying the sink to resume from it (what Offsets
+// does), so that a caller other than its runner (the lag, while the runner
+// writes) cannot set the sink back.
+type LedgerReader interface {
+	ReadLedger(ctx context.Context, topics []string) (Offsets, error)
+}
+
+// ReadLedger reads s's ledger without disturbing its runner: through
+// LedgerReader when s has it; else Offsets, which then must not keep state.
+func ReadLedger(ctx context.Context, s Sink, topics []string) (Offsets, error) {
+	if lr, ok := s.(LedgerReader); ok {
+		return lr.ReadLedger(ctx, topics)
+	}
+	return s.Offsets(ctx, topics)
+}
+
 // Ledgerer: see Locator.
 type Ledgerer interface {
 	// Ledger is how far the sink has read item's topic: the next offset of

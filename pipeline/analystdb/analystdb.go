@@ -106,3 +106,8 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, landed time.T
 
 // Close implements pipeline.Sink.
 func (s *Sink) Close() error { return s.inner.Close() }
+
+// ReadLedger implements pipeline.LedgerReader (the inner sink's).
+func (s *Sink) ReadLedger(ctx context.Context, topics []string) (pipeline.Offsets, error) {
+	return pipeline.ReadLedger(ctx, s.inner, topics)
+}

@@ -277,6 +277,25 @@ func (s *Sink) Ledger(ctx context.Context, it *catalog.Item) (map[int32]int64, e
 // The topics are asked about a few hundred at a time: a query naming ten
 // thousand items would pass ClickHouse's max_query_size (256 KiB).
 func (s *Sink) Offsets(ctx context.Context, topics []string) (pipeline.Offsets, error) {
+	out, err := s.ReadLedger(ctx, topics)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	for t, parts := range out {
+		for p, n := range parts {
+			s.next[tp{t, p}] = n
+		}
+	}
+	s.mu.Unlock()
+	return out, nil
+}
+
+// ReadLedger implements pipeline.LedgerReader: the positions Offsets
+// reads, without taking them as the sink's own (a position read while the
+// runner's insert lands may be behind it already: taken as the sink's, it
+// would have the next batch written twice).
+func (s *Sink) ReadLedger(ctx context.Context, topics []string) (pipeline.Offsets, error) {
 	if err := s.fence.wait(ctx); err != nil {
 		return nil, err
 	}
@@ -288,13 +307,6 @@ func (s *Sink) Offsets(ctx context.Context, topics []string) (pipeline.Offsets, 
 			return nil, err
 		}
 	}
-	s.mu.Lock()
-	for t, parts := range out {
-		for p, n := range parts {
-			s.next[tp{t, p}] = n
-		}
-	}
-	s.mu.Unlock()
 	return out, nil
 }
 

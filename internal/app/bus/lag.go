@@ -9,6 +9,7 @@ import (
 
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/model/topicname"
+	"github.com/jutong/jutong/pipeline"
 )
 
 // Lag returns how many records are yet to be passed on: per sink, the
@@ -56,7 +57,7 @@ func (b *Bus) Lag(ctx context.Context) (map[string]int64, error) {
 				c.topics[it.Topic()] = true
 			}
 		}
-		ledger, err := s.Offsets(ctx, accepted)
+		ledger, err := pipeline.ReadLedger(ctx, s, accepted)
 		if err != nil {
 			return nil, err
 		}
