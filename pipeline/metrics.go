@@ -20,6 +20,7 @@ type metrics struct {
 	lag      *prometheus.GaugeVec     // sink
 	lastPub  *prometheus.GaugeVec     // item, department
 	decodes  *prometheus.CounterVec   // sink, how
+	stage    *prometheus.CounterVec   // stage, phase (promutil.StageSeconds)
 }
 
 func newMetrics(reg prometheus.Registerer) (_ *metrics, err error) {
@@ -47,6 +48,7 @@ func newMetrics(reg prometheus.Registerer) (_ *metrics, err error) {
 			Help: "Publish time of the newest change of an item landed in any sink (Unix seconds), by item and source department."}, []string{"item", "department"}),
 		decodes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jutong_sink_decodes_total",
 			Help: "Change events a sink's runner decoded itself (how=decoded) or took decoded from another runner of the process (how=shared, the DecodeCache)."}, []string{"sink", "how"}),
+		stage: promutil.StageSeconds(),
 	}
 	if reg != nil {
 		m.landed = promutil.Register(reg, m.landed, &err)
@@ -60,6 +62,7 @@ func newMetrics(reg prometheus.Registerer) (_ *metrics, err error) {
 		m.lag = promutil.Register(reg, m.lag, &err)
 		m.lastPub = promutil.Register(reg, m.lastPub, &err)
 		m.decodes = promutil.Register(reg, m.decodes, &err)
+		m.stage = promutil.Register(reg, m.stage, &err)
 	}
 	return m, err
 }

@@ -250,7 +250,10 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer stopLag()
 	go r.refreshLag(lagCtx)
 	r.log.Info("pipeline running", "group", r.Group(), "topics", len(r.items))
+	stage := "sink." + r.sink.Name()
+	pollSec, decodeSec, writeSec := r.m.stage.WithLabelValues(stage, "poll"), r.m.stage.WithLabelValues(stage, "decode"), r.m.stage.WithLabelValues(stage, "write")
 	for {
+		tPoll := time.Now()
 		fs := cl.PollRecords(ctx, r.cfg.MaxBatch)
 		if ctx.Err() != nil {
 			return nil
@@ -271,10 +274,13 @@ func (r *Runner) Run(ctx context.Context) error {
 			recs = append(recs, mrecs...)
 		}
 		if len(recs) == 0 {
+			pollSec.Add(time.Since(tPoll).Seconds())
 			r.passMarkers(marks)
 			cl.AllowRebalance()
 			continue
 		}
+		tDecode := time.Now()
+		pollSec.Add(tDecode.Sub(tPoll).Seconds())
 		var batch []Record
 		if r.raw {
 			batch = r.undecoded(recs)
@@ -283,12 +289,14 @@ func (r *Runner) Run(ctx context.Context) error {
 			return err
 		}
 		t0 := time.Now()
+		decodeSec.Add(t0.Sub(tDecode).Seconds())
 		landed := t0.UTC()
 		if err := r.retry(ctx, "write", func() error { landed = time.Now().UTC(); return r.write(ctx, dlq, batch, landed) }); err != nil {
 			cl.AllowRebalance()
 			return nil // ctx done: the batch is abandoned, the ledger did not move
 		}
 		r.observe(batch, landed, time.Since(t0))
+		writeSec.Add(time.Since(t0).Seconds())
 		r.passMarkers(marks)
 		// Informational (lag for Kafka tooling); the ledger is the truth.
 		cl.CommitUncommittedOffsets(ctx) //nolint:errcheck

@@ -39,3 +39,12 @@ func (l Lenient) MustRegister(cs ...prometheus.Collector) {
 		_ = l.Register(c)
 	}
 }
+
+// StageSeconds is the one collector of jutong_stage_seconds_total, which
+// the door and the sinks' runners count into (Register it: every instance
+// shares it).
+func StageSeconds() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jutong_stage_seconds_total",
+		Help: "Wall-clock seconds a stage of the bus (door, sink.<name>) spent in each phase: working (decide, decode, write) or waiting (poll: for records; produce, commit: for the brokers). The rate of a phase is the share of the stage's goroutine it takes: its busy ratio."},
+		[]string{"stage", "phase"})
+}

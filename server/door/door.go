@@ -341,8 +341,23 @@ func (d *Door) judge(ctx context.Context, c Candidate, now time.Time, seen map[s
 	if err != nil {
 		return verdict{}, err
 	}
-	value := schemas.Frame(make([]byte, 0, 512), p.id, nil)
-	if value, err = p.schema.AppendEncode(value, ev); err != nil {
+	// A record written with the item's current schema is forwarded as it
+	// came, with the stamped fields patched into its bytes; any other is
+	// encoded again with the current schema.
+	current := false
+	var payload []byte
+	if c.Event == nil {
+		var id int
+		id, payload, err = schemas.Unframe(c.Value)
+		current = err == nil && id == p.id
+	}
+	value := schemas.Frame(make([]byte, 0, len(c.Value)+16), p.id, nil)
+	if current {
+		value, err = p.schema.Restamp(value, payload, c.Department, ev.EventTime, ev.PublishTime)
+	} else {
+		value, err = p.schema.AppendEncode(value, ev)
+	}
+	if err != nil {
 		return reject(it, ev, &rules.Violation{Item: it.Code, Key: ev.Key, Rule: rules.SchemaEncode, Reason: err.Error()}), nil
 	}
 	if v := rules.Size(it, len(value), "the record encoded"); v != nil {
@@ -355,11 +370,6 @@ func (d *Door) judge(ctx context.Context, c Candidate, now time.Time, seen map[s
 		if ids := d.cfg.Disputes(it.Code, ev.Key); len(ids) > 0 {
 			rec.Headers = []kgo.RecordHeader{{Key: schemas.HeaderDisputes, Value: []byte(strings.Join(ids, ","))}}
 		}
-	}
-	current := false
-	if c.Event == nil {
-		id, _, err := schemas.Unframe(c.Value)
-		current = err == nil && id == p.id
 	}
 	return verdict{status: Accepted, it: it, ev: ev, rec: rec, current: current}, nil
 }
@@ -439,6 +449,7 @@ func quarantineRecords(q *quarantine.Record) []*kgo.Record {
 // metrics count what the door did.
 type metrics struct {
 	outcomes, quarantined *prometheus.CounterVec
+	stage                 *prometheus.CounterVec // phase (promutil.StageSeconds)
 }
 
 func newMetrics(reg prometheus.Registerer) (_ *metrics, err error) {
@@ -448,8 +459,9 @@ func newMetrics(reg prometheus.Registerer) (_ *metrics, err error) {
 	}, []string{"item", "department", "path", "outcome", "rule"}),
 		quarantined: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jutong_quarantined_events_total",
 			Help: "Records refused at the door and kept in the quarantine topic, whoever published them (SDK, gateway, adapters), by item, department and rule."},
-			[]string{"item", "department", "rule"})}
+			[]string{"item", "department", "rule"}), stage: promutil.StageSeconds()}
 	if reg != nil {
+		m.stage = promutil.Register(reg, m.stage, &err)
 		m.outcomes = promutil.Register(reg, m.outcomes, &err)
 		m.quarantined = promutil.Register(reg, m.quarantined, &err)
 	}

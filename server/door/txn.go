@@ -201,8 +201,11 @@ func (d *Door) Run(ctx context.Context) error {
 	}
 	defer sess.Close()
 	backoff := retry.Backoff{Min: 200 * time.Millisecond, Max: 10 * time.Second}
+	poll := d.m.stage.WithLabelValues("door", "poll")
 	for {
+		t0 := time.Now()
 		fs := sess.PollFetches(ctx)
+		poll.Add(time.Since(t0).Seconds())
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -229,7 +232,9 @@ func (d *Door) forward(ctx context.Context, sess *kgo.GroupTransactSession, cand
 	if err := sess.Begin(); err != nil {
 		return err
 	}
+	t0 := time.Now()
 	vs, err := d.decide(ctx, cands, now)
+	t1 := time.Now()
 	var out []Outcome
 	var ids []accepted
 	if err == nil {
@@ -239,7 +244,11 @@ func (d *Door) forward(ctx context.Context, sess *kgo.GroupTransactSession, cand
 	if err != nil {
 		commit = kgo.TryAbort
 	}
+	t2 := time.Now()
 	ok, eerr := sess.End(context.WithoutCancel(ctx), commit)
+	d.m.stage.WithLabelValues("door", "decide").Add(t1.Sub(t0).Seconds())
+	d.m.stage.WithLabelValues("door", "produce").Add(t2.Sub(t1).Seconds())
+	d.m.stage.WithLabelValues("door", "commit").Add(time.Since(t2).Seconds())
 	switch {
 	case err != nil:
 		return err
