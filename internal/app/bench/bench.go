@@ -41,6 +41,8 @@ Subcommands:
   open      the open system: CKAN package_search and the portal's search page from
             concurrent clients (calls/s, p50/p99), and the download of a --records row
             CSV release (MB/s, CPU per MB)
+  brokers   (used by --brokers-process) an embedded cluster in a process of its own on
+            free ports, until its stdin closes
   compression
             what each Kafka compression codec costs per record (franz-go's codecs, on an
             item's records in produce-sized batches): ratio, compress and decompress CPU`
@@ -63,6 +65,8 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return benchCompression(ctx, args[1:], out, errOut)
 	case "open":
 		return benchOpen(ctx, args[1:], out, errOut)
+	case "brokers":
+		return benchBrokers(ctx, args[1:], out, errOut)
 	}
 	if len(args) == 0 || args[0] != "publish" {
 		fmt.Fprintf(errOut, "Usage: jutong bench [publish|pipeline|door|topics|query|open|compression] [flags]   (no subcommand: pipeline)\n\n%s\n", benchDesc)

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -59,7 +62,7 @@ func benchPipeline(ctx context.Context, args []string, out, errOut io.Writer) er
 	g.UpdateEvery, g.DeleteEvery = 4, 0 // one update per three creates
 	fmt.Fprintf(out, "jutong bench pipeline: %s (%d fields), 3 embedded brokers, %d partitions, PostgreSQL + ClickHouse, GOMAXPROCS %d\n",
 		it.Code, len(it.Fields), st.Catalog.TopicConfig(it).Partitions, runtime.GOMAXPROCS(0))
-	p := &pipe{st: st, out: out, it: it, pub: pub, gen: g}
+	p := &pipe{st: st, out: out, it: it, pub: pub, gen: g, bp: sf.bp}
 	if err := p.throughput(ctx, *events, *profile); err != nil {
 		return err
 	}
@@ -77,6 +80,9 @@ type stackFlags struct {
 	verbose      bool
 	dbRoles      bool
 	authority    bool
+	// brokersProc runs the brokers in a process of their own (bp, once started).
+	brokersProc bool
+	bp          *brokersProcess
 }
 
 func (f *stackFlags) register(fs *cmdflag.FlagSet) {
@@ -85,6 +91,7 @@ func (f *stackFlags) register(fs *cmdflag.FlagSet) {
 	fs.IntVar(&f.decodeCache, "decode-cache", 0, "decoded events the sinks, feeds and door share (0: none, as serve's default)")
 	fs.BoolVar(&f.verbose, "v", false, "log progress (info level) to stderr")
 	fs.BoolVar(&f.dbRoles, "database-roles", true, "keep the departments' database logins and their masked copies of their grants")
+	fs.BoolVar(&f.brokersProc, "brokers-process", false, "run the 3 embedded brokers in a process of their own (jutong bench brokers), as a deployment runs Kafka apart: the bus's CPU is then the bus's, the brokers' is printed apart")
 	fs.BoolVar(&f.authority, "authority-analysts", false, "also the data authority's analysts' database, a masked copy of every item (dev and serve --authority-analysts)")
 }
 
@@ -101,12 +108,25 @@ func (f *stackFlags) start(ctx context.Context, errOut io.Writer, adjust func(*s
 	if adjust != nil {
 		adjust(flags)
 	}
+	if f.brokersProc {
+		if f.bp, err = startBrokers(ctx, flags.Brokers, flags.AdminUser, flags.AdminPassword, errOut); err != nil {
+			os.RemoveAll(dir)
+			return nil, nil, err
+		}
+		flags.Kafka = &f.bp.Kafka
+	}
+	stopBrokers := func() {
+		if f.bp != nil {
+			f.bp.Stop()
+		}
+	}
 	st, err := stack.Start(ctx, flags, "jutong_bench", true, cmdflag.Logger(errOut, f.verbose))
 	if err != nil {
+		stopBrokers()
 		os.RemoveAll(dir)
 		return nil, nil, err
 	}
-	return st, func() { _ = st.Close(context.Background()); os.RemoveAll(dir) }, nil
+	return st, func() { _ = st.Close(context.Background()); stopBrokers(); os.RemoveAll(dir) }, nil
 }
 
 // pipe is one run of bench pipeline.
@@ -116,6 +136,7 @@ type pipe struct {
 	it     *catalog.Item
 	pub    *producers.Publisher
 	gen    *synth.Generator
+	bp     *brokersProcess // nil: the brokers run in this process
 	failed atomic.Int64
 	wg     sync.WaitGroup
 }
@@ -185,7 +206,8 @@ func (p *pipe) throughput(ctx context.Context, events int, profile string) error
 	}
 	defer stopProfile()
 	before := resourceUsage()
-	pg0, ch0 := procstat.Tree(p.st.PG.Pid()), procstat.Tree(p.st.CH.Pid())
+	pg0, ch0, k0 := procstat.Tree(p.st.PG.Pid()), procstat.Tree(p.st.CH.Pid()), p.brokersCPU()
+	stages0 := stageSeconds(p.st.Bus.Metrics)
 	start := time.Now()
 	var published atomic.Bool
 	go func() {
@@ -215,14 +237,17 @@ func (p *pipe) throughput(ctx context.Context, events int, profile string) error
 	}
 	wall := max(w.caughtUp[pgsink.Kind], w.caughtUp[chsink.Kind], pubTime)
 	user, sys := after.user-before.user, after.sys-before.sys
-	fmt.Fprintf(p.out, "  CPU of this process (publisher, brokers, pipelines): user %.1fs sys %.1fs = %.2f cores\n",
-		user.Seconds(), sys.Seconds(), (user+sys).Seconds()/wall.Seconds())
+	fmt.Fprintf(p.out, "  CPU of this process (%s): user %.1fs sys %.1fs = %.2f cores\n",
+		p.inProcess(), user.Seconds(), sys.Seconds(), (user+sys).Seconds()/wall.Seconds())
+	if p.bp != nil {
+		k := p.brokersCPU() - k0
+		fmt.Fprintf(p.out, "  CPU of the brokers' process: %.1fs = %.2f cores\n", k.Seconds(), k.Seconds()/wall.Seconds())
+	}
 	if c, ok := serverCPU(p.st); ok {
 		fmt.Fprintf(p.out, "  CPU of the database servers: %s\n", c)
-		per := func(d time.Duration) float64 { return d.Seconds() * 100_000 / float64(events) }
-		fmt.Fprintf(p.out, "  CPU-s per 100,000 events: bus %.2f, PostgreSQL %.2f, ClickHouse %.2f\n",
-			per(user+sys), per(procstat.Tree(p.st.PG.Pid())-pg0), per(procstat.Tree(p.st.CH.Pid())-ch0))
+		p.perEvents(events, user+sys, p.brokersCPU()-k0, procstat.Tree(p.st.PG.Pid())-pg0, procstat.Tree(p.st.CH.Pid())-ch0, "")
 	}
+	printStages(p.out, stages0, stageSeconds(p.st.Bus.Metrics), wall)
 	return nil
 }
 
@@ -231,7 +256,7 @@ func (p *pipe) throughput(ctx context.Context, events int, profile string) error
 func (p *pipe) latency(ctx context.Context, rate int, duration time.Duration) (int, error) {
 	d, n := p.it.Namespace()
 	before := resourceUsage()
-	pg0, ch0 := procstat.Tree(p.st.PG.Pid()), procstat.Tree(p.st.CH.Pid())
+	pg0, ch0, k0 := procstat.Tree(p.st.PG.Pid()), procstat.Tree(p.st.CH.Pid()), p.brokersCPU()
 	latStart := time.Now()
 	tick := 10 * time.Millisecond
 	perTick := max(1, rate/100)
@@ -269,11 +294,37 @@ func (p *pipe) latency(ctx context.Context, rate int, duration time.Duration) (i
 	fmt.Fprintf(p.out, "  clickhouse   p50 %6.0f ms   p99 %6.0f ms   max lag %d\n", chq[0]*1000, chq[1]*1000, w.maxLag[chsink.Kind])
 	if latEvents > 0 {
 		after := resourceUsage()
-		per := func(d time.Duration) float64 { return d.Seconds() * 100_000 / float64(latEvents) }
-		fmt.Fprintf(p.out, "  CPU-s per 100,000 events at this rate: bus %.2f, PostgreSQL %.2f, ClickHouse %.2f\n",
-			per(after.user+after.sys-before.user-before.sys), per(procstat.Tree(p.st.PG.Pid())-pg0), per(procstat.Tree(p.st.CH.Pid())-ch0))
+		p.perEvents(latEvents, after.user+after.sys-before.user-before.sys, p.brokersCPU()-k0,
+			procstat.Tree(p.st.PG.Pid())-pg0, procstat.Tree(p.st.CH.Pid())-ch0, " at this rate")
 	}
 	return latEvents, nil
+}
+
+// inProcess says what runs in the bench's process.
+func (p *pipe) inProcess() string {
+	if p.bp != nil {
+		return "publishers, door, pipelines; brokers apart"
+	}
+	return "publishers, brokers, door, pipelines"
+}
+
+// brokersCPU is the CPU the brokers' process used so far (0: no such process).
+func (p *pipe) brokersCPU() time.Duration {
+	if p.bp == nil {
+		return 0
+	}
+	return procstat.Tree(p.bp.Pid())
+}
+
+// perEvents prints CPU-s per 100,000 events, per process.
+func (p *pipe) perEvents(events int, bus, brokers, pg, ch time.Duration, what string) {
+	per := func(d time.Duration) float64 { return d.Seconds() * 100_000 / float64(events) }
+	brokersPart := ""
+	if p.bp != nil {
+		brokersPart = fmt.Sprintf(", brokers %.2f", per(brokers))
+	}
+	fmt.Fprintf(p.out, "  CPU-s per 100,000 events%s: bus process %.2f%s, PostgreSQL %.2f, ClickHouse %.2f\n",
+		what, per(bus), brokersPart, per(pg), per(ch))
 }
 
 // exactlyOnce checks that the sinks hold what was published, no more.
@@ -330,4 +381,57 @@ func serverCPU(st *stack.Stack) (string, bool) {
 		return "", false
 	}
 	return fmt.Sprintf("PostgreSQL %.1fs, ClickHouse %.1fs (since they started)", procstat.Tree(pg).Seconds(), procstat.Tree(ch).Seconds()), true
+}
+
+// stageSeconds reads jutong_stage_seconds_total: stage -> phase -> seconds.
+func stageSeconds(g prometheus.Gatherer) map[string]map[string]float64 {
+	out := map[string]map[string]float64{}
+	mfs, err := g.Gather()
+	if err != nil {
+		return out
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "jutong_stage_seconds_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var stage, phase string
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "stage":
+					stage = l.GetValue()
+				case "phase":
+					phase = l.GetValue()
+				}
+			}
+			if out[stage] == nil {
+				out[stage] = map[string]float64{}
+			}
+			out[stage][phase] += m.GetCounter().GetValue()
+		}
+	}
+	return out
+}
+
+// printStages prints each stage's phases between two readings as shares of
+// wall: what its goroutine was doing (working: decide, decode, write;
+// waiting: poll, produce, commit).
+func printStages(w io.Writer, before, after map[string]map[string]float64, wall time.Duration) {
+	stages := slices.Sorted(maps.Keys(after))
+	if len(stages) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "  stages, share of the run's %s (working: decide, decode, write; waiting: poll for records, produce and commit for the brokers):\n", wall.Round(time.Millisecond))
+	for _, st := range stages {
+		if !strings.HasPrefix(st, "door") && !strings.HasPrefix(st, "sink.postgres") && !strings.HasPrefix(st, "sink.clickhouse") {
+			continue
+		}
+		var parts []string
+		for _, ph := range []string{"decide", "decode", "write", "produce", "commit", "poll"} {
+			if v, ok := after[st][ph]; ok {
+				parts = append(parts, fmt.Sprintf("%s %3.0f%%", ph, 100*(v-before[st][ph])/wall.Seconds()))
+			}
+		}
+		fmt.Fprintf(w, "    %-16s %s\n", st, strings.Join(parts, "   "))
+	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/cmdflag"
+	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/localsvc"
 	"github.com/jutong/jutong/internal/tlsca"
 	"github.com/jutong/jutong/model/catalog"
@@ -72,6 +73,10 @@ type Flags struct {
 	// AuthorityAnalystGrade.
 	AuthorityAnalysts     bool
 	AuthorityAnalystGrade int
+	// Kafka, when set, is an existing cluster (the benchmarks' brokers in a
+	// process of their own): no embedded brokers are started, and the bus
+	// sets the departments' users on it.
+	Kafka *kafkaconn.Config
 	// NoDatabaseRoles leaves out the departments' database logins and
 	// their masked copies (bench pipeline --database-roles=false).
 	NoDatabaseRoles bool
@@ -216,7 +221,7 @@ func Start(ctx context.Context, s *Flags, db string, fresh bool, log *slog.Logge
 		Catalog: cat, ApplyTopics: s.Apply, DataDir: s.DataDir, Brokers: s.Brokers, KafkaPorts: ports,
 		AdminUser: s.AdminUser, AdminPassword: s.AdminPassword, RegistryAddr: s.RegistryAddr, APIAddr: s.APIAddr,
 		PostgresDSN: st.PGDSN, ClickHouseDSN: st.CHDSN, IdempotencyWindow: s.IdempotencyWindow, HTTPReadTimeout: s.HTTPReadTimeout, TLS: certs, LookupRate: s.LookupRate, GroupPrefix: s.GroupPrefix, DecodeCache: s.DecodeCache, Log: log,
-		ClickHouseUsersDir: st.CH.UsersDir(), AuthorityAnalysts: s.AuthorityAnalysts, AuthorityAnalystGrade: s.AuthorityAnalystGrade, NoDatabaseRoles: s.NoDatabaseRoles,
+		Kafka: s.Kafka, CreateUsers: s.Kafka != nil, ClickHouseUsersDir: st.CH.UsersDir(), AuthorityAnalysts: s.AuthorityAnalysts, AuthorityAnalystGrade: s.AuthorityAnalystGrade, NoDatabaseRoles: s.NoDatabaseRoles,
 	})
 	if err != nil {
 		return nil, err
