@@ -69,39 +69,14 @@ func Check(it *catalog.Item, department string, e *schemas.Event, now time.Time)
 	bad := func(field, rule, format string, args ...any) *Violation {
 		return &Violation{Item: it.Code, Key: e.Key, Field: field, Rule: rule, Reason: fmt.Sprintf(format, args...)}
 	}
-	if v := Owner(it, department); v != nil {
-		v.Key = e.Key
+	if v := checkEnvelope(it, department, e.ID, e.Op, e.Key, e.EventTime, now); v != nil {
 		return v
-	}
-	if !e.Op.Valid() {
-		return bad("", Op, "operation %q is not CREATE, UPDATE, DELETE or SNAPSHOT", e.Op)
-	}
-	if strings.TrimSpace(e.Key) == "" {
-		return bad(it.Key, KeyRequired, "the business key is empty")
-	}
-	if vi := checkText(it.Key, e.Key); vi != nil {
-		vi.Item, vi.Key = it.Code, e.Key
-		return vi
-	}
-	if e.ID == "" {
-		return bad("", EventIDRequired, "the event id is empty")
-	}
-	if vi := checkText("event_id", e.ID); vi != nil {
-		vi.Item, vi.Key = it.Code, e.Key
-		return vi
-	}
-	if len(e.ID) > 128 {
-		return bad("event_id", EventIDLength, "the event id has %d bytes, at most 128", len(e.ID))
-	}
-	if !now.IsZero() && e.EventTime.After(now.Add(EventTimeSkew)) {
-		return bad("event_time", EventTimeFuture, "the event time %s is %s after the bus's clock (%s); at most %s of clock skew is allowed",
-			e.EventTime.UTC().Format(time.RFC3339Nano), e.EventTime.Sub(now).Round(time.Second), now.UTC().Format(time.RFC3339), EventTimeSkew)
 	}
 	if e.Op == schemas.OpDelete {
 		if e.Data != nil {
 			return bad("", DeleteData, "a delete carries no data")
 		}
-		return checkKeyRules(it, e, now)
+		return checkKeyRules(it, e.Key, now)
 	}
 	if e.Data == nil {
 		return bad("", DataRequired, "%s needs the record's data", e.Op)
@@ -130,9 +105,116 @@ func Check(it *catalog.Item, department string, e *schemas.Event, now time.Time)
 	return nil
 }
 
-func checkKeyRules(it *catalog.Item, e *schemas.Event, now time.Time) *Violation {
-	if vi := checkRules(it.KeyField(), e.Key, now); vi != nil {
-		vi.Item, vi.Key = it.Code, e.Key
+// CheckRow is Check for row i of a batch decoded into columns (the door
+// reads a record written with the item's current schema so: no map, no
+// boxed value), with the same verdicts, reasons included (TestCheckRow).
+// The columns hold the item's fields only: a record with another field is
+// never decoded into them.
+func CheckRow(it *catalog.Item, department string, c *schemas.Columns, i int, now time.Time) *Violation {
+	key := c.Key[i]
+	bad := func(field, rule, format string, args ...any) *Violation {
+		return &Violation{Item: it.Code, Key: key, Field: field, Rule: rule, Reason: fmt.Sprintf(format, args...)}
+	}
+	op := c.Op[i]
+	if v := checkEnvelope(it, department, c.ID[i], op, key, time.UnixMilli(c.EventTime[i]), now); v != nil {
+		return v
+	}
+	if op == schemas.OpDelete {
+		if c.HasData[i] {
+			return bad("", DeleteData, "a delete carries no data")
+		}
+		return checkKeyRules(it, key, now)
+	}
+	if !c.HasData[i] {
+		return bad("", DataRequired, "%s needs the record's data", op)
+	}
+	keyValue := ""
+	for j := range c.Fields {
+		col := &c.Fields[j]
+		f := col.Field
+		if col.Null[i] {
+			if f.Required {
+				return bad(f.Name, Required, "%s (%s) is required", f.Name, f.Title)
+			}
+			continue
+		}
+		if vi := checkColumn(f, col, i, now); vi != nil {
+			vi.Item, vi.Key = it.Code, key
+			return vi
+		}
+		if f.Name == it.Key && f.Type == catalog.TypeString {
+			keyValue = col.Str[i]
+		}
+	}
+	if keyValue != key {
+		return bad(it.Key, KeyMatch, "the event key %q differs from the record's %s %q", key, it.Key, keyValue)
+	}
+	return nil
+}
+
+// checkEnvelope checks what every event carries besides its data.
+func checkEnvelope(it *catalog.Item, department, id string, op schemas.Op, key string, eventTime, now time.Time) *Violation {
+	bad := func(field, rule, format string, args ...any) *Violation {
+		return &Violation{Item: it.Code, Key: key, Field: field, Rule: rule, Reason: fmt.Sprintf(format, args...)}
+	}
+	if v := Owner(it, department); v != nil {
+		v.Key = key
+		return v
+	}
+	if !op.Valid() {
+		return bad("", Op, "operation %q is not CREATE, UPDATE, DELETE or SNAPSHOT", op)
+	}
+	if strings.TrimSpace(key) == "" {
+		return bad(it.Key, KeyRequired, "the business key is empty")
+	}
+	if vi := checkText(it.Key, key); vi != nil {
+		vi.Item, vi.Key = it.Code, key
+		return vi
+	}
+	if id == "" {
+		return bad("", EventIDRequired, "the event id is empty")
+	}
+	if vi := checkText("event_id", id); vi != nil {
+		vi.Item, vi.Key = it.Code, key
+		return vi
+	}
+	if len(id) > 128 {
+		return bad("event_id", EventIDLength, "the event id has %d bytes, at most 128", len(id))
+	}
+	if !now.IsZero() && eventTime.After(now.Add(EventTimeSkew)) {
+		return bad("event_time", EventTimeFuture, "the event time %s is %s after the bus's clock (%s); at most %s of clock skew is allowed",
+			eventTime.UTC().Format(time.RFC3339Nano), eventTime.Sub(now).Round(time.Second), now.UTC().Format(time.RFC3339), EventTimeSkew)
+	}
+	return nil
+}
+
+// checkColumn is checkValue for a present value in a column.
+func checkColumn(f *catalog.Field, col *schemas.Column, i int, now time.Time) *Violation {
+	switch f.Type {
+	case catalog.TypeString:
+		return checkString(f, col.Str[i], now)
+	case catalog.TypeEnum:
+		return checkEnum(f, col.Str[i])
+	case catalog.TypeLong:
+		return checkLong(f, col.Int[i])
+	case catalog.TypeDouble:
+		return checkDouble(f, col.Float[i])
+	case catalog.TypeDecimal:
+		if b := col.Big[i]; b != nil {
+			return checkValue(f, new(big.Rat).SetFrac(b, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(f.Scale)), nil)), now)
+		}
+		return checkUnscaled(f, col.Int[i])
+	case catalog.TypeDate:
+		return checkTime(f, time.Unix(col.Int[i]*86400, 0).UTC(), now)
+	case catalog.TypeTimestamp:
+		return checkTime(f, time.UnixMilli(col.Int[i]).UTC(), now)
+	}
+	return nil
+}
+
+func checkKeyRules(it *catalog.Item, key string, now time.Time) *Violation {
+	if vi := checkRules(it.KeyField(), key, now); vi != nil {
+		vi.Item, vi.Key = it.Code, key
 		return vi
 	}
 	return nil
@@ -148,43 +230,25 @@ func checkValue(f *catalog.Field, v any, now time.Time) *Violation {
 		if !ok {
 			return typeErr("a string")
 		}
-		if vi := checkText(f.Name, s); vi != nil {
-			return vi
-		}
-		if strings.TrimSpace(s) == "" {
-			return &Violation{Field: f.Name, Rule: Blank, Reason: fmt.Sprintf("%s (%s) is empty or blank", f.Name, f.Title)}
-		}
-		return checkRules(f, s, now)
+		return checkString(f, s, now)
 	case catalog.TypeEnum:
 		s, ok := v.(string)
 		if !ok {
 			return typeErr("a string")
 		}
-		for _, sym := range f.Symbols {
-			if s == sym {
-				return nil
-			}
-		}
-		return &Violation{Field: f.Name, Rule: SchemaEnum, Reason: fmt.Sprintf("%q is not one of %s", s, strings.Join(f.Symbols, ", "))}
+		return checkEnum(f, s)
 	case catalog.TypeLong:
 		n, ok := v.(int64)
 		if !ok {
 			return typeErr("an int64")
 		}
-		if f.Min == nil && f.Max == nil {
-			return nil
-		}
-		exact := n > -1<<53 && n < 1<<53
-		return checkRange(f, float64(n), exact, func() *big.Rat { return new(big.Rat).SetInt64(n) }, 0, nil, nil)
+		return checkLong(f, n)
 	case catalog.TypeDouble:
 		x, ok := v.(float64)
 		if !ok {
 			return typeErr("a float64")
 		}
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return &Violation{Field: f.Name, Rule: SchemaType, Reason: "NaN and infinities are not values"}
-		}
-		return checkRange(f, x, true, nil, 0, nil, nil)
+		return checkDouble(f, x)
 	case catalog.TypeBoolean:
 		if _, ok := v.(bool); !ok {
 			return typeErr("a bool")
@@ -214,15 +278,77 @@ func checkValue(f *catalog.Field, v any, now time.Time) *Violation {
 		if !ok {
 			return typeErr("a time.Time")
 		}
-		for _, name := range f.Rules {
-			if r, ok := field.Lookup(name); ok && r.Kind == field.Time {
-				if rule, why, ok := r.CheckTime(t, now); !ok {
-					return &Violation{Field: f.Name, Rule: rule, Reason: why}
-				}
+		return checkTime(f, t, now)
+	}
+	return nil
+}
+
+func checkString(f *catalog.Field, s string, now time.Time) *Violation {
+	if vi := checkText(f.Name, s); vi != nil {
+		return vi
+	}
+	if strings.TrimSpace(s) == "" {
+		return &Violation{Field: f.Name, Rule: Blank, Reason: fmt.Sprintf("%s (%s) is empty or blank", f.Name, f.Title)}
+	}
+	return checkRules(f, s, now)
+}
+
+func checkEnum(f *catalog.Field, s string) *Violation {
+	for _, sym := range f.Symbols {
+		if s == sym {
+			return nil
+		}
+	}
+	return &Violation{Field: f.Name, Rule: SchemaEnum, Reason: fmt.Sprintf("%q is not one of %s", s, strings.Join(f.Symbols, ", "))}
+}
+
+func checkLong(f *catalog.Field, n int64) *Violation {
+	if f.Min == nil && f.Max == nil {
+		return nil
+	}
+	exact := n > -1<<53 && n < 1<<53
+	return checkRange(f, float64(n), exact, func() *big.Rat { return new(big.Rat).SetInt64(n) }, 0, nil, nil)
+}
+
+func checkDouble(f *catalog.Field, x float64) *Violation {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return &Violation{Field: f.Name, Rule: SchemaType, Reason: "NaN and infinities are not values"}
+	}
+	return checkRange(f, x, true, nil, 0, nil, nil)
+}
+
+func checkTime(f *catalog.Field, t, now time.Time) *Violation {
+	for _, name := range f.Rules {
+		if r, ok := field.Lookup(name); ok && r.Kind == field.Time {
+			if rule, why, ok := r.CheckTime(t, now); !ok {
+				return &Violation{Field: f.Name, Rule: rule, Reason: why}
 			}
 		}
 	}
 	return nil
+}
+
+// checkUnscaled is checkValue for a decimal given unscaled at the field's
+// scale (an Avro decimal has exactly its schema's scale): the precision,
+// then the range, as checkDecimal and checkValue would on the same value.
+func checkUnscaled(f *catalog.Field, u int64) *Violation {
+	if f.Precision > 18 || f.Scale > 18 {
+		return checkValue(f, new(big.Rat).SetFrac(big.NewInt(u), new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(f.Scale)), nil)), time.Time{})
+	}
+	if absInt(u) >= pow10[f.Precision] {
+		r := new(big.Rat).SetFrac64(u, pow10[f.Scale])
+		return &Violation{Field: f.Name, Rule: DecimalPrecision, Reason: fmt.Sprintf("%s has more than %d digits", r.FloatString(f.Scale), f.Precision)}
+	}
+	if f.Min == nil && f.Max == nil {
+		return nil
+	}
+	r := func() *big.Rat { return new(big.Rat).SetFrac64(u, pow10[f.Scale]) }
+	if lo, hi, ok := scaledBounds(f); ok {
+		x, _ := r().Float64()
+		return checkRange(f, x, true, nil, u, lo, hi)
+	}
+	x, exact := r().Float64()
+	return checkRange(f, x, exact, r, 0, nil, nil)
 }
 
 // checkDecimal refuses values that the column cannot hold exactly: more
