@@ -269,9 +269,47 @@ type verdict struct {
 	q       *quarantine.Record
 }
 
-// judge decides on one candidate; seen holds the ids accepted earlier in
-// the same transaction.
-func (d *Door) judge(ctx context.Context, c Candidate, now time.Time, seen map[string]bool) (verdict, error) {
+// scratch is what the judging of one transaction's candidates shares: the
+// ids accepted earlier in it, and the columns its records are read into.
+type scratch struct {
+	seen map[string]bool
+	cols map[*catalog.Item]*schemas.Columns
+}
+
+func newScratch() *scratch {
+	return &scratch{seen: map[string]bool{}, cols: map[*catalog.Item]*schemas.Columns{}}
+}
+
+func (sc *scratch) columns(it *catalog.Item) *schemas.Columns {
+	c := sc.cols[it]
+	if c == nil {
+		c = schemas.NewColumns(it)
+		sc.cols[it] = c
+	}
+	return c
+}
+
+// zeroMillis is the zero time.Time in Avro's milliseconds: an event time
+// left unset, which the door sets to the publish time.
+var zeroMillis = time.Time{}.UnixMilli()
+
+// isCurrent says whether an inbox value is framed with the schema id the
+// door registered for the item (known once the door forwarded one of its
+// records): its bytes are then read into columns and forwarded patched.
+func (d *Door) isCurrent(it *catalog.Item, value []byte) bool {
+	id, _, err := schemas.Unframe(value)
+	if err != nil {
+		return false
+	}
+	d.mu.Lock()
+	p := d.prepared[it.Code]
+	d.mu.Unlock()
+	return p != nil && p.id == id
+}
+
+// judge decides on one candidate; sc holds the ids accepted earlier in the
+// same transaction.
+func (d *Door) judge(ctx context.Context, c Candidate, now time.Time, sc *scratch) (verdict, error) {
 	reject := func(it *catalog.Item, ev *schemas.Event, v *rules.Violation) verdict {
 		return d.rejectVerdict(c, it, ev, v, now)
 	}
@@ -306,8 +344,12 @@ func (d *Door) judge(ctx context.Context, c Candidate, now time.Time, seen map[s
 		if v := rules.Size(it, len(c.Value), "the record"); v != nil {
 			return reject(it, nil, v), nil
 		}
-		var err error
-		ev, err = d.dec.DecodeItem(ctx, it, c.Value)
+	}
+	if ev == nil && d.isCurrent(it, c.Value) {
+		// Written with the item's current schema: read into columns and
+		// checked there, no map, no boxed value.
+		cols := sc.columns(it)
+		err := d.dec.DecodeColumns(ctx, cols, c.Value)
 		var bad *schemas.RecordError
 		if errors.As(err, &bad) {
 			return reject(it, nil, &rules.Violation{Item: it.Code, Rule: rules.SchemaDecode, Reason: bad.Error()}), nil
@@ -315,16 +357,43 @@ func (d *Door) judge(ctx context.Context, c Candidate, now time.Time, seen map[s
 		if err != nil {
 			return verdict{}, err // the registry does not answer: retry
 		}
+		row := cols.N - 1
+		// The door says who published, and when.
+		cols.Department[row], cols.PublishTime[row] = c.Department, now.UnixMilli()
+		if cols.EventTime[row] == zeroMillis {
+			cols.EventTime[row] = cols.PublishTime[row]
+		}
+		if v := rules.CheckRow(it, c.Department, cols, row, now); v != nil {
+			return reject(it, cols.Event(row), v), nil
+		}
+		if d.cfg.Forwarded != nil {
+			ev = cols.Event(row) // handed to the pipelines whole
+		} else {
+			ev = cols.Envelope(row)
+		}
+	} else {
+		if ev == nil {
+			var err error
+			ev, err = d.dec.DecodeItem(ctx, it, c.Value)
+			var bad *schemas.RecordError
+			if errors.As(err, &bad) {
+				return reject(it, nil, &rules.Violation{Item: it.Code, Rule: rules.SchemaDecode, Reason: bad.Error()}), nil
+			}
+			if err != nil {
+				return verdict{}, err // the registry does not answer: retry
+			}
+		}
+		// The door says who published, and when.
+		ev.Source.Department = c.Department
+		ev.PublishTime = now.UTC().Truncate(time.Millisecond)
+		if ev.EventTime.IsZero() {
+			ev.EventTime = ev.PublishTime
+		}
+		if v := rules.Check(it, c.Department, ev, now); v != nil {
+			return reject(it, ev, v), nil
+		}
 	}
-	// The door says who published, and when.
-	ev.Source.Department = c.Department
-	ev.PublishTime = now.UTC().Truncate(time.Millisecond)
-	if ev.EventTime.IsZero() {
-		ev.EventTime = ev.PublishTime
-	}
-	if v := rules.Check(it, c.Department, ev, now); v != nil {
-		return reject(it, ev, v), nil
-	}
+	seen := sc.seen
 	if pos, dup := d.ids.lookup(it.Code, ev.ID, now); dup {
 		return verdict{status: Duplicate, it: it, ev: ev, pos: pos}, nil
 	}

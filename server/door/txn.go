@@ -33,10 +33,10 @@ type accepted struct {
 
 // decide judges the candidates, in order.
 func (d *Door) decide(ctx context.Context, cands []Candidate, now time.Time) ([]verdict, error) {
-	seen := map[string]bool{}
+	sc := newScratch()
 	vs := make([]verdict, len(cands))
 	for i, c := range cands {
-		v, err := d.judge(ctx, c, now, seen)
+		v, err := d.judge(ctx, c, now, sc)
 		if err != nil {
 			return nil, err
 		}
