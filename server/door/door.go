@@ -280,6 +280,15 @@ func newScratch() *scratch {
 	return &scratch{seen: map[string]bool{}, cols: map[*catalog.Item]*schemas.Columns{}}
 }
 
+// reset forgets the ids and empties the columns (the verdicts of the last
+// transaction hold none of their vectors: envelopes and events are copies).
+func (sc *scratch) reset() {
+	clear(sc.seen)
+	for _, c := range sc.cols {
+		c.Reset()
+	}
+}
+
 func (sc *scratch) columns(it *catalog.Item) *schemas.Columns {
 	c := sc.cols[it]
 	if c == nil {

@@ -31,9 +31,13 @@ type accepted struct {
 	cand          int // the candidate's index
 }
 
-// decide judges the candidates, in order.
-func (d *Door) decide(ctx context.Context, cands []Candidate, now time.Time) ([]verdict, error) {
-	sc := newScratch()
+// decide judges the candidates, in order; sc (nil: a fresh one) is reset
+// first, its memory kept for the next transaction.
+func (d *Door) decide(ctx context.Context, cands []Candidate, now time.Time, sc *scratch) ([]verdict, error) {
+	if sc == nil {
+		sc = newScratch()
+	}
+	sc.reset()
 	vs := make([]verdict, len(cands))
 	for i, c := range cands {
 		v, err := d.judge(ctx, c, now, sc)
@@ -159,7 +163,7 @@ func (d *Door) Admit(ctx context.Context, cands []Candidate) ([]Outcome, error) 
 		d.admit = cl
 	}
 	now := d.cfg.Now()
-	vs, err := d.decide(ctx, cands, now)
+	vs, err := d.decide(ctx, cands, now, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -202,6 +206,7 @@ func (d *Door) Run(ctx context.Context) error {
 	defer sess.Close()
 	backoff := retry.Backoff{Min: 200 * time.Millisecond, Max: 10 * time.Second}
 	poll := d.m.stage.WithLabelValues("door", "poll")
+	sc := newScratch() // the inbox path's, reused from transaction to transaction
 	for {
 		t0 := time.Now()
 		fs := sess.PollFetches(ctx)
@@ -217,7 +222,7 @@ func (d *Door) Run(ctx context.Context) error {
 			continue
 		}
 		cands := inboxCandidates(recs)
-		_, err := retry.Do(ctx, backoff, func() error { return d.forward(ctx, sess, cands) }, func(_ int, err error, wait time.Duration) {
+		_, err := retry.Do(ctx, backoff, func() error { return d.forward(ctx, sess, cands, sc) }, func(_ int, err error, wait time.Duration) {
 			d.cfg.Log.Warn("door: forwarding failed, will retry", "records", len(cands), "backoff", wait, "err", err)
 		})
 		if err != nil && ctx.Err() == nil {
@@ -227,13 +232,13 @@ func (d *Door) Run(ctx context.Context) error {
 }
 
 // forward judges and writes one poll's records in one transaction.
-func (d *Door) forward(ctx context.Context, sess *kgo.GroupTransactSession, cands []Candidate) error {
+func (d *Door) forward(ctx context.Context, sess *kgo.GroupTransactSession, cands []Candidate, sc *scratch) error {
 	now := d.cfg.Now()
 	if err := sess.Begin(); err != nil {
 		return err
 	}
 	t0 := time.Now()
-	vs, err := d.decide(ctx, cands, now)
+	vs, err := d.decide(ctx, cands, now, sc)
 	t1 := time.Now()
 	var out []Outcome
 	var ids []accepted

@@ -16,6 +16,7 @@ import (
 	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/cmdflag"
+	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/model/catalog"
 	"github.com/jutong/jutong/model/rules"
@@ -92,7 +93,7 @@ func benchPublish(ctx context.Context, args []string, out, errOut io.Writer) err
 	if err != nil {
 		return err
 	}
-	b, pub, err := benchBus(ctx, cat, it, *brokers)
+	b, pub, err := benchBus(ctx, cat, it, *brokers, nil)
 	if err != nil {
 		return err
 	}
@@ -129,10 +130,10 @@ func sampleItem(code string) (*catalog.Catalog, *catalog.Item, error) {
 // benchBus starts an embedded bus without a door on the inboxes (what is
 // measured is the publishing; bench door runs its own door), and a
 // publisher of the item's source department.
-func benchBus(ctx context.Context, cat *catalog.Catalog, it *catalog.Item, brokers int) (*bus.Bus, *producers.Publisher, error) {
+func benchBus(ctx context.Context, cat *catalog.Catalog, it *catalog.Item, brokers int, external *kafkaconn.Config) (*bus.Bus, *producers.Publisher, error) {
 	b, err := bus.Start(ctx, bus.Config{Catalog: cat, Brokers: brokers, KafkaPorts: make([]int, brokers), ApplyTopics: true, NoDoor: true,
 		AdminUser: "jutong", AdminPassword: "bench", RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
-		Log: slog.New(slog.DiscardHandler)})
+		Kafka: external, CreateUsers: external != nil, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, nil, err
 	}
