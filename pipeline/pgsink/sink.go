@@ -150,6 +150,15 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 	const chunk = 100
 	for i := 0; i < len(ddl); i += chunk {
 		j := min(i+chunk, len(ddl))
+		// One round trip for the hundred (the simple protocol runs several
+		// statements); should it fail, item by item, to name the one.
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, strings.Join(ddl[i:j], ";\n"))
+			return err
+		})
+		if err == nil {
+			continue
+		}
 		if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			for k := i; k < j; k++ {
 				if _, err := tx.Exec(ctx, ddl[k]); err != nil {
