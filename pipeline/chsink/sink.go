@@ -410,8 +410,14 @@ func (s *Sink) land(ctx context.Context, recs []pipeline.Record, inHistory func(
 	var h histRows
 	var st stateRows
 	var dead []pipeline.Record
-	var buf []byte
-	var hData, sData []int // where each row's JSON ends in buf
+	size := 0
+	for i := range recs {
+		if recs[i].Raw != nil {
+			size += 2 * len(recs[i].Raw.Value) // JSON takes about twice the Avro
+		}
+	}
+	buf := make([]byte, 0, size)
+	hData, sData := make([]int, 0, len(recs)), make([]int, 0, len(recs)) // where each row's JSON ends in buf
 	var err error
 	for i := range recs {
 		r := &recs[i]

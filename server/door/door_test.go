@@ -17,7 +17,7 @@ func TestIDIndexRoundTripAndWindow(t *testing.T) {
 	at := time.UnixMilli(1_795_000_000_000)
 	r := idRecord("legal_person.enterprise_registration", "id-1", Position{3, 42}, at)
 	e, ok := parseIDEntry(r.Value)
-	if !ok || e.pos != (Position{3, 42}) || !e.at.Equal(at) || string(r.Key) != idKey("legal_person.enterprise_registration", "id-1") {
+	if !ok || e.pos != (Position{3, 42}) || e.atMs != at.UnixMilli() || string(r.Key) != idKey("legal_person.enterprise_registration", "id-1") {
 		t.Fatalf("round trip: %+v %v", e, ok)
 	}
 	for _, bad := range []string{"", "1:2", "a:b:c", "1:2:3:4"} {
@@ -25,7 +25,8 @@ func TestIDIndexRoundTripAndWindow(t *testing.T) {
 			t.Errorf("%q parsed", bad)
 		}
 	}
-	x := idIndex{window: time.Hour, ids: map[string]idEntry{}}
+	x := idIndex{window: time.Hour}
+	x.init()
 	x.add("it", "id-1", Position{1, 7}, at)
 	if pos, dup := x.lookup("it", "id-1", at.Add(59*time.Minute)); !dup || pos != (Position{1, 7}) {
 		t.Fatalf("within the window: %v %v", pos, dup)
@@ -36,6 +37,18 @@ func TestIDIndexRoundTripAndWindow(t *testing.T) {
 	if _, dup := x.lookup("other.item", "id-1", at); dup {
 		t.Fatal("ids are per item")
 	}
+	// An id in the SDKs' form is kept compact, exactly: the same id in
+	// capitals, or another item's, is another id.
+	const u = "0f5e4d3c-2b1a-4098-a7b6-c5d4e3f2a1b0"
+	x.add("it", u, Position{2, 8}, at)
+	if pos, dup := x.lookup("it", u, at); !dup || pos != (Position{2, 8}) || len(x.uuids) != 1 {
+		t.Fatalf("a UUID id: %v %v (%d compact)", pos, dup, len(x.uuids))
+	}
+	for _, other := range [][2]string{{"it", "0F5E4D3C-2B1A-4098-A7B6-C5D4E3F2A1B0"}, {"other.item", u}, {"it", u[:35] + "1"}} {
+		if _, dup := x.lookup(other[0], other[1], at); dup {
+			t.Errorf("%s %s taken for %s", other[0], other[1], u)
+		}
+	}
 }
 
 // The ids of a transaction go in records of up to idsPerRecord; reading
@@ -44,13 +57,18 @@ func TestIDRecordsRoundTrip(t *testing.T) {
 	at := time.UnixMilli(1_795_000_000_000)
 	var ids []accepted
 	for i := range idsPerRecord + 1 {
-		ids = append(ids, accepted{item: "legal_person.enterprise_registration", id: fmt.Sprintf("id-%d\n\t\"", i), pos: Position{int32(i % 6), int64(i)}})
+		id := fmt.Sprintf("id-%d\n\t\"", i)
+		if i%2 == 0 { // the SDKs' form, kept compact
+			id = fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i)
+		}
+		ids = append(ids, accepted{item: "legal_person.enterprise_registration", id: id, pos: Position{int32(i % 6), int64(i)}})
 	}
 	recs := idRecords(ids, at)
 	if len(recs) != 2 {
 		t.Fatalf("%d records for %d ids", len(recs), len(ids))
 	}
-	x := idIndex{window: time.Hour, ids: map[string]idEntry{}}
+	x := idIndex{window: time.Hour}
+	x.init()
 	for _, r := range append(recs, idRecord("old.item", "id-old", Position{2, 9}, at)) {
 		x.read(r, at.Add(time.Minute))
 	}
@@ -59,16 +77,20 @@ func TestIDRecordsRoundTrip(t *testing.T) {
 			t.Fatalf("%q: %v %v, want %v", a.id, pos, dup, a.pos)
 		}
 	}
+	if len(x.uuids) != idsPerRecord/2+1 {
+		t.Errorf("%d ids kept compact, want %d", len(x.uuids), idsPerRecord/2+1)
+	}
 	if pos, dup := x.lookup("old.item", "id-old", at.Add(time.Minute)); !dup || pos != (Position{2, 9}) {
 		t.Errorf("a single id's record: %v %v", pos, dup)
 	}
 	// Past the window, nothing is kept.
-	y := idIndex{window: time.Hour, ids: map[string]idEntry{}}
+	y := idIndex{window: time.Hour}
+	y.init()
 	for _, r := range recs {
 		y.read(r, at.Add(2*time.Hour))
 	}
-	if len(y.ids) != 0 {
-		t.Errorf("%d ids kept past the window", len(y.ids))
+	if len(y.uuids)+len(y.other) != 0 {
+		t.Errorf("%d ids kept past the window", len(y.uuids)+len(y.other))
 	}
 }
 
