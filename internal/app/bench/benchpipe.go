@@ -9,11 +9,13 @@ import (
 	"slices"
 	"strings"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jutong/jutong/connect"
+	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/procstat"
@@ -53,7 +55,12 @@ func benchPipeline(ctx context.Context, args []string, out, errOut io.Writer) er
 		return fmt.Errorf("%s is in no base database", it.Code)
 	}
 	dept := st.Catalog.Department(it.Source)
+	// The publishers' goroutines (the client's included) carry their stage
+	// label, so that the profile tells their CPU from the bus's.
+	pctx := pprof.WithLabels(ctx, pprof.Labels(bus.StageLabel, "publishers"))
+	pprof.SetGoroutineLabels(pctx)
 	pub, err := producers.New(ctx, st.Catalog, it.Source, connect.Config{Brokers: st.Bus.Kafka().Brokers, User: dept.Principal, Password: st.Bus.Credentials[dept.Principal], Registry: st.Bus.RegistryURL()})
+	pprof.SetGoroutineLabels(ctx)
 	if err != nil {
 		return err
 	}
@@ -62,7 +69,7 @@ func benchPipeline(ctx context.Context, args []string, out, errOut io.Writer) er
 	g.UpdateEvery, g.DeleteEvery = 4, 0 // one update per three creates
 	fmt.Fprintf(out, "jutong bench pipeline: %s (%d fields), 3 embedded brokers, %d partitions, PostgreSQL + ClickHouse, GOMAXPROCS %d\n",
 		it.Code, len(it.Fields), st.Catalog.TopicConfig(it).Partitions, runtime.GOMAXPROCS(0))
-	p := &pipe{st: st, out: out, it: it, pub: pub, gen: g, bp: sf.bp}
+	p := &pipe{st: st, out: out, it: it, pub: pub, gen: g, bp: sf.bp, pctx: pctx}
 	if err := p.throughput(ctx, *events, *profile); err != nil {
 		return err
 	}
@@ -137,6 +144,7 @@ type pipe struct {
 	pub    *producers.Publisher
 	gen    *synth.Generator
 	bp     *brokersProcess // nil: the brokers run in this process
+	pctx   context.Context // labelled as the publishers' stage
 	failed atomic.Int64
 	wg     sync.WaitGroup
 }
@@ -200,17 +208,22 @@ func (p *pipe) follow(ctx context.Context, start time.Time, until func() bool) (
 // would take gigabytes): the generator's CPU, about a tenth of the
 // process's, is counted with the bus.
 func (p *pipe) throughput(ctx context.Context, events int, profile string) error {
-	stopProfile, err := cpuProfile(profile)
+	sp, err := startStageProfile(profile)
 	if err != nil {
 		return err
 	}
-	defer stopProfile()
+	stopped := false
+	defer func() {
+		if !stopped {
+			_, _ = sp.stop()
+		}
+	}()
 	before := resourceUsage()
 	pg0, ch0, k0 := procstat.Tree(p.st.PG.Pid()), procstat.Tree(p.st.CH.Pid()), p.brokersCPU()
 	stages0 := stageSeconds(p.st.Bus.Metrics)
 	start := time.Now()
 	var published atomic.Bool
-	go func() {
+	go pprof.Do(p.pctx, pprof.Labels(), func(context.Context) {
 		for sent := 0; sent < events; sent += 2000 {
 			if err := p.publish(ctx, min(2000, events-sent)); err != nil {
 				p.failed.Add(1)
@@ -219,14 +232,18 @@ func (p *pipe) throughput(ctx context.Context, events int, profile string) error
 		}
 		p.wg.Wait()
 		published.Store(true)
-	}()
+	})
 	w, err := p.follow(ctx, start, published.Load)
 	if err != nil {
 		return err
 	}
 	pubTime := time.Since(start)
 	after := resourceUsage()
-	stopProfile()
+	stopped = true
+	stageCPU, err := sp.stop()
+	if err != nil {
+		return err
+	}
 	if f := p.failed.Load(); f > 0 {
 		return fmt.Errorf("%d events failed to publish", f)
 	}
@@ -247,6 +264,7 @@ func (p *pipe) throughput(ctx context.Context, events int, profile string) error
 		fmt.Fprintf(p.out, "  CPU of the database servers: %s\n", c)
 		p.perEvents(events, user+sys, p.brokersCPU()-k0, procstat.Tree(p.st.PG.Pid())-pg0, procstat.Tree(p.st.CH.Pid())-ch0, "")
 	}
+	printStageCPU(p.out, stageCPU, events)
 	printStages(p.out, stages0, stageSeconds(p.st.Bus.Metrics), wall)
 	return nil
 }
@@ -262,7 +280,7 @@ func (p *pipe) latency(ctx context.Context, rate int, duration time.Duration) (i
 	perTick := max(1, rate/100)
 	var stop atomic.Bool
 	latEvents := 0
-	go func() {
+	go pprof.Do(p.pctx, pprof.Labels(), func(context.Context) {
 		t := time.NewTicker(tick)
 		defer t.Stop()
 		for end := latStart.Add(duration); time.Now().Before(end); <-t.C {
@@ -274,7 +292,7 @@ func (p *pipe) latency(ctx context.Context, rate int, duration time.Duration) (i
 		}
 		p.wg.Wait()
 		stop.Store(true)
-	}()
+	})
 	w, err := p.follow(ctx, latStart, stop.Load)
 	if err != nil {
 		return 0, err

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -512,6 +513,12 @@ func (b *Bus) pipelineConfig(context.Context) error {
 	return nil
 }
 
+// StageLabel is the profiler label (runtime/pprof) of the goroutines of
+// each stage of the bus: door, sink.<name>, copy.<topic>. A CPU profile of
+// the bus (/debug/pprof or bench --cpuprofile) then says what each stage
+// costs; bench prints it.
+const StageLabel = "jutong.stage"
+
 // startDoor opens the door (its id index) and runs it on the inboxes.
 func (b *Bus) startDoor(ctx, rctx context.Context) (err error) {
 	dcfg := b.DoorConfig()
@@ -525,10 +532,12 @@ func (b *Bus) startDoor(ctx, rctx context.Context) (err error) {
 		return nil
 	}
 	b.wg.Go(func() {
-		if err := b.door.Run(rctx); err != nil {
-			b.cfg.Log.Error("door stopped", "err", err)
-			b.errs <- fmt.Errorf("door: %w", err)
-		}
+		pprof.Do(rctx, pprof.Labels(StageLabel, "door"), func(rctx context.Context) {
+			if err := b.door.Run(rctx); err != nil {
+				b.cfg.Log.Error("door stopped", "err", err)
+				b.errs <- fmt.Errorf("door: %w", err)
+			}
+		})
 	})
 	return nil
 }
@@ -605,10 +614,12 @@ func (b *Bus) startSinks(ctx, rctx context.Context) error {
 			return err
 		}
 		b.wg.Go(func() {
-			if err := r.Run(rctx); err != nil {
-				b.cfg.Log.Error("pipeline stopped", "sink", s.Name(), "err", err)
-				b.errs <- fmt.Errorf("pipeline %s: %w", s.Name(), err)
-			}
+			pprof.Do(rctx, pprof.Labels(StageLabel, "sink."+s.Name()), func(rctx context.Context) {
+				if err := r.Run(rctx); err != nil {
+					b.cfg.Log.Error("pipeline stopped", "sink", s.Name(), "err", err)
+					b.errs <- fmt.Errorf("pipeline %s: %w", s.Name(), err)
+				}
+			})
 		})
 	}
 	return nil
@@ -625,12 +636,14 @@ func (b *Bus) startCopies(rctx context.Context) {
 		{Topic: dispute.Topic, DDL: chsink.DisputesDDL, Insert: chsink.DisputesInsert, Row: dispute.Row},
 	} {
 		b.wg.Go(func() {
-			// Through a pipeline runner, as every sink: its ledger, retries,
-			// metrics (sink copy.<table>) and failure, which stops the bus.
-			if err := chsink.Copy(rctx, b.pcfg, b.cfg.ClickHouseDSN, t, log); err != nil && rctx.Err() == nil {
-				log.Error("copy to ClickHouse stopped", "topic", t.Topic, "err", err)
-				b.errs <- fmt.Errorf("copy of %s: %w", t.Topic, err)
-			}
+			pprof.Do(rctx, pprof.Labels(StageLabel, "copy."+t.Topic), func(rctx context.Context) {
+				// Through a pipeline runner, as every sink: its ledger, retries,
+				// metrics (sink copy.<table>) and failure, which stops the bus.
+				if err := chsink.Copy(rctx, b.pcfg, b.cfg.ClickHouseDSN, t, log); err != nil && rctx.Err() == nil {
+					log.Error("copy to ClickHouse stopped", "topic", t.Topic, "err", err)
+					b.errs <- fmt.Errorf("copy of %s: %w", t.Topic, err)
+				}
+			})
 		})
 	}
 }
