@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -76,12 +77,34 @@ type Event struct {
 }
 
 // Writer appends events to the audit topic, on a chain of its own.
+//
+// Writes are committed in groups: a write made while another is being
+// produced waits, and every write that waited is sealed onto the chain and
+// produced together with the next round trip. Each caller still returns
+// only once Kafka has its events; the chain stays in the order of the
+// topic (one producer, one partition); and the lookups, each of which
+// writes its audit event before it answers, are no longer one round trip
+// to the brokers at a time.
 type Writer struct {
 	cl    *kgo.Client
 	chain *Chain
 	// Metrics, when set, counts the reads written.
 	Metrics *Metrics
+
+	mu       sync.Mutex
+	queue    []*pendingWrite
+	flushing bool
 }
+
+// pendingWrite is one Write waiting for its group's round trip.
+type pendingWrite struct {
+	events []Event
+	done   chan error // buffered: the flusher never waits for the caller
+}
+
+// produceTimeout bounds one group's round trip: past it every write of the
+// group fails (and the chain, whose end is then unknown, begins anew).
+const produceTimeout = time.Minute
 
 // NewWriter connects to Kafka; its records are chained and signed with key
 // (see Chain), on chains named name.
@@ -95,9 +118,57 @@ func NewWriter(k []kgo.Opt, key ed25519.PrivateKey, name string) (*Writer, error
 	return &Writer{cl: cl, chain: c}, nil
 }
 
-// Write records events; it returns when Kafka has them. Writes are
-// serialized: the chain is in the order of the topic.
+// Write records events; it returns when Kafka has them (or ctx ends: they
+// may then still land). Writes made at once are produced together, in the
+// order they came.
 func (w *Writer) Write(ctx context.Context, events ...Event) error {
+	p := &pendingWrite{events: events, done: make(chan error, 1)}
+	w.mu.Lock()
+	w.queue = append(w.queue, p)
+	if !w.flushing {
+		w.flushing = true
+		go w.flush()
+	}
+	w.mu.Unlock()
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("audit: %w", ctx.Err())
+	}
+}
+
+// flush produces the waiting writes, a group per round trip, until none
+// waits.
+func (w *Writer) flush() {
+	for {
+		w.mu.Lock()
+		group := w.queue
+		w.queue = nil
+		if len(group) == 0 {
+			w.flushing = false
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+		var events []Event
+		for _, p := range group {
+			events = append(events, p.events...)
+		}
+		err := w.produce(events)
+		for _, p := range group {
+			p.done <- err
+		}
+	}
+}
+
+// produce seals events onto the chain and writes them in one round trip.
+func (w *Writer) produce(events []Event) error {
+	if len(events) == 0 {
+		return nil // a barrier (Close): every earlier write is done
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), produceTimeout)
+	defer cancel()
 	s, err := w.chain.seal(ctx, events)
 	if err != nil {
 		return err
@@ -127,8 +198,9 @@ func (w *Writer) Seal(ctx context.Context) error {
 // Close ends the chain with a final head (within ctx) and closes the
 // writer.
 func (w *Writer) Close(ctx context.Context) error {
-	var err error
-	if h := w.chain.head(true); h != nil {
+	// Every write made before ends first: nothing may follow the final head.
+	err := w.Write(ctx)
+	if h := w.chain.head(true); h != nil && err == nil {
 		err = w.Write(ctx, h...)
 	}
 	w.cl.Close()

@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/testenv"
@@ -270,4 +273,68 @@ func TestVerifyClickHouse(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustName(t, verify(), 1000, "a row inserted")
+}
+
+// TestGroupCommit: writes made at once are produced together (fewer round
+// trips than writes), each caller returns once its event is in Kafka, and
+// the chain they make verifies, every event on it once.
+func TestGroupCommit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, audit.Topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var produces atomic.Int64
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		produces.Add(1)
+		c.KeepControl()
+		return nil, nil, false
+	})
+	kopts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+	pub, key, _ := ed25519.GenerateKey(nil)
+	w, err := audit.NewWriter(kopts, key, "lookups")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 400
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			errs <- w.Write(ctx, audit.Event{Kind: audit.Lookup, Department: "tax", Item: "legal_person.enterprise_registration",
+				Grant: "app-1", Purpose: "纳税信用评价", Keys: []string{fmt.Sprint("key-", i)}, Records: 1})
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.VerifyKafka(ctx, kopts, audit.Topic, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Records != n+2 || rep.Chains != 1 { // a start, the events, a final head
+		t.Fatalf("the trail: %s (%+v)", rep, rep)
+	}
+	keys := map[string]bool{}
+	for _, r := range records(t, ctx, kopts, audit.Topic) {
+		if e := event(t, r); e.Kind == audit.Lookup {
+			keys[e.Keys[0]] = true
+		}
+	}
+	if len(keys) != n {
+		t.Fatalf("%d distinct lookups on the chain, want %d", len(keys), n)
+	}
+	if p := produces.Load(); p >= n {
+		t.Errorf("%d produce requests for %d writes: not grouped", p, n)
+	}
+	t.Logf("%d writes in %d produce requests", n, produces.Load())
 }
