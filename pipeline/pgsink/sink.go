@@ -146,29 +146,50 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 		s.log.Info("pgsink: creating or evolving tables", "sink", s.name, "tables", len(ddl))
 	}
 	// Tables are created a hundred per transaction: one transaction for
-	// thousands would hold locks beyond max_locks_per_transaction.
-	const chunk = 100
-	for i := 0; i < len(ddl); i += chunk {
-		j := min(i+chunk, len(ddl))
-		// One round trip for the hundred (the simple protocol runs several
-		// statements); should it fail, item by item, to name the one.
-		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, strings.Join(ddl[i:j], ";\n"))
+	// thousands would hold locks beyond max_locks_per_transaction. With
+	// thousands to make (a city's first start), two connections share the
+	// chunks, the schemas made first so that no two make the same one.
+	if len(ddl) > 2*ddlChunk {
+		if err := ensureSchemas(ctx, conn, items); err != nil {
 			return err
-		})
-		if err == nil {
-			continue
 		}
-		if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			for k := i; k < j; k++ {
-				if _, err := tx.Exec(ctx, ddl[k]); err != nil {
-					return fmt.Errorf("pgsink: table for %s: %w", codes[k], err)
-				}
+	}
+	var chunks [][2]int
+	for i := 0; i < len(ddl); i += ddlChunk {
+		chunks = append(chunks, [2]int{i, min(i+ddlChunk, len(ddl))})
+	}
+	next := make(chan [2]int, len(chunks))
+	for _, c := range chunks {
+		next <- c
+	}
+	close(next)
+	work := func(c *pgxpool.Conn) error {
+		for ch := range next {
+			if err := applyDDL(ctx, c, ddl[ch[0]:ch[1]], codes[ch[0]:ch[1]]); err != nil {
+				return err
 			}
-			return nil
-		}); err != nil {
-			return err
 		}
+		return nil
+	}
+	errs := make(chan error, 1)
+	helpers := 0
+	if len(chunks) > 2 {
+		if other, err := s.pool.Acquire(ctx); err == nil {
+			helpers = 1
+			go func() {
+				defer other.Release()
+				errs <- work(other)
+			}()
+		}
+	}
+	err = work(conn)
+	for range helpers {
+		if herr := <-errs; err == nil {
+			err = herr
+		}
+	}
+	if err != nil {
+		return err
 	}
 	if len(s.themes) > 0 {
 		if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
@@ -396,6 +417,46 @@ func (s *Sink) write(ctx context.Context, batch []pipeline.Record, landed time.T
 		return fmt.Errorf("pgsink: %w", err)
 	}
 	return tx.Commit(ctx)
+}
+
+// ddlChunk is how many items' DDL goes in one transaction.
+const ddlChunk = 100
+
+// applyDDL runs items' DDL in one transaction, in one round trip (the
+// simple protocol runs several statements); should that fail, item by item
+// in a new one, to name the item.
+func applyDDL(ctx context.Context, conn *pgxpool.Conn, ddl, codes []string) error {
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, strings.Join(ddl, ";\n"))
+		return err
+	})
+	if err == nil {
+		return nil
+	}
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		for k := range ddl {
+			if _, err := tx.Exec(ctx, ddl[k]); err != nil {
+				return fmt.Errorf("pgsink: table for %s: %w", codes[k], err)
+			}
+		}
+		return nil
+	})
+}
+
+// ensureSchemas makes the items' schemas (their domains) in one statement.
+func ensureSchemas(ctx context.Context, conn *pgxpool.Conn, items []*catalog.Item) error {
+	seen := map[string]bool{}
+	var stmts []string
+	for _, it := range items {
+		if d, _ := it.Namespace(); !seen[d] {
+			seen[d] = true
+			stmts = append(stmts, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{d}.Sanitize())
+		}
+	}
+	if _, err := conn.Exec(ctx, strings.Join(stmts, ";\n")); err != nil {
+		return fmt.Errorf("pgsink: schemas: %w", err)
+	}
+	return nil
 }
 
 // WritesColumns implements pipeline.ColumnSink: large groups are copied

@@ -63,3 +63,35 @@ func TestEvolution(t *testing.T) {
 		}
 	}
 }
+
+// TestPrepareMany: a first start with hundreds of items (more than two
+// transactions' worth, shared by two connections) makes every table, its
+// schema made once whatever connection needs it; preparing again changes
+// nothing.
+func TestPrepareMany(t *testing.T) {
+	ctx := context.Background()
+	cat, _ := catalog.Sample()
+	dsn := testenv.Postgres(t)
+	s, err := pgsink.New(ctx, pgsink.Config{Name: "pg", DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	base := cat.Item("legal_person.enterprise_registration")
+	var items []*catalog.Item
+	for i := range 450 {
+		it := *base
+		it.Code = fmt.Sprintf("many%d.copy_%03d", i%4, i)
+		items = append(items, &it)
+	}
+	for range 2 {
+		if err := s.Prepare(ctx, items); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	if err := testenv.PostgresPool(t, dsn).QueryRow(ctx, `SELECT count(*) FROM information_schema.tables
+		WHERE table_schema LIKE 'many%' AND table_type = 'BASE TABLE'`).Scan(&n); err != nil || n != len(items) {
+		t.Fatalf("%d tables made (%v), want %d", n, err, len(items))
+	}
+}
