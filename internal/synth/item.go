@@ -303,3 +303,16 @@ func (g *Generator) Corrupt(ev *schemas.Event) *schemas.Event {
 	}
 	return nil
 }
+
+// ClearOptional leaves every optional field of a record's data without a
+// value (a record as sparse as the item allows): the tests' null cases.
+func ClearOptional(it *catalog.Item, data map[string]any) {
+	if data == nil {
+		return
+	}
+	for _, f := range it.Fields {
+		if !f.Required {
+			data[f.Name] = nil
+		}
+	}
+}
