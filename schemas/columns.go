@@ -442,9 +442,8 @@ func planData(f *avro.Field) (dataSlot, error) {
 type colDecoder struct {
 	plan  *colPlan
 	item  *catalog.Item
-	dest  []int      // per data slot: the column, or -1 (a field the item no longer has)
-	dests []bool     // per column: filled by some data slot
-	syms  [][]string // per data slot: enum symbols the item knows (nil: any)
+	dest  []int  // per data slot: the column, or -1 (a field the item no longer has)
+	dests []bool // per column: filled by some data slot
 }
 
 // bind compiles the plan for it; errShape when a field's type differs from

@@ -27,8 +27,8 @@ import (
 
 // pgEpoch is 2000-01-01 UTC, where PostgreSQL counts dates and timestamps from.
 var (
-	pgEpochDays = int64(10957)                       // days from 1970-01-01
-	pgEpochUs   = int64(946684800) * 1_000_000        // µs from the Unix epoch
+	pgEpochDays = int64(10957)                 // days from 1970-01-01
+	pgEpochUs   = int64(946684800) * 1_000_000 // µs from the Unix epoch
 	copyHeader  = []byte("PGCOPY\n\377\r\n\000\000\000\000\000\000\000\000\000")
 )
 

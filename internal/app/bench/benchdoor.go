@@ -12,10 +12,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/jutong/jutong/internal/cmdflag"
-	"github.com/jutong/jutong/model/topicname"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/procstat"
 	"github.com/jutong/jutong/internal/synth"
+	"github.com/jutong/jutong/model/topicname"
 	"github.com/jutong/jutong/producers"
 	"github.com/jutong/jutong/schemas"
 	"github.com/jutong/jutong/server/door"
