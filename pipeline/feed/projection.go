@@ -53,6 +53,9 @@ type Projection struct {
 	Item   *catalog.Item // the item as delivered: kept fields, masked ones as optional strings
 	masked map[string]bool
 	secret []byte // keys the pseudonyms of masked keys
+	// srcIndex is, for each of Item's fields, its index in Source's
+	// (ApplyRow), set by Project.
+	srcIndex []int
 }
 
 // Project works out a grant's projection; Identity says whether it changes
@@ -82,6 +85,7 @@ func Project(it *catalog.Item, g Grant) *Projection {
 		fields = append(fields, f)
 	}
 	p.Item = it.WithFields(fields)
+	p.indexFields()
 	return p
 }
 
@@ -149,6 +153,33 @@ func (p *Projection) Apply(data map[string]any) map[string]any {
 		out[f.Name] = v
 	}
 	return out
+}
+
+// ApplyRow projects row i of a batch decoded into columns (nil for a
+// delete): what Apply gives for the same record's data, boxing only the
+// values delivered.
+func (p *Projection) ApplyRow(c *schemas.Columns, i int) map[string]any {
+	if !c.HasData[i] {
+		return nil
+	}
+	out := make(map[string]any, len(p.Item.Fields))
+	for k, f := range p.Item.Fields {
+		v := c.Value(p.srcIndex[k], i)
+		if p.masked[f.Name] && v != nil {
+			v = Mask(p.Source.Fields[p.srcIndex[k]], v)
+		}
+		out[f.Name] = v
+	}
+	return out
+}
+
+// indexFields notes where each delivered field is among the source's.
+func (p *Projection) indexFields() {
+	idx := make([]int, len(p.Item.Fields))
+	for k, f := range p.Item.Fields {
+		idx[k] = slices.IndexFunc(p.Source.Fields, func(g *catalog.Field) bool { return g.Name == f.Name })
+	}
+	p.srcIndex = idx
 }
 
 // Mask renders a value with its identifying part hidden: a value of a field

@@ -2,12 +2,15 @@ package feed
 
 import (
 	"math/big"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/schemas"
 )
 
 func TestProjectAndMask(t *testing.T) {
@@ -94,5 +97,54 @@ func TestPseudonymousKeys(t *testing.T) {
 	clear := Grant{ID: "app-3", Item: it.Code, Grade: 4}
 	if Project(it, clear).Key(a) != a {
 		t.Fatal("a grant that does not mask the key gets a pseudonym")
+	}
+}
+
+// TestApplyRow: projecting a record from columns gives what projecting its
+// data gives, for every item, at every grade, with fields dropped, null
+// and deleted.
+func TestApplyRow(t *testing.T) {
+	cat, _ := catalog.Sample()
+	for _, it := range cat.Items {
+		g := synth.New(it, 5, time.Now())
+		g.DeleteEvery = 6
+		cols := schemas.NewColumns(it)
+		var evs []*schemas.Event
+		for n := range 40 {
+			ev := g.Next()
+			if n%4 == 0 {
+				synth.ClearOptional(it, ev.Data)
+			}
+			if err := cols.AppendEvent(ev); err != nil {
+				t.Fatal(err)
+			}
+			evs = append(evs, ev)
+		}
+		var some []string
+		for k, f := range it.Fields {
+			if k%2 == 0 {
+				some = append(some, f.Name)
+			}
+		}
+		for grade := 1; grade <= 4; grade++ {
+			p := Project(it, Grant{ID: "g", Department: "health", Item: it.Code, Fields: some, Grade: grade})
+			for i, ev := range evs {
+				want, got := p.Apply(ev.Data), p.ApplyRow(cols, i)
+				if (want == nil) != (got == nil) || len(want) != len(got) {
+					t.Fatalf("%s grade %d row %d: %v, want %v", it.Code, grade, i, got, want)
+				}
+				for k, v := range want {
+					if r, ok := v.(*big.Rat); ok {
+						if r2, ok := got[k].(*big.Rat); !ok || r.Cmp(r2) != 0 {
+							t.Fatalf("%s grade %d row %d %s: %v, want %v", it.Code, grade, i, k, got[k], v)
+						}
+						continue
+					}
+					if !reflect.DeepEqual(got[k], v) {
+						t.Fatalf("%s grade %d row %d %s: %#v, want %#v", it.Code, grade, i, k, got[k], v)
+					}
+				}
+			}
+		}
 	}
 }

@@ -280,6 +280,10 @@ func (s *Sink) Ledger(ctx context.Context, _ *catalog.Item) (map[int32]int64, er
 	return out, nil
 }
 
+// WritesColumns implements pipeline.ColumnSink: the feed projects each
+// record from the batch's columns, boxing only what it delivers.
+func (s *Sink) WritesColumns() bool { return true }
+
 // Write implements pipeline.Sink: the projected records and the ledger in
 // one Kafka transaction.
 func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, _ time.Time) (err error) {
@@ -315,7 +319,14 @@ func (s *Sink) Write(ctx context.Context, batch []pipeline.Record, _ time.Time) 
 			}
 		}
 		ev.Key = s.proj.Key(ev.Key)
-		ev.Data = s.proj.Apply(ev.Data)
+		switch {
+		case r.Cols != nil && r.Cols.Item == s.proj.Source:
+			ev.Data = s.proj.ApplyRow(r.Cols, r.Row)
+		case r.Cols != nil:
+			ev.Data = s.proj.Apply(r.Cols.Event(r.Row).Data)
+		default:
+			ev.Data = s.proj.Apply(ev.Data)
+		}
 		if buf, err = s.schema.AppendEncode(buf[:0], &ev); err != nil {
 			// The record cannot be projected: it, not Kafka, is at fault;
 			// the runner dead-letters it alone.

@@ -95,7 +95,7 @@ type stackFlags struct {
 func (f *stackFlags) register(fs *cmdflag.FlagSet) {
 	fs.EnvStringVar(&f.pgDSN, "postgres-dsn", "JUTONG_POSTGRES_DSN", "", "PostgreSQL; empty starts a throwaway local server")
 	fs.EnvStringVar(&f.chDSN, "clickhouse-dsn", "JUTONG_CLICKHOUSE_DSN", "", "ClickHouse; empty starts a throwaway local server")
-	fs.IntVar(&f.decodeCache, "decode-cache", 0, "decoded events the feeds and the door share (0: none, as serve's default; the PostgreSQL and ClickHouse sinks decode into columns of their own)")
+	fs.IntVar(&f.decodeCache, "decode-cache", 0, "decoded events the masked copies and the door share (0: none, as serve's default; the PostgreSQL, ClickHouse and feed sinks decode into columns of their own)")
 	fs.BoolVar(&f.verbose, "v", false, "log progress (info level) to stderr")
 	fs.BoolVar(&f.dbRoles, "database-roles", true, "keep the departments' database logins and their masked copies of their grants")
 	fs.BoolVar(&f.brokersProc, "brokers-process", false, "run the 3 embedded brokers in a process of their own (jutong bench brokers), as a deployment runs Kafka apart: the bus's CPU is then the bus's, the brokers' is printed apart")

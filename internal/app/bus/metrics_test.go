@@ -120,7 +120,7 @@ func TestDashboardsAndRules(t *testing.T) {
 	t.Logf("decodes by the sinks and feeds: %v", decodes)
 	// PostgreSQL and ClickHouse decode every record into columns
 	// themselves (pipeline.ColumnSink): nothing of the decode cache, which
-	// holds maps for the runners that read maps (the feeds).
+	// holds maps for the runners that read maps (the masked copies).
 	for _, sink := range []string{"postgres", "clickhouse"} {
 		if decodes[sink+"/shared"] != 0 || decodes[sink+"/decoded"] < 1000 {
 			t.Errorf("decodes by sink %s: %v, want every record decoded into columns, none shared", sink, decodes)

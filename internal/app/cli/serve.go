@@ -47,7 +47,7 @@ func runServe(ctx context.Context, args []string, out, errOut io.Writer) error {
 	cert := fs.EnvString("tls-cert", "JUTONG_TLS_CERT", "", "certificate (PEM) the registry and the API serve HTTPS with")
 	key := fs.EnvString("tls-key", "JUTONG_TLS_KEY", "", "its private key (PEM)")
 	decodeCache := 0
-	fs.EnvIntVar(&decodeCache, "decode-cache", "JUTONG_DECODE_CACHE", 0, "decoded events the feeds and the door of the process may share, so that a record is decoded once (the PostgreSQL and ClickHouse sinks decode into columns of their own; 0: none, the default; 65536 covers about two seconds at 30,000 events/s)")
+	fs.EnvIntVar(&decodeCache, "decode-cache", "JUTONG_DECODE_CACHE", 0, "decoded events the masked copies and the door of the process may share, so that a record is decoded once (the PostgreSQL, ClickHouse and feed sinks decode into columns of their own; 0: none, the default; 65536 covers about two seconds at 30,000 events/s)")
 	prefix := fs.EnvString("group-prefix", "JUTONG_GROUP_PREFIX", "jutong.", "begins the bus's consumer groups and transactional ids (<prefix>sink.postgres, <prefix>door): another deployment on the same cluster takes its own")
 	dbRoles := fs.Bool("database-roles", true, "keep the departments' PostgreSQL roles and analysts' ClickHouse users from the grants (needs CREATEROLE and ClickHouse access management: docs/security.md)")
 	typed := fs.Bool("typed-views", true, "make ClickHouse's typed views of every item (two an item: docs/analytics.md)")

@@ -96,7 +96,7 @@ func (s *Flags) Register(fs *cmdflag.FlagSet, defDataDir string) {
 	fs.EnvStringVar(&s.PostgresDSN, "postgres-dsn", localsvc.EnvPostgresDSN, "", "PostgreSQL for the base databases; dev uses the database it names (created if missing); empty starts a local server under --data-dir")
 	fs.EnvStringVar(&s.ClickHouseDSN, "clickhouse-dsn", localsvc.EnvClickHouseDSN, "", "ClickHouse (native protocol) for analytics; dev uses the database it names (created if missing); empty starts a local server under --data-dir")
 	fs.EnvStringVar(&s.GroupPrefix, "group-prefix", "JUTONG_GROUP_PREFIX", "jutong.", "begins the bus's consumer groups and transactional ids (<prefix>sink.postgres, <prefix>door)")
-	fs.EnvIntVar(&s.DecodeCache, "decode-cache", "JUTONG_DECODE_CACHE", 0, "decoded events the feeds and the door of the process may share, so that a record is decoded once (the PostgreSQL and ClickHouse sinks decode into columns of their own; 0: none, the default; 65536 covers about two seconds at 30,000 events/s)")
+	fs.EnvIntVar(&s.DecodeCache, "decode-cache", "JUTONG_DECODE_CACHE", 0, "decoded events the masked copies and the door of the process may share, so that a record is decoded once (the PostgreSQL, ClickHouse and feed sinks decode into columns of their own; 0: none, the default; 65536 covers about two seconds at 30,000 events/s)")
 	fs.Float64Var(&s.LookupRate, "lookup-rate", 50, "lookups a second a grant allows unless its application asks for another rate")
 	fs.BoolVar(&s.TLS, "tls", true, "serve Kafka over SASL_SSL and the registry and API over HTTPS, with certificates of a local CA made in --data-dir/tls (--tls=false: plaintext, for a lab)")
 	fs.BoolVar(&s.Verbose, "v", false, "log progress (info level) to stderr")
