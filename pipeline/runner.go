@@ -536,10 +536,12 @@ func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record
 		r.m.decodes.WithLabelValues(r.sink.Name(), "shared").Add(float64(shared))
 		r.m.decodes.WithLabelValues(r.sink.Name(), "decoded").Add(float64(decoded))
 	}()
+	var envs []schemas.Event // a column sink's envelopes, allocated at once
 	if r.columnar {
 		for _, c := range r.cols {
 			c.Reset()
 		}
+		envs = make([]schemas.Event, len(recs))
 	}
 	one := func(i int) error {
 		kr := recs[i]
@@ -556,7 +558,8 @@ func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record
 		err := r.retry(ctx, "decode", func() (err error) {
 			if cols != nil {
 				if err = r.dec.DecodeColumns(ctx, cols, kr.Value); err == nil {
-					ev = cols.Envelope(cols.N - 1)
+					ev = &envs[i]
+					cols.EnvelopeInto(ev, cols.N-1)
 				}
 			} else {
 				ev, err = r.dec.Decode(ctx, kr.Value)

@@ -148,7 +148,15 @@ func pow10Big(scale int) *big.Int {
 // Envelope is row i's event without its data (Data nil): what a sink needs
 // besides the columns.
 func (c *Columns) Envelope(i int) *Event {
-	return &Event{ID: c.ID[i], Op: c.Op[i], Key: c.Key[i],
+	e := &Event{}
+	c.EnvelopeInto(e, i)
+	return e
+}
+
+// EnvelopeInto sets e to row i's envelope (Data nil), for a caller that
+// allocates a batch's events at once.
+func (c *Columns) EnvelopeInto(e *Event, i int) {
+	*e = Event{ID: c.ID[i], Op: c.Op[i], Key: c.Key[i],
 		Source:    Source{Department: c.Department[i], System: c.System[i], Adapter: c.Adapter[i]},
 		EventTime: time.UnixMilli(c.EventTime[i]).UTC(), PublishTime: time.UnixMilli(c.PublishTime[i]).UTC()}
 }
