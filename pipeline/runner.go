@@ -125,7 +125,7 @@ type Runner struct {
 	// columnar: a ColumnSink, decoded into cols (one per item, reused from
 	// batch to batch).
 	columnar bool
-	cols     map[*catalog.Item]*schemas.Columns
+	cols     schemas.ColumnSet
 }
 
 // New creates a runner for sink over the catalog items it accepts.
@@ -150,7 +150,7 @@ func New(cfg Config, sink Sink) (*Runner, error) {
 		log: cfg.Log.With("sink", sink.Name()), m: m,
 		hw: map[tp]int64{}, pos: map[tp]int64{}, lastPub: map[*catalog.Item]time.Time{}}
 	if cs, ok := sink.(ColumnSink); ok && cs.WritesColumns() {
-		r.columnar, r.cols = true, map[*catalog.Item]*schemas.Columns{}
+		r.columnar, r.cols = true, schemas.ColumnSet{}
 	}
 	if ts, ok := sink.(TopicSink); ok {
 		r.raw = true
@@ -538,9 +538,7 @@ func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record
 	}()
 	var envs []schemas.Event // a column sink's envelopes, allocated at once
 	if r.columnar {
-		for _, c := range r.cols {
-			c.Reset()
-		}
+		r.cols.Reset()
 		envs = make([]schemas.Event, len(recs))
 	}
 	one := func(i int) error {
@@ -549,11 +547,7 @@ func (r *Runner) decode(ctx context.Context, dlq *kgo.Client, recs []*kgo.Record
 		var bad *schemas.RecordError
 		var cols *schemas.Columns
 		if r.columnar {
-			it := out[i].Item
-			if cols = r.cols[it]; cols == nil {
-				cols = schemas.NewColumns(it)
-				r.cols[it] = cols
-			}
+			cols = r.cols.Of(out[i].Item)
 		}
 		err := r.retry(ctx, "decode", func() (err error) {
 			if cols != nil {

@@ -60,6 +60,27 @@ func NewColumns(it *catalog.Item) *Columns {
 	return c
 }
 
+// ColumnSet holds a batch's Columns, one per item, kept from batch to
+// batch (their memory reused).
+type ColumnSet map[*catalog.Item]*Columns
+
+// Of is the item's Columns, made on first use.
+func (cs ColumnSet) Of(it *catalog.Item) *Columns {
+	c := cs[it]
+	if c == nil {
+		c = NewColumns(it)
+		cs[it] = c
+	}
+	return c
+}
+
+// Reset empties every item's Columns for the next batch.
+func (cs ColumnSet) Reset() {
+	for _, c := range cs {
+		c.Reset()
+	}
+}
+
 // Reset empties the batch, keeping its memory.
 func (c *Columns) Reset() {
 	c.truncate(0)

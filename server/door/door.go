@@ -273,47 +273,97 @@ type verdict struct {
 // ids accepted earlier in it, and the columns its records are read into.
 type scratch struct {
 	seen map[string]bool
-	cols map[*catalog.Item]*schemas.Columns
+	cols schemas.ColumnSet
 }
 
 func newScratch() *scratch {
-	return &scratch{seen: map[string]bool{}, cols: map[*catalog.Item]*schemas.Columns{}}
+	return &scratch{seen: map[string]bool{}, cols: schemas.ColumnSet{}}
 }
 
 // reset forgets the ids and empties the columns (the verdicts of the last
 // transaction hold none of their vectors: envelopes and events are copies).
 func (sc *scratch) reset() {
 	clear(sc.seen)
-	for _, c := range sc.cols {
-		c.Reset()
-	}
-}
-
-func (sc *scratch) columns(it *catalog.Item) *schemas.Columns {
-	c := sc.cols[it]
-	if c == nil {
-		c = schemas.NewColumns(it)
-		sc.cols[it] = c
-	}
-	return c
+	sc.cols.Reset()
 }
 
 // zeroMillis is the zero time.Time in Avro's milliseconds: an event time
 // left unset, which the door sets to the publish time.
 var zeroMillis = time.Time{}.UnixMilli()
 
+// framedWith returns the Avro payload of a value framed with schema id
+// (false for another id, or no framing).
+func framedWith(value []byte, id int) ([]byte, bool) {
+	got, payload, err := schemas.Unframe(value)
+	return payload, err == nil && got == id
+}
+
 // isCurrent says whether an inbox value is framed with the schema id the
 // door registered for the item (known once the door forwarded one of its
-// records): its bytes are then read into columns and forwarded patched.
+// records): its bytes are then read into columns.
 func (d *Door) isCurrent(it *catalog.Item, value []byte) bool {
-	id, _, err := schemas.Unframe(value)
-	if err != nil {
-		return false
-	}
 	d.mu.Lock()
 	p := d.prepared[it.Code]
 	d.mu.Unlock()
-	return p != nil && p.id == id
+	if p == nil {
+		return false
+	}
+	_, ok := framedWith(value, p.id)
+	return ok
+}
+
+// readColumns reads an inbox record written with the item's current schema
+// into columns, stamps it and checks it there (no map, no boxed value). It
+// returns the event (the envelope, or whole when the pipelines are handed
+// it), or the violation with what the record holds (nil when unreadable).
+func (d *Door) readColumns(ctx context.Context, it *catalog.Item, c Candidate, now time.Time, sc *scratch) (*schemas.Event, *rules.Violation, error) {
+	cols := sc.cols.Of(it)
+	err := d.dec.DecodeColumns(ctx, cols, c.Value)
+	var bad *schemas.RecordError
+	if errors.As(err, &bad) {
+		return nil, &rules.Violation{Item: it.Code, Rule: rules.SchemaDecode, Reason: bad.Error()}, nil
+	}
+	if err != nil {
+		return nil, nil, err // the registry does not answer: retry
+	}
+	row := cols.N - 1
+	// The door says who published, and when.
+	cols.Department[row], cols.PublishTime[row] = c.Department, now.UnixMilli()
+	if cols.EventTime[row] == zeroMillis {
+		cols.EventTime[row] = cols.PublishTime[row]
+	}
+	if v := rules.CheckRow(it, c.Department, cols, row, now); v != nil {
+		return cols.Event(row), v, nil
+	}
+	if d.cfg.Forwarded != nil {
+		return cols.Event(row), nil, nil // handed to the pipelines whole
+	}
+	return cols.Envelope(row), nil, nil
+}
+
+// readEvent decodes an inbox record of any writer schema (ev nil), or takes
+// the gateway's event, then stamps and checks it: the event, or the
+// violation with it (nil when unreadable).
+func (d *Door) readEvent(ctx context.Context, it *catalog.Item, c Candidate, now time.Time) (*schemas.Event, *rules.Violation, error) {
+	ev := c.Event
+	if ev == nil {
+		var err error
+		ev, err = d.dec.DecodeItem(ctx, it, c.Value)
+		var bad *schemas.RecordError
+		if errors.As(err, &bad) {
+			return nil, &rules.Violation{Item: it.Code, Rule: rules.SchemaDecode, Reason: bad.Error()}, nil
+		}
+		if err != nil {
+			return nil, nil, err // the registry does not answer: retry
+		}
+	}
+	// The door says who published, and when.
+	ev.Source.Department = c.Department
+	ev.PublishTime = now.UTC().Truncate(time.Millisecond)
+	if ev.EventTime.IsZero() {
+		ev.EventTime = ev.PublishTime
+	}
+	return ev, rules.Check(it, c.Department, ev, now), nil
 }
 
 // judge decides on one candidate; sc holds the ids accepted earlier in the
@@ -348,65 +398,29 @@ func (d *Door) judge(ctx context.Context, c Candidate, now time.Time, sc *scratc
 	if c.Bad != nil {
 		return reject(it, c.Event, c.Bad), nil
 	}
-	ev := c.Event
-	if ev == nil {
+	if c.Event == nil {
 		if v := rules.Size(it, len(c.Value), "the record"); v != nil {
 			return reject(it, nil, v), nil
 		}
 	}
-	if ev == nil && d.isCurrent(it, c.Value) {
-		// Written with the item's current schema: read into columns and
-		// checked there, no map, no boxed value.
-		cols := sc.columns(it)
-		err := d.dec.DecodeColumns(ctx, cols, c.Value)
-		var bad *schemas.RecordError
-		if errors.As(err, &bad) {
-			return reject(it, nil, &rules.Violation{Item: it.Code, Rule: rules.SchemaDecode, Reason: bad.Error()}), nil
-		}
-		if err != nil {
-			return verdict{}, err // the registry does not answer: retry
-		}
-		row := cols.N - 1
-		// The door says who published, and when.
-		cols.Department[row], cols.PublishTime[row] = c.Department, now.UnixMilli()
-		if cols.EventTime[row] == zeroMillis {
-			cols.EventTime[row] = cols.PublishTime[row]
-		}
-		if v := rules.CheckRow(it, c.Department, cols, row, now); v != nil {
-			return reject(it, cols.Event(row), v), nil
-		}
-		if d.cfg.Forwarded != nil {
-			ev = cols.Event(row) // handed to the pipelines whole
-		} else {
-			ev = cols.Envelope(row)
-		}
+	var ev *schemas.Event
+	var v *rules.Violation
+	var err error
+	if c.Event == nil && d.isCurrent(it, c.Value) {
+		ev, v, err = d.readColumns(ctx, it, c, now, sc)
 	} else {
-		if ev == nil {
-			var err error
-			ev, err = d.dec.DecodeItem(ctx, it, c.Value)
-			var bad *schemas.RecordError
-			if errors.As(err, &bad) {
-				return reject(it, nil, &rules.Violation{Item: it.Code, Rule: rules.SchemaDecode, Reason: bad.Error()}), nil
-			}
-			if err != nil {
-				return verdict{}, err // the registry does not answer: retry
-			}
-		}
-		// The door says who published, and when.
-		ev.Source.Department = c.Department
-		ev.PublishTime = now.UTC().Truncate(time.Millisecond)
-		if ev.EventTime.IsZero() {
-			ev.EventTime = ev.PublishTime
-		}
-		if v := rules.Check(it, c.Department, ev, now); v != nil {
-			return reject(it, ev, v), nil
-		}
+		ev, v, err = d.readEvent(ctx, it, c, now)
 	}
-	seen := sc.seen
+	if err != nil {
+		return verdict{}, err
+	}
+	if v != nil {
+		return reject(it, ev, v), nil
+	}
 	if pos, dup := d.ids.lookup(it.Code, ev.ID, now); dup {
 		return verdict{status: Duplicate, it: it, ev: ev, pos: pos}, nil
 	}
-	if seen[idKey(it.Code, ev.ID)] {
+	if sc.seen[idKey(it.Code, ev.ID)] {
 		return verdict{status: Duplicate, it: it, ev: ev, pos: Position{-1, -1}}, nil
 	}
 	if ok, err := d.topics.exists(ctx, it.Topic()); err != nil {
@@ -422,12 +436,10 @@ func (d *Door) judge(ctx context.Context, c Candidate, now time.Time, sc *scratc
 	// A record written with the item's current schema is forwarded as it
 	// came, with the stamped fields patched into its bytes; any other is
 	// encoded again with the current schema.
-	current := false
 	var payload []byte
+	current := false
 	if c.Event == nil {
-		var id int
-		id, payload, err = schemas.Unframe(c.Value)
-		current = err == nil && id == p.id
+		payload, current = framedWith(c.Value, p.id)
 	}
 	value := schemas.Frame(make([]byte, 0, len(c.Value)+16), p.id, nil)
 	if current {
@@ -442,7 +454,7 @@ func (d *Door) judge(ctx context.Context, c Candidate, now time.Time, sc *scratc
 		v.Key = ev.Key
 		return reject(it, ev, v), nil
 	}
-	seen[idKey(it.Code, ev.ID)] = true
+	sc.seen[idKey(it.Code, ev.ID)] = true
 	rec := &kgo.Record{Topic: it.Topic(), Key: []byte(ev.Key), Value: value}
 	if d.cfg.Disputes != nil {
 		if ids := d.cfg.Disputes(it.Code, ev.Key); len(ids) > 0 {
