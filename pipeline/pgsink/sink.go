@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -149,18 +150,9 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 	// thousands would hold locks beyond max_locks_per_transaction. With
 	// thousands to make (a city's first start), two connections share the
 	// chunks, the schemas made first so that no two make the same one.
-	if len(ddl) > 2*ddlChunk {
-		if err := ensureSchemas(ctx, conn, items); err != nil {
-			return err
-		}
-	}
-	var chunks [][2]int
+	next := make(chan []int, len(ddl)/ddlChunk+1) // the chunks, as [from, to)
 	for i := 0; i < len(ddl); i += ddlChunk {
-		chunks = append(chunks, [2]int{i, min(i+ddlChunk, len(ddl))})
-	}
-	next := make(chan [2]int, len(chunks))
-	for _, c := range chunks {
-		next <- c
+		next <- []int{i, min(i+ddlChunk, len(ddl))}
 	}
 	close(next)
 	work := func(c *pgxpool.Conn) error {
@@ -171,24 +163,22 @@ func (s *Sink) Prepare(ctx context.Context, items []*catalog.Item) error {
 		}
 		return nil
 	}
-	errs := make(chan error, 1)
-	helpers := 0
-	if len(chunks) > 2 {
+	var wg sync.WaitGroup
+	var helperErr error
+	if len(next) > 2 {
+		if err := ensureSchemas(ctx, conn, items); err != nil {
+			return err
+		}
 		if other, err := s.pool.Acquire(ctx); err == nil {
-			helpers = 1
-			go func() {
+			wg.Go(func() {
 				defer other.Release()
-				errs <- work(other)
-			}()
+				helperErr = work(other)
+			})
 		}
 	}
 	err = work(conn)
-	for range helpers {
-		if herr := <-errs; err == nil {
-			err = herr
-		}
-	}
-	if err != nil {
+	wg.Wait()
+	if err = errors.Join(err, helperErr); err != nil {
 		return err
 	}
 	if len(s.themes) > 0 {

@@ -205,19 +205,15 @@ func (p *pipe) follow(ctx context.Context, start time.Time, until func() bool) (
 
 // throughput publishes events as fast as the door lets it and times the
 // landing. The events are made as they are published (made beforehand, they
-// would take gigabytes): the generator's CPU, about a tenth of the
-// process's, is counted with the bus.
+// would take gigabytes): the generator's CPU is in this process's, and the
+// CPU by stage tells it apart (the publishers' stage).
 func (p *pipe) throughput(ctx context.Context, events int, profile string) error {
 	sp, err := startStageProfile(profile)
 	if err != nil {
 		return err
 	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			_, _ = sp.stop()
-		}
-	}()
+	stopProfile := sync.OnceValues(sp.stop)
+	defer stopProfile() //nolint:errcheck // on an early return only
 	before := resourceUsage()
 	pg0, ch0, k0 := procstat.Tree(p.st.PG.Pid()), procstat.Tree(p.st.CH.Pid()), p.brokersCPU()
 	stages0 := stageSeconds(p.st.Bus.Metrics)
@@ -239,8 +235,7 @@ func (p *pipe) throughput(ctx context.Context, events int, profile string) error
 	}
 	pubTime := time.Since(start)
 	after := resourceUsage()
-	stopped = true
-	stageCPU, err := sp.stop()
+	stageCPU, err := stopProfile()
 	if err != nil {
 		return err
 	}
@@ -369,26 +364,36 @@ func (p *pipe) exactlyOnce(ctx context.Context, total int) error {
 
 // decodeCounts sums jutong_sink_decodes_total by how.
 func decodeCounts(g prometheus.Gatherer) (shared, decoded float64) {
+	eachCounter(g, "jutong_sink_decodes_total", func(l map[string]string, v float64) {
+		switch l["how"] {
+		case "shared":
+			shared += v
+		case "decoded":
+			decoded += v
+		}
+	})
+	return shared, decoded
+}
+
+// eachCounter calls fn with the labels and value of each series of the
+// counter named name.
+func eachCounter(g prometheus.Gatherer, name string, fn func(labels map[string]string, v float64)) {
 	mfs, err := g.Gather()
 	if err != nil {
-		return 0, 0
+		return
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "jutong_sink_decodes_total" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
 			for _, l := range m.GetLabel() {
-				switch {
-				case l.GetName() == "how" && l.GetValue() == "shared":
-					shared += m.GetCounter().GetValue()
-				case l.GetName() == "how" && l.GetValue() == "decoded":
-					decoded += m.GetCounter().GetValue()
-				}
+				labels[l.GetName()] = l.GetValue()
 			}
+			fn(labels, m.GetCounter().GetValue())
 		}
 	}
-	return shared, decoded
 }
 
 // serverCPU reads the CPU time the local database servers used, when this
@@ -404,30 +409,12 @@ func serverCPU(st *stack.Stack) (string, bool) {
 // stageSeconds reads jutong_stage_seconds_total: stage -> phase -> seconds.
 func stageSeconds(g prometheus.Gatherer) map[string]map[string]float64 {
 	out := map[string]map[string]float64{}
-	mfs, err := g.Gather()
-	if err != nil {
-		return out
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "jutong_stage_seconds_total" {
-			continue
+	eachCounter(g, "jutong_stage_seconds_total", func(l map[string]string, v float64) {
+		if out[l["stage"]] == nil {
+			out[l["stage"]] = map[string]float64{}
 		}
-		for _, m := range mf.GetMetric() {
-			var stage, phase string
-			for _, l := range m.GetLabel() {
-				switch l.GetName() {
-				case "stage":
-					stage = l.GetValue()
-				case "phase":
-					phase = l.GetValue()
-				}
-			}
-			if out[stage] == nil {
-				out[stage] = map[string]float64{}
-			}
-			out[stage][phase] += m.GetCounter().GetValue()
-		}
-	}
+		out[l["stage"]][l["phase"]] += v
+	})
 	return out
 }
 
