@@ -149,6 +149,14 @@ func (c *Catalog) indexDepartments(add adder) {
 		}
 		c.deptByCode[d.Code] = d
 	}
+	if c.Bus != "" && !busNameRe.MatchString(c.Bus) {
+		add("catalog.json", "", "", "bus %q: a bus's name is lower case letters, digits and _ (it begins every record's provenance on other buses)", c.Bus)
+	}
+	for _, d := range c.Departments {
+		if d.Bus != "" && !busNameRe.MatchString(d.Bus) {
+			add("catalog.json", "", "", "department %s: bus %q must be lower case letters, digits and _", d.Code, d.Bus)
+		}
+	}
 	if c.Authority == "" || c.deptByCode[c.Authority] == nil {
 		add("catalog.json", "", "", "authority %q must name a department (the data authority)", c.Authority)
 	}
@@ -192,9 +200,11 @@ func (c *Catalog) checkItem(it *Item, add adder) {
 	for _, b := range c.Bases {
 		bases[b.Code] = true
 	}
-	if c.deptByCode[it.Source] == nil {
+	src := c.deptByCode[it.Source]
+	if src == nil {
 		add(f, it.Code, "", "unknown source department %q", it.Source)
 	}
+	c.checkUpstream(it, src, add)
 	if it.Base != "" && !bases[it.Base] {
 		add(f, it.Code, "", "unknown base database %q", it.Base)
 	}
@@ -267,6 +277,45 @@ func (c *Catalog) checkItem(it *Item, add adder) {
 		case lf.Type != TypeString:
 			add(f, it.Code, name, "a lookup field must be a string (an identifier)")
 		}
+	}
+}
+
+var busNameRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+
+// checkUpstream checks a received item (docs/federation.md): its source
+// stands for the bus it names, and it carries the provenance field; a
+// bus's department publishes received items only, and no other item may
+// use the provenance field's name.
+func (c *Catalog) checkUpstream(it *Item, src *Department, add adder) {
+	f := it.file
+	up := it.Upstream
+	if up == nil {
+		if src != nil && src.Bus != "" {
+			add(f, it.Code, "", "source %s stands for the bus %q: its items are received from it, and need \"upstream\" (bus and item)", src.Code, src.Bus)
+		}
+		for _, fd := range it.Fields {
+			if fd.Name == UpstreamField {
+				add(f, it.Code, fd.Name, "the field name %q is kept for items received from another bus (\"upstream\")", UpstreamField)
+			}
+		}
+		return
+	}
+	switch {
+	case up.Bus == "" || !itemCodeRe.MatchString(up.Item):
+		add(f, it.Code, "", "upstream needs the bus and the item's code there (domain.name)")
+	case up.Bus == c.BusName():
+		add(f, it.Code, "", "upstream bus %q is this bus", up.Bus)
+	case src != nil && src.Bus != up.Bus:
+		add(f, it.Code, "", "upstream bus %q: the source %s must stand for it (its \"bus\" is %q)", up.Bus, src.Code, src.Bus)
+	}
+	var pf *Field
+	for _, fd := range it.Fields {
+		if fd.Name == UpstreamField {
+			pf = fd
+		}
+	}
+	if pf == nil || pf.Type != TypeString || !pf.Required || it.Key == UpstreamField {
+		add(f, it.Code, UpstreamField, "a received item needs the field %q, a required string (the records' upstream provenance), besides its key", UpstreamField)
 	}
 }
 

@@ -7,6 +7,10 @@ import (
 
 // Catalog is a loaded, validated catalog. It is read-only after Load.
 type Catalog struct {
+	// Bus is this bus's name among federated buses (a city's, a district's,
+	// a ministry's: docs/federation.md); it begins the provenance of the
+	// records other buses receive from it. Default DefaultBus.
+	Bus         string       `json:"bus,omitempty"`
 	Departments []Department `json:"departments"`
 	// Authority is the department that runs the bus and reviews every
 	// application first (the data authority, 大数据发展局).
@@ -66,7 +70,36 @@ type Department struct {
 	Name      string `json:"name"`
 	NameEN    string `json:"name_en"`
 	Principal string `json:"principal"`
+	// Bus, when set, says the department stands for another bus (the
+	// city's, a district's, a ministry's): its principal is that bus's
+	// bridge, which publishes here the items the other bus granted this
+	// one, and only those (items with Upstream on that bus).
+	Bus string `json:"bus,omitempty"`
 }
+
+// DefaultBus is a catalog's bus name when it names none.
+const DefaultBus = "jutong"
+
+// BusName is the catalog's bus name (DefaultBus when it names none).
+func (c *Catalog) BusName() string {
+	if c.Bus == "" {
+		return DefaultBus
+	}
+	return c.Bus
+}
+
+// Upstream says an item is received from another bus: the item Item of the
+// bus Bus, as that bus's grant to this one delivers it (its fields
+// projected and masked), carried by the bridge (docs/federation.md).
+type Upstream struct {
+	Bus  string `json:"bus"`  // the upstream bus, as its department here names it (Department.Bus)
+	Item string `json:"item"` // the item's code on the upstream bus
+}
+
+// UpstreamField is the field every received item carries: the record's
+// provenance on the upstream bus (bus, department, item, topic, partition,
+// offset; package model/upstream), checked at the door.
+const UpstreamField = "upstream"
 
 // Base is one of the four base databases (基础数据库).
 type Base struct {
@@ -127,8 +160,11 @@ type Item struct {
 	OpenAggregates []OpenAggregate `json:"open_aggregates,omitempty"`
 	// OpenHistory releases, with each release of an open item, its changes
 	// since the previous one (rows added and removed, as released).
-	OpenHistory bool     `json:"open_history,omitempty"`
-	Fields      []*Field `json:"fields"`
+	OpenHistory bool `json:"open_history,omitempty"`
+	// Upstream, when set, says the item is another bus's, received here
+	// through the bridge of its source (a department with Bus set).
+	Upstream *Upstream `json:"upstream,omitempty"`
+	Fields   []*Field  `json:"fields"`
 
 	file     string
 	fieldIdx map[string]int

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/upstream"
 	"github.com/jutong/jutong/model/rules/field"
 	"github.com/jutong/jutong/schemas"
 )
@@ -102,6 +103,10 @@ func Check(it *catalog.Item, department string, e *schemas.Event, now time.Time)
 	if k, _ := e.Data[it.Key].(string); k != e.Key {
 		return bad(it.Key, KeyMatch, "the event key %q differs from the record's %s %q", e.Key, it.Key, k)
 	}
+	if it.Upstream != nil {
+		prov, _ := e.Data[catalog.UpstreamField].(string)
+		return checkUpstream(it, e.Key, prov)
+	}
 	return nil
 }
 
@@ -128,7 +133,7 @@ func CheckRow(it *catalog.Item, department string, c *schemas.Columns, i int, no
 	if !c.HasData[i] {
 		return bad("", DataRequired, "%s needs the record's data", op)
 	}
-	keyValue := ""
+	keyValue, prov := "", ""
 	for j := range c.Fields {
 		col := &c.Fields[j]
 		f := col.Field
@@ -145,9 +150,36 @@ func CheckRow(it *catalog.Item, department string, c *schemas.Columns, i int, no
 		if f.Name == it.Key && f.Type == catalog.TypeString {
 			keyValue = col.Str[i]
 		}
+		if f.Name == catalog.UpstreamField && f.Type == catalog.TypeString {
+			prov = col.Str[i]
+		}
 	}
 	if keyValue != key {
 		return bad(it.Key, KeyMatch, "the event key %q differs from the record's %s %q", key, it.Key, keyValue)
+	}
+	if it.Upstream != nil {
+		return checkUpstream(it, key, prov)
+	}
+	return nil
+}
+
+// checkUpstream checks a received record's provenance: of the form the
+// bridge writes, and naming the bus and the item the catalog says the item
+// is received from. The door takes received items from their bus's bridge
+// only (Owner); this keeps that bridge from passing off records of another
+// bus or another item as the granted one's.
+func checkUpstream(it *catalog.Item, key, prov string) *Violation {
+	bad := func(format string, args ...any) *Violation {
+		return &Violation{Item: it.Code, Key: key, Field: catalog.UpstreamField, Rule: UpstreamProvenance, Reason: fmt.Sprintf(format, args...)}
+	}
+	p, err := upstream.Parse(prov)
+	switch {
+	case err != nil:
+		return bad("the provenance %q: %v", prov, err)
+	case p.Bus != it.Upstream.Bus:
+		return bad("the record claims the bus %q; %s is received from %q only", p.Bus, it.Code, it.Upstream.Bus)
+	case p.Item != it.Upstream.Item:
+		return bad("the record claims the upstream item %q; %s is %s of %s", p.Item, it.Code, it.Upstream.Item, it.Upstream.Bus)
 	}
 	return nil
 }

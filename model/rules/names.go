@@ -38,6 +38,11 @@ const (
 	DataRequired    = "data.required"
 	EventTimeFuture = "event_time.future" // later than the bus's clock by more than EventTimeSkew
 
+	// A record received from another bus (docs/federation.md).
+	UpstreamProvenance = "upstream.provenance" // its provenance is malformed, or names another bus or item
+	UpstreamSchema     = "upstream.schema"     // the upstream record does not fit the item here (the bridge keeps it)
+	UpstreamItem       = "upstream.item"       // the upstream topic maps to no item of this catalog (the bridge keeps it)
+
 	// Its values.
 	Required         = "required"
 	Blank            = "blank"

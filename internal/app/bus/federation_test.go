@@ -1,0 +1,309 @@
+package bus_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/jutong/jutong/connect"
+	"github.com/jutong/jutong/internal/app/bus"
+	"github.com/jutong/jutong/internal/app/federation"
+	"github.com/jutong/jutong/internal/kafkaconn"
+	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/quarantine"
+	"github.com/jutong/jutong/model/rules"
+	"github.com/jutong/jutong/model/topicname"
+	"github.com/jutong/jutong/model/upstream"
+	"github.com/jutong/jutong/producers"
+	"github.com/jutong/jutong/schemas"
+	"github.com/jutong/jutong/server/bridge"
+	"github.com/jutong/jutong/server/control"
+)
+
+// TestFederationBridge: a city bus and a district bus in one process. The
+// district applies on the city for residents (some fields, grade 2: the
+// citizen ID masked) and the bridge carries the city's masked feed into
+// the district's door: every record lands once in the district's
+// PostgreSQL, masked, with its provenance. Hostile: the city's bridge
+// principal passing off another bus's records, a district department
+// writing the received item, and a record no longer fitting the item (an
+// upstream change it does not accept) are refused and kept with their
+// rules; a revoked upstream grant stops the flow and the bridge says so; a
+// bridge with a wrong credential does not start.
+func TestFederationBridge(t *testing.T) {
+	const resident, enterprise = "population.resident_registration", "legal_person.enterprise_registration"
+	dir := t.TempDir()
+	cityDir, distDir := dir+"/city", dir+"/a"
+	if err := federation.WriteCity(cityDir, nil, []string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	cityCat, err := catalog.Load(os.DirFS(cityDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := []string{"citizen_id", "name", "gender", "birth_date", "division_code"}
+	if err := federation.WriteDistrict(distDir, cityCat, "a", []federation.Receive{{Item: resident, Fields: fields, Grade: 2},
+		// The district declares fewer enterprise fields than the city
+		// delivers (an upstream change it has not taken): kept, not applied.
+		{Item: enterprise, Fields: []string{"uscc", "name"}, Grade: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	distCat, err := catalog.Load(os.DirFS(distDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	city := startBus(t, bus.Config{Catalog: cityCat, PostgresDSN: testenv.Postgres(t), ClickHouseDSN: testenv.ClickHouse(t), ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
+	t.Cleanup(func() { _ = city.Close(context.Background()) })
+	dist := startBus(t, bus.Config{Catalog: distCat, PostgresDSN: testenv.Postgres(t), ClickHouseDSN: testenv.ClickHouse(t), ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
+	t.Cleanup(func() { _ = dist.Close(context.Background()) })
+
+	residents := publishItem(t, city, cityCat, resident, 120, 25)
+	cc := controlClient{t, city.APIURL(), city}
+	app := grant(t, cc, cityCat, federation.DistrictDepartment("a"), control.Request{Item: resident, Purpose: "区级民政业务办理", Fields: fields, Grade: 2})
+	enterprises := publishItem(t, city, cityCat, enterprise, 5, 27)
+	grant(t, cc, cityCat, federation.DistrictDepartment("a"), control.Request{Item: enterprise, Purpose: "区级市场主体服务"})
+
+	newBridge := func(pass string, reg prometheus.Registerer) (*bridge.Bridge, error) {
+		dp, up := distCat.Department(federation.CityDepartment).Principal, cityCat.Department(federation.DistrictDepartment("a")).Principal
+		if pass == "" {
+			pass = city.Credentials[up]
+		}
+		return bridge.New(context.Background(), bridge.Config{
+			Catalog: distCat, Department: federation.CityDepartment, UpstreamDepartment: federation.DistrictDepartment("a"),
+			Downstream: connect.Config{Brokers: dist.Kafka().Brokers, User: dp, Password: dist.Credentials[dp], Registry: dist.RegistryURL()},
+			Upstream:   connect.Config{Brokers: city.Kafka().Brokers, User: up, Password: pass, Registry: city.RegistryURL()},
+			Rediscover: time.Second, Logger: testenv.Logger(t), Registerer: reg,
+		})
+	}
+	// A revoked (or wrong) credential: the bridge does not start.
+	if _, err := newBridge("not-the-password", nil); err == nil {
+		t.Fatal("a bridge with a wrong upstream password started")
+	}
+	reg := prometheus.NewRegistry()
+	br, err := newBridge("", reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- br.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; br.Close() })
+
+	// Every resident lands once in the district, masked, with provenance.
+	pg, err := pgx.Connect(context.Background(), dist.PostgresDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close(context.Background())
+	clear := map[string]bool{}
+	for _, e := range residents {
+		clear[e.Data["citizen_id"].(string)] = true
+	}
+	waitRows(t, pg, `SELECT count(*) FROM population.resident_registration`, len(clear))
+	// And every change once in the district's ClickHouse.
+	ch := testenv.ClickHouseConn(t, dist.ClickHouseDSN())
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var n, uniq uint64
+		if err := ch.QueryRow(context.Background(), `SELECT count(), uniqExact(event_id) FROM events WHERE item = ?`, resident).Scan(&n, &uniq); err != nil {
+			t.Fatal(err)
+		}
+		if n == uint64(len(residents)) && uniq == n {
+			break
+		}
+		if time.Now().After(deadline) || n > uint64(len(residents)) {
+			t.Fatalf("the district's ClickHouse: %d events (%d distinct), want %d", n, uniq, len(residents))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	rows, err := pg.Query(context.Background(), `SELECT citizen_id, name, upstream FROM population.resident_registration`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offsets := map[string]bool{}
+	for rows.Next() {
+		var id, name, prov string
+		if err := rows.Scan(&id, &name, &prov); err != nil {
+			t.Fatal(err)
+		}
+		if clear[id] {
+			t.Fatalf("the clear citizen ID %s reached the district", id)
+		}
+		p, err := upstream.Parse(prov)
+		if err != nil || p.Bus != federation.CityBus || p.Department != "public_security" || p.Item != resident || !strings.Contains(p.Topic, app.ID) {
+			t.Fatalf("provenance %q: %+v %v", prov, p, err)
+		}
+		offsets[p.String()] = true
+	}
+	if rows.Err() != nil || len(offsets) != len(clear) {
+		t.Fatalf("distinct provenances %d of %d: %v", len(offsets), len(clear), rows.Err())
+	}
+	if got := sumSeries(t, reg, "jutong_bridge_records_total", "outcome", "forwarded"); got != float64(len(residents)) {
+		t.Fatalf("forwarded %v", got)
+	}
+
+	// Hostile: the city's bridge principal claims another bus's record, and
+	// a district department writes the received item.
+	it := distCat.Item(resident)
+	dp := distCat.Department(federation.CityDepartment).Principal
+	forger, err := producers.New(context.Background(), distCat, federation.CityDepartment, connect.Config{Brokers: dist.Kafka().Brokers, User: dp, Password: dist.Credentials[dp], Registry: dist.RegistryURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer forger.Close()
+	forged := receivedEvent(it, "00000000-0000-4000-8000-00000000f001", upstream.Provenance{Bus: "chengdu", Department: "public_security", Item: resident, Topic: "x", Partition: 0, Offset: 1}.String())
+	if res, _ := forger.Publish(context.Background(), resident, forged); !isRule(res[0].Err, rules.UpstreamProvenance) {
+		t.Fatalf("a forged provenance: %v", res[0].Err)
+	}
+	civil := distCat.Department("civil_affairs").Principal
+	other, err := producers.New(context.Background(), distCat, "civil_affairs", connect.Config{Brokers: dist.Kafka().Brokers, User: civil, Password: dist.Credentials[civil], Registry: dist.RegistryURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	own := receivedEvent(it, "00000000-0000-4000-8000-00000000f002", upstream.Provenance{Bus: federation.CityBus, Department: "public_security", Item: resident, Topic: "x", Partition: 0, Offset: 1}.String())
+	if res, _ := other.Publish(context.Background(), resident, own); !isRule(res[0].Err, rules.SourceOwner) {
+		t.Fatalf("a district department writing the received item: %v", res[0].Err)
+	}
+	// Both are kept in the district's quarantine, with their rules, and so
+	// are the enterprises that do not fit the item here.
+	kept := quarantined(t, dist, 2+len(enterprises))
+	if kept[rules.UpstreamProvenance] != 1 || kept[rules.SourceOwner] != 1 || kept[rules.UpstreamSchema] != len(enterprises) {
+		t.Fatalf("kept: %v", kept)
+	}
+	if got := sumSeries(t, reg, "jutong_bridge_records_total", "outcome", "kept"); got != float64(len(enterprises)) {
+		t.Fatalf("kept %v", got)
+	}
+
+	// Revocation: the city's source revokes the grant; the flow stops and
+	// the bridge says so.
+	if code := cc.call("public_security", "POST", "/v1/applications/"+app.ID+"/revoke", control.Verdict{Reason: "协议到期"}, &app); code != 200 {
+		t.Fatalf("revoke: %d", code)
+	}
+	publishItem(t, city, cityCat, resident, 10, 26)
+	deadline = time.Now().Add(time.Minute)
+	for {
+		st := br.Statuses()
+		if len(st) == 2 && st[1].State == bridge.Revoked && st[1].Item == resident {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status after revocation: %+v", st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if v := sumSeries(t, reg, "jutong_bridge_flowing", "item", resident); v != 0 {
+		t.Fatalf("flowing after revocation: %v", v)
+	}
+	var n int
+	if err := pg.QueryRow(context.Background(), `SELECT count(*) FROM population.resident_registration`).Scan(&n); err != nil || n != len(clear) {
+		t.Fatalf("rows after revocation: %d %v", n, err)
+	}
+	// The state is in the ledger, for the receiving bus's operators.
+	st, err := bridge.ReadStatus(context.Background(), dist.KafkaOpts(), federation.CityDepartment)
+	if err != nil || len(st) != 2 || st[1].State != bridge.Revoked || st[1].Item != resident || st[0].State != bridge.Flowing {
+		t.Fatalf("ledger status: %+v %v", st, err)
+	}
+}
+
+// receivedEvent is a record of the received item it with provenance prov.
+func receivedEvent(it *catalog.Item, id, prov string) *schemas.Event {
+	data := map[string]any{"citizen_id": "pseudonym-1", "name": "张三", "gender": it.Field("gender").Symbols[0],
+		"birth_date": time.Date(1990, 5, 1, 0, 0, 0, 0, time.UTC), "division_code": "500103", catalog.UpstreamField: prov}
+	for _, f := range it.Fields {
+		if _, ok := data[f.Name]; !ok {
+			data[f.Name] = nil
+		}
+	}
+	return &schemas.Event{ID: id, Op: schemas.OpCreate, Key: "pseudonym-1", Data: data}
+}
+
+func isRule(err error, rule string) bool {
+	var v *rules.Violation
+	return errors.As(err, &v) && v.Rule == rule
+}
+
+// quarantined reads the bus's quarantine until n records are there, and
+// counts them by rule.
+func quarantined(t *testing.T, b *bus.Bus, n int) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		clear(out)
+		total := 0
+		err := kafkaconn.ReadAll(context.Background(), b.KafkaOpts(), topicname.Quarantine, func(r *kgo.Record) {
+			var q quarantine.Record
+			if json.Unmarshal(r.Value, &q) == nil {
+				out[q.Rule]++
+				total++
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if total >= n {
+			return out
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	return out
+}
+
+func waitRows(t *testing.T, pg *pgx.Conn, q string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	var n int
+	for time.Now().Before(deadline) {
+		if err := pg.QueryRow(context.Background(), q).Scan(&n); err == nil && n >= want {
+			if n != want {
+				t.Fatalf("%s: %d, want %d", q, n, want)
+			}
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Fatalf("%s: %d after 90s, want %d", q, n, want)
+}
+
+// sumSeries sums a metric's series on reg whose label has the value (all
+// series when label is empty).
+func sumSeries(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			ok := label == ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					ok = true
+				}
+			}
+			if !ok {
+				continue
+			}
+			if m.Counter != nil {
+				sum += m.GetCounter().GetValue()
+			} else {
+				sum += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
+}
