@@ -48,9 +48,11 @@ func TestUpstream(t *testing.T) {
 		want      string
 	}{
 		"no upstream from a bus's department": {item: func(it map[string]any) { delete(it, "upstream") }, want: `its items are received from it, and need "upstream"`},
-		"another bus":                         {item: func(it map[string]any) { it["upstream"] = map[string]any{"bus": "chengdu", "item": "legal_person.penalty"} }, want: `the source city_bus must stand for it`},
-		"this bus":                            {cat: func(c map[string]any) { c["bus"] = "city" }, want: `upstream bus "city" is this bus`},
-		"no item code":                        {item: func(it map[string]any) { it["upstream"] = map[string]any{"bus": "city", "item": "penalty"} }, want: "upstream needs the bus and the item's code"},
+		"another bus": {item: func(it map[string]any) {
+			it["upstream"] = map[string]any{"bus": "chengdu", "item": "legal_person.penalty"}
+		}, want: `the source city_bus must stand for it`},
+		"this bus":     {cat: func(c map[string]any) { c["bus"] = "city" }, want: `upstream bus "city" is this bus`},
+		"no item code": {item: func(it map[string]any) { it["upstream"] = map[string]any{"bus": "city", "item": "penalty"} }, want: "upstream needs the bus and the item's code"},
 		"no provenance field": {item: func(it map[string]any) {
 			f := it["fields"].([]any)
 			it["fields"] = f[:len(f)-1]

@@ -10,8 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/jutong/jutong/model/catalog"
-	"github.com/jutong/jutong/model/upstream"
 	"github.com/jutong/jutong/model/rules/field"
+	"github.com/jutong/jutong/model/upstream"
 	"github.com/jutong/jutong/schemas"
 )
 
