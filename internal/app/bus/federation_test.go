@@ -43,7 +43,7 @@ func TestFederationBridge(t *testing.T) {
 	const resident, enterprise = "population.resident_registration", "legal_person.enterprise_registration"
 	dir := t.TempDir()
 	cityDir, distDir := dir+"/city", dir+"/a"
-	if err := federation.WriteCity(cityDir, nil, []string{"a"}); err != nil {
+	if err := federation.WriteCity(cityDir, nil, []string{"a"}, 0); err != nil {
 		t.Fatal(err)
 	}
 	cityCat, err := catalog.Load(os.DirFS(cityDir))

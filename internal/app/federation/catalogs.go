@@ -36,8 +36,10 @@ func DistrictDepartment(district string) string { return "district_" + district 
 const CityDepartment = "city_bus"
 
 // WriteCity writes the city's catalog into dir: base (the sample when nil)
-// named CityBus, with a department for each district.
-func WriteCity(dir string, base fs.FS, districts []string) error {
+// named CityBus, with a department for each district; replication, when
+// positive, sets the topics' replication factor (one broker per bus on one
+// machine).
+func WriteCity(dir string, base fs.FS, districts []string, replication int) error {
 	if base == nil {
 		base = catalog.SampleFS()
 	}
@@ -60,6 +62,9 @@ func WriteCity(dir string, base fs.FS, districts []string) error {
 		depts = append(depts, map[string]any{"code": code, "name": d + "区大数据局", "name_en": "District " + d + " (its bus)", "principal": "dept." + code})
 	}
 	doc["departments"] = depts
+	if td, ok := doc["topic_defaults"].(map[string]any); ok && replication > 0 {
+		td["replication_factor"] = replication
+	}
 	return writeJSON(path, doc)
 }
 
@@ -95,7 +100,13 @@ func WriteDistrict(dir string, city *catalog.Catalog, district string, receives 
 				return fmt.Errorf("federation: %s has no field %q", r.Item, f)
 			}
 		}
-		it := bridge.ReceivedItem(up, feed.Grant{Item: r.Item, Fields: r.Fields, Grade: r.Grade}, CityBus, CityDepartment)
+		fields := r.Fields
+		if len(fields) == 0 { // as an application: every field
+			for _, f := range up.Fields {
+				fields = append(fields, f.Name)
+			}
+		}
+		it := bridge.ReceivedItem(up, feed.Grant{Item: r.Item, Fields: fields, Grade: r.Grade}, CityBus, CityDepartment)
 		if err := writeJSON(filepath.Join(dir, "items", it.Code+".json"), it); err != nil {
 			return err
 		}
