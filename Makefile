@@ -52,7 +52,7 @@ check-compose:
 # The alert rules must load in a real Prometheus (Debian package prometheus).
 check-rules:
 	@if command -v promtool >/dev/null 2>&1; then \
-		promtool check rules dashboards/alerts.yml && promtool test rules dashboards/alerts_test.yml; \
+		promtool check rules dashboards/alerts.yml dashboards/federation/alerts.yml && promtool test rules dashboards/alerts_test.yml dashboards/federation/alerts_test.yml; \
 	elif [ "$$CI" = true ]; then echo "promtool missing (Debian package prometheus)"; exit 1; \
 	else echo "promtool not installed: skipping dashboards/alerts.yml validation"; fi
 	@if command -v amtool >/dev/null 2>&1; then \

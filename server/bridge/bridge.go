@@ -181,6 +181,9 @@ func New(ctx context.Context, cfg Config) (*Bridge, error) {
 	if b.m, err = newMetrics(cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
+	for _, kind := range []string{"publish", "auth", "fetch", "discover", "status"} {
+		b.m.errors.WithLabelValues(b.bus, kind) // exported from the start: a rate of 0, not no series
+	}
 	b.pub, err = producers.New(ctx, cfg.Catalog, d.Code, cfg.Downstream,
 		producers.Transactional(d.Principal+".bridge"), producers.System("bridge:"+d.Bus), producers.Adapter("bridge"),
 		producers.Logger(b.log), producers.Metrics(cfg.Registerer))
@@ -412,13 +415,15 @@ func (b *Bridge) discover(ctx context.Context) error {
 			feeds[t] = append(feeds[t], t) // the item's own topic: granted in clear
 		}
 	}
+	unmapped := 0
 	for item := range feeds {
 		if _, ok := b.items[item]; !ok {
-			b.m.unmapped.WithLabelValues(b.bus, item).Set(1)
+			unmapped++
 			b.log.Warn("bridge: a granted upstream item this catalog does not receive: not read (its records stay on the upstream bus until the catalog names it)",
 				"upstream_item", item, "topics", feeds[item])
 		}
 	}
+	b.m.unmapped.WithLabelValues(b.bus).Set(float64(unmapped))
 	codes := make([]string, 0, len(b.items))
 	for code := range b.items {
 		codes = append(codes, code)

@@ -12,7 +12,7 @@ type metrics struct {
 	records  *prometheus.CounterVec   // bus, item, outcome (forwarded, kept)
 	errors   *prometheus.CounterVec   // bus, kind
 	flowing  *prometheus.GaugeVec     // bus, item
-	unmapped *prometheus.GaugeVec     // bus, upstream_item
+	unmapped *prometheus.GaugeVec     // bus
 	high     *prometheus.GaugeVec     // bus, item, partition: the upstream topic's end
 	position *prometheus.GaugeVec     // bus, item, partition: the next offset carried
 	commit   *prometheus.HistogramVec // bus
@@ -30,8 +30,8 @@ func newMetrics(reg prometheus.Registerer) (_ *metrics, err error) {
 			Help: "1 while a received item's upstream feed is read; 0 when it is not (its grant revoked, or none yet): jutong bridge status says why."},
 			[]string{"bus", "item"}),
 		unmapped: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "jutong_bridge_unmapped_items",
-			Help: "1 for an upstream item granted to this bus that its catalog does not receive (not read: its records stay upstream until the catalog names it)."},
-			[]string{"bus", "upstream_item"}),
+			Help: "Upstream items granted to this bus that its catalog does not receive (not read: their records stay upstream until the catalog names them; the bridge's log names them)."},
+			[]string{"bus"}),
 		high: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "jutong_bridge_upstream_end_offset",
 			Help: "The end (high watermark) of the upstream topic partition a received item is read from, as last fetched."},
 			[]string{"bus", "item", "partition"}),

@@ -208,6 +208,10 @@ func TestFederationBridge(t *testing.T) {
 	if err := pg.QueryRow(context.Background(), `SELECT count(*) FROM population.resident_registration`).Scan(&n); err != nil || n != len(clear) {
 		t.Fatalf("rows after revocation: %d %v", n, err)
 	}
+	// Every metric the federation's dashboard and alerts name is one the
+	// bridge exports.
+	checkFederationMetrics(t, reg)
+
 	// The state is in the ledger, for the receiving bus's operators.
 	st, err := bridge.ReadStatus(context.Background(), dist.KafkaOpts(), federation.CityDepartment)
 	if err != nil || len(st) != 2 || st[1].State != bridge.Revoked || st[1].Item != resident || st[0].State != bridge.Flowing {
@@ -306,4 +310,35 @@ func sumSeries(t *testing.T, reg *prometheus.Registry, name, label, value string
 		}
 	}
 	return sum
+}
+
+// checkFederationMetrics: every metric named in dashboards/federation (the
+// dashboard, the alert rules) is exported by the bridge on reg.
+func checkFederationMetrics(t *testing.T, reg *prometheus.Registry) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]bool{}
+	for _, mf := range mfs {
+		exported[mf.GetName()] = true
+	}
+	used := 0
+	for _, f := range []string{"jutong-federation.json", "alerts.yml"} {
+		b, err := os.ReadFile("../../../dashboards/federation/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range metricName.FindAllString(string(b), -1) {
+			base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m, "_bucket"), "_sum"), "_count")
+			if !exported[base] && !exported[m] {
+				t.Errorf("dashboards/federation/%s uses %s, which the bridge does not export", f, m)
+			}
+			used++
+		}
+	}
+	if used < 6 {
+		t.Fatalf("only %d metric uses in dashboards/federation", used)
+	}
 }
