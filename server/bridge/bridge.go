@@ -79,6 +79,9 @@ type Config struct {
 	Rediscover time.Duration
 	// MaxBatch bounds the records of one transaction (default 5000).
 	MaxBatch int
+	// Officers, when set, relay the disputes of received items: up to the
+	// upstream bus, and its answers (correction, rejection) back down.
+	Officers *Officers
 	Logger   *slog.Logger
 	// Registerer takes the bridge's metrics (jutong_bridge_*); nil: none.
 	Registerer prometheus.Registerer
@@ -100,6 +103,7 @@ type Bridge struct {
 	pos    map[string]*Position // by upstream item code
 	status map[string]*Status   // by upstream item code
 	byTop  map[string]string    // upstream topic -> upstream item code, of the topics read
+	relays map[string]*Relay    // by the dispute's id here
 }
 
 // Position is the bridge's ledger entry for one item: the upstream topic
@@ -168,7 +172,7 @@ func New(ctx context.Context, cfg Config) (*Bridge, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Bridge{cfg: cfg, bus: d.Bus, items: map[string]*catalog.Item{}, log: cfg.Logger.With("bridge", d.Bus),
-		pos: map[string]*Position{}, status: map[string]*Status{}, byTop: map[string]string{}}
+		pos: map[string]*Position{}, status: map[string]*Status{}, byTop: map[string]string{}, relays: map[string]*Relay{}}
 	for _, it := range cfg.Catalog.Items {
 		if it.Source == d.Code && it.Upstream != nil {
 			b.items[it.Upstream.Item] = it
@@ -181,7 +185,7 @@ func New(ctx context.Context, cfg Config) (*Bridge, error) {
 	if b.m, err = newMetrics(cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
-	for _, kind := range []string{"publish", "auth", "fetch", "discover", "status"} {
+	for _, kind := range []string{"publish", "auth", "fetch", "discover", "status", "dispute"} {
 		b.m.errors.WithLabelValues(b.bus, kind) // exported from the start: a rate of 0, not no series
 	}
 	b.pub, err = producers.New(ctx, cfg.Catalog, d.Code, cfg.Downstream,
@@ -237,6 +241,11 @@ func (b *Bridge) load(ctx context.Context) error {
 			if json.Unmarshal(r.Value, &s) == nil {
 				b.status[s.UpstreamItem] = &s
 			}
+		case strings.HasPrefix(k, relayPrefix):
+			var rl Relay
+			if json.Unmarshal(r.Value, &rl) == nil {
+				b.relays[rl.Down] = &rl
+			}
 		}
 	})
 	if err != nil {
@@ -255,6 +264,18 @@ func (b *Bridge) Close() {
 	}
 }
 
+// Relays lists the disputes relayed so far.
+func (b *Bridge) Relays() []Relay {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]Relay, 0, len(b.relays))
+	for _, r := range b.relays {
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Down < out[j].Down })
+	return out
+}
+
 // Statuses lists the received items' states.
 func (b *Bridge) Statuses() []Status {
 	b.mu.Lock()
@@ -271,6 +292,12 @@ func (b *Bridge) Statuses() []Status {
 // that stopped it (the receiving bus unreachable past retries is not one:
 // it retries until ctx ends).
 func (b *Bridge) Run(ctx context.Context) error {
+	if b.cfg.Officers != nil {
+		rctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); b.relayDisputes(rctx) }()
+		defer func() { stop(); <-done }()
+	}
 	if err := b.discover(ctx); err != nil && ctx.Err() == nil {
 		b.log.Warn("bridge: discovery", "err", err)
 	}

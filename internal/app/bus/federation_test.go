@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"strings"
 	"testing"
@@ -27,6 +28,7 @@ import (
 	"github.com/jutong/jutong/schemas"
 	"github.com/jutong/jutong/server/bridge"
 	"github.com/jutong/jutong/server/control"
+	"github.com/jutong/jutong/server/dispute"
 )
 
 // TestFederationBridge: a city bus and a district bus in one process. The
@@ -40,7 +42,7 @@ import (
 // rules; a revoked upstream grant stops the flow and the bridge says so; a
 // bridge with a wrong credential does not start.
 func TestFederationBridge(t *testing.T) {
-	const resident, enterprise = "population.resident_registration", "legal_person.enterprise_registration"
+	const resident, enterprise, abnormal = "population.resident_registration", "legal_person.enterprise_registration", "legal_person.abnormal_operation"
 	dir := t.TempDir()
 	cityDir, distDir := dir+"/city", dir+"/a"
 	if err := federation.WriteCity(cityDir, nil, []string{"a"}, 0); err != nil {
@@ -52,9 +54,10 @@ func TestFederationBridge(t *testing.T) {
 	}
 	fields := []string{"citizen_id", "name", "gender", "birth_date", "division_code"}
 	if err := federation.WriteDistrict(distDir, cityCat, "a", []federation.Receive{{Item: resident, Fields: fields, Grade: 2},
-		// The district declares fewer enterprise fields than the city
-		// delivers (an upstream change it has not taken): kept, not applied.
-		{Item: enterprise, Fields: []string{"uscc", "name"}, Grade: 4}}); err != nil {
+		{Item: enterprise, Grade: 4},
+		// The district declares fewer fields than the city delivers (an
+		// upstream change it has not taken): kept, not applied.
+		{Item: abnormal, Fields: []string{"uscc", "name", "reason", "listed_on"}, Grade: 4}}); err != nil {
 		t.Fatal(err)
 	}
 	distCat, err := catalog.Load(os.DirFS(distDir))
@@ -71,6 +74,8 @@ func TestFederationBridge(t *testing.T) {
 	app := grant(t, cc, cityCat, federation.DistrictDepartment("a"), control.Request{Item: resident, Purpose: "区级民政业务办理", Fields: fields, Grade: 2})
 	enterprises := publishItem(t, city, cityCat, enterprise, 5, 27)
 	grant(t, cc, cityCat, federation.DistrictDepartment("a"), control.Request{Item: enterprise, Purpose: "区级市场主体服务"})
+	abnormals := publishItem(t, city, cityCat, abnormal, 4, 28)
+	grant(t, cc, cityCat, federation.DistrictDepartment("a"), control.Request{Item: abnormal, Purpose: "区级信用监管"})
 
 	newBridge := func(pass string, reg prometheus.Registerer) (*bridge.Bridge, error) {
 		dp, up := distCat.Department(federation.CityDepartment).Principal, cityCat.Department(federation.DistrictDepartment("a")).Principal
@@ -82,6 +87,9 @@ func TestFederationBridge(t *testing.T) {
 			Downstream: connect.Config{Brokers: dist.Kafka().Brokers, User: dp, Password: dist.Credentials[dp], Registry: dist.RegistryURL()},
 			Upstream:   connect.Config{Brokers: city.Kafka().Brokers, User: up, Password: pass, Registry: city.RegistryURL()},
 			Rediscover: time.Second, Logger: testenv.Logger(t), Registerer: reg,
+			Officers: &bridge.Officers{Every: 300 * time.Millisecond,
+				UpstreamAPI: city.APIURL(), UpstreamToken: city.Officers[federation.DistrictDepartment("a")],
+				DownstreamAPI: dist.APIURL(), DownstreamToken: dist.Officers[federation.CityDepartment]},
 		})
 	}
 	// A revoked (or wrong) credential: the bridge does not start.
@@ -147,7 +155,8 @@ func TestFederationBridge(t *testing.T) {
 	if rows.Err() != nil || len(offsets) != len(clear) {
 		t.Fatalf("distinct provenances %d of %d: %v", len(offsets), len(clear), rows.Err())
 	}
-	if got := sumSeries(t, reg, "jutong_bridge_records_total", "outcome", "forwarded"); got != float64(len(residents)) {
+	waitRows(t, pg, `SELECT count(*) FROM legal_person.enterprise_registration`, distinctKeys(enterprises))
+	if got := sumSeries(t, reg, "jutong_bridge_records_total", "outcome", "forwarded"); got != float64(len(residents)+len(enterprises)) {
 		t.Fatalf("forwarded %v", got)
 	}
 
@@ -176,12 +185,78 @@ func TestFederationBridge(t *testing.T) {
 	}
 	// Both are kept in the district's quarantine, with their rules, and so
 	// are the enterprises that do not fit the item here.
-	kept := quarantined(t, dist, 2+len(enterprises))
-	if kept[rules.UpstreamProvenance] != 1 || kept[rules.SourceOwner] != 1 || kept[rules.UpstreamSchema] != len(enterprises) {
+	kept := quarantined(t, dist, 2+len(abnormals))
+	if kept[rules.UpstreamProvenance] != 1 || kept[rules.SourceOwner] != 1 || kept[rules.UpstreamSchema] != len(abnormals) {
 		t.Fatalf("kept: %v", kept)
 	}
-	if got := sumSeries(t, reg, "jutong_bridge_records_total", "outcome", "kept"); got != float64(len(enterprises)) {
+	if got := sumSeries(t, reg, "jutong_bridge_records_total", "outcome", "kept"); got != float64(len(abnormals)) {
 		t.Fatalf("kept %v", got)
+	}
+
+	// A dispute raised in the district reaches the city's source through the
+	// bridge; its correction flows back down and closes the district's
+	// dispute with the district's receipts.
+	distCC := controlClient{t, dist.APIURL(), dist}
+	grant(t, distCC, distCat, "civil_affairs", control.Request{Item: enterprise, Purpose: "社会救助对象经营情况核查"})
+	target := enterprises[0]
+	var raised dispute.Dispute
+	if code := distCC.call("civil_affairs", "POST", "/v1/disputes", dispute.Request{Item: enterprise, Key: target.Key, Fields: []string{"name"}, Claim: "企业名称应为变更后名称"}, &raised); code != 201 && code != 200 {
+		t.Fatalf("raise in the district: %d", code)
+	}
+	var up dispute.Dispute
+	deadline = time.Now().Add(time.Minute)
+	for up.ID == "" {
+		var list []dispute.Dispute
+		cc.call("market_supervision", "GET", "/v1/disputes", nil, &list)
+		for _, d := range list {
+			if d.Key == target.Key && d.RaisedBy == federation.DistrictDepartment("a") && strings.Contains(d.Claim, raised.ID) {
+				up = d
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the district's dispute %s never reached the city", raised.ID)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	corrected := *target
+	corrected.ID, corrected.Op = "00000000-0000-4000-8000-0000000c0001", schemas.OpUpdate
+	corrected.Data = maps.Clone(target.Data)
+	corrected.Data["name"] = "重庆市渝中区更正后名称有限公司"
+	msp := cityCat.Department("market_supervision").Principal
+	src, err := producers.New(context.Background(), cityCat, "market_supervision", connect.Config{Brokers: city.Kafka().Brokers, User: msp, Password: city.Credentials[msp], Registry: city.RegistryURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if _, err := src.PublishCorrection(context.Background(), enterprise, up.ID, &corrected); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(2 * time.Minute)
+	var down dispute.Dispute
+	for down.State != dispute.Corrected {
+		distCC.call("civil_affairs", "GET", "/v1/disputes/"+raised.ID, nil, &down)
+		if time.Now().After(deadline) {
+			t.Fatalf("the district's dispute after the city's correction: %+v", down)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if down.Correction != corrected.ID || len(down.Receipts) < 2 {
+		t.Fatalf("the district's dispute: correction %s, receipts %+v", down.Correction, down.Receipts)
+	}
+	var name string
+	if err := pg.QueryRow(context.Background(), `SELECT name FROM legal_person.enterprise_registration WHERE uscc = $1`, target.Key).Scan(&name); err != nil || name != corrected.Data["name"] {
+		t.Fatalf("the corrected record in the district: %q %v", name, err)
+	}
+	// The bridge keeps the city's receipts beside its relay.
+	for {
+		rl := br.Relays()
+		if len(rl) == 1 && rl[0].Up == up.ID && rl[0].State == "corrected" && len(rl[0].Receipts) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relays: %+v", rl)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 
 	// Revocation: the city's source revokes the grant; the flow stops and
@@ -193,7 +268,7 @@ func TestFederationBridge(t *testing.T) {
 	deadline = time.Now().Add(time.Minute)
 	for {
 		st := br.Statuses()
-		if len(st) == 2 && st[1].State == bridge.Revoked && st[1].Item == resident {
+		if len(st) == 3 && st[2].State == bridge.Revoked && st[2].Item == resident {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -214,7 +289,7 @@ func TestFederationBridge(t *testing.T) {
 
 	// The state is in the ledger, for the receiving bus's operators.
 	st, err := bridge.ReadStatus(context.Background(), dist.KafkaOpts(), federation.CityDepartment)
-	if err != nil || len(st) != 2 || st[1].State != bridge.Revoked || st[1].Item != resident || st[0].State != bridge.Flowing {
+	if err != nil || len(st) != 3 || st[2].State != bridge.Revoked || st[2].Item != resident || st[0].State != bridge.Flowing {
 		t.Fatalf("ledger status: %+v %v", st, err)
 	}
 }
@@ -341,4 +416,12 @@ func checkFederationMetrics(t *testing.T, reg *prometheus.Registry) {
 	if used < 6 {
 		t.Fatalf("only %d metric uses in dashboards/federation", used)
 	}
+}
+
+func distinctKeys(evs []*schemas.Event) int {
+	k := map[string]bool{}
+	for _, e := range evs {
+		k[e.Key] = true
+	}
+	return len(k)
 }

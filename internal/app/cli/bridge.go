@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,8 +42,14 @@ Subcommands:
   item    print the item file this bus declares for an item of the upstream bus, as a
           grant of --fields at --grade delivers it (--upstream-catalog, --item)
 
-Passwords are best given in the environment (JUTONG_KAFKA_PASSWORD,
-JUTONG_UPSTREAM_PASSWORD), not on the command line.`
+With --api and --upstream-api (and both officers' tokens) the bridge also relays
+disputes: one raised here on a received item is raised upstream by this bus's
+department there; the upstream source's correction comes down as the same change
+and closes it here, with this bus's receipts (a rejection, with its reason).
+
+Passwords and tokens are best given in the environment (JUTONG_KAFKA_PASSWORD,
+JUTONG_UPSTREAM_PASSWORD, JUTONG_OFFICER_TOKEN, JUTONG_UPSTREAM_OFFICER_TOKEN), not
+on the command line.`
 
 type bridgeFlags struct {
 	catalogDir, department  string
@@ -50,6 +57,8 @@ type bridgeFlags struct {
 	upBrokers, upUser, upCA string
 	upPassword, upRegistry  string
 	upDept, metricsAddr     string
+	api, token              string
+	upAPI, upToken          string
 	rediscover              time.Duration
 	verbose                 bool
 }
@@ -65,6 +74,10 @@ func (b *bridgeFlags) register(fs *cmdflag.FlagSet) {
 	fs.EnvStringVar(&b.upCA, "upstream-ca", "JUTONG_UPSTREAM_CA_FILE", "", "the CA to trust on the upstream bus (SASL_SSL, HTTPS)")
 	fs.EnvStringVar(&b.upRegistry, "upstream-registry", "JUTONG_UPSTREAM_REGISTRY_URL", "", "the upstream bus's schema registry")
 	fs.EnvStringVar(&b.upDept, "upstream-department", "JUTONG_UPSTREAM_DEPARTMENT", "", "this bus's department code on the upstream bus (whose grants the bridge reads)")
+	fs.EnvStringVar(&b.api, "api", "JUTONG_API_URL", "", "to relay disputes: this bus's HTTP API (empty: disputes are not relayed)")
+	fs.EnvStringVar(&b.token, "officer-token", "JUTONG_OFFICER_TOKEN", "", "to relay disputes: --department's officer token on this bus")
+	fs.EnvStringVar(&b.upAPI, "upstream-api", "JUTONG_UPSTREAM_API_URL", "", "to relay disputes: the upstream bus's HTTP API")
+	fs.EnvStringVar(&b.upToken, "upstream-officer-token", "JUTONG_UPSTREAM_OFFICER_TOKEN", "", "to relay disputes: --upstream-department's officer token there")
 	fs.EnvStringVar(&b.metricsAddr, "metrics-addr", "JUTONG_BRIDGE_METRICS_ADDR", "127.0.0.1:9464", "where /metrics listens (jutong_bridge_*); empty: nowhere")
 	fs.EnvDurationVar(&b.rediscover, "rediscover", "JUTONG_BRIDGE_REDISCOVER", 10*time.Second, "how often to look again for the feeds of items not flowing")
 	fs.BoolVar(&b.verbose, "v", false, "log progress (info level) to stderr")
@@ -162,10 +175,18 @@ func runBridge(ctx context.Context, args []string, out, errOut io.Writer) error 
 		return err
 	}
 	log := cmdflag.Logger(errOut, b.verbose)
+	var officers *bridge.Officers
+	if b.api != "" || b.upAPI != "" {
+		if b.api == "" || b.upAPI == "" || b.token == "" || b.upToken == "" {
+			return errors.New("relaying disputes needs --api, --officer-token, --upstream-api and --upstream-officer-token")
+		}
+		officers = &bridge.Officers{DownstreamAPI: b.api, DownstreamToken: b.token, UpstreamAPI: b.upAPI, UpstreamToken: b.upToken,
+			DownstreamHTTP: httpClient(downConn.TLS), UpstreamHTTP: httpClient(upConn.TLS)}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	br, err := bridge.New(ctx, bridge.Config{Catalog: cat, Department: d.Code, Downstream: downConn, Upstream: upConn,
-		UpstreamDepartment: b.upDept, Rediscover: b.rediscover, Logger: log, Registerer: reg})
+		UpstreamDepartment: b.upDept, Rediscover: b.rediscover, Logger: log, Registerer: reg, Officers: officers})
 	if err != nil {
 		return err
 	}
@@ -183,6 +204,15 @@ func runBridge(ctx context.Context, args []string, out, errOut io.Writer) error 
 		fmt.Fprintf(out, "bridge %s -> %s: metrics on http://%s/metrics\n", d.Bus, cat.BusName(), ln.Addr())
 	}
 	return br.Run(ctx)
+}
+
+// httpClient trusts tc's roots (nil: the system's).
+func httpClient(tc *tls.Config) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if tc != nil {
+		tr.TLSClientConfig = tc.Clone()
+	}
+	return &http.Client{Timeout: time.Minute, Transport: tr}
 }
 
 // bridgeItem prints the received item's file for an upstream item.

@@ -2,6 +2,8 @@ package federation
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -336,16 +338,25 @@ func (f *Federation) prepareBridge(d *Bus, i int) error {
 	if err != nil {
 		return err
 	}
+	cityOff, err := f.City.Officers()
+	if err != nil {
+		return err
+	}
+	distOff, err := d.Officers()
+	if err != nil {
+		return err
+	}
 	up := f.City.Catalog.Department(DistrictDepartment(d.Name))
 	down := d.Catalog.Department(CityDepartment)
 	args := []string{"bridge", "run", "--catalog", d.CatalogDir, "--department", CityDepartment,
 		"--brokers", d.Kafka, "--kafka-user", down.Principal, "--ca", d.CAFile(), "--registry", d.Registry,
 		"--upstream-brokers", f.City.Kafka, "--upstream-user", up.Principal, "--upstream-ca", f.City.CAFile(), "--upstream-registry", f.City.Registry,
-		"--upstream-department", up.Code, "--metrics-addr", "127.0.0.1:" + strconv.Itoa(f.opts.BasePort+10*i+3), "--rediscover", "2s"}
+		"--upstream-department", up.Code, "--api", d.API, "--upstream-api", f.City.API, "--metrics-addr", "127.0.0.1:" + strconv.Itoa(f.opts.BasePort+10*i+3), "--rediscover", "2s"}
 	if f.opts.Verbose {
 		args = append(args, "-v")
 	}
-	env := []string{"JUTONG_KAFKA_PASSWORD=" + distCreds[down.Principal], "JUTONG_UPSTREAM_PASSWORD=" + cityCreds[up.Principal]}
+	env := []string{"JUTONG_KAFKA_PASSWORD=" + distCreds[down.Principal], "JUTONG_UPSTREAM_PASSWORD=" + cityCreds[up.Principal],
+		"JUTONG_OFFICER_TOKEN=" + distOff[down.Code], "JUTONG_UPSTREAM_OFFICER_TOKEN=" + cityOff[up.Code]}
 	f.bridgeCmd = append(f.bridgeCmd, args)
 	f.bridgeEnv = append(f.bridgeEnv, env)
 	f.bridges = append(f.bridges, nil)
@@ -465,16 +476,7 @@ func (f *Federation) Publish(ctx context.Context, code string, n int, seed uint6
 	if it == nil {
 		return nil, fmt.Errorf("federation: no city item %s", code)
 	}
-	creds, err := f.City.Credentials()
-	if err != nil {
-		return nil, err
-	}
-	tc, err := f.City.TLS()
-	if err != nil {
-		return nil, err
-	}
-	p := f.City.Catalog.Department(it.Source).Principal
-	pub, err := producers.New(ctx, f.City.Catalog, it.Source, connect.Config{Brokers: []string{f.City.Kafka}, User: p, Password: creds[p], Registry: f.City.Registry, TLS: tc}, producers.System("synthetic"))
+	pub, err := f.City.Publisher(ctx, it.Source)
 	if err != nil {
 		return nil, err
 	}
@@ -493,4 +495,60 @@ func (f *Federation) Publish(ctx context.Context, code string, n int, seed uint6
 		rest = rest[k:]
 	}
 	return evs, nil
+}
+
+// Publisher is a publisher of the bus as department dept (close it).
+func (b *Bus) Publisher(ctx context.Context, dept string) (*producers.Publisher, error) {
+	creds, err := b.Credentials()
+	if err != nil {
+		return nil, err
+	}
+	tc, err := b.TLS()
+	if err != nil {
+		return nil, err
+	}
+	d := b.Catalog.Department(dept)
+	if d == nil {
+		return nil, fmt.Errorf("federation: %s has no department %s", b.Name, dept)
+	}
+	return producers.New(ctx, b.Catalog, dept, connect.Config{Brokers: []string{b.Kafka}, User: d.Principal, Password: creds[d.Principal], Registry: b.Registry, TLS: tc}, producers.System("synthetic"))
+}
+
+// Call makes an officer's call to the bus's HTTP API as dept, decoding
+// the answer into out; it returns the status.
+func (b *Bus) Call(ctx context.Context, dept, method, path string, body, out any) (int, error) {
+	hc, err := b.HTTPClient()
+	if err != nil {
+		return 0, err
+	}
+	toks, err := b.Officers()
+	if err != nil {
+		return 0, err
+	}
+	var rd io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			return 0, err
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, b.API+path, rd)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+toks[dept])
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return resp.StatusCode, fmt.Errorf("%s %s as %s: %d %s", method, path, dept, resp.StatusCode, raw)
+	}
+	if out != nil {
+		return resp.StatusCode, json.Unmarshal(raw, out)
+	}
+	return resp.StatusCode, nil
 }
