@@ -3,9 +3,9 @@ package federation
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
