@@ -393,22 +393,8 @@ func (p *Publisher) PublishTxCorrecting(ctx context.Context, item string, events
 			}
 		})
 	}
-	flushErr := p.cl.Flush(ctx)
-	mu.Lock()
-	failed := firstErr
-	mu.Unlock()
-	if flushErr != nil && failed == nil {
-		failed = flushErr
-	}
-	commit := kgo.TryCommit
-	if failed != nil {
-		commit = kgo.TryAbort
-	}
-	if err := p.cl.EndTransaction(ctx, commit); err != nil && failed == nil {
-		failed = err
-	}
-	if failed != nil {
-		return nil, fmt.Errorf("producers: transaction aborted, nothing of it is visible: %w", failed)
+	if err := p.endTx(ctx, func() error { mu.Lock(); defer mu.Unlock(); return firstErr }); err != nil {
+		return nil, err
 	}
 	for _, r := range results[:len(events)] {
 		if r.Err == nil {
@@ -416,4 +402,75 @@ func (p *Publisher) PublishTxCorrecting(ctx context.Context, item string, events
 		}
 	}
 	return results, nil
+}
+
+// endTx flushes the transaction's records and commits it, or aborts it when
+// a record failed (failed reports the first failure, once flushed).
+func (p *Publisher) endTx(ctx context.Context, failed func() error) error {
+	flushErr := p.cl.Flush(ctx)
+	err := failed()
+	if flushErr != nil && err == nil {
+		err = flushErr
+	}
+	commit := kgo.TryCommit
+	if err != nil {
+		commit = kgo.TryAbort
+	}
+	if e := p.cl.EndTransaction(ctx, commit); e != nil && err == nil {
+		err = e
+	}
+	if err != nil {
+		return fmt.Errorf("producers: transaction aborted, nothing of it is visible: %w", err)
+	}
+	return nil
+}
+
+// Encoded is a change event of an item already encoded (Avro, without the
+// framing) with the item's schema as this publisher's catalog has it: what
+// a bridge forwards (server/bridge) without decoding it. The door checks
+// it as any other record.
+type Encoded struct {
+	Key     string
+	Payload []byte
+}
+
+// PublishEncodedTx publishes encoded events of item to the department's
+// inbox, framed with the item's registered schema, and extra records, in
+// one Kafka transaction, as PublishTx does; the events are not checked
+// here (the door does). It needs the Transactional option.
+func (p *Publisher) PublishEncodedTx(ctx context.Context, item string, events []Encoded, extra ...*kgo.Record) error {
+	if p.cfg.txnID == "" {
+		return errors.New("producers: PublishEncodedTx needs the Transactional option")
+	}
+	pr, err := p.prepare(ctx, item)
+	if err != nil {
+		return err
+	}
+	if err := p.cl.BeginTransaction(); err != nil {
+		return fmt.Errorf("producers: begin transaction: %w", err)
+	}
+	var mu sync.Mutex
+	var firstErr error
+	note := func(_ *kgo.Record, err error) {
+		if err != nil {
+			mu.Lock()
+			if firstErr == nil {
+				firstErr = err
+			}
+			mu.Unlock()
+		}
+	}
+	header := []kgo.RecordHeader{{Key: inbox.HeaderItem, Value: []byte(pr.schema.Item.Code)}}
+	for _, e := range events {
+		value := schemas.Frame(make([]byte, 0, 5+len(e.Payload)), pr.id, e.Payload)
+		p.cl.Produce(ctx, &kgo.Record{Topic: topicname.Inbox(p.dept), Key: []byte(e.Key), Value: value, Headers: header}, note)
+	}
+	for _, x := range extra {
+		p.cl.Produce(ctx, x, note)
+	}
+	if err := p.endTx(ctx, func() error { mu.Lock(); defer mu.Unlock(); return firstErr }); err != nil {
+		return err
+	}
+	p.m.published.WithLabelValues(item, p.dept).Add(float64(len(events)))
+	return nil
 }

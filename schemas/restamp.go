@@ -77,41 +77,48 @@ func (enc *encoder) skipData(r *reader) error {
 		return fmt.Errorf("union index %d out of range", branch)
 	}
 	for i := range enc.fields {
-		f := &enc.fields[i]
-		if f.nullable {
-			b, err := r.long()
-			if err != nil {
-				return err
-			}
-			if b == 0 {
-				continue
-			}
-			if b != 1 {
-				return fmt.Errorf("field %s: union index %d out of range", f.name, b)
-			}
+		if err := enc.skipField(r, &enc.fields[i]); err != nil {
+			return err
 		}
-		var err error
-		switch f.typ {
-		case catalog.TypeString, catalog.TypeDecimal:
-			_, err = r.bytes()
-		case catalog.TypeDouble:
-			if len(r.b)-r.pos < 8 {
-				err = errShort
-			} else {
-				r.pos += 8
-			}
-		case catalog.TypeBoolean:
-			if r.pos >= len(r.b) {
-				err = errShort
-			} else {
-				r.pos++
-			}
-		default: // enum, long, date, timestamp
-			_, err = r.long()
-		}
+	}
+	return nil
+}
+
+// skipField reads past one field of the Value record.
+func (enc *encoder) skipField(r *reader, f *fieldEnc) error {
+	if f.nullable {
+		b, err := r.long()
 		if err != nil {
-			return fmt.Errorf("field %s: %w", f.name, err)
+			return err
 		}
+		if b == 0 {
+			return nil
+		}
+		if b != 1 {
+			return fmt.Errorf("field %s: union index %d out of range", f.name, b)
+		}
+	}
+	var err error
+	switch f.typ {
+	case catalog.TypeString, catalog.TypeDecimal:
+		_, err = r.bytes()
+	case catalog.TypeDouble:
+		if len(r.b)-r.pos < 8 {
+			err = errShort
+		} else {
+			r.pos += 8
+		}
+	case catalog.TypeBoolean:
+		if r.pos >= len(r.b) {
+			err = errShort
+		} else {
+			r.pos++
+		}
+	default: // enum, long, date, timestamp
+		_, err = r.long()
+	}
+	if err != nil {
+		return fmt.Errorf("field %s: %w", f.name, err)
 	}
 	return nil
 }

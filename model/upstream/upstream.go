@@ -29,12 +29,22 @@ type Provenance struct {
 }
 
 // String renders p as jutong://<bus>/<department>/<item>?topic=..&partition=..&offset=..
+// (the query's keys in order, as url.Values.Encode writes them).
 func (p Provenance) String() string {
-	q := url.Values{}
-	q.Set("topic", p.Topic)
-	q.Set("partition", strconv.FormatInt(int64(p.Partition), 10))
-	q.Set("offset", strconv.FormatInt(p.Offset, 10))
-	return Scheme + "://" + p.Bus + "/" + p.Department + "/" + p.Item + "?" + q.Encode()
+	b := make([]byte, 0, len(Scheme)+len(p.Bus)+len(p.Department)+len(p.Item)+len(p.Topic)+56)
+	b = append(b, Scheme+"://"...)
+	b = append(b, p.Bus...)
+	b = append(b, '/')
+	b = append(b, p.Department...)
+	b = append(b, '/')
+	b = append(b, p.Item...)
+	b = append(b, "?offset="...)
+	b = strconv.AppendInt(b, p.Offset, 10)
+	b = append(b, "&partition="...)
+	b = strconv.AppendInt(b, int64(p.Partition), 10)
+	b = append(b, "&topic="...)
+	b = append(b, url.QueryEscape(p.Topic)...)
+	return string(b)
 }
 
 var (

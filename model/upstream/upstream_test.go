@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -11,6 +12,13 @@ func TestRoundTrip(t *testing.T) {
 	s := p.String()
 	if !strings.HasPrefix(s, "jutong://city/public_security/population.resident_registration?") {
 		t.Fatalf("form: %s", s)
+	}
+	q := url.Values{}
+	q.Set("topic", p.Topic)
+	q.Set("partition", "3")
+	q.Set("offset", "4711")
+	if want := "jutong://city/public_security/population.resident_registration?" + q.Encode(); s != want {
+		t.Fatalf("String() = %s, want %s", s, want)
 	}
 	got, err := Parse(s)
 	if err != nil || got != p {

@@ -48,6 +48,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/internal/kafkaconn"
@@ -96,7 +97,14 @@ type Bridge struct {
 	up    *kgo.Client
 	upAdm *kadm.Client
 	dec   *schemas.Decoder
+	reg   *sr.Client
 	m     *metrics
+	// views are the received items as their upstream records are written
+	// (the item without its provenance field), by upstream item code; fast
+	// says, per upstream schema id, whether its records are written so (then
+	// their bytes are forwarded, not decoded: schemas.Receive).
+	views map[string]*schemas.Schema
+	fast  map[int]bool
 	log   *slog.Logger
 
 	mu     sync.Mutex
@@ -173,9 +181,21 @@ func New(ctx context.Context, cfg Config) (*Bridge, error) {
 	}
 	b := &Bridge{cfg: cfg, bus: d.Bus, items: map[string]*catalog.Item{}, log: cfg.Logger.With("bridge", d.Bus),
 		pos: map[string]*Position{}, status: map[string]*Status{}, byTop: map[string]string{}, relays: map[string]*Relay{}}
+	b.views, b.fast = map[string]*schemas.Schema{}, map[int]bool{}
 	for _, it := range cfg.Catalog.Items {
 		if it.Source == d.Code && it.Upstream != nil {
 			b.items[it.Upstream.Item] = it
+			var fields []*catalog.Field
+			for _, f := range it.Fields {
+				if f.Name != catalog.UpstreamField {
+					fields = append(fields, f)
+				}
+			}
+			view, err := schemas.For(it.WithFields(fields))
+			if err != nil {
+				return nil, fmt.Errorf("bridge: %s: %w", it.Code, err)
+			}
+			b.views[it.Upstream.Item] = view
 		}
 	}
 	if len(b.items) == 0 {
@@ -213,7 +233,7 @@ func New(ctx context.Context, cfg Config) (*Bridge, error) {
 		b.Close()
 		return nil, fmt.Errorf("bridge: the upstream registry: %w", err)
 	}
-	b.dec = schemas.NewDecoder(reg)
+	b.dec, b.reg = schemas.NewDecoder(reg), reg
 	if err := b.load(ctx); err != nil {
 		b.Close()
 		return nil, err
@@ -548,12 +568,28 @@ func (b *Bridge) carry(ctx context.Context, topic string, recs []*kgo.Record) er
 		next.Offsets[p] = o
 	}
 	b.mu.Unlock()
-	var events []*schemas.Event
-	var rejects []producers.Reject
+	fresh := recs[:0:0]
 	for _, r := range recs {
 		if o, ok := next.Offsets[r.Partition]; ok && r.Offset < o {
 			continue // already carried (a fetch from before a restart's position)
 		}
+		fresh = append(fresh, r)
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	if enc, ok := b.forward(ctx, code, fresh); ok {
+		for _, r := range fresh {
+			next.Offsets[r.Partition] = r.Offset + 1
+			next.Records++
+		}
+		return b.commit(ctx, it, code, &next, func(ledger *kgo.Record) (int, int, error) {
+			return len(enc), 0, b.pub.PublishEncodedTx(ctx, it.Code, enc, ledger)
+		})
+	}
+	var events []*schemas.Event
+	var rejects []producers.Reject
+	for _, r := range fresh {
 		e, v := b.translate(ctx, it, r)
 		if v != nil {
 			rejects = append(rejects, producers.Reject{Event: e, Violation: v, Raw: r.Value})
@@ -563,9 +599,30 @@ func (b *Bridge) carry(ctx context.Context, topic string, recs []*kgo.Record) er
 		next.Offsets[r.Partition] = r.Offset + 1
 		next.Records++
 	}
-	if len(events)+len(rejects) == 0 {
-		return nil
-	}
+	return b.commit(ctx, it, code, &next, func(ledger *kgo.Record) (int, int, error) {
+		results, err := b.pub.PublishTx(ctx, it.Code, events, rejects, ledger)
+		if err != nil {
+			return 0, 0, err
+		}
+		// The receiving bus's rules, checked here as the door will: a
+		// record they refuse went to the inbox as a refusal, and the door
+		// keeps it.
+		refused := 0
+		for _, r := range results[:len(events)] {
+			var v *rules.Violation
+			if errors.As(r.Err, &v) {
+				refused++
+				b.log.Warn("bridge: a record the receiving bus refuses (kept in its quarantine)", "item", it.Code, "key", v.Key, "rule", v.Rule, "field", v.Field, "reason", v.Reason)
+			}
+		}
+		return len(events) - refused, len(rejects) + refused, nil
+	})
+}
+
+// commit publishes a batch (publish: forwarded and kept counts) with the
+// bridge's new position next, in one transaction of the receiving bus,
+// retrying until it commits; then the position moves.
+func (b *Bridge) commit(ctx context.Context, it *catalog.Item, code string, next *Position, publish func(ledger *kgo.Record) (forwarded, kept int, err error)) error {
 	next.At = time.Now().UTC()
 	val, err := json.Marshal(next)
 	if err != nil {
@@ -573,38 +630,77 @@ func (b *Bridge) carry(ctx context.Context, topic string, recs []*kgo.Record) er
 	}
 	ledger := &kgo.Record{Topic: topicname.Checkpoints(b.cfg.Department), Key: []byte(positionPrefix + code), Value: val}
 	start := time.Now()
-	var results []producers.Result
+	var forwarded, kept int
 	_, err = retry.Do(ctx, retry.Backoff{Min: 200 * time.Millisecond, Max: 10 * time.Second}, func() error {
 		var err error
-		results, err = b.pub.PublishTx(ctx, it.Code, events, rejects, ledger)
+		forwarded, kept, err = publish(ledger)
 		return err
 	}, func(attempt int, err error, wait time.Duration) {
 		b.m.errors.WithLabelValues(b.bus, "publish").Inc()
-		b.log.Warn("bridge: publish to the receiving bus (retrying)", "item", it.Code, "records", len(events)+len(rejects), "attempt", attempt, "wait", wait, "err", err)
+		b.log.Warn("bridge: publish to the receiving bus (retrying)", "item", it.Code, "attempt", attempt, "wait", wait, "err", err)
 	})
 	if err != nil {
 		return err
 	}
 	b.m.commit.WithLabelValues(b.bus).Observe(time.Since(start).Seconds())
-	// The receiving bus's rules, checked here as the door will: a record
-	// they refuse went to the inbox as a refusal, and the door keeps it.
-	refused := 0
-	for _, r := range results[:len(events)] {
-		var v *rules.Violation
-		if errors.As(r.Err, &v) {
-			refused++
-			b.log.Warn("bridge: a record the receiving bus refuses (kept in its quarantine)", "item", it.Code, "key", v.Key, "rule", v.Rule, "field", v.Field, "reason", v.Reason)
-		}
-	}
-	b.m.records.WithLabelValues(b.bus, it.Code, "forwarded").Add(float64(len(events) - refused))
-	b.m.records.WithLabelValues(b.bus, it.Code, "kept").Add(float64(len(rejects) + refused))
+	b.m.records.WithLabelValues(b.bus, it.Code, "forwarded").Add(float64(forwarded))
+	b.m.records.WithLabelValues(b.bus, it.Code, "kept").Add(float64(kept))
 	b.mu.Lock()
-	b.pos[code] = &next
+	b.pos[code] = next
 	b.mu.Unlock()
 	for p, o := range next.Offsets {
 		b.m.position.WithLabelValues(b.bus, it.Code, itoa(p)).Set(float64(o))
 	}
 	return nil
+}
+
+// forward makes the received records of a batch from the upstream records'
+// bytes (schemas.Receive), when every one is written with the item's
+// upstream layout; ok false sends the batch the slow way (translate: an
+// upstream schema change, an unreadable record).
+func (b *Bridge) forward(ctx context.Context, code string, recs []*kgo.Record) (_ []producers.Encoded, ok bool) {
+	view := b.views[code]
+	src := schemas.Source{Department: b.cfg.Department, System: "bridge:" + b.bus, Adapter: "bridge"}
+	now := time.Now()
+	out := make([]producers.Encoded, 0, len(recs))
+	for _, r := range recs {
+		id, payload, err := schemas.Unframe(r.Value)
+		if err != nil || !b.fastFor(ctx, id, view) {
+			return nil, false
+		}
+		prov := upstream.Provenance{Bus: b.bus, Item: code, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
+		v, err := view.Receive(make([]byte, 0, len(payload)+160), payload, func(dept string) string {
+			prov.Department = dept
+			return prov.String()
+		}, src, now)
+		if err != nil {
+			return nil, false
+		}
+		out = append(out, producers.Encoded{Key: string(r.Key), Payload: v})
+	}
+	return out, true
+}
+
+// fastFor says whether records of the upstream schema id are written with
+// view's layout: the same Avro schema in Parsing Canonical Form (names,
+// types, order; not the docs). Asked of the upstream registry once per id.
+func (b *Bridge) fastFor(ctx context.Context, id int, view *schemas.Schema) bool {
+	b.mu.Lock()
+	ok, known := b.fast[id]
+	b.mu.Unlock()
+	if known {
+		return ok
+	}
+	ss, err := b.reg.SchemaByID(ctx, id)
+	if err != nil {
+		return false // not cached: asked again (the slow way decodes meanwhile)
+	}
+	w, err := schemas.ParseAvro(ss.Schema)
+	ok = err == nil && w.Fingerprint() == view.Avro.Fingerprint()
+	b.mu.Lock()
+	b.fast[id] = ok
+	b.mu.Unlock()
+	return ok
 }
 
 // translate turns an upstream record into the received item's event, with

@@ -42,6 +42,9 @@ Subcommands:
   open      the open system: CKAN package_search and the portal's search page from
             concurrent clients (calls/s, p50/p99), and the download of a --records row
             CSV release (MB/s, CPU per MB)
+  federation
+            a city bus and a district bus and the bridge between them, each a process:
+            the bridge's events/s and CPU per 100,000 events against the receiving bus's
   brokers   (used by --brokers-process) an embedded cluster in a process of its own on
             free ports, until its stdin closes
   compression
@@ -68,13 +71,15 @@ func Run(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return benchOpen(ctx, args[1:], out, errOut)
 	case "brokers":
 		return benchBrokers(ctx, args[1:], out, errOut)
+	case "federation":
+		return benchFederation(ctx, args[1:], out, errOut)
 	}
 	if len(args) == 0 || args[0] != "publish" {
-		fmt.Fprintf(errOut, "Usage: jutong bench [publish|pipeline|door|topics|query|open|compression] [flags]   (no subcommand: pipeline)\n\n%s\n", benchDesc)
+		fmt.Fprintf(errOut, "Usage: jutong bench [publish|pipeline|door|topics|query|open|federation|compression] [flags]   (no subcommand: pipeline)\n\n%s\n", benchDesc)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
-		return errors.New("a subcommand is required: publish, pipeline, door, topics, query, open or compression")
+		return errors.New("a subcommand is required: publish, pipeline, door, topics, query, open, federation or compression")
 	}
 	return benchPublish(ctx, args[1:], out, errOut)
 }

@@ -42,7 +42,7 @@ func commands() []command {
 		{"audit", "check the audit trail's hash chains and signatures (audit verify), print the bus's public key (audit key)", runAudit},
 		{"dept", "departments as Kafka principals: list, rotate a password", runDept},
 		{"bridge", "carry the items another bus granted this one into this bus, exactly once (bridge [run|status|item])", runBridge},
-		{"bench", "measure the bus on this machine and print the figures (bench [pipeline|publish|door|topics|query])", bench.Run},
+		{"bench", "measure the bus on this machine and print the figures (bench [pipeline|publish|door|topics|query|open|federation])", bench.Run},
 	}
 }
 

@@ -110,6 +110,9 @@ func (p *Proc) Stop() {
 	}
 }
 
+// Pid is its process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Exited says whether it has exited.
 func (p *Proc) Exited() bool {
 	select {
