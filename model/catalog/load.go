@@ -69,6 +69,19 @@ func Load(fsys fs.FS) (*Catalog, error) {
 		th.file = f
 		c.Themes = append(c.Themes, &th)
 	}
+	lists, err := fs.Glob(fsys, "lists/*.json")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(lists)
+	for _, f := range lists {
+		var l SharedList
+		if err := readJSON(fsys, f, &l); err != nil {
+			return nil, err
+		}
+		l.file = f
+		c.Lists = append(c.Lists, &l)
+	}
 	if err := c.index(); err != nil {
 		return nil, err
 	}
@@ -122,6 +135,7 @@ func (c *Catalog) index() error {
 	c.indexDepartments(p.add)
 	c.indexItems(p.add)
 	c.indexThemes(p.add)
+	c.indexLists(p.add)
 	return errors.Join(p...)
 }
 

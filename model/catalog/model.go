@@ -23,6 +23,9 @@ type Catalog struct {
 	TopicDefaults TopicConfig `json:"topic_defaults"`
 	Items         []*Item     `json:"items"`
 	Themes        []*Theme    `json:"themes"`
+	// Lists are the lists shared with neighbouring regions' buses
+	// (lists/*.json).
+	Lists []*SharedList `json:"lists,omitempty"`
 
 	deptByCode  map[string]*Department
 	itemByCode  map[string]*Item

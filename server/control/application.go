@@ -136,6 +136,9 @@ func newApplication(cat *catalog.Catalog, cal *Calendar, dept string, r Request,
 	if it.Source == dept {
 		return nil, &RequestError{"item", fmt.Sprintf("%s is %s's own item: its source does not apply to read it", it.Code, dept)}
 	}
+	if partner, offering := cat.OffersTo(dept, it.Code); partner && len(offering) == 0 {
+		return nil, fmt.Errorf("%w: item: %s is a neighbouring region's bus here: it applies only for the items a shared list offers it, and no list offers %s (catalog lists/)", ErrForbidden, dept, it.Code)
+	}
 	fields := r.Fields
 	if len(fields) == 0 {
 		for _, f := range it.Fields {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -32,11 +33,14 @@ Subcommands:
                        also check each schema against the registered versions (what a
                        catalog change's CI runs)
   apply                create or update one topic per item (partitions, retention, cleanup
-                       policy) and register the schemas; a second run changes nothing`
+                       policy) and register the schemas; a second run changes nothing
+  lists                the lists shared with neighbouring regions (lists/*.json): what each
+                       offers and receives, approved by whom; with --partner DIR (the
+                       partner's catalog), whether the two sides agree (docs/federation.md)`
 
 func runCatalog(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprintf(errOut, "Usage: jutong catalog <list|show|check|apply> [flags]\n\n%s\n", catalogDesc)
+		fmt.Fprintf(errOut, "Usage: jutong catalog <list|show|check|apply|lists> [flags]\n\n%s\n", catalogDesc)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
@@ -51,6 +55,7 @@ func runCatalog(ctx context.Context, args []string, out, errOut io.Writer) error
 		UserIs: "the bus's admin (apply; check asks the registry, optional there, as it)"})
 	regURL, brokers, user, pass, ca := &conn.Registry, &conn.Brokers, &conn.User, &conn.Password, &conn.CA
 	dryRun := fs.Bool("dry-run", false, "apply: print the changes without making them")
+	partner := fs.String("partner", "", "lists: the partner region's catalog directory, to compare the two sides")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -75,8 +80,50 @@ func runCatalog(ctx context.Context, args []string, out, errOut io.Writer) error
 		}
 		k := kafkaconn.Config{Brokers: kafkaconn.ParseBrokers(*brokers), User: *user, Password: *pass, CAFile: *ca}
 		return catalogApply(ctx, cat, k, *regURL, *dryRun, out)
+	case "lists":
+		return catalogLists(cat, *partner, *asJSON, out)
 	}
-	return fmt.Errorf("unknown subcommand %q (list, show, check, apply)", sub)
+	return fmt.Errorf("unknown subcommand %q (list, show, check, apply, lists)", sub)
+}
+
+// catalogLists prints the shared lists and, with a partner's catalog,
+// where the two sides disagree (an error when they do).
+func catalogLists(cat *catalog.Catalog, partnerDir string, asJSON bool, out io.Writer) error {
+	if asJSON {
+		lists := cat.Lists
+		if lists == nil {
+			lists = []*catalog.SharedList{}
+		}
+		return json.NewEncoder(out).Encode(lists)
+	}
+	if len(cat.Lists) == 0 {
+		fmt.Fprintln(out, "no shared lists (lists/*.json)")
+	}
+	for _, l := range cat.Lists {
+		fmt.Fprintf(out, "%s  %s  with %s (as %s here), agreement: %s; approved by %s on %s\n", l.Code, l.Name, l.Partner, l.Department, l.Agreement, l.Approved.By, l.Approved.On)
+		for _, code := range l.Offers {
+			fmt.Fprintf(out, "  offers    %s\n", code)
+		}
+		for _, code := range l.Receives {
+			fmt.Fprintf(out, "  receives  %s (its %s)\n", code, cat.Item(code).Upstream.Item)
+		}
+	}
+	if partnerDir == "" {
+		return nil
+	}
+	p, err := catalog.Load(os.DirFS(partnerDir))
+	if err != nil {
+		return fmt.Errorf("--partner: %w", err)
+	}
+	diffs := catalog.CompareLists(cat, p)
+	for _, d := range diffs {
+		fmt.Fprintln(out, "DISAGREE", d)
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("%d disagreement(s) with %s", len(diffs), p.BusName())
+	}
+	fmt.Fprintf(out, "%s and %s agree on their shared lists\n", cat.BusName(), p.BusName())
+	return nil
 }
 
 // itemView is an item as list and show print it.
