@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/jutong/jutong/connect"
@@ -57,7 +58,9 @@ func TestFederationBridge(t *testing.T) {
 		{Item: enterprise, Grade: 4},
 		// The district declares fewer fields than the city delivers (an
 		// upstream change it has not taken): kept, not applied.
-		{Item: abnormal, Fields: []string{"uscc", "name", "reason", "listed_on"}, Grade: 4}}); err != nil {
+		{Item: abnormal, Fields: []string{"uscc", "name", "reason", "listed_on"}, Grade: 4},
+		// Declared, never granted on the city: the bridge says so.
+		{Item: "license.business_license", Grade: 4}}); err != nil {
 		t.Fatal(err)
 	}
 	distCat, err := catalog.Load(os.DirFS(distDir))
@@ -268,7 +271,7 @@ func TestFederationBridge(t *testing.T) {
 	deadline = time.Now().Add(time.Minute)
 	for {
 		st := br.Statuses()
-		if len(st) == 3 && st[2].State == bridge.Revoked && st[2].Item == resident {
+		if len(st) == 4 && st[3].State == bridge.Revoked && st[3].Item == resident {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -283,13 +286,20 @@ func TestFederationBridge(t *testing.T) {
 	if err := pg.QueryRow(context.Background(), `SELECT count(*) FROM population.resident_registration`).Scan(&n); err != nil || n != len(clear) {
 		t.Fatalf("rows after revocation: %d %v", n, err)
 	}
+	// The item the city never granted is not read, and the bridge says so.
+	for _, st := range br.Statuses() {
+		if (st.Item == "license.business_license") != (st.State == bridge.NotGranted) {
+			t.Fatalf("status %+v", st)
+		}
+	}
+
 	// Every metric the federation's dashboard and alerts name is one the
 	// bridge exports.
 	checkFederationMetrics(t, reg)
 
 	// The state is in the ledger, for the receiving bus's operators.
 	st, err := bridge.ReadStatus(context.Background(), dist.KafkaOpts(), federation.CityDepartment)
-	if err != nil || len(st) != 3 || st[2].State != bridge.Revoked || st[2].Item != resident || st[0].State != bridge.Flowing {
+	if err != nil || len(st) != 4 || st[3].State != bridge.Revoked || st[3].Item != resident || st[0].State != bridge.Flowing || st[2].State != bridge.NotGranted {
 		t.Fatalf("ledger status: %+v %v", st, err)
 	}
 }
@@ -424,4 +434,87 @@ func distinctKeys(evs []*schemas.Event) int {
 		k[e.Key] = true
 	}
 	return len(k)
+}
+
+// TestFederationComingHome: the other direction. A ministry's bus (the
+// Ministry of Public Security's, "mps") grants the city its driving
+// licences; the city receives them as an item of its own catalog
+// (license.national_driving_license, sourced from the ministry's bus)
+// beside its own driving licences, every record once with its provenance.
+// The city reading a ministry topic it was not granted is refused there.
+func TestFederationComingHome(t *testing.T) {
+	const licence, national = "license.driving_license", "license.national_driving_license"
+	dir := t.TempDir()
+	mpsDir, cityDir := dir+"/mps", dir+"/city"
+	if err := federation.WriteBus(mpsDir, nil, "mps", []catalog.Department{{Code: "city_cq", Name: "重庆市共享交换平台", NameEN: "Chongqing's bus", Principal: "dept.city_cq"}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	mpsCat, err := catalog.Load(os.DirFS(mpsDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := federation.WriteCity(cityDir, nil, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := federation.AddReceiving(cityDir, mpsCat, "mps_bus", []federation.Receive{{Item: licence, As: national, Grade: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	cityCat, err := catalog.Load(os.DirFS(cityDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it := cityCat.Item(national); it == nil || it.Source != "mps_bus" || it.Upstream.Item != licence || cityCat.Item(licence).Source != "public_security" {
+		t.Fatalf("the city's catalog: %+v", it)
+	}
+	mps := startBus(t, bus.Config{Catalog: mpsCat, PostgresDSN: testenv.Postgres(t), ClickHouseDSN: testenv.ClickHouse(t), ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
+	t.Cleanup(func() { _ = mps.Close(context.Background()) })
+	city := startBus(t, bus.Config{Catalog: cityCat, PostgresDSN: testenv.Postgres(t), ClickHouseDSN: testenv.ClickHouse(t), ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
+	t.Cleanup(func() { _ = city.Close(context.Background()) })
+
+	licences := publishItem(t, mps, mpsCat, licence, 40, 31)
+	mc := controlClient{t, mps.APIURL(), mps}
+	grant(t, mc, mpsCat, "city_cq", control.Request{Item: licence, Purpose: "驾驶证信息回流（数据回流）"})
+	// Hostile: the city on the ministry's bus, for what it was not granted.
+	up := mpsCat.Department("city_cq").Principal
+	raw, err := kafkaconn.Config{Brokers: mps.Kafka().Brokers, User: up, Password: mps.Credentials[up]}.Client(
+		kgo.ConsumeTopics("population.resident_registration"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	fs := raw.PollFetches(pctx)
+	cancel()
+	raw.Close()
+	if err := fs.Err0(); !errors.Is(err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("the city read a ministry topic it was not granted: %v (%d records)", err, fs.NumRecords())
+	}
+
+	dp := cityCat.Department("mps_bus").Principal
+	br, err := bridge.New(context.Background(), bridge.Config{Catalog: cityCat, Department: "mps_bus", UpstreamDepartment: "city_cq",
+		Downstream: connect.Config{Brokers: city.Kafka().Brokers, User: dp, Password: city.Credentials[dp], Registry: city.RegistryURL()},
+		Upstream:   connect.Config{Brokers: mps.Kafka().Brokers, User: up, Password: mps.Credentials[up], Registry: mps.RegistryURL()},
+		Rediscover: time.Second, Logger: testenv.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- br.Run(ctx) }()
+	t.Cleanup(func() { stop(); <-done; br.Close() })
+
+	pg, err := pgx.Connect(context.Background(), city.PostgresDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close(context.Background())
+	waitRows(t, pg, `SELECT count(*) FROM license.national_driving_license`, distinctKeys(licences))
+	var bad int
+	if err := pg.QueryRow(context.Background(), `SELECT count(*) FROM license.national_driving_license WHERE upstream NOT LIKE 'jutong://mps/public_security/license.driving_license?%'`).Scan(&bad); err != nil || bad != 0 {
+		t.Fatalf("records without the ministry's provenance: %d %v", bad, err)
+	}
+	// The city's own driving licences are untouched.
+	var own int
+	if err := pg.QueryRow(context.Background(), `SELECT count(*) FROM license.driving_license`).Scan(&own); err != nil || own != 0 {
+		t.Fatalf("the city's own item: %d rows, %v", own, err)
+	}
 }

@@ -25,6 +25,9 @@ type Receive struct {
 	Item   string   `json:"item"`
 	Fields []string `json:"fields"`
 	Grade  int      `json:"grade"`
+	// As is the item's code here when it is not the upstream's (the city
+	// has its own item of that code).
+	As string `json:"as,omitempty"`
 }
 
 // DistrictDepartment is a district bus's department on the city bus (the
@@ -40,6 +43,18 @@ const CityDepartment = "city_bus"
 // positive, sets the topics' replication factor (one broker per bus on one
 // machine).
 func WriteCity(dir string, base fs.FS, districts []string, replication int) error {
+	var depts []catalog.Department
+	for _, d := range districts {
+		code := DistrictDepartment(d)
+		depts = append(depts, catalog.Department{Code: code, Name: d + "区大数据局", NameEN: "District " + d + " (its bus)", Principal: "dept." + code})
+	}
+	return WriteBus(dir, base, CityBus, depts, replication)
+}
+
+// WriteBus writes into dir the catalog base (the sample when nil) named
+// bus, with the departments depts added (other buses' departments there,
+// which apply for its items); replication as WriteCity's.
+func WriteBus(dir string, base fs.FS, bus string, depts []catalog.Department, replication int) error {
 	if base == nil {
 		base = catalog.SampleFS()
 	}
@@ -55,13 +70,12 @@ func WriteCity(dir string, base fs.FS, districts []string, replication int) erro
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		return err
 	}
-	doc["bus"] = CityBus
-	depts, _ := doc["departments"].([]any)
-	for _, d := range districts {
-		code := DistrictDepartment(d)
-		depts = append(depts, map[string]any{"code": code, "name": d + "区大数据局", "name_en": "District " + d + " (its bus)", "principal": "dept." + code})
+	doc["bus"] = bus
+	list, _ := doc["departments"].([]any)
+	for _, d := range depts {
+		list = append(list, d)
 	}
-	doc["departments"] = depts
+	doc["departments"] = list
 	if td, ok := doc["topic_defaults"].(map[string]any); ok && replication > 0 {
 		td["replication_factor"] = replication
 	}
@@ -90,24 +104,59 @@ func WriteDistrict(dir string, city *catalog.Catalog, district string, receives 
 	if err := writeJSON(filepath.Join(dir, "catalog.json"), doc); err != nil {
 		return err
 	}
+	return writeReceived(dir, city, CityBus, CityDepartment, receives)
+}
+
+// AddReceiving makes the catalog in dir (a copy of a catalog, WriteCity's)
+// receive items of the upstream bus up: a department standing for it
+// (code dept, principal "bus.<bus>") and an item per receive, as its grant
+// there delivers it. The city receiving a ministry's items ("coming home")
+// is this, as a district receiving the city's.
+func AddReceiving(dir string, up *catalog.Catalog, dept string, receives []Receive) error {
+	path := filepath.Join(dir, "catalog.json")
+	var doc map[string]any
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return err
+	}
+	depts, _ := doc["departments"].([]any)
+	doc["departments"] = append(depts, map[string]any{"code": dept, "name": up.BusName() + " 平台", "name_en": "The " + up.BusName() + " bus", "principal": "bus." + up.BusName(), "bus": up.BusName()})
+	if err := writeJSON(path, doc); err != nil {
+		return err
+	}
+	return writeReceived(dir, up, up.BusName(), dept, receives)
+}
+
+// writeReceived writes the received items' files (each Receive's As, or
+// the upstream code) and loads the catalog to check it.
+func writeReceived(dir string, up *catalog.Catalog, bus, dept string, receives []Receive) error {
+	if err := os.MkdirAll(filepath.Join(dir, "items"), 0o755); err != nil {
+		return err
+	}
 	for _, r := range receives {
-		up := city.Item(r.Item)
-		if up == nil {
-			return fmt.Errorf("federation: the city has no item %s", r.Item)
+		it := up.Item(r.Item)
+		if it == nil {
+			return fmt.Errorf("federation: %s has no item %s", bus, r.Item)
 		}
 		for _, f := range r.Fields {
-			if up.Field(f) == nil {
+			if it.Field(f) == nil {
 				return fmt.Errorf("federation: %s has no field %q", r.Item, f)
 			}
 		}
 		fields := r.Fields
 		if len(fields) == 0 { // as an application: every field
-			for _, f := range up.Fields {
+			for _, f := range it.Fields {
 				fields = append(fields, f.Name)
 			}
 		}
-		it := bridge.ReceivedItem(up, feed.Grant{Item: r.Item, Fields: fields, Grade: r.Grade}, CityBus, CityDepartment)
-		if err := writeJSON(filepath.Join(dir, "items", it.Code+".json"), it); err != nil {
+		recv := bridge.ReceivedItem(it, feed.Grant{Item: r.Item, Fields: fields, Grade: r.Grade}, bus, dept)
+		if r.As != "" {
+			recv.Code = r.As
+		}
+		if err := writeJSON(filepath.Join(dir, "items", recv.Code+".json"), recv); err != nil {
 			return err
 		}
 	}
