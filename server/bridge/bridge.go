@@ -112,6 +112,8 @@ type Bridge struct {
 	status map[string]*Status   // by upstream item code
 	byTop  map[string]string    // upstream topic -> upstream item code, of the topics read
 	relays map[string]*Relay    // by the dispute's id here
+	// reported are the offsets last committed upstream (ReadGroup).
+	reported map[string]map[int32]int64
 }
 
 // Position is the bridge's ledger entry for one item: the upstream topic
@@ -180,7 +182,7 @@ func New(ctx context.Context, cfg Config) (*Bridge, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Bridge{cfg: cfg, bus: d.Bus, items: map[string]*catalog.Item{}, log: cfg.Logger.With("bridge", d.Bus),
-		pos: map[string]*Position{}, status: map[string]*Status{}, byTop: map[string]string{}, relays: map[string]*Relay{}}
+		pos: map[string]*Position{}, status: map[string]*Status{}, byTop: map[string]string{}, relays: map[string]*Relay{}, reported: map[string]map[int32]int64{}}
 	b.views, b.fast = map[string]*schemas.Schema{}, map[int]bool{}
 	for _, it := range cfg.Catalog.Items {
 		if it.Source == d.Code && it.Upstream != nil {
@@ -205,7 +207,7 @@ func New(ctx context.Context, cfg Config) (*Bridge, error) {
 	if b.m, err = newMetrics(cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
-	for _, kind := range []string{"publish", "auth", "fetch", "discover", "status", "dispute"} {
+	for _, kind := range []string{"publish", "auth", "fetch", "discover", "status", "dispute", "report"} {
 		b.m.errors.WithLabelValues(b.bus, kind) // exported from the start: a rate of 0, not no series
 	}
 	b.pub, err = producers.New(ctx, cfg.Catalog, d.Code, cfg.Downstream,
@@ -322,7 +324,13 @@ func (b *Bridge) Run(ctx context.Context) error {
 		b.log.Warn("bridge: discovery", "err", err)
 	}
 	next := time.Now().Add(b.cfg.Rediscover)
+	nextReport := time.Now().Add(2 * time.Second)
+	defer b.reportReads(context.WithoutCancel(ctx))
 	for ctx.Err() == nil {
+		if time.Now().After(nextReport) {
+			b.reportReads(ctx)
+			nextReport = time.Now().Add(2 * time.Second)
+		}
 		if time.Now().After(next) {
 			if err := b.discover(ctx); err != nil && ctx.Err() == nil {
 				b.m.errors.WithLabelValues(b.bus, "discover").Inc()
@@ -364,6 +372,59 @@ func (b *Bridge) Run(ctx context.Context) error {
 }
 
 func itoa(p int32) string { return fmt.Sprint(p) }
+
+// ReadGroup is the consumer group the bridge reports its reads under on
+// the upstream bus (this bus's department's there: "<dept>.bridge"), so
+// that the upstream's audit attributes them to the grants, as any
+// department's reads: its committed offsets follow the positions the
+// receiving bus committed (the ledger is the receiving bus's; these are a
+// report, never read back).
+func (b *Bridge) ReadGroup() string { return b.cfg.UpstreamDepartment + ".bridge" }
+
+// reportReads commits the bridge's positions to ReadGroup upstream.
+func (b *Bridge) reportReads(ctx context.Context) {
+	b.mu.Lock()
+	offsets := kadm.Offsets{}
+	changed := false
+	for code, p := range b.pos {
+		reading := false
+		for t, c := range b.byTop {
+			reading = reading || (c == code && t == p.Topic)
+		}
+		if !reading {
+			continue
+		}
+		for part, o := range p.Offsets {
+			offsets.Add(kadm.Offset{Topic: p.Topic, Partition: part, At: o, LeaderEpoch: -1})
+			if b.reported[p.Topic][part] != o {
+				changed = true
+			}
+		}
+	}
+	b.mu.Unlock()
+	if !changed {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := b.upAdm.CommitOffsets(cctx, b.ReadGroup(), offsets)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		b.m.errors.WithLabelValues(b.bus, "report").Inc()
+		b.log.Warn("bridge: report the reads upstream", "group", b.ReadGroup(), "err", err)
+		return
+	}
+	b.mu.Lock()
+	offsets.Each(func(o kadm.Offset) {
+		if b.reported[o.Topic] == nil {
+			b.reported[o.Topic] = map[int32]int64{}
+		}
+		b.reported[o.Topic][o.Partition] = o.At
+	})
+	b.mu.Unlock()
+}
 
 func (b *Bridge) topicItem(topic string) (string, bool) {
 	b.mu.Lock()

@@ -24,7 +24,7 @@ func newMetrics(reg prometheus.Registerer) (_ *metrics, err error) {
 			Help: "Upstream records the bridge carried into the receiving bus's inbox, committed with its position: forwarded, or kept (not fitting the item here: refused, in the quarantine)."},
 			[]string{"bus", "item", "outcome"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jutong_bridge_errors_total",
-			Help: "The bridge's failures by kind (publish: a transaction of the receiving bus failed and is retried; auth: a credential refused; fetch: reading the upstream bus; discover; status; dispute: relaying disputes)."},
+			Help: "The bridge's failures by kind (publish: a transaction of the receiving bus failed and is retried; auth: a credential refused; fetch: reading the upstream bus; discover; status; dispute: relaying disputes; report: committing its reads to the upstream group)."},
 			[]string{"bus", "kind"}),
 		flowing: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "jutong_bridge_flowing",
 			Help: "1 while a received item's upstream feed is read; 0 when it is not (its grant revoked, or none yet): jutong bridge status says why."},

@@ -163,6 +163,29 @@ func TestFederationBridge(t *testing.T) {
 		t.Fatalf("forwarded %v", got)
 	}
 
+	// The city's audit attributes the bridge's reads to the district's
+	// grant, as any department's.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		evs, err := city.AuditReads(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var read int64
+		for _, e := range evs {
+			if e.Department == federation.DistrictDepartment("a") && e.Item == resident && e.Grant == app.ID {
+				read += e.Records
+			}
+		}
+		if read > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no audited read of the district's grant: %+v", evs)
+		}
+		time.Sleep(time.Second)
+	}
+
 	// Hostile: the city's bridge principal claims another bus's record, and
 	// a district department writes the received item.
 	it := distCat.Item(resident)
