@@ -519,8 +519,8 @@ func (b *Bridge) discover(ctx context.Context) error {
 	for _, t := range listed.Names() {
 		if d, item, _, ok := topicname.ParseFeed(t); ok && d == b.cfg.UpstreamDepartment {
 			feeds[item] = append(feeds[item], t)
-		} else if _, ok := b.items[t]; ok && !topicname.Internal(t) {
-			feeds[t] = append(feeds[t], t) // the item's own topic: granted in clear
+		} else if !topicname.Internal(t) {
+			feeds[t] = append(feeds[t], t) // an item's own topic (the ACLs show only granted ones): granted in clear
 		}
 	}
 	unmapped := 0

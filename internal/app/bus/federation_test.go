@@ -79,6 +79,9 @@ func TestFederationBridge(t *testing.T) {
 	grant(t, cc, cityCat, federation.DistrictDepartment("a"), control.Request{Item: enterprise, Purpose: "区级市场主体服务"})
 	abnormals := publishItem(t, city, cityCat, abnormal, 4, 28)
 	grant(t, cc, cityCat, federation.DistrictDepartment("a"), control.Request{Item: abnormal, Purpose: "区级信用监管"})
+	// Granted on the city, declared by no item of the district: not read.
+	publishItem(t, city, cityCat, "legal_person.social_organization", 3, 29)
+	grant(t, cc, cityCat, federation.DistrictDepartment("a"), control.Request{Item: "legal_person.social_organization", Purpose: "区级社会组织管理"})
 
 	newBridge := func(pass string, reg prometheus.Registerer) (*bridge.Bridge, error) {
 		dp, up := distCat.Department(federation.CityDepartment).Principal, cityCat.Department(federation.DistrictDepartment("a")).Principal
@@ -308,6 +311,10 @@ func TestFederationBridge(t *testing.T) {
 	var n int
 	if err := pg.QueryRow(context.Background(), `SELECT count(*) FROM population.resident_registration`).Scan(&n); err != nil || n != len(clear) {
 		t.Fatalf("rows after revocation: %d %v", n, err)
+	}
+	// A granted item the district does not receive is counted, not read.
+	if got := sumSeries(t, reg, "jutong_bridge_unmapped_items", "", ""); got != 1 {
+		t.Fatalf("unmapped items: %v", got)
 	}
 	// The item the city never granted is not read, and the bridge says so.
 	for _, st := range br.Statuses() {
