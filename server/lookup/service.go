@@ -184,6 +184,10 @@ func (r *Record) AppendJSON(buf []byte) ([]byte, error) {
 	buf = strconv.AppendInt(buf, int64(pr.Partition), 10)
 	buf = append(buf, `,"offset":`...)
 	buf = strconv.AppendInt(buf, pr.Offset, 10)
+	if pr.Upstream != "" {
+		buf = append(buf, `,"upstream":`...)
+		buf = schemas.AppendJSONString(buf, pr.Upstream)
+	}
 	buf = append(buf, '}')
 	if len(r.Disputes) > 0 {
 		buf = append(buf, `,"disputes":[`...)
@@ -208,6 +212,10 @@ type Provenance struct {
 	Topic       string    `json:"topic"`
 	Partition   int32     `json:"partition"`
 	Offset      int64     `json:"offset"`
+	// Upstream is, for an item received from another bus, where the
+	// record was published there (model/upstream; docs/federation.md),
+	// whatever fields the grant delivers.
+	Upstream string `json:"upstream,omitempty"`
 }
 
 // Denied is a refusal: the status to answer and the reason.
@@ -372,8 +380,12 @@ func (s *Service) denied(ctx context.Context, dept string, it *catalog.Item, pur
 }
 
 func (s *Service) audit(ctx context.Context, dept string, it *catalog.Item, g Grant, purpose string, keys []string, found int) error {
+	var detail string
+	if it.Upstream != nil { // the records' own provenance is in the answer
+		detail = "received from the bus " + it.Upstream.Bus + " (its " + it.Upstream.Item + ")"
+	}
 	err := s.cfg.Audit(ctx, audit.Event{Time: s.cfg.Now().UTC(), Kind: audit.Lookup, Department: dept, Item: it.Code,
-		Application: g.ID, Grant: g.ID, Actor: dept, Purpose: purpose, Keys: keys, Records: int64(found)})
+		Application: g.ID, Grant: g.ID, Actor: dept, Purpose: purpose, Keys: keys, Records: int64(found), Detail: detail})
 	if err != nil {
 		return &Denied{Status: 503, Reason: "the call could not be audited, so it is not answered: retry", RetryAfter: time.Second}
 	}
@@ -420,6 +432,9 @@ func (s *Service) record(it *catalog.Item, p *feed.Projection, vals []any, porta
 	prov.PublishTime, _ = meta[3].(time.Time)
 	prov.Partition = int32(asInt(meta[4]))
 	prov.Offset = asInt(meta[5])
+	if it.Upstream != nil {
+		prov.Upstream, _ = data[catalog.UpstreamField].(string)
+	}
 	key, _ := data[it.Key].(string)
 	raw := p.Apply(data)
 	rec := Record{Key: p.Key(key), Provenance: prov, clearKey: key, raw: raw, shape: p.Item}

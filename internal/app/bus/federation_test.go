@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -276,6 +277,32 @@ func TestFederationBridge(t *testing.T) {
 	if err := pg.QueryRow(context.Background(), `SELECT name FROM legal_person.enterprise_registration WHERE uscc = $1`, target.Key).Scan(&name); err != nil || name != corrected.Data["name"] {
 		t.Fatalf("the corrected record in the district: %q %v", name, err)
 	}
+	// A lookup in the district shows where the record came from, and its
+	// audit that the item is the city's.
+	code, _, body := lookupAs(t, dist, distCat, "civil_affairs", "/v1/items/"+enterprise+"/records/"+target.Key, url.Values{"purpose": {"社会救助对象经营情况核查"}})
+	var rec struct {
+		Record struct {
+			Provenance struct{ Upstream string } `json:"provenance"`
+		} `json:"record"`
+	}
+	if code != 200 || json.Unmarshal(body, &rec) != nil || !strings.HasPrefix(rec.Record.Provenance.Upstream, "jutong://city/market_supervision/"+enterprise+"?") {
+		t.Fatalf("a lookup of a received record: %d %s", code, body)
+	}
+	for {
+		var n uint64
+		if err := ch.QueryRow(context.Background(), `SELECT count() FROM audit WHERE kind = 'lookup' AND item = ? AND detail = ?`, enterprise,
+			"received from the bus city (its "+enterprise+")").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lookup's audit: %d rows", n)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+
 	// The bridge keeps the city's receipts beside its relay.
 	for {
 		rl := br.Relays()
