@@ -17,6 +17,7 @@ import (
 	"github.com/jutong/jutong/internal/app/federation"
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/internal/cmdflag"
+	"github.com/jutong/jutong/schemas"
 )
 
 const devDesc = `Runs the whole bus on this machine until Ctrl-C (SIGINT) or SIGTERM: an embedded
@@ -37,7 +38,9 @@ process of its own (its own catalog, data directory and ports, from
 --federation-port), one PostgreSQL and one ClickHouse server with a database per
 bus, each district granted residents (masked) and enterprises on the city, and a
 bridge process per district carrying them down (docs/federation.md); synthetic
-city departments publish, and the summary says what landed where.`
+city departments publish, the summary says what landed where, and a dispute raised
+in the first district crosses to the city, whose correction comes back down with
+the district's receipts.`
 
 func runDev(ctx context.Context, args []string, out, errOut io.Writer) error {
 	fs := cmdflag.New("dev", devDesc, errOut)
@@ -87,6 +90,7 @@ func runFederation(ctx context.Context, dataDir string, n, port int, verbose boo
 		f.Close()
 	}()
 	counts := map[string]int{}
+	var target *schemas.Event
 	for i, r := range federation.DefaultReceives {
 		evs, err := f.Publish(ctx, r.Item, 300, uint64(i+1))
 		if err != nil {
@@ -95,6 +99,9 @@ func runFederation(ctx context.Context, dataDir string, n, port int, verbose boo
 		keys := map[string]bool{}
 		for _, e := range evs {
 			keys[e.Key] = true
+			if e.Op != schemas.OpDelete && r.Item == "legal_person.enterprise_registration" {
+				target = e
+			}
 		}
 		counts[r.Item] = len(keys)
 	}
@@ -109,6 +116,15 @@ func runFederation(ctx context.Context, dataDir string, n, port int, verbose boo
 			}
 			fmt.Fprintf(out, "  %-10s %-40s %d of %d records (masked as its grant says, provenance in column upstream)\n", d.Name, r.Item, got, counts[r.Item])
 		}
+	}
+	c, err := f.CorrectAcross(ctx, 0, target, 3*time.Minute)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nA correction across the levels: %s's civil affairs disputed enterprise %s's name (%s); the bridge raised it on the city (%s);\n"+
+		"the city's market supervision corrected it (event %s); the correction came down and closed %s's dispute, landed:\n", c.District, target.Key, c.Down, c.Up, c.EventID, c.District)
+	for _, r := range c.Receipts {
+		fmt.Fprintf(out, "  %-12s %s partition %d offset %d at %s\n", r.Sink, r.Topic, r.Partition, r.Offset, r.Landed.Format(time.RFC3339))
 	}
 	<-ctx.Done()
 	return nil

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/binary"
-	"maps"
 	"os"
 	"os/exec"
 	"strings"
@@ -19,8 +18,6 @@ import (
 	"github.com/jutong/jutong/model/inbox"
 	"github.com/jutong/jutong/model/topicname"
 	"github.com/jutong/jutong/schemas"
-	"github.com/jutong/jutong/server/control"
-	"github.com/jutong/jutong/server/dispute"
 )
 
 // TestFederationUnderKills: a city bus and two district buses, each a
@@ -200,71 +197,14 @@ func TestFederationUnderKills(t *testing.T) {
 	// enterprise's name; the bridge raises it on the city; the city's market
 	// supervision corrects the record; the correction comes down and closes
 	// the district's dispute with the district's receipts.
-	crossLevelDispute(t, ctx, f, lastEnterprise)
-}
-
-func crossLevelDispute(t *testing.T, ctx context.Context, f *federation.Federation, target *schemas.Event) {
-	t.Helper()
-	const enterprise = "legal_person.enterprise_registration"
-	d := f.Districts[0]
-	var app control.Application
-	if _, err := d.Call(ctx, "civil_affairs", "POST", "/v1/applications", control.Request{Item: enterprise, Purpose: "社会救助对象经营情况核查"}, &app); err != nil {
-		t.Fatal(err)
-	}
-	for _, by := range []string{d.Catalog.Authority, federation.CityDepartment} {
-		if app.State != control.Granted {
-			if _, err := d.Call(ctx, by, "POST", "/v1/applications/"+app.ID+"/approve", control.Verdict{Reason: "同意"}, &app); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	var raised dispute.Dispute
-	if _, err := d.Call(ctx, "civil_affairs", "POST", "/v1/disputes", dispute.Request{Item: enterprise, Key: target.Key, Fields: []string{"name"}, Claim: "名称已变更"}, &raised); err != nil {
-		t.Fatal(err)
-	}
-	var up dispute.Dispute
-	deadline := time.Now().Add(2 * time.Minute)
-	for up.ID == "" {
-		var list []dispute.Dispute
-		if _, err := f.City.Call(ctx, "market_supervision", "GET", "/v1/disputes", nil, &list); err != nil {
-			t.Fatal(err)
-		}
-		for _, x := range list {
-			if strings.Contains(x.Claim, raised.ID) && x.RaisedBy == federation.DistrictDepartment(d.Name) {
-				up = x
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s's dispute %s never reached the city", d.Name, raised.ID)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	pub, err := f.City.Publisher(ctx, "market_supervision")
+	c, err := f.CorrectAcross(ctx, 0, lastEnterprise, 3*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pub.Close()
-	fixed := *target
-	fixed.ID, fixed.Op = "00000000-0000-4000-8000-00000000c0de", schemas.OpUpdate
-	fixed.Data = maps.Clone(target.Data)
-	fixed.Data["name"] = "重庆市更正后名称有限公司"
-	if _, err := pub.PublishCorrection(ctx, enterprise, up.ID, &fixed); err != nil {
-		t.Fatal(err)
+	if len(c.Receipts) < 2 {
+		t.Fatalf("the district's receipts: %+v", c.Receipts)
 	}
-	var down dispute.Dispute
-	for down.State != dispute.Corrected {
-		if _, err := d.Call(ctx, "civil_affairs", "GET", "/v1/disputes/"+raised.ID, nil, &down); err != nil {
-			t.Fatal(err)
-		}
-		if time.Now().After(deadline.Add(time.Minute)) {
-			t.Fatalf("%s's dispute after the city's correction: %+v", d.Name, down)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	if down.Correction != fixed.ID || len(down.Receipts) < 2 {
-		t.Fatalf("%s's dispute: correction %s, receipts %+v", d.Name, down.Correction, down.Receipts)
-	}
-	t.Logf("dispute %s (%s) -> %s (city), corrected with receipts %+v", raised.ID, d.Name, up.ID, down.Receipts)
+	t.Logf("dispute %s (%s) -> %s (city), corrected by %s with receipts %+v", c.Down, c.District, c.Up, c.EventID, c.Receipts)
 }
 
 func header(r *kgo.Record, key string) string {

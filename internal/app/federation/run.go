@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -30,6 +31,7 @@ import (
 	"github.com/jutong/jutong/schemas"
 	"github.com/jutong/jutong/server/access"
 	"github.com/jutong/jutong/server/control"
+	"github.com/jutong/jutong/server/dispute"
 )
 
 // Districts are the district buses' names, in the order they are started
@@ -554,4 +556,80 @@ func (b *Bus) Call(ctx context.Context, dept, method, path string, body, out any
 		return resp.StatusCode, json.Unmarshal(raw, out)
 	}
 	return resp.StatusCode, nil
+}
+
+// Correction is what CorrectAcross did: the district's dispute, the city's
+// it became, the correcting change and the district's receipts.
+type Correction struct {
+	District, Down, Up, EventID string
+	Receipts                    []dispute.Receipt
+}
+
+// CorrectAcross shows a correction crossing the levels: district i's civil
+// affairs is granted the received enterprises there and disputes the name
+// of enterprise target; the bridge raises the dispute on the city; the
+// city's market supervision publishes the corrected record naming it; the
+// correction comes down the feed and closes the district's dispute with the
+// district's receipts. It returns when it has, or when wait ran out.
+func (f *Federation) CorrectAcross(ctx context.Context, i int, target *schemas.Event, wait time.Duration) (*Correction, error) {
+	const enterprise = "legal_person.enterprise_registration"
+	d := f.Districts[i]
+	var app control.Application
+	if _, err := d.Call(ctx, "civil_affairs", "POST", "/v1/applications", control.Request{Item: enterprise, Purpose: "社会救助对象经营情况核查"}, &app); err != nil {
+		return nil, err
+	}
+	for _, by := range []string{d.Catalog.Authority, CityDepartment} {
+		if app.State != control.Granted {
+			if _, err := d.Call(ctx, by, "POST", "/v1/applications/"+app.ID+"/approve", control.Verdict{Reason: "同意"}, &app); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var raised dispute.Dispute
+	if _, err := d.Call(ctx, "civil_affairs", "POST", "/v1/disputes", dispute.Request{Item: enterprise, Key: target.Key, Fields: []string{"name"}, Claim: "企业名称已变更，登记信息未更新"}, &raised); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(wait)
+	var up dispute.Dispute
+	for up.ID == "" {
+		var list []dispute.Dispute
+		if _, err := f.City.Call(ctx, "market_supervision", "GET", "/v1/disputes", nil, &list); err != nil {
+			return nil, err
+		}
+		for _, x := range list {
+			if strings.Contains(x.Claim, raised.ID) && x.RaisedBy == DistrictDepartment(d.Name) {
+				up = x
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("federation: %s's dispute %s never reached the city", d.Name, raised.ID)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	pub, err := f.City.Publisher(ctx, "market_supervision")
+	if err != nil {
+		return nil, err
+	}
+	defer pub.Close()
+	fixed := *target
+	fixed.ID, fixed.Op = synth.NewUUID(), schemas.OpUpdate
+	fixed.Data = maps.Clone(target.Data)
+	fixed.Data["name"] = "重庆市" + d.Name + "区更正后名称有限公司"
+	if _, err := pub.PublishCorrection(ctx, enterprise, up.ID, &fixed); err != nil {
+		return nil, err
+	}
+	var down dispute.Dispute
+	for down.State != dispute.Corrected {
+		if _, err := d.Call(ctx, "civil_affairs", "GET", "/v1/disputes/"+raised.ID, nil, &down); err != nil {
+			return nil, err
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("federation: %s's dispute %s is %s after the city's correction", d.Name, raised.ID, down.State)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if down.Correction != fixed.ID {
+		return nil, fmt.Errorf("federation: %s's dispute was corrected by %s, not the city's %s", d.Name, down.Correction, fixed.ID)
+	}
+	return &Correction{District: d.Name, Down: raised.ID, Up: up.ID, EventID: fixed.ID, Receipts: down.Receipts}, nil
 }
