@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -84,8 +83,10 @@ func benchFederation(ctx context.Context, args []string, out, errOut io.Writer) 
 	}
 	// Wait until the city's door and feed have them all: the district's
 	// grants read the feed (residents) and the item's topic (enterprises).
-	cityAdmin := readEnvFile(filepath.Join(f.City.DataDir, "jutong.env"))
-	k := kafkaconn.Config{Brokers: []string{f.City.Kafka}, User: cityAdmin["JUTONG_KAFKA_USER"], Password: cityAdmin["JUTONG_KAFKA_PASSWORD"], CAFile: f.City.CAFile()}
+	k, err := f.City.Admin()
+	if err != nil {
+		return err
+	}
 	opts, err := k.Opts()
 	if err != nil {
 		return err
@@ -206,19 +207,4 @@ func scrapeSum(url, name string) (float64, error) {
 		}
 	}
 	return sum, sc.Err()
-}
-
-// readEnvFile reads a jutong.env file (KEY=value lines).
-func readEnvFile(path string) map[string]string {
-	out := map[string]string{}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return out
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, "="); ok && !strings.HasPrefix(l, "#") {
-			out[k] = v
-		}
-	}
-	return out
 }

@@ -114,8 +114,10 @@ func TestFederationUnderKills(t *testing.T) {
 	t.Logf("%d kills; published %d residents, %d enterprises", kills, len(published[federation.DefaultReceives[0].Item]), len(published[federation.DefaultReceives[1].Item]))
 
 	for _, d := range f.Districts {
-		env := readEnv(t, d.DataDir+"/jutong.env")
-		k := kafkaconn.Config{Brokers: []string{d.Kafka}, User: env["JUTONG_KAFKA_USER"], Password: env["JUTONG_KAFKA_PASSWORD"], CAFile: d.CAFile()}
+		k, err := d.Admin()
+		if err != nil {
+			t.Fatal(err)
+		}
 		opts, err := k.Opts()
 		if err != nil {
 			t.Fatal(err)

@@ -61,6 +61,21 @@ func WriteBus(dir string, base fs.FS, bus string, depts []catalog.Department, re
 	if err := os.CopyFS(dir, base); err != nil {
 		return fmt.Errorf("federation: copy the catalog: %w", err)
 	}
+	return editCatalog(dir, func(doc map[string]any) {
+		doc["bus"] = bus
+		list, _ := doc["departments"].([]any)
+		for _, d := range depts {
+			list = append(list, d)
+		}
+		doc["departments"] = list
+		if td, ok := doc["topic_defaults"].(map[string]any); ok && replication > 0 {
+			td["replication_factor"] = replication
+		}
+	})
+}
+
+// editCatalog rewrites dir's catalog.json as edit changes it.
+func editCatalog(dir string, edit func(doc map[string]any)) error {
 	path := filepath.Join(dir, "catalog.json")
 	var doc map[string]any
 	raw, err := os.ReadFile(path)
@@ -68,17 +83,9 @@ func WriteBus(dir string, base fs.FS, bus string, depts []catalog.Department, re
 		return err
 	}
 	if err := json.Unmarshal(raw, &doc); err != nil {
-		return err
+		return fmt.Errorf("federation: %s: %w", path, err)
 	}
-	doc["bus"] = bus
-	list, _ := doc["departments"].([]any)
-	for _, d := range depts {
-		list = append(list, d)
-	}
-	doc["departments"] = list
-	if td, ok := doc["topic_defaults"].(map[string]any); ok && replication > 0 {
-		td["replication_factor"] = replication
-	}
+	edit(doc)
 	return writeJSON(path, doc)
 }
 
@@ -113,18 +120,11 @@ func WriteDistrict(dir string, city *catalog.Catalog, district string, receives 
 // there delivers it. The city receiving a ministry's items ("coming home")
 // is this, as a district receiving the city's.
 func AddReceiving(dir string, up *catalog.Catalog, dept string, receives []Receive) error {
-	path := filepath.Join(dir, "catalog.json")
-	var doc map[string]any
-	raw, err := os.ReadFile(path)
+	err := editCatalog(dir, func(doc map[string]any) {
+		depts, _ := doc["departments"].([]any)
+		doc["departments"] = append(depts, catalog.Department{Code: dept, Name: up.BusName() + " 平台", NameEN: "The " + up.BusName() + " bus", Principal: "bus." + up.BusName(), Bus: up.BusName()})
+	})
 	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		return err
-	}
-	depts, _ := doc["departments"].([]any)
-	doc["departments"] = append(depts, map[string]any{"code": dept, "name": up.BusName() + " 平台", "name_en": "The " + up.BusName() + " bus", "principal": "bus." + up.BusName(), "bus": up.BusName()})
-	if err := writeJSON(path, doc); err != nil {
 		return err
 	}
 	return writeReceived(dir, up, up.BusName(), dept, receives)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/jutong/jutong/connect"
+	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/localsvc"
 	"github.com/jutong/jutong/internal/synth"
 	"github.com/jutong/jutong/internal/tlsca"
@@ -76,6 +77,22 @@ func (b *Bus) CAFile() string { return filepath.Join(b.DataDir, "tls", "ca.pem")
 // Credentials are its departments' passwords.
 func (b *Bus) Credentials() (access.Credentials, error) {
 	return access.ReadCredentials(filepath.Join(b.DataDir, "credentials.json"))
+}
+
+// Admin is how its admin reaches its brokers (the Kafka superuser jutong
+// dev keeps in jutong.env).
+func (b *Bus) Admin() (kafkaconn.Config, error) {
+	raw, err := os.ReadFile(filepath.Join(b.DataDir, "jutong.env"))
+	if err != nil {
+		return kafkaconn.Config{}, err
+	}
+	env := map[string]string{}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok && !strings.HasPrefix(l, "#") {
+			env[k] = v
+		}
+	}
+	return kafkaconn.Config{Brokers: []string{b.Kafka}, User: env["JUTONG_KAFKA_USER"], Password: env["JUTONG_KAFKA_PASSWORD"], CAFile: b.CAFile()}, nil
 }
 
 // Officers are its departments' officer tokens.
