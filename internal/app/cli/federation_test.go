@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/jutong/jutong/internal/app/federation"
@@ -57,6 +58,7 @@ func TestFederationUnderKills(t *testing.T) {
 	keys := map[string]map[string]bool{}      // item -> keys
 	var mu sync.Mutex
 	var lastEnterprise *schemas.Event
+	clearIDs := map[string]bool{} // the residents' citizen IDs, which the districts' grants mask
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -81,6 +83,9 @@ func TestFederationUnderKills(t *testing.T) {
 					keys[r.Item][e.Key] = true
 					if r.Item == "legal_person.enterprise_registration" && e.Op != schemas.OpDelete {
 						lastEnterprise = e
+					}
+					if id, ok := e.Data["citizen_id"].(string); ok {
+						clearIDs[id] = true
 					}
 				}
 				mu.Unlock()
@@ -191,6 +196,23 @@ func TestFederationUnderKills(t *testing.T) {
 			rows, err := waitRows(ctx, d.PGDSN, r.Item, len(keys[r.Item]), 2*time.Minute)
 			if err != nil || rows != len(keys[r.Item]) {
 				t.Fatalf("%s %s: %d rows in PostgreSQL, want %d (%v)", d.Name, r.Item, rows, len(keys[r.Item]), err)
+			}
+			if r.Item == "population.resident_registration" {
+				pg, err := pgx.Connect(ctx, d.PGDSN)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var ids []string
+				err = pg.QueryRow(ctx, `SELECT array_agg(citizen_id) FROM population.resident_registration`).Scan(&ids)
+				pg.Close(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, id := range ids {
+					if clearIDs[id] {
+						t.Fatalf("%s holds the clear citizen ID %s: the grant masks it", d.Name, id)
+					}
+				}
 			}
 		}
 	}
