@@ -47,8 +47,11 @@ func CheckCitizenID(id string, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := CheckDivision(id[:6]); err != nil {
+	if err := checkDivisionForm(id[:6]); err != nil {
 		return &Error{"citizen_id.division", id, "does not start with a valid division code"}
+	}
+	if !issuedIn(id[:6]) {
+		return &Error{"citizen_id.division", id, fmt.Sprintf("starts with %s, which is no GB/T 2260 code, nor a county of a known prefecture (the shipped list, 2002-12 to %s)", id[:6], DivisionsAsOf)}
 	}
 	if birth, ok := parseDate(id[6:14]); !ok || birth.Year() < 1880 || birth.After(now) {
 		return &Error{"citizen_id.birth_date", id, fmt.Sprintf("has no real birth date (%s)", id[6:14])}
@@ -117,7 +120,7 @@ func CheckUSCC(code string) error {
 		return &Error{"uscc.charset", code, fmt.Sprintf("has %q at position 18, not in %s", code[17], USCCAlphabet)}
 	}
 	if err := CheckDivision(code[2:8]); err != nil {
-		return &Error{"uscc.division", code, fmt.Sprintf("has no valid division code at positions 3-8 (%s)", code[2:8])}
+		return &Error{"uscc.division", code, fmt.Sprintf("has no GB/T 2260 division code at positions 3-8 (%s: %v)", code[2:8], err.(*Error).Reason)}
 	}
 	if code[17] != want {
 		return &Error{"uscc.checksum", code, fmt.Sprintf("has check character %q, want %q", code[17], want)}
@@ -125,9 +128,34 @@ func CheckUSCC(code string) error {
 	return nil
 }
 
-// CheckDivision checks the form of a GB/T 2260 administrative division code:
-// six digits, a province part from 11 to 82 and no trailing nonsense.
+// CheckDivision checks a GB/T 2260 administrative division code: six
+// digits, a province part from 11 to 82, and a code that exists or existed
+// (the shipped list, LookupDivision: a record may name a division since
+// merged or renamed; a code that never existed is refused).
 func CheckDivision(code string) error {
+	if err := checkDivisionForm(code); err != nil {
+		return err
+	}
+	if _, ok := LookupDivision(code); !ok {
+		return &Error{"division.unknown", code, fmt.Sprintf("is no GB/T 2260 code: no revision from 2002-12 to %s lists it", DivisionsAsOf)}
+	}
+	return nil
+}
+
+// issuedIn says whether a citizen ID may have been issued in division:
+// a code of the list, or a county code of a prefecture of the list. IDs
+// are older than the shipped history (2002-12 on): a county abolished
+// before then is still a county of its prefecture, which the list knows.
+func issuedIn(division string) bool {
+	if _, ok := LookupDivision(division); ok {
+		return true
+	}
+	_, ok := LookupDivision(division[:4] + "00")
+	return ok
+}
+
+// checkDivisionForm checks a division code's form only.
+func checkDivisionForm(code string) error {
 	if len(code) != 6 {
 		return &Error{"division.length", code, fmt.Sprintf("has %d characters, want 6", len(code))}
 	}

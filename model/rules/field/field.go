@@ -79,7 +79,7 @@ var rules = []Rule{
 		Mask:    keep(6, 4, 18), MaskDoc: "first 6 and last 4 characters",
 	},
 	{
-		Name: Division, Kind: Text, Doc: "an administrative division code, GB/T 2260: six digits of a province, city and county",
+		Name: Division, Kind: Text, Doc: "an administrative division code, GB/T 2260: six digits, a code the shipped list has (current or since abolished: model/ident/data/divisions.tsv)",
 		CheckText: identCheck(func(s string, _ time.Time) error { return ident.CheckDivision(s) }),
 		Example:   func(_ *rand.Rand, division string, _ time.Time) string { return division },
 	},
