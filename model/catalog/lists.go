@@ -169,3 +169,34 @@ func CompareLists(here, partner *Catalog) []string {
 	}
 	return out
 }
+
+// Negative is one entry of the negative list (负面清单): an item not shared
+// with other departments, or not opened to the public, with the legal
+// basis the catalog requires for it.
+type Negative struct {
+	Item       string `json:"item"`
+	Name       string `json:"name"`
+	Source     string `json:"source"`
+	Withheld   string `json:"withheld"` // "shared" (share none: neither shared nor opened) or "opened" (open none)
+	LegalBasis string `json:"legal_basis"`
+}
+
+// NegativeList is the catalog's negative list, by item code: every item
+// not shared, then every shared one not opened.
+func (c *Catalog) NegativeList() []Negative {
+	var out []Negative
+	for _, it := range c.Items {
+		switch {
+		case it.Share == ShareNone:
+			out = append(out, Negative{Item: it.Code, Name: it.Name, Source: it.Source, Withheld: "shared", LegalBasis: it.LegalBasis})
+		case it.Open == ShareNone:
+			basis := it.OpenLegalBasis
+			if basis == "" {
+				basis = it.LegalBasis
+			}
+			out = append(out, Negative{Item: it.Code, Name: it.Name, Source: it.Source, Withheld: "opened", LegalBasis: basis})
+		}
+	}
+	slices.SortFunc(out, func(a, b Negative) int { return strings.Compare(a.Item, b.Item) })
+	return out
+}

@@ -94,3 +94,30 @@ func TestSharedLists(t *testing.T) {
 		})
 	}
 }
+
+// TestNegativeList: the sample's negative list holds each item not shared
+// (criminal records) and each shared one not opened, with its legal basis,
+// which the catalog requires of each.
+func TestNegativeList(t *testing.T) {
+	c, err := Sample()
+	if err != nil {
+		t.Fatal(err)
+	}
+	neg := c.NegativeList()
+	byItem := map[string]Negative{}
+	for _, n := range neg {
+		if strings.TrimSpace(n.LegalBasis) == "" {
+			t.Errorf("%s is withheld with no legal basis", n.Item)
+		}
+		byItem[n.Item] = n
+	}
+	if n := byItem["population.criminal_record"]; n.Withheld != "shared" {
+		t.Fatalf("criminal records: %+v", n)
+	}
+	for _, it := range c.Items {
+		_, listed := byItem[it.Code]
+		if listed != (it.Share == ShareNone || it.Open == ShareNone) {
+			t.Errorf("%s (share %s, open %s): listed %v", it.Code, it.Share, it.Open, listed)
+		}
+	}
+}

@@ -34,13 +34,15 @@ Subcommands:
                        catalog change's CI runs)
   apply                create or update one topic per item (partitions, retention, cleanup
                        policy) and register the schemas; a second run changes nothing
+  negative             the negative list (负面清单): each item not shared or not opened, with
+                       its legal basis (--json for scripts)
   lists                the lists shared with neighbouring regions (lists/*.json): what each
                        offers and receives, approved by whom; with --partner DIR (the
                        partner's catalog), whether the two sides agree (docs/federation.md)`
 
 func runCatalog(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprintf(errOut, "Usage: jutong catalog <list|show|check|apply|lists> [flags]\n\n%s\n", catalogDesc)
+		fmt.Fprintf(errOut, "Usage: jutong catalog <list|show|check|apply|lists|negative> [flags]\n\n%s\n", catalogDesc)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
@@ -82,8 +84,19 @@ func runCatalog(ctx context.Context, args []string, out, errOut io.Writer) error
 		return catalogApply(ctx, cat, k, *regURL, *dryRun, out)
 	case "lists":
 		return catalogLists(cat, *partner, *asJSON, out)
+	case "negative":
+		neg := cat.NegativeList()
+		if *asJSON {
+			return printJSON(out, neg)
+		}
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ITEM\tSOURCE\tNOT\tLEGAL BASIS\tNAME")
+		for _, n := range neg {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Item, n.Source, n.Withheld, n.LegalBasis, n.Name)
+		}
+		return tw.Flush()
 	}
-	return fmt.Errorf("unknown subcommand %q (list, show, check, apply, lists)", sub)
+	return fmt.Errorf("unknown subcommand %q (list, show, check, apply, lists, negative)", sub)
 }
 
 // catalogLists prints the shared lists and, with a partner's catalog,
