@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/jutong/jutong/internal/app/apply"
@@ -20,6 +21,7 @@ import (
 	"github.com/jutong/jutong/internal/cmdflag"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/server/duplicates"
 )
 
 const catalogDesc = `Works with the catalog: the departments, items, base and theme databases that
@@ -34,6 +36,10 @@ Subcommands:
                        catalog change's CI runs)
   apply                create or update one topic per item (partitions, retention, cleanup
                        policy) and register the schemas; a second run changes nothing
+  duplicates           fields two items both collect about the same citizen or enterprise
+                       (重复采集), ranked: the catalog's evidence (name, title, type), and with
+                       --postgres-dsn (JUTONG_PG_URL in jutong.env) the base databases' (how many
+                       subjects both hold, how often the values agree)
   negative             the negative list (负面清单): each item not shared or not opened, with
                        its legal basis (--json for scripts)
   lists                the lists shared with neighbouring regions (lists/*.json): what each
@@ -42,7 +48,7 @@ Subcommands:
 
 func runCatalog(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprintf(errOut, "Usage: jutong catalog <list|show|check|apply|lists|negative> [flags]\n\n%s\n", catalogDesc)
+		fmt.Fprintf(errOut, "Usage: jutong catalog <list|show|check|apply|lists|negative|duplicates> [flags]\n\n%s\n", catalogDesc)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return nil
 		}
@@ -58,6 +64,8 @@ func runCatalog(ctx context.Context, args []string, out, errOut io.Writer) error
 	regURL, brokers, user, pass, ca := &conn.Registry, &conn.Brokers, &conn.User, &conn.Password, &conn.CA
 	dryRun := fs.Bool("dry-run", false, "apply: print the changes without making them")
 	partner := fs.String("partner", "", "lists: the partner region's catalog directory, to compare the two sides")
+	pgDSN := fs.EnvString("postgres-dsn", "JUTONG_PG_URL", "", "duplicates: the base databases' PostgreSQL (the bus's database), to measure the overlap")
+	most := fs.Int("most", 30, "duplicates: how many to print")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -84,6 +92,8 @@ func runCatalog(ctx context.Context, args []string, out, errOut io.Writer) error
 		return catalogApply(ctx, cat, k, *regURL, *dryRun, out)
 	case "lists":
 		return catalogLists(cat, *partner, *asJSON, out)
+	case "duplicates":
+		return catalogDuplicates(ctx, cat, *pgDSN, *most, *asJSON, out)
 	case "negative":
 		neg := cat.NegativeList()
 		if *asJSON {
@@ -96,7 +106,7 @@ func runCatalog(ctx context.Context, args []string, out, errOut io.Writer) error
 		}
 		return tw.Flush()
 	}
-	return fmt.Errorf("unknown subcommand %q (list, show, check, apply, lists, negative)", sub)
+	return fmt.Errorf("unknown subcommand %q (list, show, check, apply, lists, negative, duplicates)", sub)
 }
 
 // catalogLists prints the shared lists and, with a partner's catalog,
@@ -313,4 +323,36 @@ func catalogApply(ctx context.Context, cat *catalog.Catalog, k kafkaconn.Config,
 	}
 	fmt.Fprintln(out)
 	return nil
+}
+
+// catalogDuplicates prints the duplicate-collection candidates, measured
+// against the base databases when a DSN is given.
+func catalogDuplicates(ctx context.Context, cat *catalog.Catalog, dsn string, most int, asJSON bool, out io.Writer) error {
+	cs := duplicates.Candidates(cat)
+	if dsn != "" {
+		db, err := pgxpool.New(ctx, dsn)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		if err := duplicates.Measure(ctx, db, cat, cs); err != nil {
+			return err
+		}
+	}
+	if len(cs) > most {
+		cs = cs[:most]
+	}
+	if asJSON {
+		return printJSON(out, cs)
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "RANK\tSCORE\tDATA\tA\tB\tEVIDENCE")
+	for i, c := range cs {
+		data := "-"
+		if c.Data != nil {
+			data = fmt.Sprintf("%d of %d agree", c.Data.Equal, c.Data.Subjects)
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s.%s (%s)\t%s.%s (%s)\t%s\n", i+1, c.Score, data, c.A.Item, c.A.Field, c.A.Source, c.B.Item, c.B.Field, c.B.Source, strings.Join(c.Evidence, "; "))
+	}
+	return tw.Flush()
 }

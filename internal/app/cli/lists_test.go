@@ -75,3 +75,23 @@ func TestCatalogLists(t *testing.T) {
 		t.Fatalf("exit %d: %s %s", code, out.String(), errOut.String())
 	}
 }
+
+// TestCatalogDuplicatesAndNegative: the catalog's duplicate candidates
+// (without a database: the catalog's evidence) and the negative list, as
+// printed.
+func TestCatalogDuplicatesAndNegative(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := Run(context.Background(), []string{"catalog", "duplicates", "--most", "200"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "population.social_insurance.name (hrss)") || !strings.Contains(out.String(), "same title 姓名") {
+		t.Fatalf("duplicates:\n%s", out.String())
+	}
+	out.Reset()
+	if code := Run(context.Background(), []string{"catalog", "negative"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "population.criminal_record") || !strings.Contains(out.String(), "《中华人民共和国刑事诉讼法》") {
+		t.Fatalf("negative:\n%s", out.String())
+	}
+}
