@@ -26,6 +26,7 @@ const (
 	Audit          = Prefix + "audit"           // the audit trail
 	AuditPositions = Prefix + "audit_positions" // the read auditor's positions (compacted)
 	Disputes       = Prefix + "disputes"        // disputes of shared records (compacted)
+	Proposals      = Prefix + "proposals"       // proposals of catalog items and their versions (compacted)
 )
 
 // InboxPrefix, CheckpointsPrefix and RejectsPrefix start the names of the

@@ -57,6 +57,7 @@ import (
 	"github.com/jutong/jutong/server/door"
 	"github.com/jutong/jutong/server/gateway"
 	"github.com/jutong/jutong/server/open"
+	"github.com/jutong/jutong/server/proposals"
 	"github.com/jutong/jutong/server/registry"
 	"github.com/jutong/jutong/server/signed"
 )
@@ -179,7 +180,9 @@ type Bus struct {
 	// Control is the access control plane (applications, grants).
 	Control *control.Service
 	// Disputes are the disputes of shared records.
-	Disputes    *dispute.Service
+	Disputes *dispute.Service
+	// Proposals are the catalog's proposals and versions.
+	Proposals   *proposals.Service
 	disputesRef atomic.Pointer[dispute.Service] // for the feeds, which start first
 
 	cluster *embedded.Cluster // nil when running against an existing cluster
@@ -267,7 +270,7 @@ func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
 		}
 	}()
 	for _, step := range []func(context.Context) error{
-		b.startKafka, b.ensureTopics, b.loadPrincipals, b.serveRegistry, b.registerSchemas, b.pipelineConfig,
+		b.startKafka, b.ensureTopics, b.openProposals, b.loadPrincipals, b.serveRegistry, b.registerSchemas, b.pipelineConfig,
 	} {
 		if err := step(ctx); err != nil {
 			return nil, err
@@ -575,6 +578,9 @@ func (b *Bus) serveAPI(ctx, rctx context.Context) (err error) {
 	if err := b.serveDisputes(mux); err != nil {
 		return err
 	}
+	if err := b.serveProposals(mux); err != nil {
+		return err
+	}
 	mux.Handle("/", b.gw.Handler())
 	b.apiURL, err = b.serve(b.cfg.APIAddr, mux, "api (gateway, control, /metrics)")
 
@@ -662,6 +668,7 @@ func InternalTopics(cat *catalog.Catalog) []topics.Spec {
 		{Name: topicname.Quarantine, Partitions: 3, Configs: keep},
 		{Name: control.Topic, Partitions: 1, Configs: compact},
 		{Name: dispute.Topic, Partitions: 1, Configs: compact},
+		{Name: proposals.Topic, Partitions: 1, Configs: compact},
 		{Name: feed.LedgerTopic, Partitions: 1, Configs: compact},
 		{Name: audit.Topic, Partitions: 1, Configs: keep},
 		{Name: audit.PositionsTopic, Partitions: 1, Configs: compact},

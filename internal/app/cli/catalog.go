@@ -40,6 +40,8 @@ Subcommands:
                        (重复采集), ranked: the catalog's evidence (name, title, type), and with
                        --postgres-dsn (JUTONG_PG_URL in jutong.env) the base databases' (how many
                        subjects both hold, how often the values agree)
+  history ITEM         every version of an item (jutong proposal history: the bus's API)
+  diff ITEM FROM TO    what changed between two versions (jutong proposal diff)
   negative             the negative list (负面清单): each item not shared or not opened, with
                        its legal basis (--json for scripts)
   lists                the lists shared with neighbouring regions (lists/*.json): what each
@@ -55,6 +57,9 @@ func runCatalog(ctx context.Context, args []string, out, errOut io.Writer) error
 		return errors.New("a subcommand is required")
 	}
 	sub, args := args[0], args[1:]
+	if sub == "history" || sub == "diff" { // the versions the bus keeps: through its API
+		return runProposal(ctx, append([]string{sub}, args...), out, errOut)
+	}
 	fs := cmdflag.New("catalog "+sub, catalogDesc, errOut)
 	dir := fs.EnvString("catalog", "JUTONG_CATALOG", "", "catalog directory; empty: the sample built into jutong")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table (list, show)")

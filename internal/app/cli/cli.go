@@ -26,6 +26,7 @@ func commands() []command {
 		{"demo", "run the bus with synthetic departments publishing, and print where the data landed", demo.Run},
 		{"serve", "run the registry and pipelines against an existing Kafka cluster and databases", runServe},
 		{"certs", "make a private CA and a server certificate for TLS (what dev and demo do in their data directory)", runCerts},
+		{"proposal", "propose catalog items and changes, review them, their versions (proposal submit|list|approve|changes|refuse|history|diff)", runProposal},
 		{"catalog", "list, show, check and apply the catalog (topics and schemas)", runCatalog},
 		{"adapter", "publish a department's table (adapter sql) or file extracts (adapter file)", runAdapter},
 		{"sink", "operate on the sinks: replay an item into a sink (sink replay)", runSink},

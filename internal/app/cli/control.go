@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -79,6 +80,40 @@ func (c *controlFlags) officer() (*http.Client, string, error) {
 		hc.Transport = tr
 	}
 	return hc, tok, nil
+}
+
+// call makes an officer's call to the API and returns the answer's body;
+// an error status becomes an error with the API's message.
+func (c *controlFlags) call(ctx context.Context, method, path string, body any) ([]byte, error) {
+	hc, tok, err := c.officer()
+	if err != nil {
+		return nil, err
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.api, "/")+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		var e struct{ Error string }
+		_ = json.Unmarshal(raw, &e)
+		return nil, fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
+	}
+	return raw, nil
 }
 
 func splitList(s string) []string {

@@ -1,13 +1,11 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 
 	"github.com/jutong/jutong/internal/cmdflag"
@@ -45,10 +43,6 @@ func runDispute(ctx context.Context, args []string, out, errOut io.Writer) error
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	hc, tok, err := c.officer()
-	if err != nil {
-		return err
-	}
 	var method, path string
 	var body any
 	switch sub {
@@ -64,26 +58,9 @@ func runDispute(ctx context.Context, args []string, out, errOut io.Writer) error
 		method, path = "POST", "/v1/disputes/"+fs.Arg(0)+"/"+sub
 		body = map[string]string{"reason": *reason, "event_id": *eventID}
 	}
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.api, "/")+path, rd)
+	raw, err := c.call(ctx, method, path, body)
 	if err != nil {
 		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		var e struct{ Error string }
-		_ = json.Unmarshal(raw, &e)
-		return fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
 	}
 	if c.asJSON {
 		_, err := out.Write(raw)

@@ -1,0 +1,153 @@
+package bus_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/jutong/jutong/internal/app/bus"
+	"github.com/jutong/jutong/internal/testenv"
+	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/server/proposals"
+)
+
+// TestProposals: the catalog as a governed workflow, through the API as
+// officers. Market supervision proposes an optional field for its
+// enterprises; the authority approves it: version 2, kept with who
+// proposed and approved it, diffable, its schema registered at once, and
+// after a restart the PostgreSQL table has the column. Refused with the
+// rule and the field named: another department's item, a grade lowered, a
+// field renamed, a proposal failing the catalog's check, a review by
+// anyone but the authority.
+func TestProposals(t *testing.T) {
+	pgDSN := testenv.Postgres(t)
+	cfg := bus.Config{DataDir: t.TempDir(), KafkaPorts: freePorts(t, 3), PostgresDSN: pgDSN, ControlEvery: time.Hour, ReadAuditEvery: time.Hour}
+	b := startBus(t, cfg)
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			_ = b.Close(context.Background())
+		}
+	})
+	cc := controlClient{t, b.APIURL(), b}
+	const enterprise = "legal_person.enterprise_registration"
+	raw, err := os.ReadFile("../../../model/catalog/data/items/" + enterprise + ".json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit := func(change func(it map[string]any)) json.RawMessage {
+		var it map[string]any
+		_ = json.Unmarshal(raw, &it)
+		change(it)
+		out, _ := json.Marshal(it)
+		return out
+	}
+	fieldOf := func(it map[string]any, name string) map[string]any {
+		for _, f := range it["fields"].([]any) {
+			if f.(map[string]any)["name"] == name {
+				return f.(map[string]any)
+			}
+		}
+		t.Fatalf("no field %s", name)
+		return nil
+	}
+	addWebsite := edit(func(it map[string]any) {
+		it["fields"] = append(it["fields"].([]any), map[string]any{"name": "website", "title": "企业网站", "type": "string", "grade": 1})
+	})
+	type refusal struct {
+		Error, Rule, Field string
+	}
+	for name, tc := range map[string]struct {
+		dept  string
+		item  json.RawMessage
+		code  int
+		rule  string
+		field string
+	}{
+		"another department's item": {"tax", addWebsite, 403, "", ""},
+		"a grade lowered":           {"market_supervision", edit(func(it map[string]any) { fieldOf(it, "legal_representative_id")["grade"] = 1 }), 422, "grade.lowered", "legal_representative_id"},
+		"a field renamed": {"market_supervision", edit(func(it map[string]any) {
+			fieldOf(it, "employees")["name"] = "staff"
+		}), 422, "evolution.removed", "employees"},
+		"failing the catalog's check": {"market_supervision", edit(func(it map[string]any) {
+			it["share"], it["legal_basis"] = "none", ""
+		}), 422, "catalog.check", ""},
+		"a required field added": {"market_supervision", edit(func(it map[string]any) {
+			it["fields"] = append(it["fields"].([]any), map[string]any{"name": "website", "title": "企业网站", "type": "string", "grade": 1, "required": true})
+		}), 422, "evolution.required", "website"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var r refusal
+			if code := cc.call(tc.dept, "POST", "/v1/proposals", proposals.Request{Item: tc.item, Reason: "测试"}, &r); code != tc.code || r.Rule != tc.rule || r.Field != tc.field {
+				t.Fatalf("%d %+v, want %d rule %q field %q", code, r, tc.code, tc.rule, tc.field)
+			}
+		})
+	}
+
+	var p proposals.Proposal
+	if code := cc.call("market_supervision", "POST", "/v1/proposals", proposals.Request{Item: addWebsite, Reason: "登记企业网站，便于线上核验"}, &p); code != 201 || p.State != proposals.Pending || p.Base != 1 {
+		t.Fatalf("propose: %d %+v", code, p)
+	}
+	if !slices.Contains(p.Changes, "+ field website string grade 1") || !p.Due.After(p.Proposed) {
+		t.Fatalf("the proposal: %+v", p)
+	}
+	if code := cc.call("market_supervision", "POST", "/v1/proposals/"+p.ID+"/approve", nil, nil); code != 403 {
+		t.Fatalf("the source approving its own proposal: %d", code)
+	}
+	if code := cc.call("big_data", "POST", "/v1/proposals/"+p.ID+"/refuse", map[string]string{}, nil); code != 422 {
+		t.Fatalf("a refusal without a reason: %d", code)
+	}
+	if code := cc.call("big_data", "POST", "/v1/proposals/"+p.ID+"/approve", map[string]string{"reason": "同意"}, &p); code != 200 || p.State != proposals.Approved || p.Version != 2 || p.ApplyError != "" {
+		t.Fatalf("approve: %d %+v", code, p)
+	}
+	var hist []proposals.Version
+	if code := cc.call("tax", "GET", "/v1/catalog/items/"+enterprise+"/history", nil, &hist); code != 200 || len(hist) != 2 ||
+		hist[1].Version != 2 || hist[1].ProposedBy != "market_supervision" || hist[1].ApprovedBy != "big_data" || !slices.ContainsFunc(hist[1].Def.Fields, func(f *catalog.Field) bool { return f.Name == "website" }) {
+		t.Fatalf("history: %d %+v", code, hist)
+	}
+	var diff struct{ Changes []string }
+	if code := cc.call("tax", "GET", "/v1/catalog/items/"+enterprise+"/diff?from=1&to=2", nil, &diff); code != 200 || !slices.Equal(diff.Changes, []string{"+ field website string grade 1"}) {
+		t.Fatalf("diff: %d %+v", code, diff)
+	}
+	// Its schema is registered at once: version 2 of the subject.
+	if vs, err := b.Registry.Versions(enterprise + "-value"); err != nil || len(vs) != 2 {
+		t.Fatalf("the registry's versions of %s: %v %v", enterprise, vs, err)
+	}
+	// A proposal made from version 1 would drop the new field: refused.
+	var stale refusal
+	if code := cc.call("market_supervision", "POST", "/v1/proposals", proposals.Request{Item: edit(func(it map[string]any) {
+		it["update_frequency"] = "daily"
+	}), Reason: "改为每日"}, &stale); code != 422 || stale.Rule != "evolution.removed" || stale.Field != "website" {
+		t.Fatalf("a proposal from version 1: %d %+v", code, stale)
+	}
+
+	// After a restart, the bus runs version 2: the table has the column.
+	_ = b.Close(context.Background())
+	closed = true
+	b = startBus(t, cfg)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	if it := b.Proposals.Catalog().Item(enterprise); it.Field("website") == nil {
+		t.Fatal("the restarted bus runs version 1")
+	}
+	conn, err := pgx.Connect(context.Background(), b.PostgresDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var n int
+		if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM information_schema.columns WHERE table_schema = 'legal_person' AND table_name = 'enterprise_registration' AND column_name = 'website'`).Scan(&n); err == nil && n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no column website after the restart")
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
