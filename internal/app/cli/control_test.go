@@ -16,28 +16,42 @@ import (
 	"github.com/jutong/jutong/server/access"
 )
 
-// TestControlCommands drives applications through the CLI against a running
-// bus: apply, the authority's and the source's approvals, the lists, a
-// grant's projection, a refusal naming its field, and a password rotation.
-func TestControlCommands(t *testing.T) {
+// officerBus starts a bus (one broker, no databases) whose officers'
+// tokens are in secrets, and returns a runner of jutong commands as a
+// department's officer against its API, which fails the test unless the
+// exit code is want; it returns the output and the error output.
+func officerBus(t *testing.T, ctx context.Context) (b *bus.Bus, secrets string, runAs func(dept string, want int, args ...string) (string, string)) {
+	t.Helper()
 	cat, _ := catalog.Sample()
-	secrets := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	secrets = t.TempDir()
 	b, err := bus.Start(ctx, bus.Config{Catalog: cat, KafkaPorts: []int{0}, Brokers: 1, ApplyTopics: true, SecretsDir: secrets,
 		AdminUser: "jutong", AdminPassword: "pw", RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close(context.Background())
-	run := func(dept string, args ...string) string {
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	return b, secrets, func(dept string, want int, args ...string) (string, string) {
 		t.Helper()
 		var out, errOut bytes.Buffer
 		args = append(args, "--api", b.APIURL(), "--officers", filepath.Join(secrets, "officers.json"), "--department", dept)
-		if code := Run(ctx, args, &out, &errOut); code != 0 {
-			t.Fatalf("jutong %s: exit %d: %s", strings.Join(args, " "), code, errOut.String())
+		if code := Run(ctx, args, &out, &errOut); code != want {
+			t.Fatalf("jutong %s: exit %d: %s %s", strings.Join(args, " "), code, out.String(), errOut.String())
 		}
-		return out.String()
+		return out.String(), errOut.String()
+	}
+}
+
+// TestControlCommands drives applications through the CLI against a running
+// bus: apply, the authority's and the source's approvals, the lists, a
+// grant's projection, a refusal naming its field, and a password rotation.
+func TestControlCommands(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	b, secrets, runAs := officerBus(t, ctx)
+	run := func(dept string, args ...string) string {
+		t.Helper()
+		out, _ := runAs(dept, 0, args...)
+		return out
 	}
 	out := run("health", "apply", "--item", "population.resident_registration", "--purpose", "疫苗接种覆盖率统计",
 		"--fields", "citizen_id,name,division_code", "--grade", "2")

@@ -1,43 +1,27 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/jutong/jutong/internal/app/bus"
-	"github.com/jutong/jutong/model/catalog"
 )
 
 // TestProposalCommands: a department proposes a change to its item through
 // the CLI, the authority approves it, and catalog history and diff show
 // the versions; a department proposing another's item is refused.
 func TestProposalCommands(t *testing.T) {
-	cat, _ := catalog.Sample()
-	secrets := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	b, err := bus.Start(ctx, bus.Config{Catalog: cat, KafkaPorts: []int{0}, Brokers: 1, ApplyTopics: true, SecretsDir: secrets,
-		AdminUser: "jutong", AdminPassword: "pw", RegistryAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close(context.Background())
+	_, _, runAs := officerBus(t, ctx)
 	run := func(dept string, wantCode int, args ...string) string {
 		t.Helper()
-		var out, errOut bytes.Buffer
-		args = append(args, "--api", b.APIURL(), "--officers", filepath.Join(secrets, "officers.json"), "--department", dept)
-		if code := Run(ctx, args, &out, &errOut); code != wantCode {
-			t.Fatalf("jutong %s: exit %d: %s %s", strings.Join(args, " "), code, out.String(), errOut.String())
-		}
-		return out.String() + errOut.String()
+		out, errOut := runAs(dept, wantCode, args...)
+		return out + errOut
 	}
 	var it map[string]any
 	raw, _ := os.ReadFile("../../../model/catalog/data/items/license.business_license.json")
