@@ -35,7 +35,7 @@ func benchFederation(ctx context.Context, args []string, out, errOut io.Writer) 
 	fs := cmdflag.New("bench federation", benchDesc, errOut)
 	events := fs.Int("events", 100_000, "events published on the city (residents, masked for the district, then enterprises, whole)")
 	dataDir := fs.String("data-dir", "", "where the buses keep their files (default: a temporary directory, removed after)")
-	port := fs.Int("port", 0, "the first port (default: a free range)")
+	port := fs.Int("port", 0, "the first port, bus i taking port+10i..+3 (default: free ports, locked against other processes)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,13 +50,8 @@ func benchFederation(ctx context.Context, args []string, out, errOut io.Writer) 
 		}
 		defer os.RemoveAll(dir)
 	}
-	if *port == 0 {
-		if *port, err = federation.FreeBase(2); err != nil {
-			return err
-		}
-	}
 	fmt.Fprintf(out, "jutong bench federation: %d events, a city bus and a district bus (jutong dev, one broker each) and the bridge, each a process; databases: one local PostgreSQL and ClickHouse\n", *events)
-	f, err := federation.Start(ctx, federation.Options{DataDir: dir, Districts: 1, BasePort: *port,
+	f, err := federation.Start(ctx, federation.Options{DataDir: dir, Districts: 1, BasePort: *port, FreePorts: *port == 0,
 		Command: func(args ...string) *exec.Cmd { return exec.Command(exe, args...) }})
 	if err != nil {
 		return err

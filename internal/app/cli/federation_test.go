@@ -36,13 +36,9 @@ func TestFederationUnderKills(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, err := federation.FreeBase(3)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	f, err := federation.Start(ctx, federation.Options{DataDir: t.TempDir(), Districts: 2, BasePort: base, Verbose: true,
+	f, err := federation.Start(ctx, federation.Options{DataDir: t.TempDir(), Districts: 2, FreePorts: true, Verbose: true,
 		Command: func(args ...string) *exec.Cmd {
 			cmd := exec.Command(exe, "-test.run=^$")
 			cmd.Env = append(os.Environ(), envChildArgs+"="+strings.Join(args, "\n"))

@@ -6,12 +6,10 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +21,7 @@ import (
 	"time"
 
 	"github.com/jutong/jutong/connect"
+	"github.com/jutong/jutong/internal/freeport"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/localsvc"
 	"github.com/jutong/jutong/internal/synth"
@@ -52,6 +51,9 @@ type Options struct {
 	DataDir   string // each bus's files under <DataDir>/<bus>, the databases under <DataDir>/postgres, clickhouse
 	Districts int    // how many district buses (at most len(Districts))
 	BasePort  int    // the ports used: BasePort + 10*i + (0 Kafka, 1 registry, 2 API, 3 bridge metrics) for bus i (the city 0)
+	// FreePorts, instead, takes the ports from package freeport (free, and
+	// locked against other processes of the machine: tests, benchmarks).
+	FreePorts bool
 	// Command makes the command that runs `jutong args...` (the binary
 	// itself, or a test binary standing for it).
 	Command  func(args ...string) *exec.Cmd
@@ -150,6 +152,7 @@ type Federation struct {
 	bridges   []*Proc
 	bridgeCmd [][]string
 	bridgeEnv [][]string
+	ports     [][4]int // per bus (the city 0): Kafka, registry, API, its bridge's metrics
 	pg        *localsvc.Postgres
 	ch        *localsvc.ClickHouse
 	mu        sync.Mutex
@@ -174,6 +177,20 @@ func Start(ctx context.Context, o Options) (_ *Federation, err error) {
 		return nil, err
 	}
 	f := &Federation{opts: o}
+	if o.FreePorts {
+		ps, err := freeport.Take(4 * (o.Districts + 1))
+		if err != nil {
+			return nil, err
+		}
+		for i := 0; i <= o.Districts; i++ {
+			f.ports = append(f.ports, [4]int(ps[4*i:4*i+4]))
+		}
+	} else {
+		for i := 0; i <= o.Districts; i++ {
+			p := o.BasePort + 10*i
+			f.ports = append(f.ports, [4]int{p, p + 1, p + 2, p + 3})
+		}
+	}
 	defer func() {
 		if err != nil {
 			f.Close()
@@ -225,14 +242,14 @@ func Start(ctx context.Context, o Options) (_ *Federation, err error) {
 }
 
 func (f *Federation) newBus(name string, i int) *Bus {
-	port := f.opts.BasePort + 10*i
+	ps := f.ports[i]
 	dir := filepath.Join(f.opts.DataDir, name)
 	db := "jutong_" + name
 	b := &Bus{Name: name, Dir: dir, CatalogDir: filepath.Join(dir, "catalog"), DataDir: filepath.Join(dir, "data"),
-		Kafka: "127.0.0.1:" + strconv.Itoa(port), Registry: "https://127.0.0.1:" + strconv.Itoa(port+1), API: "https://127.0.0.1:" + strconv.Itoa(port+2),
+		Kafka: "127.0.0.1:" + strconv.Itoa(ps[0]), Registry: "https://127.0.0.1:" + strconv.Itoa(ps[1]), API: "https://127.0.0.1:" + strconv.Itoa(ps[2]),
 		PGDSN: f.pg.DatabaseDSN(db), CHDSN: f.ch.DatabaseDSN(db)}
 	b.args = []string{"dev", "--catalog", b.CatalogDir, "--data-dir", b.DataDir, "--apply", "--broker-count", "1",
-		"--kafka-ports", strconv.Itoa(port), "--registry-addr", "127.0.0.1:" + strconv.Itoa(port+1), "--api-addr", "127.0.0.1:" + strconv.Itoa(port+2),
+		"--kafka-ports", strconv.Itoa(ps[0]), "--registry-addr", "127.0.0.1:" + strconv.Itoa(ps[1]), "--api-addr", "127.0.0.1:" + strconv.Itoa(ps[2]),
 		"--postgres-dsn", b.PGDSN, "--clickhouse-dsn", b.CHDSN, "--group-prefix", "jutong_" + name + "."}
 	if f.opts.Verbose {
 		b.args = append(b.args, "-v")
@@ -373,7 +390,7 @@ func (f *Federation) prepareBridge(d *Bus, i int) error {
 	args := []string{"bridge", "run", "--catalog", d.CatalogDir, "--department", CityDepartment,
 		"--brokers", d.Kafka, "--kafka-user", down.Principal, "--ca", d.CAFile(), "--registry", d.Registry,
 		"--upstream-brokers", f.City.Kafka, "--upstream-user", up.Principal, "--upstream-ca", f.City.CAFile(), "--upstream-registry", f.City.Registry,
-		"--upstream-department", up.Code, "--api", d.API, "--upstream-api", f.City.API, "--metrics-addr", "127.0.0.1:" + strconv.Itoa(f.opts.BasePort+10*i+3), "--rediscover", "2s"}
+		"--upstream-department", up.Code, "--api", d.API, "--upstream-api", f.City.API, "--metrics-addr", "127.0.0.1:" + strconv.Itoa(f.ports[i][3]), "--rediscover", "2s"}
 	if f.opts.Verbose {
 		args = append(args, "-v")
 	}
@@ -406,7 +423,7 @@ func (f *Federation) Bridge(i int) *Proc {
 
 // BridgeMetrics is the URL of district i's bridge's metrics.
 func (f *Federation) BridgeMetrics(i int) string {
-	return "http://127.0.0.1:" + strconv.Itoa(f.opts.BasePort+10*(i+1)+3) + "/metrics"
+	return "http://127.0.0.1:" + strconv.Itoa(f.ports[i+1][3]) + "/metrics"
 }
 
 // Close stops the bridges, the buses and the databases.
@@ -468,27 +485,6 @@ func tail(path string) string {
 		}
 	}
 	return strings.Join(lines, "\n")
-}
-
-// FreeBase finds a base port with the federation's ports free (n buses).
-func FreeBase(n int) (int, error) {
-	for base := 21000; base < 29000; base += 100 {
-		ok := true
-		for i := 0; i < n && ok; i++ {
-			for j := 0; j < 4 && ok; j++ {
-				ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+10*i+j))
-				if err != nil {
-					ok = false
-					break
-				}
-				ln.Close()
-			}
-		}
-		if ok {
-			return base, nil
-		}
-	}
-	return 0, errors.New("federation: no free range of ports")
 }
 
 // Publish publishes n synthetic events of item on the city bus, as the
