@@ -32,6 +32,7 @@ import (
 	"github.com/jutong/jutong/model/topicname"
 	"github.com/jutong/jutong/schemas"
 	"github.com/jutong/jutong/server/control"
+	"github.com/jutong/jutong/server/duplicates"
 	"github.com/jutong/jutong/server/registry"
 )
 
@@ -62,6 +63,10 @@ type Proposal struct {
 	Due      time.Time `json:"due"`
 	// Changes are what the proposal changes, as Diff says.
 	Changes []string `json:"changes"`
+	// Duplicates are the fields of the proposed item that other items
+	// already collect about the same subjects, by the catalog's evidence
+	// (package duplicates), best first: for the authority's review.
+	Duplicates []duplicates.Candidate `json:"duplicates,omitempty"`
 	// DecidedBy, Decided and Verdict are the authority's answer.
 	DecidedBy string    `json:"decided_by,omitempty"`
 	Decided   time.Time `json:"decided,omitzero"`
@@ -247,12 +252,33 @@ func (s *Service) Propose(ctx context.Context, dept string, item *catalog.Item, 
 	}
 	now := s.cfg.Now().UTC()
 	p := &Proposal{ID: newID(), Department: dept, Item: proposed, Base: s.current(item.Code), Reason: reason, State: Pending,
-		Proposed: now, Due: s.cal.Deadline(now, ReviewDays).UTC(), Changes: changes}
+		Proposed: now, Due: s.cal.Deadline(now, ReviewDays).UTC(), Changes: changes, Duplicates: duplicatesOf(next, old, proposed)}
 	if err := s.save(ctx, "proposal/"+p.ID, p); err != nil {
 		return nil, err
 	}
 	s.proposals[p.ID] = p
 	return clone(p), nil
+}
+
+// duplicatesOf lists the candidates of duplicate collection the proposal
+// brings: those of the proposed item's new or changed fields.
+func duplicatesOf(cat *catalog.Catalog, old, it *catalog.Item) []duplicates.Candidate {
+	var out []duplicates.Candidate
+	for _, c := range duplicates.Candidates(cat) {
+		side := c.A
+		if c.B.Item == it.Code {
+			side = c.B
+		} else if c.A.Item != it.Code {
+			continue
+		}
+		if old != nil {
+			if of, nf := old.Field(side.Field), it.Field(side.Field); of != nil && nf != nil && of.Title == nf.Title && of.Type == nf.Type {
+				continue // collected before the proposal: not what it brings
+			}
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // current is an item's current version number: 0 when it does not exist,

@@ -13,6 +13,7 @@ import (
 	"github.com/jutong/jutong/internal/app/bus"
 	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/server/duplicates"
 	"github.com/jutong/jutong/server/proposals"
 )
 
@@ -93,8 +94,21 @@ func TestProposals(t *testing.T) {
 	if code := cc.call("market_supervision", "POST", "/v1/proposals", proposals.Request{Item: addWebsite, Reason: "登记企业网站，便于线上核验"}, &p); code != 201 || p.State != proposals.Pending || p.Base != 1 {
 		t.Fatalf("propose: %d %+v", code, p)
 	}
-	if !slices.Contains(p.Changes, "+ field website string grade 1") || !p.Due.After(p.Proposed) {
+	if !slices.Contains(p.Changes, "+ field website string grade 1") || !p.Due.After(p.Proposed) || len(p.Duplicates) != 0 {
 		t.Fatalf("the proposal: %+v", p)
+	}
+	// Health proposes its own register of enterprises' names: the names
+	// market supervision collects already, shown to the reviewer.
+	dupItem, _ := json.Marshal(map[string]any{"code": "legal_person.health_units", "name": "医疗机构名录", "name_en": "Health units", "source": "health",
+		"base": "legal_person", "key": "uscc", "share": "conditional", "open": "none", "open_legal_basis": "内部管理", "update_frequency": "monthly",
+		"fields": []map[string]any{{"name": "uscc", "title": "统一社会信用代码", "type": "string", "required": true, "rules": []string{"uscc"}, "grade": 1},
+			{"name": "name", "title": "企业名称", "type": "string", "grade": 1}}})
+	var dp proposals.Proposal
+	if code := cc.call("health", "POST", "/v1/proposals", proposals.Request{Item: dupItem, Reason: "医疗机构监管"}, &dp); code != 201 || len(dp.Duplicates) == 0 ||
+		!slices.ContainsFunc(dp.Duplicates, func(c duplicates.Candidate) bool {
+			return (c.A.Item == enterprise || c.B.Item == enterprise) && c.A.Field == "name" && c.B.Field == "name"
+		}) {
+		t.Fatalf("a proposal collecting enterprises' names again: %d %+v", code, dp.Duplicates)
 	}
 	if code := cc.call("market_supervision", "POST", "/v1/proposals/"+p.ID+"/approve", nil, nil); code != 403 {
 		t.Fatalf("the source approving its own proposal: %d", code)

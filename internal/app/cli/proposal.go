@@ -137,6 +137,9 @@ func printProposal(w io.Writer, p *proposals.Proposal) {
 	for _, c := range p.Changes {
 		fmt.Fprintf(w, "  change    %s\n", c)
 	}
+	for _, d := range p.Duplicates {
+		fmt.Fprintf(w, "  collected %s.%s (%s) ~ %s.%s (%s): %s\n", d.A.Item, d.A.Field, d.A.Source, d.B.Item, d.B.Field, d.B.Source, strings.Join(d.Evidence, "; "))
+	}
 	if p.Verdict != "" || p.DecidedBy != "" {
 		fmt.Fprintf(w, "  verdict   %s by %s: %s\n", p.State, p.DecidedBy, p.Verdict)
 	}
