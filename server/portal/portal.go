@@ -30,6 +30,7 @@ import (
 	"github.com/jutong/jutong/server/control"
 	"github.com/jutong/jutong/server/dispute"
 	"github.com/jutong/jutong/server/open"
+	"github.com/jutong/jutong/server/proposals"
 )
 
 //go:embed web
@@ -46,6 +47,8 @@ type Config struct {
 	Catalog  *catalog.Catalog
 	Control  *control.Service
 	Disputes *dispute.Service // nil: no disputes page
+	// Proposals are the catalog's proposals (nil: no proposals page).
+	Proposals *proposals.Service
 	// Officers are the departments' officer tokens (officers.json).
 	Officers map[string]string
 	// Secret signs the sessions and the CSRF tokens.
@@ -85,7 +88,8 @@ func New(cfg Config) (*Portal, error) {
 		"share": func(s catalog.ShareType) string {
 			return map[catalog.ShareType]string{catalog.ShareUnconditional: "无条件共享", catalog.ShareConditional: "有条件共享", catalog.ShareNone: "不予共享"}[s]
 		},
-		"state": func(s any) string { return states[fmt.Sprint(s)] },
+		"state":  func(s any) string { return states[fmt.Sprint(s)] },
+		"pstate": func(s string) string { return proposalStates[s] },
 		"date": func(t time.Time) string {
 			if t.IsZero() {
 				return ""
@@ -163,6 +167,9 @@ func (p *Portal) Handler() http.Handler {
 	mux.HandleFunc("GET /portal/queue", p.auth(p.queue))
 	mux.HandleFunc("POST /portal/decide", p.auth(p.decide))
 	mux.HandleFunc("GET /portal/disputes", p.auth(p.disputes))
+	mux.HandleFunc("GET /portal/proposals", p.auth(p.proposals))
+	mux.HandleFunc("POST /portal/proposals", p.auth(p.propose))
+	mux.HandleFunc("POST /portal/review", p.auth(p.review))
 	mux.HandleFunc("GET /portal/scorecard", p.auth(p.scorecard))
 	css := append(open.Stylesheet(), must(web.ReadFile("web/portal.css"))...)
 	mux.HandleFunc("GET /portal/static/portal.css", func(w http.ResponseWriter, r *http.Request) {
@@ -310,6 +317,52 @@ func (p *Portal) disputes(w http.ResponseWriter, r *http.Request, dept, raw stri
 	}
 	p.render(w, http.StatusOK, "disputes.html", p.page(dept, raw, "数据疑义", map[string]any{"Raised": raised, "ToAnswer": toAnswer}))
 }
+
+// proposals lists the catalog proposals the department may see, with the
+// authority's review forms, and the form to propose.
+func (p *Portal) proposals(w http.ResponseWriter, r *http.Request, dept, raw string) {
+	p.proposalsPage(w, http.StatusOK, dept, raw, r.URL.Query().Get("done"), "")
+}
+
+func (p *Portal) proposalsPage(w http.ResponseWriter, code int, dept, raw, flash, failure string) {
+	var list []*proposals.Proposal
+	if p.cfg.Proposals != nil {
+		list = p.cfg.Proposals.List(dept)
+		slices.Reverse(list)
+	}
+	p.render(w, code, "proposals.html", p.page(dept, raw, "目录申报", map[string]any{"Proposals": list, "Now": p.cfg.Now(), "Flash": flash, "Error": failure}))
+}
+
+func (p *Portal) propose(w http.ResponseWriter, r *http.Request, dept, raw string) {
+	if p.cfg.Proposals == nil {
+		http.Error(w, "no proposals here", http.StatusNotFound)
+		return
+	}
+	it, err := catalog.ParseItem([]byte(r.PostForm.Get("item")))
+	if err == nil {
+		var pr *proposals.Proposal
+		if pr, err = p.cfg.Proposals.Propose(r.Context(), dept, it, r.PostForm.Get("reason")); err == nil {
+			http.Redirect(w, r, "/portal/proposals?done="+url.QueryEscape("已提交申报 "+pr.ID), http.StatusSeeOther)
+			return
+		}
+	}
+	p.proposalsPage(w, http.StatusUnprocessableEntity, dept, raw, "", err.Error())
+}
+
+func (p *Portal) review(w http.ResponseWriter, r *http.Request, dept, raw string) {
+	if p.cfg.Proposals == nil {
+		http.Error(w, "no proposals here", http.StatusNotFound)
+		return
+	}
+	pr, err := p.cfg.Proposals.Decide(r.Context(), r.PostForm.Get("id"), dept, r.PostForm.Get("verdict"), r.PostForm.Get("reason"))
+	if err != nil {
+		p.proposalsPage(w, http.StatusUnprocessableEntity, dept, raw, "", err.Error())
+		return
+	}
+	http.Redirect(w, r, "/portal/proposals?done="+url.QueryEscape(pr.ID+"："+proposalStates[pr.State]), http.StatusSeeOther)
+}
+
+var proposalStates = map[string]string{proposals.Pending: "待审核", proposals.ChangesRequested: "退回修改", proposals.Approved: "已通过", proposals.Refused: "不予通过"}
 
 func (p *Portal) scorecard(w http.ResponseWriter, r *http.Request, dept, raw string) {
 	var bars []Bar

@@ -17,7 +17,7 @@ func (b *Bus) servePortal(mux *http.ServeMux) error {
 	// feeds' secret, which they share.
 	m := hmac.New(sha256.New, b.feedKey)
 	m.Write([]byte("portal sessions"))
-	p, err := portal.New(portal.Config{Catalog: b.cfg.Catalog, Control: b.Control, Disputes: b.Disputes, Officers: b.Officers,
+	p, err := portal.New(portal.Config{Catalog: b.cfg.Catalog, Control: b.Control, Disputes: b.Disputes, Proposals: b.Proposals, Officers: b.Officers,
 		Secret: m.Sum(nil), Scorecard: b.doorScorecard, Log: b.cfg.Log.With("component", "portal"), Now: b.cfg.Now})
 	if err != nil {
 		return err

@@ -3,8 +3,13 @@ package bus_test
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,5 +168,88 @@ func TestProposals(t *testing.T) {
 			t.Fatal("no column website after the restart")
 		}
 		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// TestPortalProposals: through the portal's pages, with a raw client and
+// its session cookie: market supervision proposes an optional field for its
+// business licences; the authority sees it in its queue and approves it.
+// A proposal of another department's item is refused on the page; a post
+// without the CSRF token is refused.
+func TestPortalProposals(t *testing.T) {
+	b := startBus(t, bus.Config{ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	const licence = "license.business_license"
+	raw, err := os.ReadFile("../../../model/catalog/data/items/" + licence + ".json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var it map[string]any
+	_ = json.Unmarshal(raw, &it)
+	it["fields"] = append(it["fields"].([]any), map[string]any{"name": "qr_code", "title": "电子营业执照二维码", "type": "string", "grade": 1})
+	item, _ := json.Marshal(it)
+	csrfRe := regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+	signin := func(dept string) (*http.Client, string) {
+		t.Helper()
+		hc := *b.HTTPClient()
+		hc.Jar = &jarOne{}
+		hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		resp, err := hc.PostForm(b.APIURL()+"/portal/signin", url.Values{"department": {dept}, "token": {b.Officers[dept]}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		resp, err = hc.Get(b.APIURL() + "/portal/proposals")
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := csrfRe.FindSubmatch(page)
+		if resp.StatusCode != 200 || m == nil {
+			t.Fatalf("%s's proposals page: %d %s", dept, resp.StatusCode, page)
+		}
+		return &hc, string(m[1])
+	}
+	post := func(hc *http.Client, path string, form url.Values) (int, string) {
+		t.Helper()
+		resp, err := hc.PostForm(b.APIURL()+path, form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Location") + string(body)
+	}
+	tax, taxCSRF := signin("tax")
+	if code, page := post(tax, "/portal/proposals", url.Values{"csrf": {taxCSRF}, "item": {string(item)}, "reason": {"改他人目录"}}); code != 422 || !strings.Contains(page, "its own items only") {
+		t.Fatalf("tax proposing market supervision's item: %d %s", code, page)
+	}
+	ms, msCSRF := signin("market_supervision")
+	if code, _ := post(ms, "/portal/proposals", url.Values{"item": {string(item)}, "reason": {"无令牌"}}); code != http.StatusForbidden {
+		t.Fatalf("a post without the CSRF token: %d", code)
+	}
+	if code, loc := post(ms, "/portal/proposals", url.Values{"csrf": {msCSRF}, "item": {string(item)}, "reason": {"增加二维码"}}); code != http.StatusSeeOther || !strings.Contains(loc, "/portal/proposals?done=") {
+		t.Fatalf("market supervision proposes: %d %s", code, loc)
+	}
+	list := b.Proposals.List("market_supervision")
+	if len(list) != 1 || list[0].State != proposals.Pending {
+		t.Fatalf("proposals: %+v", list)
+	}
+	auth, authCSRF := signin("big_data")
+	resp, err := auth.Get(b.APIURL() + "/portal/proposals")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), list[0].ID) || !strings.Contains(string(page), `value="approve"`) || !strings.Contains(string(page), "field qr_code string grade 1") {
+		t.Fatalf("the authority's proposals page:\n%s", page)
+	}
+	if code, loc := post(auth, "/portal/review", url.Values{"csrf": {authCSRF}, "id": {list[0].ID}, "verdict": {"approve"}}); code != http.StatusSeeOther || !strings.Contains(loc, "done=") {
+		t.Fatalf("approve: %d %s", code, loc)
+	}
+	if got := b.Proposals.List("big_data"); got[0].State != proposals.Approved || got[0].Version != 2 {
+		t.Fatalf("after the review: %+v", got[0])
 	}
 }
