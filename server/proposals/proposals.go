@@ -72,6 +72,9 @@ type Proposal struct {
 	Decided   time.Time `json:"decided,omitzero"`
 	Verdict   string    `json:"verdict,omitempty"`
 	Version   int       `json:"version,omitempty"` // when approved
+	// Escalated is set once, when the deadline passed with the proposal
+	// still pending (Tick): the authority's own review is late.
+	Escalated bool `json:"escalated,omitempty"`
 	// ApplyError is why applying the approved version failed (it is kept,
 	// and applied at the next start).
 	ApplyError string `json:"apply_error,omitempty"`
@@ -392,6 +395,31 @@ func (s *Service) Decide(ctx context.Context, id, by, verdict, reason string) (*
 	}
 	s.proposals[id] = next
 	return clone(next), nil
+}
+
+// Overdue says whether the proposal waits past its deadline.
+func (p *Proposal) Overdue(now time.Time) bool { return p.State == Pending && now.After(p.Due) }
+
+// Tick escalates the proposals pending past their deadline, once each:
+// marked escalated (the portal and the API show it) and logged as a
+// warning for the authority's management (the reviewer is the authority).
+func (s *Service) Tick(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.cfg.Now()
+	for id, p := range s.proposals {
+		if !p.Overdue(now) || p.Escalated {
+			continue
+		}
+		next := clone(p)
+		next.Escalated = true
+		if err := s.save(ctx, "proposal/"+id, next); err != nil {
+			return err
+		}
+		s.proposals[id] = next
+		s.cfg.Log.Warn("proposals: a proposal waits past its review deadline", "proposal", id, "department", p.Department, "item", p.Item.Code, "due", p.Due)
+	}
+	return nil
 }
 
 // List lists the proposals dept may see: the authority all, a department

@@ -292,6 +292,7 @@ func Start(ctx context.Context, cfg Config) (_ *Bus, err error) {
 	if err := b.startDisputes(ctx, rctx); err != nil {
 		return nil, err
 	}
+	b.tick(rctx, every(b.cfg.ControlEvery), "proposals tick (escalation)", b.cfg.Log.With("component", "proposals"), b.Proposals.Tick)
 	if err := b.serveAPI(ctx, rctx); err != nil {
 		return nil, err
 	}

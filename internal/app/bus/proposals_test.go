@@ -173,11 +173,13 @@ func TestProposals(t *testing.T) {
 
 // TestPortalProposals: through the portal's pages, with a raw client and
 // its session cookie: market supervision proposes an optional field for its
-// business licences; the authority sees it in its queue and approves it.
-// A proposal of another department's item is refused on the page; a post
-// without the CSRF token is refused.
+// business licences; the authority sees it in its queue, late after ten
+// working days (escalated once), and approves it. A proposal of another
+// department's item is refused on the page; a post without the CSRF token
+// is refused.
 func TestPortalProposals(t *testing.T) {
-	b := startBus(t, bus.Config{ControlEvery: time.Hour, ReadAuditEvery: time.Hour})
+	clk := &clock{}
+	b := startBus(t, bus.Config{ControlEvery: time.Hour, ReadAuditEvery: time.Hour, Now: clk.now})
 	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	const licence = "license.business_license"
 	raw, err := os.ReadFile("../../../model/catalog/data/items/" + licence + ".json")
@@ -236,6 +238,14 @@ func TestPortalProposals(t *testing.T) {
 	if len(list) != 1 || list[0].State != proposals.Pending {
 		t.Fatalf("proposals: %+v", list)
 	}
+	// Ten working days on, unreviewed: escalated, once.
+	if err := b.Proposals.Tick(context.Background()); err != nil || b.Proposals.List("big_data")[0].Escalated {
+		t.Fatalf("escalated before its deadline: %v", err)
+	}
+	clk.add(20 * 24 * time.Hour)
+	if err := b.Proposals.Tick(context.Background()); err != nil || !b.Proposals.List("big_data")[0].Escalated {
+		t.Fatalf("not escalated after its deadline: %v %+v", err, b.Proposals.List("big_data")[0])
+	}
 	auth, authCSRF := signin("big_data")
 	resp, err := auth.Get(b.APIURL() + "/portal/proposals")
 	if err != nil {
@@ -243,7 +253,7 @@ func TestPortalProposals(t *testing.T) {
 	}
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(page), list[0].ID) || !strings.Contains(string(page), `value="approve"`) || !strings.Contains(string(page), "field qr_code string grade 1") {
+	if !strings.Contains(string(page), list[0].ID) || !strings.Contains(string(page), `value="approve"`) || !strings.Contains(string(page), "field qr_code string grade 1") || !strings.Contains(string(page), "（已逾期）") {
 		t.Fatalf("the authority's proposals page:\n%s", page)
 	}
 	if code, loc := post(auth, "/portal/review", url.Values{"csrf": {authCSRF}, "id": {list[0].ID}, "verdict": {"approve"}}); code != http.StatusSeeOther || !strings.Contains(loc, "done=") {
