@@ -441,7 +441,12 @@ func (s *Service) land(ctx context.Context) error {
 			continue
 		}
 		s.mu.Lock()
-		next := clone(d)
+		cur := s.all[d.ID]
+		if cur == nil || cur.State != Correcting || cur.Correction != d.Correction {
+			s.mu.Unlock() // closed meanwhile by a concurrent land (the tick and a caller's): once only
+			continue
+		}
+		next := clone(cur)
 		next.Receipts = receipts
 		switch {
 		case len(waiting) == 0: // every sink holding the item has it (a bus without sinks: at once)
