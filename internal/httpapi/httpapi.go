@@ -1,13 +1,17 @@
 // Package httpapi holds what the bus's JSON APIs for officers share: the
-// JSON answer, the error body, and authentication by a department's
-// bearer token (compared in constant time).
+// JSON answer, the error body, authentication by a department's bearer
+// token (compared in constant time), and an officer's call (Call).
 package httpapi
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -57,4 +61,55 @@ func Fail(w http.ResponseWriter, log *slog.Logger, what string, err error, statu
 	}
 	log.Error(what, "err", err)
 	Reply(w, http.StatusInternalServerError, Error{Error: err.Error()})
+}
+
+// StatusError is an API's refusal as a client sees it: the status and the
+// error body's message and field.
+type StatusError struct {
+	Status         int
+	Message, Field string
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.Message, e.Status) }
+
+// Call makes one officer's call to a bus's JSON API (base: its URL):
+// body, when not nil, sent as JSON; the bearer token. It returns the
+// answer's body, or a *StatusError for a status of 300 or more.
+func Call(ctx context.Context, hc *http.Client, base, token, method, path string, body any) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		var e Error
+		if json.Unmarshal(raw, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(raw))
+		}
+		return nil, &StatusError{Status: resp.StatusCode, Message: e.Error, Field: e.Field}
+	}
+	return raw, nil
 }

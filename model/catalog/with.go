@@ -5,23 +5,32 @@ import "encoding/json"
 // WithItem is the catalog with it added, or in place of the item of its
 // code, validated as Load validates (the whole catalog: a change may break
 // a theme's view or a shared list). The receiver is not changed.
-func (c *Catalog) WithItem(it *Item) (*Catalog, error) {
+func (c *Catalog) WithItem(it *Item) (*Catalog, error) { return c.WithItems(it) }
+
+// WithItems is WithItem for several items, validated once.
+func (c *Catalog) WithItems(items ...*Item) (*Catalog, error) {
+	by := make(map[string]*Item, len(items))
+	for _, it := range items {
+		by[it.Code] = it
+	}
 	n := *c
-	n.Items = make([]*Item, 0, len(c.Items)+1)
-	replaced := false
+	n.Items = make([]*Item, 0, len(c.Items)+len(items))
 	for _, old := range c.Items {
 		cp := *old
-		if old.Code == it.Code {
+		if it, ok := by[old.Code]; ok {
 			cp = *it
 			cp.file = old.file
-			replaced = true
+			delete(by, old.Code)
 		}
 		n.Items = append(n.Items, &cp)
 	}
-	if !replaced {
-		cp := *it
-		cp.file = "items/" + it.Code + ".json"
-		n.Items = append(n.Items, &cp)
+	for _, it := range items { // new ones, in the order given
+		if _, ok := by[it.Code]; ok {
+			cp := *it
+			cp.file = "items/" + it.Code + ".json"
+			n.Items = append(n.Items, &cp)
+			delete(by, it.Code)
+		}
 	}
 	n.Themes = make([]*Theme, len(c.Themes))
 	for i, th := range c.Themes {

@@ -40,6 +40,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -371,7 +372,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	return nil
 }
 
-func itoa(p int32) string { return fmt.Sprint(p) }
+func itoa(p int32) string { return strconv.FormatInt(int64(p), 10) }
 
 // ReadGroup is the consumer group the bridge reports its reads under on
 // the upstream bus (this bus's department's there: "<dept>.bridge"), so

@@ -1,18 +1,16 @@
 package bridge
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/jutong/jutong/internal/httpapi"
 	"github.com/jutong/jutong/model/topicname"
 	"github.com/jutong/jutong/server/dispute"
 )
@@ -90,14 +88,14 @@ func (b *Bridge) relayOnce(ctx context.Context) error {
 				Claim: fmt.Sprintf("%s（%s 总线 %s 提出，疑义 %s）", d.Claim, b.cfg.Catalog.BusName(), d.RaisedBy, d.ID)}
 			var up dispute.Dispute
 			if err := call(ctx, o.UpstreamHTTP, o.UpstreamAPI, o.UpstreamToken, "POST", "/v1/disputes", req, &up); err != nil {
-				var he *httpError
-				if !errors.As(err, &he) || he.code >= 500 {
+				var he *httpapi.StatusError
+				if !errors.As(err, &he) || he.Status >= 500 {
 					return fmt.Errorf("raise %s upstream: %w", d.ID, err)
 				}
 				// Refused upstream (the grant there no longer covers it,
 				// say): answered here with the upstream's reason.
 				r.State = "refused"
-				reason := fmt.Sprintf("上游 %s 总线不受理此疑义 (the upstream bus %s refuses it): %s", b.bus, b.bus, he.body)
+				reason := fmt.Sprintf("上游 %s 总线不受理此疑义 (the upstream bus %s refuses it): %s", b.bus, b.bus, he.Message)
 				if err := call(ctx, o.DownstreamHTTP, o.DownstreamAPI, o.DownstreamToken, "POST", "/v1/disputes/"+d.ID+"/reject", map[string]string{"reason": reason}, nil); err != nil {
 					return fmt.Errorf("answer %s: %w", d.ID, err)
 				}
@@ -179,47 +177,14 @@ func (b *Bridge) saveRelay(ctx context.Context, r *Relay) error {
 	return nil
 }
 
-type httpError struct {
-	code int
-	body string
-}
-
-func (e *httpError) Error() string { return fmt.Sprintf("%d: %s", e.code, e.body) }
-
-// call makes one officer's call to a bus's API.
+// call makes one officer's call and decodes the answer into out (when
+// not nil).
 func call(ctx context.Context, hc *http.Client, api, token, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(cctx, method, strings.TrimSuffix(api, "/")+path, rd)
-	if err != nil {
+	raw, err := httpapi.Call(cctx, hc, api, token, method, path, body)
+	if err != nil || out == nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode >= 300 {
-		return &httpError{code: resp.StatusCode, body: strings.TrimSpace(string(raw))}
-	}
-	if out != nil {
-		return json.Unmarshal(raw, out)
-	}
-	return nil
+	return json.Unmarshal(raw, out)
 }

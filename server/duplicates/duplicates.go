@@ -84,49 +84,84 @@ func subjects(it *catalog.Item) map[string][]string {
 // are left out.
 func Candidates(cat *catalog.Catalog) []Candidate {
 	var out []Candidate
-	items := slices.DeleteFunc(slices.Clone(cat.Items), func(it *catalog.Item) bool { return it.Upstream != nil })
+	items := collected(cat)
 	for i, a := range items {
-		sa := subjects(a)
 		for _, b := range items[i+1:] {
-			sb := subjects(b)
-			for _, kind := range []string{field.CitizenID, field.USCC} {
-				if len(sa[kind]) == 0 || len(sb[kind]) == 0 || len(sa[kind]) > 1 || len(sb[kind]) > 1 {
-					continue // about no such subject, or about several (whose?)
-				}
-				for _, fa := range a.Fields {
-					if isIdentifier(fa) {
-						continue
-					}
-					for _, fb := range b.Fields {
-						if isIdentifier(fb) || fa.Type != fb.Type {
-							continue
-						}
-						c := Candidate{A: Side{a.Code, a.Source, fa.Name, sa[kind][0]}, B: Side{b.Code, b.Source, fb.Name, sb[kind][0]}, Kind: kind}
-						if fa.Name == fb.Name {
-							c.Score += 2
-							c.Evidence = append(c.Evidence, "same name "+fa.Name)
-						}
-						if fa.Title == fb.Title {
-							c.Score += 2
-							c.Evidence = append(c.Evidence, "same title "+fa.Title)
-						}
-						if c.Score == 0 {
-							continue
-						}
-						c.Score++
-						c.Evidence = append(c.Evidence, "same type "+string(fa.Type))
-						if a.Source != b.Source {
-							c.Score++
-							c.Evidence = append(c.Evidence, fmt.Sprintf("two departments (%s, %s)", a.Source, b.Source))
-						}
-						out = append(out, c)
-					}
-				}
-			}
+			out = append(out, pair(a, b)...)
 		}
 	}
 	rank(out)
 	return out
+}
+
+// CandidatesOf is Candidates for the pairs of one item (it, as side A)
+// with every other: what a proposal of it brings, without pairing the
+// whole catalog.
+func CandidatesOf(cat *catalog.Catalog, it *catalog.Item) []Candidate {
+	var out []Candidate
+	if it.Upstream != nil {
+		return nil
+	}
+	for _, b := range collected(cat) {
+		if b.Code != it.Code {
+			out = append(out, pair(it, b)...)
+		}
+	}
+	rank(out)
+	return out
+}
+
+// collected are the items this bus collects (not those received).
+func collected(cat *catalog.Catalog) []*catalog.Item {
+	return slices.DeleteFunc(slices.Clone(cat.Items), func(it *catalog.Item) bool { return it.Upstream != nil })
+}
+
+// pair lists the candidates of two items: for each kind of subject both
+// are about (one identifier field each), each two non-identifier fields of
+// the same type with the same name or title.
+func pair(a, b *catalog.Item) []Candidate {
+	var out []Candidate
+	sa, sb := subjects(a), subjects(b)
+	for _, kind := range []string{field.CitizenID, field.USCC} {
+		if len(sa[kind]) != 1 || len(sb[kind]) != 1 {
+			continue // about no such subject, or about several (whose?)
+		}
+		for _, fa := range a.Fields {
+			for _, fb := range b.Fields {
+				if c, ok := match(a, b, fa, fb); ok {
+					c.Kind, c.A.Subject, c.B.Subject = kind, sa[kind][0], sb[kind][0]
+					out = append(out, c)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// match scores two fields by the catalog's evidence.
+func match(a, b *catalog.Item, fa, fb *catalog.Field) (Candidate, bool) {
+	if isIdentifier(fa) || isIdentifier(fb) || fa.Type != fb.Type {
+		return Candidate{}, false
+	}
+	c := Candidate{A: Side{Item: a.Code, Source: a.Source, Field: fa.Name}, B: Side{Item: b.Code, Source: b.Source, Field: fb.Name}}
+	if fa.Name == fb.Name {
+		c.Score += 2
+		c.Evidence = append(c.Evidence, "same name "+fa.Name)
+	}
+	if fa.Title == fb.Title {
+		c.Score += 2
+		c.Evidence = append(c.Evidence, "same title "+fa.Title)
+	}
+	if c.Score == 0 {
+		return Candidate{}, false
+	}
+	c.Score++
+	c.Evidence = append(c.Evidence, "same type "+string(fa.Type))
+	if a.Source != b.Source {
+		c.Score++
+		c.Evidence = append(c.Evidence, fmt.Sprintf("two departments (%s, %s)", a.Source, b.Source))
+	}
+	return c, true
 }
 
 func isIdentifier(f *catalog.Field) bool {

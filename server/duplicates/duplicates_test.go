@@ -92,3 +92,30 @@ func TestPlantedDuplicates(t *testing.T) {
 		t.Fatalf("the permits' divisions: %+v", c)
 	}
 }
+
+// TestCandidatesOf: one item's candidates are those of the whole catalog
+// that involve it (what a proposal is shown), for every sample item.
+func TestCandidatesOf(t *testing.T) {
+	cat, _ := catalog.Sample()
+	all := Candidates(cat)
+	for _, it := range cat.Items {
+		want := map[string]bool{}
+		for _, c := range all {
+			switch it.Code {
+			case c.A.Item:
+				want[c.A.Field+"~"+c.B.Item+"."+c.B.Field] = true
+			case c.B.Item:
+				want[c.B.Field+"~"+c.A.Item+"."+c.A.Field] = true
+			}
+		}
+		got := CandidatesOf(cat, it)
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d candidates, the catalog's %d", it.Code, len(got), len(want))
+		}
+		for _, c := range got {
+			if c.A.Item != it.Code || !want[c.A.Field+"~"+c.B.Item+"."+c.B.Field] {
+				t.Fatalf("%s: %+v is not the catalog's", it.Code, c)
+			}
+		}
+	}
+}

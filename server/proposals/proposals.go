@@ -177,15 +177,26 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		cl.Close()
 		return nil, fmt.Errorf("proposals: load: %w", err)
 	}
-	for code := range s.versions {
-		vs := s.versions[code]
+	var latest []*catalog.Item
+	for _, vs := range s.versions {
 		sort.Slice(vs, func(i, j int) bool { return vs[i].Version < vs[j].Version })
-		next, err := s.cat.WithItem(vs[len(vs)-1].Def)
-		if err != nil {
-			cfg.Log.Warn("proposals: an approved version no longer fits the catalog's files: the files' catalog stands for it", "item", code, "version", vs[len(vs)-1].Version, "err", err)
-			continue
+		latest = append(latest, vs[len(vs)-1].Def)
+	}
+	if len(latest) > 0 {
+		// One validation for all of them; should one no longer fit the
+		// files (edited by hand since), each is tried alone and the files'
+		// catalog stands for those that do not.
+		if next, err := s.cat.WithItems(latest...); err == nil {
+			s.cat = next
+		} else {
+			for _, it := range latest {
+				if next, err := s.cat.WithItem(it); err != nil {
+					cfg.Log.Warn("proposals: an approved version no longer fits the catalog's files: the files' catalog stands for it", "item", it.Code, "err", err)
+				} else {
+					s.cat = next
+				}
+			}
 		}
-		s.cat = next
 	}
 	return s, nil
 }
@@ -267,15 +278,9 @@ func (s *Service) Propose(ctx context.Context, dept string, item *catalog.Item, 
 // brings: those of the proposed item's new or changed fields.
 func duplicatesOf(cat *catalog.Catalog, old, it *catalog.Item) []duplicates.Candidate {
 	var out []duplicates.Candidate
-	for _, c := range duplicates.Candidates(cat) {
-		side := c.A
-		if c.B.Item == it.Code {
-			side = c.B
-		} else if c.A.Item != it.Code {
-			continue
-		}
+	for _, c := range duplicates.CandidatesOf(cat, it) {
 		if old != nil {
-			if of, nf := old.Field(side.Field), it.Field(side.Field); of != nil && nf != nil && of.Title == nf.Title && of.Type == nf.Type {
+			if of, nf := old.Field(c.A.Field), it.Field(c.A.Field); of != nil && nf != nil && of.Title == nf.Title && of.Type == nf.Type {
 				continue // collected before the proposal: not what it brings
 			}
 		}

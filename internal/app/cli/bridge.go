@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -181,7 +180,7 @@ func runBridge(ctx context.Context, args []string, out, errOut io.Writer) error 
 			return errors.New("relaying disputes needs --api, --officer-token, --upstream-api and --upstream-officer-token")
 		}
 		officers = &bridge.Officers{DownstreamAPI: b.api, DownstreamToken: b.token, UpstreamAPI: b.upAPI, UpstreamToken: b.upToken,
-			DownstreamHTTP: httpClient(downConn.TLS), UpstreamHTTP: httpClient(upConn.TLS)}
+			DownstreamHTTP: downConn.HTTPClient(), UpstreamHTTP: upConn.HTTPClient()}
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -204,15 +203,6 @@ func runBridge(ctx context.Context, args []string, out, errOut io.Writer) error 
 		fmt.Fprintf(out, "bridge %s -> %s: metrics on http://%s/metrics\n", d.Bus, cat.BusName(), ln.Addr())
 	}
 	return br.Run(ctx)
-}
-
-// httpClient trusts tc's roots (nil: the system's).
-func httpClient(tc *tls.Config) *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if tc != nil {
-		tr.TLSClientConfig = tc.Clone()
-	}
-	return &http.Client{Timeout: time.Minute, Transport: tr}
 }
 
 // bridgeItem prints the received item's file for an upstream item.

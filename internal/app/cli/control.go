@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"github.com/jutong/jutong/internal/app/grants"
 	"github.com/jutong/jutong/internal/app/stack"
 	"github.com/jutong/jutong/internal/cmdflag"
+	"github.com/jutong/jutong/internal/httpapi"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/tlsca"
 	"github.com/jutong/jutong/pipeline/feed"
@@ -89,31 +89,7 @@ func (c *controlFlags) call(ctx context.Context, method, path string, body any) 
 	if err != nil {
 		return nil, err
 	}
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.api, "/")+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		var e struct{ Error string }
-		_ = json.Unmarshal(raw, &e)
-		return nil, fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
-	}
-	return raw, nil
+	return httpapi.Call(ctx, hc, c.api, tok, method, path, body)
 }
 
 func splitList(s string) []string {

@@ -2,7 +2,6 @@ package federation
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/internal/freeport"
+	"github.com/jutong/jutong/internal/httpapi"
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/localsvc"
 	"github.com/jutong/jutong/internal/synth"
@@ -533,42 +533,24 @@ func (b *Bus) Publisher(ctx context.Context, dept string) (*producers.Publisher,
 }
 
 // Call makes an officer's call to the bus's HTTP API as dept, decoding
-// the answer into out; it returns the status.
-func (b *Bus) Call(ctx context.Context, dept, method, path string, body, out any) (int, error) {
+// the answer into out (when not nil).
+func (b *Bus) Call(ctx context.Context, dept, method, path string, body, out any) error {
 	hc, err := b.HTTPClient()
 	if err != nil {
-		return 0, err
+		return err
 	}
 	toks, err := b.Officers()
 	if err != nil {
-		return 0, err
+		return err
 	}
-	var rd io.Reader
-	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
-			return 0, err
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, b.API+path, rd)
+	raw, err := httpapi.Call(ctx, hc, b.API, toks[dept], method, path, body)
 	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+toks[dept])
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		return resp.StatusCode, fmt.Errorf("%s %s as %s: %d %s", method, path, dept, resp.StatusCode, raw)
+		return fmt.Errorf("%s %s as %s: %w", method, path, dept, err)
 	}
 	if out != nil {
-		return resp.StatusCode, json.Unmarshal(raw, out)
+		return json.Unmarshal(raw, out)
 	}
-	return resp.StatusCode, nil
+	return nil
 }
 
 // Correction is what CorrectAcross did: the district's dispute, the city's
@@ -588,25 +570,25 @@ func (f *Federation) CorrectAcross(ctx context.Context, i int, target *schemas.E
 	const enterprise = "legal_person.enterprise_registration"
 	d := f.Districts[i]
 	var app control.Application
-	if _, err := d.Call(ctx, "civil_affairs", "POST", "/v1/applications", control.Request{Item: enterprise, Purpose: "社会救助对象经营情况核查"}, &app); err != nil {
+	if err := d.Call(ctx, "civil_affairs", "POST", "/v1/applications", control.Request{Item: enterprise, Purpose: "社会救助对象经营情况核查"}, &app); err != nil {
 		return nil, err
 	}
 	for _, by := range []string{d.Catalog.Authority, CityDepartment} {
 		if app.State != control.Granted {
-			if _, err := d.Call(ctx, by, "POST", "/v1/applications/"+app.ID+"/approve", control.Verdict{Reason: "同意"}, &app); err != nil {
+			if err := d.Call(ctx, by, "POST", "/v1/applications/"+app.ID+"/approve", control.Verdict{Reason: "同意"}, &app); err != nil {
 				return nil, err
 			}
 		}
 	}
 	var raised dispute.Dispute
-	if _, err := d.Call(ctx, "civil_affairs", "POST", "/v1/disputes", dispute.Request{Item: enterprise, Key: target.Key, Fields: []string{"name"}, Claim: "企业名称已变更，登记信息未更新"}, &raised); err != nil {
+	if err := d.Call(ctx, "civil_affairs", "POST", "/v1/disputes", dispute.Request{Item: enterprise, Key: target.Key, Fields: []string{"name"}, Claim: "企业名称已变更，登记信息未更新"}, &raised); err != nil {
 		return nil, err
 	}
 	deadline := time.Now().Add(wait)
 	var up dispute.Dispute
 	for up.ID == "" {
 		var list []dispute.Dispute
-		if _, err := f.City.Call(ctx, "market_supervision", "GET", "/v1/disputes", nil, &list); err != nil {
+		if err := f.City.Call(ctx, "market_supervision", "GET", "/v1/disputes", nil, &list); err != nil {
 			return nil, err
 		}
 		for _, x := range list {
@@ -633,7 +615,7 @@ func (f *Federation) CorrectAcross(ctx context.Context, i int, target *schemas.E
 	}
 	var down dispute.Dispute
 	for down.State != dispute.Corrected {
-		if _, err := d.Call(ctx, "civil_affairs", "GET", "/v1/disputes/"+raised.ID, nil, &down); err != nil {
+		if err := d.Call(ctx, "civil_affairs", "GET", "/v1/disputes/"+raised.ID, nil, &down); err != nil {
 			return nil, err
 		}
 		if time.Now().After(deadline) {
