@@ -735,7 +735,10 @@ func (b *Bridge) forward(ctx context.Context, code string, recs []*kgo.Record) (
 			prov.Department = dept
 			return prov.String()
 		}, src, now)
-		if err != nil {
+		if err != nil || len(v)+5 > view.Item.RecordLimit() {
+			// Unreadable, or too large for the item here: the slow way
+			// keeps it with its rule (record.size), and nothing stalls
+			// on a record Kafka would refuse.
 			return nil, false
 		}
 		out = append(out, producers.Encoded{Key: string(r.Key), Payload: v})

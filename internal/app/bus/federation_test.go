@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/jutong/jutong/connect"
 	"github.com/jutong/jutong/internal/app/bus"
@@ -22,6 +23,7 @@ import (
 	"github.com/jutong/jutong/internal/kafkaconn"
 	"github.com/jutong/jutong/internal/testenv"
 	"github.com/jutong/jutong/model/catalog"
+	"github.com/jutong/jutong/model/inbox"
 	"github.com/jutong/jutong/model/quarantine"
 	"github.com/jutong/jutong/model/rules"
 	"github.com/jutong/jutong/model/topicname"
@@ -203,6 +205,36 @@ func TestFederationBridge(t *testing.T) {
 	if res, _ := forger.Publish(context.Background(), resident, forged); !isRule(res[0].Err, rules.UpstreamProvenance) {
 		t.Fatalf("a forged provenance: %v", res[0].Err)
 	}
+	// The same with a raw franz-go client, past the SDK's own check: a
+	// record well encoded under the item's registered schema, claiming
+	// another upstream item; the door itself refuses it.
+	rawForged := receivedEvent(it, "00000000-0000-4000-8000-00000000f003", upstream.Provenance{Bus: federation.CityBus, Department: "public_security", Item: "population.deaths", Topic: "x", Partition: 0, Offset: 2}.String())
+	rawForged.Source, rawForged.EventTime, rawForged.PublishTime = schemas.Source{Department: federation.CityDepartment}, time.Now(), time.Now()
+	sch, err := schemas.For(it)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := sr.NewClient(sr.URLs(dist.RegistryURL()), sr.BasicAuth(dp, dist.Credentials[dp]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := rc.LookupSchema(context.Background(), it.Subject(), sr.Schema{Schema: sch.JSON, Type: sr.TypeAvro})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := sch.Encode(rawForged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rawCl, err := kafkaconn.Config{Brokers: dist.Kafka().Brokers, User: dp, Password: dist.Credentials[dp]}.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rawCl.ProduceSync(context.Background(), &kgo.Record{Topic: topicname.Inbox(federation.CityDepartment), Key: []byte(rawForged.Key),
+		Value: schemas.Frame(nil, ss.ID, payload), Headers: []kgo.RecordHeader{{Key: inbox.HeaderItem, Value: []byte(resident)}}}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	rawCl.Close()
 	civil := distCat.Department("civil_affairs").Principal
 	other, err := producers.New(context.Background(), distCat, "civil_affairs", connect.Config{Brokers: dist.Kafka().Brokers, User: civil, Password: dist.Credentials[civil], Registry: dist.RegistryURL()})
 	if err != nil {
@@ -213,11 +245,19 @@ func TestFederationBridge(t *testing.T) {
 	if res, _ := other.Publish(context.Background(), resident, own); !isRule(res[0].Err, rules.SourceOwner) {
 		t.Fatalf("a district department writing the received item: %v", res[0].Err)
 	}
-	// Both are kept in the district's quarantine, with their rules, and so
-	// are the enterprises that do not fit the item here.
-	kept := quarantined(t, dist, 2+len(abnormals))
-	if kept[rules.UpstreamProvenance] != 1 || kept[rules.SourceOwner] != 1 || kept[rules.UpstreamSchema] != len(abnormals) {
+	// All are kept in the district's quarantine, with their rules, and so
+	// are the records that do not fit the item here; none reached the
+	// item's topic.
+	kept := quarantined(t, dist, 3+len(abnormals))
+	if kept[rules.UpstreamProvenance] != 2 || kept[rules.SourceOwner] != 1 || kept[rules.UpstreamSchema] != len(abnormals) {
 		t.Fatalf("kept: %v", kept)
+	}
+	if err := kafkaconn.ReadAll(context.Background(), dist.KafkaOpts(), resident, func(r *kgo.Record) {
+		if strings.Contains(string(r.Value), "00000000-0000-4000-8000-00000000f00") {
+			t.Errorf("a refused record reached %s at offset %d", resident, r.Offset)
+		}
+	}); err != nil {
+		t.Fatal(err)
 	}
 	if got := sumSeries(t, reg, "jutong_bridge_records_total", "outcome", "kept"); got != float64(len(abnormals)) {
 		t.Fatalf("kept %v", got)
