@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -114,6 +116,10 @@ func TestFederationBridge(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- br.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done; br.Close() })
+	// A real Prometheus scrapes the bridge (as job jutong-bridge would).
+	metricsSrv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	t.Cleanup(metricsSrv.Close)
+	prom := testenv.Prometheus(t, strings.TrimPrefix(metricsSrv.URL, "http://"), "")
 
 	// Every resident lands once in the district, masked, with provenance.
 	pg, err := pgx.Connect(context.Background(), dist.PostgresDSN())
@@ -393,6 +399,34 @@ func TestFederationBridge(t *testing.T) {
 	// Every metric the federation's dashboard and alerts name is one the
 	// bridge exports.
 	checkFederationMetrics(t, reg)
+	// Every panel of the federation dashboard answers with data in a real
+	// Prometheus, and the stopped-item alert's condition holds for the
+	// revoked and the never-granted items.
+	if prom != "" {
+		raw, err := os.ReadFile("../../../dashboards/federation/jutong-federation.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dash struct {
+			Panels []struct {
+				Title   string
+				Targets []struct{ Expr string }
+			}
+		}
+		if err := json.Unmarshal(raw, &dash); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range dash.Panels {
+			for _, tg := range p.Targets {
+				if n, err := testenv.PromQueryEventually(prom, tg.Expr, 30*time.Second); err != nil || n == 0 {
+					t.Errorf("panel %q: %s returned %d series (%v)", p.Title, tg.Expr, n, err)
+				}
+			}
+		}
+		if n, err := testenv.PromQueryEventually(prom, `max by (bus, item) (jutong_bridge_flowing) == 0`, 30*time.Second); err != nil || n != 2 {
+			t.Errorf("JutongBridgeItemStopped's condition: %d series (%v), want 2 (revoked, never granted)", n, err)
+		}
+	}
 
 	// The state is in the ledger, for the receiving bus's operators.
 	st, err := bridge.ReadStatus(context.Background(), dist.KafkaOpts(), federation.CityDepartment)
